@@ -1,0 +1,2 @@
+// Provisional: safetensors reader/writer land with the foundation issue.
+#include "ling/core/safetensors.h"

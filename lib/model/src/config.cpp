@@ -1,0 +1,2 @@
+// Provisional: config parsing lands with the foundation issue.
+#include "ling/model/config.h"

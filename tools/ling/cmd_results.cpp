@@ -1,0 +1,12 @@
+// `ling results`: not implemented yet (owned by its issue); says so with a non-zero exit.
+#include "commands.h"
+#include "ling/core/error.h"
+
+namespace ling {
+Command register_results(CLI::App& app) {
+  Command c;
+  c.app = app.add_subcommand("results", "(not implemented yet)");
+  c.run = [](Context&) -> int { LING_THROW("'ling results' is not implemented yet"); };
+  return c;
+}
+}  // namespace ling
