@@ -1,0 +1,162 @@
+// SHA-256 (FIPS 180-4), the platform-independent RNG and size parsing declared in ling/eval/util.h.
+#include "ling/eval/util.h"
+
+#include <array>
+#include <charconv>
+#include <cstring>
+
+#include "ling/core/error.h"
+
+namespace ling::eval {
+namespace {
+
+constexpr std::array<uint32_t, 64> kK = {
+    0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5, 0xd807aa98,
+    0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786,
+    0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8,
+    0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13,
+    0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819,
+    0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a,
+    0x5b9cca4f, 0x682e6ff3, 0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+    0xc67178f2};
+
+uint32_t rotr(uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+
+void compress(std::array<uint32_t, 8>& h, const unsigned char* block) {
+  uint32_t w[64];
+  for (int i = 0; i < 16; ++i)
+    w[i] = uint32_t(block[4 * i]) << 24 | uint32_t(block[4 * i + 1]) << 16 | uint32_t(block[4 * i + 2]) << 8 |
+           uint32_t(block[4 * i + 3]);
+  for (int i = 16; i < 64; ++i) {
+    uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+    uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+    w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+  }
+  uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4], f = h[5], g = h[6], hh = h[7];
+  for (int i = 0; i < 64; ++i) {
+    uint32_t t1 = hh + (rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25)) + ((e & f) ^ (~e & g)) + kK[i] + w[i];
+    uint32_t t2 = (rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22)) + ((a & b) ^ (a & c) ^ (b & c));
+    hh = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
+  }
+  h[0] += a; h[1] += b; h[2] += c; h[3] += d; h[4] += e; h[5] += f; h[6] += g; h[7] += hh;
+}
+
+}  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  std::array<uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                               0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
+  size_t n = bytes.size(), i = 0;
+  for (; i + 64 <= n; i += 64) compress(h, p + i);
+  unsigned char tail[128] = {};
+  size_t rest = n - i;
+  std::memcpy(tail, p + i, rest);
+  tail[rest] = 0x80;
+  size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
+  uint64_t bits = uint64_t(n) * 8;
+  for (int k = 0; k < 8; ++k) tail[tail_len - 1 - k] = static_cast<unsigned char>(bits >> (8 * k));
+  compress(h, tail);
+  if (tail_len == 128) compress(h, tail + 64);
+  static const char* hex = "0123456789abcdef";
+  std::string out(64, '0');
+  for (int k = 0; k < 8; ++k)
+    for (int j = 0; j < 8; ++j) out[8 * k + j] = hex[(h[k] >> (28 - 4 * j)) & 0xf];
+  return out;
+}
+
+std::string sha256_ids(std::span<const int32_t> ids) {
+  std::string bytes(ids.size() * 4, '\0');
+  for (size_t i = 0; i < ids.size(); ++i) {
+    uint32_t v = static_cast<uint32_t>(ids[i]);
+    for (int k = 0; k < 4; ++k) bytes[4 * i + k] = static_cast<char>((v >> (8 * k)) & 0xff);
+  }
+  return sha256_hex(bytes);
+}
+
+uint64_t Rng::next() {
+  uint64_t z = (state_ += 0x9e3779b97f4a7c15ULL);
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+Rng Rng::derive(uint64_t seed, std::string_view label, uint64_t index) {
+  // FNV-1a of the label mixed with seed and index, then scrambled by one splitmix step.
+  uint64_t h = 0xcbf29ce484222325ULL;
+  for (unsigned char c : label) h = (h ^ c) * 0x100000001b3ULL;
+  Rng r(seed ^ (h * 0x9e3779b97f4a7c15ULL) ^ (index + 0x632be59bd9b4e019ULL) * 0xd1b54a32d192ed03ULL);
+  r.next();
+  return r;
+}
+
+uint64_t Rng::below(uint64_t n) {
+  LING_CHECK(n > 0, "Rng::below: empty range");
+  uint64_t limit = ~uint64_t(0) - (~uint64_t(0) % n);  // reject the biased tail
+  for (;;) {
+    uint64_t v = next();
+    if (v < limit) return v % n;
+  }
+}
+
+int64_t Rng::range(int64_t lo, int64_t hi) {
+  LING_CHECK(lo <= hi, "Rng::range: lo ", lo, " > hi ", hi);
+  return lo + static_cast<int64_t>(below(static_cast<uint64_t>(hi - lo) + 1));
+}
+
+double Rng::uniform() { return static_cast<double>(next() >> 11) * (1.0 / 9007199254740992.0); }
+
+int64_t parse_size(std::string_view text) {
+  std::string_view s = text;
+  while (!s.empty() && s.front() == ' ') s.remove_prefix(1);
+  while (!s.empty() && s.back() == ' ') s.remove_suffix(1);
+  int64_t mult = 1;
+  if (!s.empty() && (s.back() == 'K' || s.back() == 'k')) mult = 1024, s.remove_suffix(1);
+  else if (!s.empty() && (s.back() == 'M' || s.back() == 'm')) mult = 1024 * 1024, s.remove_suffix(1);
+  int64_t v = 0;
+  auto [ptr, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  LING_CHECK(!s.empty() && ec == std::errc() && ptr == s.data() + s.size() && v > 0,
+             "bad size '", text, "': expected a positive integer with an optional K or M suffix (e.g. 4K)");
+  return v * mult;
+}
+
+std::vector<int64_t> parse_size_list(std::string_view csv) {
+  std::vector<int64_t> out;
+  size_t start = 0;
+  while (start <= csv.size()) {
+    size_t end = csv.find(',', start);
+    if (end == std::string_view::npos) end = csv.size();
+    out.push_back(parse_size(csv.substr(start, end - start)));
+    start = end + 1;
+  }
+  return out;
+}
+
+std::vector<double> parse_double_list(std::string_view csv) {
+  std::vector<double> out;
+  size_t start = 0;
+  while (start <= csv.size()) {
+    size_t end = csv.find(',', start);
+    if (end == std::string_view::npos) end = csv.size();
+    std::string item(csv.substr(start, end - start));
+    size_t used = 0;
+    double v = 0;
+    try {
+      v = std::stod(item, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    LING_CHECK(!item.empty() && used == item.size(), "bad number '", item, "' in list '", csv, "'");
+    out.push_back(v);
+    start = end + 1;
+  }
+  return out;
+}
+
+std::string format_size(int64_t tokens) {
+  if (tokens >= 1024 * 1024 && tokens % (1024 * 1024) == 0) return cat(tokens / (1024 * 1024), "M");
+  if (tokens >= 1024 && tokens % 1024 == 0) return cat(tokens / 1024, "K");
+  return cat(tokens);
+}
+
+}  // namespace ling::eval
