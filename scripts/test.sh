@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup-deps.sh
+bash scripts/fetch-test-data.sh
 bash scripts/build.sh "$@"
 cd build
 ctest --output-on-failure -j "$(nproc)" --timeout 1200
