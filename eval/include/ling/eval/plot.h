@@ -1,0 +1,26 @@
+// Standalone SVG plots of stored metrics (no scripts, no external fonts or files):
+//  - score vs context length: one line per (run, task) from buckets "ctx=N" (log2 x axis, 0-100 y axis);
+//  - depth x length heatmap per (run, task) from buckets "ctx=N,depth=D" (cell colour red 0 -> green 100);
+//  - bars per perplexity/KLD metric (ppl, bits_per_byte, kld_mean, kld_p99, same_top_pct, ppl_ratio), one
+//    bar per run.
+// Every panel has a title and labelled axes. write_file_atomic writes temp + rename.
+#pragma once
+#include <string>
+#include <vector>
+
+namespace ling::eval {
+
+struct PlotRow {
+  std::string run;     // label shown in legends (e.g. a short run id)
+  std::string task;
+  std::string name;    // metric name
+  std::string bucket;
+  double value = 0;
+};
+
+// Throws ling::Error when the rows hold nothing plottable.
+std::string render_svg(const std::vector<PlotRow>& rows, const std::string& title);
+
+void write_file_atomic(const std::string& path, const std::string& content);
+
+}  // namespace ling::eval
