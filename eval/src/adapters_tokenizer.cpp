@@ -1,0 +1,50 @@
+// ModelTokenizer (adapters.h): ling::Tokenizer + ChatTemplate stop ids behind TokenizerLike.
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "ling/core/error.h"
+#include "ling/eval/adapters.h"
+#include "ling/tokenizer/chat.h"
+
+namespace ling::eval {
+
+namespace {
+std::string tokenizer_path(const std::string& model_dir) {
+  std::filesystem::path p(model_dir);
+  if (std::filesystem::is_directory(p)) p /= "tokenizer.json";
+  LING_CHECK(std::filesystem::exists(p), p.string(), ": no tokenizer.json (ling eval needs the model's tokenizer)");
+  return p.string();
+}
+}  // namespace
+
+ModelTokenizer::ModelTokenizer(const std::string& model_dir)
+    : tok_(Tokenizer::load(tokenizer_path(model_dir))), path_(tokenizer_path(model_dir)) {
+  std::filesystem::path dir = std::filesystem::path(path_).parent_path();
+  eos_ = ChatTemplate::load(dir.string(), tok_).stop_ids();
+  std::ifstream f(dir / "tokenizer_config.json");
+  if (f.good()) {
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(f);
+    } catch (const std::exception& e) {
+      LING_THROW((dir / "tokenizer_config.json").string(), ": not valid JSON (", e.what(), ")");
+    }
+    if (j.value("add_bos_token", false) && j.contains("bos_token")) {
+      const auto& b = j["bos_token"];
+      std::string content = b.is_string() ? b.get<std::string>() : (b.is_object() ? b.value("content", "") : "");
+      auto id = tok_.token_to_id(content);
+      LING_CHECK(id.has_value(), (dir / "tokenizer_config.json").string(), ": bos_token '", content,
+                 "' is not in the vocabulary");
+      bos_ = *id;
+    }
+  }
+}
+
+std::vector<int32_t> ModelTokenizer::encode(const std::string& text) const { return tok_.encode(text, false); }
+
+std::string ModelTokenizer::decode(std::span<const int32_t> ids) const {
+  return tok_.decode(std::vector<int32_t>(ids.begin(), ids.end()));
+}
+
+}  // namespace ling::eval
