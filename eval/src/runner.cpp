@@ -3,6 +3,7 @@
 #include "ling/eval/runner.h"
 
 #include <cmath>
+#include <cstdio>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <set>
@@ -220,6 +221,47 @@ std::vector<MetricRecord> run_text_task(const TaskInfo& info, const std::string&
     }
   }
   for (const auto& m : out) sink.put_metric(m);
+  return out;
+}
+
+}  // namespace ling::eval
+
+namespace ling::eval {
+
+void MemorySink::begin_task(const TaskInfo& task) {
+  for (auto& e : entries)
+    if (e.task.name == task.name && e.task.params_json == task.params_json) {
+      std::swap(e, entries.back());
+      return;
+    }
+  entries.push_back({task, {}, {}});
+}
+
+std::vector<SampleRecord> MemorySink::stored_samples() {
+  LING_CHECK(!entries.empty(), "internal error: MemorySink used before begin_task");
+  return entries.back().samples;
+}
+
+void MemorySink::put_sample(const SampleRecord& s) {
+  LING_CHECK(!entries.empty(), "internal error: MemorySink used before begin_task");
+  entries.back().samples.push_back(s);
+}
+
+void MemorySink::put_metric(const MetricRecord& m) {
+  LING_CHECK(!entries.empty(), "internal error: MemorySink used before begin_task");
+  entries.back().metrics.push_back(m);
+}
+
+std::string format_metrics(const std::string& task, const std::vector<MetricRecord>& metrics) {
+  std::string out;
+  char line[256];
+  for (const auto& m : metrics) {
+    char pm[48] = "";
+    if (m.stderr_ >= 0) std::snprintf(pm, sizeof pm, " ± %.3g", m.stderr_);
+    std::snprintf(line, sizeof line, "%-16s %-22s %-24s %12.6g%s  (n=%lld)\n", task.c_str(), m.name.c_str(),
+                  m.bucket.empty() ? "-" : m.bucket.c_str(), m.value, pm, static_cast<long long>(m.n));
+    out += line;
+  }
   return out;
 }
 

@@ -29,3 +29,16 @@ class ModelTokenizer : public TokenizerLike {
 };
 
 }  // namespace ling::eval
+
+namespace ling::eval {
+
+// The engine behind LogitsSource for one model folder. backend: "cpu" | "cuda". max_positions bounds the
+// KV/state cache it allocates (prompt + generated tokens). device() names what it runs on.
+class EngineModel : public LogitsSource {
+ public:
+  virtual std::string device() const = 0;
+};
+std::unique_ptr<EngineModel> open_engine_model(const std::string& model_dir, const std::string& backend,
+                                               int64_t max_positions);
+
+}  // namespace ling::eval

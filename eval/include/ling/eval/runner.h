@@ -51,6 +51,24 @@ class ResultSink {
   virtual void put_metric(const MetricRecord& m) = 0;
 };
 
+// Keeps everything in memory (ling eval --no-db, tests).
+class MemorySink : public ResultSink {
+ public:
+  void begin_task(const TaskInfo& task) override;
+  std::vector<SampleRecord> stored_samples() override;
+  void put_sample(const SampleRecord& s) override;
+  void put_metric(const MetricRecord& m) override;
+  struct Entry {
+    TaskInfo task;
+    std::vector<SampleRecord> samples;
+    std::vector<MetricRecord> metrics;
+  };
+  std::vector<Entry> entries;
+};
+
+// Human-readable metric table: task, metric, bucket, value (± stderr), n.
+std::string format_metrics(const std::string& task, const std::vector<MetricRecord>& metrics);
+
 struct RunOptions {
   bool keep_prompt_text = false;  // store decoded prompts (large for long contexts)
   bool progress = true;           // progress bar on stderr when it is a terminal
