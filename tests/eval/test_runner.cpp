@@ -15,7 +15,7 @@ using ling::eval::test::ScriptedModel;
 
 namespace {
 
-class MemorySink : public ResultSink {
+class TestSink : public ResultSink {
  public:
   void begin_task(const TaskInfo& t) override { task_ = t.name + "|" + t.params_json; }
   std::vector<SampleRecord> stored_samples() override {
@@ -59,7 +59,7 @@ TEST(Runner, ScriptedAnswersScorePerBucket) {
     bool right = s.context_tokens == 1024 || s.depth_pct == 0;
     model.learn(s.prompt, right ? " " + s.targets[0] + "." : " 1.");
   }
-  MemorySink sink;
+  TestSink sink;
   auto metrics = run_task(*task, tok, model, sink, quiet());
   EXPECT_EQ(sink.samples_.size(), 8u);
   EXPECT_DOUBLE_EQ(sink.metrics_.at("score@").value, 75.0);
@@ -87,10 +87,10 @@ TEST(Runner, ResumeEqualsUninterrupted) {
       TaskSample s = task->make(i, tok);
       model.learn(s.prompt, i % 3 ? " " + s.targets[0] + "\n#### " + s.targets[0] : " 1234");
     }
-    MemorySink full;
+    TestSink full;
     auto want = run_task(*task, tok, model, full, quiet());
 
-    MemorySink part;
+    TestSink part;
     part.fail_after_ = static_cast<int>(task->size() / 2);
     ASSERT_GT(part.fail_after_, 0);
     EXPECT_THROW(run_task(*task, tok, model, part, quiet()), ling::Error);
@@ -118,7 +118,7 @@ TEST(Runner, TextTaskResume) {
   std::string text(default_text().substr(0, 1500));
   for (bool kld : {false, true}) {
     TaskInfo info = text_task_info(kld, text, "builtin", o, true);
-    MemorySink full, part;
+    TestSink full, part;
     auto want = run_text_task(info, text, tok, m, kld ? &ref : nullptr, o, full, quiet());
     part.fail_after_ = 5;
     EXPECT_THROW(run_text_task(info, text, tok, m, kld ? &ref : nullptr, o, part, quiet()), ling::Error);
