@@ -72,6 +72,23 @@ std::vector<MetricRecord> task_metrics(const TaskInfo& info, const std::vector<S
   }
   std::vector<MetricRecord> out;
   for (auto& [key, a] : acc) out.push_back(a.metric(key.first, key.second, filter_of[key.first]));
+  // RULER effective length: the longest context such that it and every shorter one score above 85.6
+  // (Llama-2-7B at 4K); 0 when the shortest already fails.
+  std::map<int64_t, double> by_ctx;
+  for (const auto& m : out)
+    if (m.name == "score" && m.bucket.rfind("ctx=", 0) == 0 && m.bucket.find(',') == std::string::npos)
+      by_ctx[std::stoll(m.bucket.substr(4))] = m.value;
+  if (!by_ctx.empty() && info.metric != MetricKind::Gsm8k) {
+    MetricRecord e;
+    e.name = "effective_length";
+    e.aggregation = "threshold 85.6";
+    e.n = static_cast<int64_t>(by_ctx.size());
+    for (auto& [c, v] : by_ctx) {
+      if (v <= 85.6) break;
+      e.value = static_cast<double>(c);
+    }
+    out.push_back(e);
+  }
   return out;
 }
 

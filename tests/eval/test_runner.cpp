@@ -68,6 +68,7 @@ TEST(Runner, ScriptedAnswersScorePerBucket) {
   EXPECT_DOUBLE_EQ(sink.metrics_.at("score@ctx=2048,depth=0").value, 100.0);
   EXPECT_DOUBLE_EQ(sink.metrics_.at("score@ctx=2048,depth=100").value, 0.0);
   EXPECT_EQ(sink.metrics_.at("score@ctx=2048,depth=100").n, 2);
+  EXPECT_DOUBLE_EQ(sink.metrics_.at("effective_length@").value, 1024);  // 2048 scores 50 <= 85.6
   const auto& s0 = sink.samples_.begin()->second;
   EXPECT_EQ(s0.n_prompt_tokens, 1024);
   EXPECT_EQ(s0.prompt_sha256.size(), 64u);
