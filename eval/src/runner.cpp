@@ -2,6 +2,7 @@
 // from every stored sample so that resumed and uninterrupted runs agree.
 #include "ling/eval/runner.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -94,47 +95,68 @@ std::vector<MetricRecord> task_metrics(const TaskInfo& info, const std::vector<S
 
 std::vector<MetricRecord> run_task(const Task& task, const TokenizerLike& tok, LogitsSource& model,
                                    ResultSink& sink, const RunOptions& opt) {
+  SingleSlot one(model);
+  return run_task(task, tok, one, sink, opt);
+}
+
+std::vector<MetricRecord> run_task(const Task& task, const TokenizerLike& tok, BatchedLogits& model,
+                                   ResultSink& sink, const RunOptions& opt) {
   const TaskInfo& info = task.info();
   sink.begin_task(info);
   std::vector<SampleRecord> all = sink.stored_samples();
   std::set<int64_t> have;
   for (const auto& s : all) have.insert(s.idx);
   const int64_t n = task.size();
+  const size_t batch = static_cast<size_t>(std::max(1, std::min(opt.batch, model.max_batch())));
   Progress bar(info.name, n, opt.progress);
   bar.advance(static_cast<int64_t>(have.size()), 0);
-  for (int64_t i = 0; i < n; ++i) {
-    if (have.count(i)) continue;
-    TaskSample smp = task.make(i, tok);
-    LING_CHECK(smp.context_tokens <= 0 || static_cast<int64_t>(smp.prompt.size()) == smp.context_tokens,
-               "internal error: task ", info.name, " sample ", i, " has ", smp.prompt.size(), " tokens, wanted ",
-               smp.context_tokens);
-    GenerateOptions g;
-    g.max_new_tokens = smp.max_new_tokens;
-    g.stop = smp.stop;
-    Generation out = generate_greedy(model, tok, smp.prompt, g);
-    SampleScore sc = score_sample(info.metric, out.text, smp.targets);
-    SampleRecord r;
-    r.idx = i;
-    r.seed = smp.seed;
-    r.context_tokens = smp.context_tokens;
-    r.depth_pct = smp.depth_pct;
-    r.prompt_sha256 = sha256_ids(smp.prompt);
-    if (opt.keep_prompt_text) r.prompt_text = tok.decode(smp.prompt);
-    r.target_json = nlohmann::json(smp.targets).dump();
-    r.output_text = out.text;
-    r.output_ids = out.ids;
-    r.n_prompt_tokens = static_cast<int64_t>(smp.prompt.size());
-    r.n_gen_tokens = static_cast<int64_t>(out.ids.size());
-    r.score = sc.score;
-    r.correct = sc.correct;
-    r.prefill_ms = out.prefill_ms;
-    r.decode_ms = out.decode_ms;
-    nlohmann::json extra = {{"extracted", sc.extracted}};
-    if (info.metric == MetricKind::Gsm8k) extra["flexible"] = sc.flexible;
-    r.extra_json = extra.dump();
-    sink.put_sample(r);
-    all.push_back(r);
-    bar.advance(1, r.n_prompt_tokens + r.n_gen_tokens);
+  std::vector<int64_t> todo;
+  for (int64_t i = 0; i < n; ++i)
+    if (!have.count(i)) todo.push_back(i);
+  for (size_t b0 = 0; b0 < todo.size(); b0 += batch) {
+    std::vector<TaskSample> smps;
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<GenerateOptions> gopts;
+    for (size_t k = b0; k < std::min(todo.size(), b0 + batch); ++k) {
+      smps.push_back(task.make(todo[k], tok));
+      const TaskSample& smp = smps.back();
+      LING_CHECK(smp.context_tokens <= 0 || static_cast<int64_t>(smp.prompt.size()) == smp.context_tokens,
+                 "internal error: task ", info.name, " sample ", smp.idx, " has ", smp.prompt.size(),
+                 " tokens, wanted ", smp.context_tokens);
+      prompts.push_back(smp.prompt);
+      GenerateOptions g;
+      g.max_new_tokens = smp.max_new_tokens;
+      g.stop = smp.stop;
+      gopts.push_back(g);
+    }
+    std::vector<Generation> outs = generate_greedy_batch(model, tok, prompts, gopts);
+    for (size_t k = 0; k < smps.size(); ++k) {
+      const TaskSample& smp = smps[k];
+      const Generation& out = outs[k];
+      SampleScore sc = score_sample(info.metric, out.text, smp.targets);
+      SampleRecord r;
+      r.idx = smp.idx;
+      r.seed = smp.seed;
+      r.context_tokens = smp.context_tokens;
+      r.depth_pct = smp.depth_pct;
+      r.prompt_sha256 = sha256_ids(smp.prompt);
+      if (opt.keep_prompt_text) r.prompt_text = tok.decode(smp.prompt);
+      r.target_json = nlohmann::json(smp.targets).dump();
+      r.output_text = out.text;
+      r.output_ids = out.ids;
+      r.n_prompt_tokens = static_cast<int64_t>(smp.prompt.size());
+      r.n_gen_tokens = static_cast<int64_t>(out.ids.size());
+      r.score = sc.score;
+      r.correct = sc.correct;
+      r.prefill_ms = out.prefill_ms;
+      r.decode_ms = out.decode_ms;
+      nlohmann::json extra = {{"extracted", sc.extracted}, {"batch", smps.size()}};
+      if (info.metric == MetricKind::Gsm8k) extra["flexible"] = sc.flexible;
+      r.extra_json = extra.dump();
+      sink.put_sample(r);
+      all.push_back(r);
+      bar.advance(1, r.n_prompt_tokens + r.n_gen_tokens);
+    }
   }
   bar.finish();
   auto metrics = task_metrics(info, all);

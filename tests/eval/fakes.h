@@ -102,3 +102,40 @@ class ScriptedModel : public LogitsSource {
 };
 
 }  // namespace ling::eval::test
+
+namespace ling::eval::test {
+
+// BigramModel with independent slots (the batched form).
+class BatchedBigram : public BatchedLogits {
+ public:
+  BatchedBigram(int vocab, uint64_t seed, int max_batch) : model_(vocab, seed), max_batch_(max_batch) {}
+  int vocab_size() const override { return model_.vocab_size(); }
+  int64_t max_positions() const override { return 0; }
+  int max_batch() const override { return max_batch_; }
+  int open_slot() override {
+    prev_.push_back(-1);
+    ++open_;
+    return int(prev_.size()) - 1;
+  }
+  void close_slot(int) override { --open_; }
+  void append(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& tokens,
+              std::vector<float>& rows) override {
+    rows.clear();
+    ++calls_;
+    std::vector<float> one;
+    for (size_t i = 0; i < slots.size(); ++i) {
+      model_.reset();
+      model_.append(tokens[i], false, one);  // the bigram row depends on the last token only
+      rows.insert(rows.end(), one.begin(), one.end());
+    }
+  }
+  int open_ = 0;
+  int64_t calls_ = 0;
+
+ private:
+  BigramModel model_;
+  int max_batch_;
+  std::vector<int32_t> prev_;
+};
+
+}  // namespace ling::eval::test

@@ -130,3 +130,32 @@ TEST(Runner, TextTaskResume) {
     EXPECT_EQ(part.puts_, 16);  // ceil(1500 / 99) windows, each stored once
   }
 }
+
+TEST(Runner, BatchedGenerationEqualsSingle) {
+  FakeTokenizer tok;
+  TaskOptions o;
+  o.contexts = {1024};
+  o.depths = {0, 50, 100};
+  o.samples = 3;
+  auto task = make_task("niah_single_2", o);
+  BigramModel single(tok.vocab(), 9);
+  ling::eval::test::BatchedBigram batched(tok.vocab(), 9, 4);
+  TestSink a, b;
+  RunOptions r = quiet();
+  r.batch = 4;
+  auto ma = run_task(*task, tok, single, a, r);
+  auto mb = run_task(*task, tok, batched, b, r);
+  EXPECT_EQ(batched.open_, 0) << "slots left open";
+  EXPECT_LT(batched.calls_, 9 * 64 + 9) << "decode steps were not batched";
+  ASSERT_EQ(a.samples_.size(), 9u);
+  ASSERT_EQ(b.samples_.size(), 9u);
+  for (auto& [k, s] : a.samples_) {
+    const auto& t = b.samples_.at(k);
+    EXPECT_EQ(s.output_ids, t.output_ids) << k.second;
+    EXPECT_EQ(s.output_text, t.output_text);
+    EXPECT_EQ(s.prompt_sha256, t.prompt_sha256);
+    EXPECT_GT(s.n_gen_tokens, 0);
+  }
+  ASSERT_EQ(ma.size(), mb.size());
+  for (size_t k = 0; k < ma.size(); ++k) EXPECT_EQ(ma[k].value, mb[k].value);
+}

@@ -49,6 +49,43 @@ struct Generation {
   double decode_ms = 0;
 };
 
+// Several independent sequences ("slots") advanced together: the batched form the engine offers.
+class BatchedLogits {
+ public:
+  virtual ~BatchedLogits() = default;
+  virtual int vocab_size() const = 0;
+  virtual int64_t max_positions() const = 0;
+  virtual int max_batch() const = 0;  // slots open at once
+  virtual int open_slot() = 0;        // a fresh empty sequence
+  virtual void close_slot(int slot) = 0;
+  // Append tokens[i] to slots[i] in one call; last_rows receives the last row of each: [slots.size(), vocab].
+  virtual void append(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& tokens,
+                      std::vector<float>& last_rows) = 0;
+};
+
+// One LogitsSource seen as a BatchedLogits with a single slot.
+class SingleSlot : public BatchedLogits {
+ public:
+  explicit SingleSlot(LogitsSource& src) : src_(src) {}
+  int vocab_size() const override { return src_.vocab_size(); }
+  int64_t max_positions() const override { return src_.max_positions(); }
+  int max_batch() const override { return 1; }
+  int open_slot() override;
+  void close_slot(int slot) override;
+  void append(const std::vector<int>& slots, const std::vector<std::vector<int32_t>>& tokens,
+              std::vector<float>& last_rows) override;
+
+ private:
+  LogitsSource& src_;
+  bool open_ = false;
+};
+
+// Greedy continuation of several prompts at once (prefill one by one, decode together). Per prompt the
+// result equals generate_greedy's. prefill_ms is per prompt; decode_ms is the batch's decode wall time.
+std::vector<Generation> generate_greedy_batch(BatchedLogits& model, const TokenizerLike& tok,
+                                              const std::vector<std::vector<int32_t>>& prompts,
+                                              const std::vector<GenerateOptions>& opts);
+
 // Greedy (argmax, lowest id on ties) continuation of prompt; resets the source first.
 Generation generate_greedy(LogitsSource& model, const TokenizerLike& tok, std::span<const int32_t> prompt,
                            const GenerateOptions& opt);

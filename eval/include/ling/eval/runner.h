@@ -72,10 +72,13 @@ std::string format_metrics(const std::string& task, const std::vector<MetricReco
 struct RunOptions {
   bool keep_prompt_text = false;  // store decoded prompts (large for long contexts)
   bool progress = true;           // progress bar on stderr when it is a terminal
+  int batch = 8;                  // samples generated together (capped by the model's max_batch)
 };
 
 // Generation task: every sample not yet stored is generated greedily, scored and stored; returns the metrics
 // (also stored).
+std::vector<MetricRecord> run_task(const Task& task, const TokenizerLike& tok, BatchedLogits& model,
+                                   ResultSink& sink, const RunOptions& opt);
 std::vector<MetricRecord> run_task(const Task& task, const TokenizerLike& tok, LogitsSource& model,
                                    ResultSink& sink, const RunOptions& opt);
 
