@@ -1,5 +1,5 @@
-// open_engine_model (adapters.h): the engine behind LogitsSource. Provisional until lib/engine's public API
-// lands: says so with one clear error.
+// open_engine_model (adapters.h): provisional until lib/engine and the model loader it needs are in the build;
+// says so with one clear error.
 #include "ling/core/error.h"
 #include "ling/eval/adapters.h"
 

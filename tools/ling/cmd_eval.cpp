@@ -32,6 +32,7 @@ struct EvalOptions {
   int64_t ppl_ctx = 512;             // ppl/kld window
   int64_t stride = 0;                // ppl/kld: 0 disjoint windows, else sliding stride
   int64_t max_windows = 0;           // ppl/kld: 0 = all
+  int batch = 8;                     // samples decoded together
   bool keep_prompts = false;         // store decoded prompts
   bool json = false;                 // print metrics as JSON
 };
@@ -86,6 +87,8 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   if (max_pos == 0) max_pos = 4096;
   auto model = eval::open_engine_model(o.model, o.backend, max_pos);
   std::unique_ptr<eval::EngineModel> ref;
+  LING_CHECK(tok.tokenizer().vocab_size() <= model->vocab_size(), o.model, ": tokenizer has ",
+             tok.tokenizer().vocab_size(), " ids but the model only ", model->vocab_size(), " logits");
 
   eval::PplOptions popt;
   popt.n_ctx = o.ppl_ctx;
@@ -93,6 +96,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   popt.max_windows = o.max_windows;
   eval::RunOptions ropt;
   ropt.keep_prompt_text = o.keep_prompts;
+  ropt.batch = o.batch;
 
   LING_CHECK(o.resume.empty() || ctx.store, "ling eval --resume needs the results store (drop --no-db)");
   std::unique_ptr<eval::ResultSink> sink = std::make_unique<eval::MemorySink>();
@@ -105,7 +109,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
       metrics = eval::run_text_task(info, text, tok, *model, name == "kld" ? ref.get() : nullptr, popt, *sink, ropt);
     } else {
       auto task = eval::make_task(name, topt);
-      metrics = eval::run_task(*task, tok, *model, *sink, ropt);
+      metrics = eval::run_task(*task, tok, static_cast<eval::BatchedLogits&>(*model), *sink, ropt);
     }
     if (o.json) {
       for (const auto& m : metrics)
@@ -144,6 +148,7 @@ Command register_eval(CLI::App& app) {
   a->add_option("--ctx", opt->ppl_ctx, "ppl/kld: window length in tokens");
   a->add_option("--stride", opt->stride, "ppl/kld: 0 = disjoint windows, else HF sliding-window stride");
   a->add_option("--max-windows", opt->max_windows, "ppl/kld: score at most this many windows (0 = all)");
+  a->add_option("--batch", opt->batch, "Samples generated together (engine batching)");
   a->add_flag("--keep-prompts", opt->keep_prompts, "Store the decoded prompt text with each sample");
   a->add_flag("--json", opt->json, "Print the metrics as JSON");
   c.run = [opt](Context& ctx) { return run_eval(*opt, ctx); };

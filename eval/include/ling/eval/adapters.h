@@ -34,8 +34,10 @@ namespace ling::eval {
 
 // The engine behind LogitsSource for one model folder. backend: "cpu" | "cuda". max_positions bounds the
 // KV/state cache it allocates (prompt + generated tokens). device() names what it runs on.
-class EngineModel : public LogitsSource {
+class EngineModel : public LogitsSource, public BatchedLogits {
  public:
+  int vocab_size() const override = 0;
+  int64_t max_positions() const override = 0;
   virtual std::string device() const = 0;
 };
 std::unique_ptr<EngineModel> open_engine_model(const std::string& model_dir, const std::string& backend,
