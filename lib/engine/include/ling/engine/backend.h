@@ -1,0 +1,84 @@
+// Backend: the coarse compute interface the forward pass is written against (house-style.md §3.3). One entry per
+// block-level op; the layer loop, residuals and cache bookkeeping live in Engine (engine.h) and are written
+// once. A backend owns its weights (uploaded from ModelWeights), its activation buffers (Buffer: backend
+// memory, host for CPU, device for CUDA) and the per-sequence caches (SeqState). It may fuse freely inside a
+// block: tests compare at block boundaries.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ling/engine/weights.h"
+#include "ling/model/config.h"
+
+namespace ling {
+
+// A [rows, cols] f32 activation in backend memory.
+struct Buffer {
+  float* data = nullptr;
+  int64_t rows = 0, cols = 0;
+  std::shared_ptr<void> owner;
+};
+
+// Caches of one sequence, created by the backend: per layer a GQA KV cache [t, nkv·hd] ×2, an MLA latent cache
+// [t, r_kv + d_rope] (c after kv_a_layernorm ‖ k_pe after RoPE), or a Lightning fp32 state [nh, hd, hd].
+class SeqState {
+ public:
+  virtual ~SeqState() = default;
+};
+
+// Rows [row0, row0 + count) of the packed batch belong to one sequence, at positions pos0 .. pos0 + count − 1.
+struct SeqSlice {
+  SeqState* state = nullptr;
+  int64_t row0 = 0, count = 0, pos0 = 0;
+};
+struct BatchPlan {
+  std::vector<SeqSlice> seqs;
+  std::vector<int64_t> pos;  // [n] absolute position of each packed row
+  int64_t rows() const { return int64_t(pos.size()); }
+};
+
+enum class NormSlot { Input, PostAttention, Final };
+
+// Host copy of the router decisions of one MoE call ([n, k] each), filled when requested.
+struct MoeTrace {
+  std::vector<int64_t> ids;
+  std::vector<float> weights;
+};
+
+struct BackendOptions {
+  int threads = 0;              // 0 = library default
+  int64_t lightning_chunk = 64; // chunk size of the Lightning prefill (the recurrent form is used for 1 token)
+  bool mla_absorbed_decode = true;  // single-token MLA steps use the absorbed form over the latent cache
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  // Take the weights (a backend may keep the host copy or upload it and drop nothing else).
+  virtual void load(const ModelConfig& config, std::shared_ptr<const ModelWeights> weights) = 0;
+  virtual std::unique_ptr<SeqState> new_state() = 0;
+
+  virtual Buffer alloc(int64_t rows, int64_t cols) = 0;
+  virtual void to_host(const Buffer& b, float* dst) = 0;  // rows·cols values
+
+  virtual void embed(const std::vector<int32_t>& ids, Buffer& out) = 0;      // out [n, H]
+  virtual void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) = 0;  // RMSNorm, out may alias x
+  virtual void add(Buffer& h, const Buffer& d) = 0;                          // h += d
+  // Attention blocks: x = normalised input [n, H], out = block output [n, H] (before the residual add).
+  // They append to the caches of plan.seqs and attend over cache + new rows.
+  virtual void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
+  virtual void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
+  virtual void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
+  virtual void dense_ffn(int layer, const Buffer& x, Buffer& out) = 0;
+  virtual void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) = 0;
+  // logits [rows.size(), V] (f32) for the listed rows of x.
+  virtual void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) = 0;
+};
+
+// The CPU backend on ling_ref (OpenBLAS + OpenMP).
+std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+
+}  // namespace ling

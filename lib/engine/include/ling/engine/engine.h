@@ -1,0 +1,65 @@
+// Engine: loads a model (config.json + safetensors) onto a Backend and runs the forward pass over batches of
+// sequences of different lengths (architecture.md §2.1). Usage:
+//   auto eng = Engine::open("models/ling25-tiny", EngineOptions{});
+//   auto seq = eng->new_sequence();
+//   std::vector<float> last = eng->prefill(*seq, prompt_ids);          // [V] logits of the last prompt token
+//   std::vector<float> step = eng->decode({seq.get()}, {next_id});     // [1, V]
+// Caches live in each Sequence; a Sequence belongs to the engine that created it. All logits are f32.
+// Errors (bad ids, prompt past max_position_embeddings, weights not matching the config) throw ling::Error.
+#pragma once
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ling/engine/backend.h"
+#include "ling/engine/observer.h"
+#include "ling/engine/weights.h"
+#include "ling/model/config.h"
+
+namespace ling {
+
+struct EngineOptions {
+  std::string backend = "cpu";  // cpu | cuda
+  BackendOptions backend_options;
+  std::string decay;            // Lightning decay variant hf|engine|mlx ("" = from the config, default hf)
+};
+
+class Sequence {
+ public:
+  int64_t length() const { return length_; }  // tokens consumed so far (= next position)
+ private:
+  friend class Engine;
+  std::unique_ptr<SeqState> state_;
+  int64_t length_ = 0;
+};
+
+class Engine {
+ public:
+  // Load config.json and the checkpoint from a model folder (or config folder + checkpoint path).
+  static std::unique_ptr<Engine> open(const std::string& model_dir, const EngineOptions& options = {});
+  Engine(ModelConfig config, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend);
+
+  const ModelConfig& config() const { return config_; }
+  Backend& backend() { return *backend_; }
+  std::unique_ptr<Sequence> new_sequence();
+
+  // One forward call over several sequences; tokens[i] are appended to seqs[i] (each at least one token).
+  // Returns logits: with all_logits every token's row (packed, sequence order), else the last row of each
+  // sequence: [rows, V] row-major.
+  std::vector<float> forward(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                             bool all_logits, Observer* observer = nullptr);
+  // Prefill one sequence: logits of every token [T, V] when all_logits, else of the last one [V].
+  std::vector<float> prefill(Sequence& seq, const std::vector<int32_t>& tokens, bool all_logits = false,
+                             Observer* observer = nullptr);
+  // One token per sequence: [B, V].
+  std::vector<float> decode(const std::vector<Sequence*>& seqs, const std::vector<int32_t>& tokens,
+                            Observer* observer = nullptr);
+
+ private:
+  ModelConfig config_;
+  std::shared_ptr<const ModelWeights> weights_;
+  std::unique_ptr<Backend> backend_;
+};
+
+}  // namespace ling

@@ -1,0 +1,135 @@
+// Engine: the forward pass written once against Backend (architecture.md §2.1): embed → per layer
+// h += Attn(RMSNorm_in(h)); h += FFN(RMSNorm_post(h)) → model.norm → lm_head. Validates ids and positions,
+// packs several sequences into one batch, and reports named intermediates to an optional Observer.
+#include "ling/engine/engine.h"
+
+#include <filesystem>
+
+#include "ling/core/error.h"
+#include "ling/core/safetensors.h"
+
+namespace ling {
+
+std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineOptions& options) {
+  ModelConfig config = load_config(model_dir);
+  if (!options.decay.empty()) config.decay = parse_decay_variant(options.decay);
+  LING_CHECK(config.family != Family::DeepseekV3, config.source, ": architecture ", config.architecture,
+             " is supported by 'ling inspect' only");
+  LING_CHECK(!config.linear_silu, config.source, ": linear_silu = true is not supported (the HF code ignores it)");
+  LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
+  const std::string dir = std::filesystem::is_directory(model_dir)
+                              ? model_dir : std::filesystem::path(model_dir).parent_path().string();
+  Checkpoint ckpt = Checkpoint::open(dir.empty() ? "." : dir);
+  auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt));
+  std::unique_ptr<Backend> backend;
+  if (options.backend == "cpu") backend = make_cpu_backend(options.backend_options);
+  else if (options.backend == "cuda") LING_THROW("backend 'cuda' is not available in this build yet; use --backend cpu");
+  else LING_THROW("unknown backend '", options.backend, "' (expected cpu or cuda)");
+  return std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
+}
+
+Engine::Engine(ModelConfig config, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend)
+    : config_(std::move(config)), weights_(std::move(weights)), backend_(std::move(backend)) {
+  backend_->load(config_, weights_);
+}
+
+std::unique_ptr<Sequence> Engine::new_sequence() {
+  auto s = std::make_unique<Sequence>();
+  s->state_ = backend_->new_state();
+  return s;
+}
+
+namespace {
+void observe(Observer* obs, Backend& be, const std::string& name, const Buffer& b) {
+  if (!obs || !obs->wants(name)) return;
+  std::vector<float> host(size_t(b.rows * b.cols));
+  be.to_host(b, host.data());
+  obs->on_f32(name, {b.rows, b.cols}, host.data());
+}
+}  // namespace
+
+std::vector<float> Engine::forward(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                                   bool all_logits, Observer* obs) {
+  LING_CHECK(seqs.size() == tokens.size() && !seqs.empty(), "forward: ", seqs.size(), " sequences but ",
+             tokens.size(), " token lists");
+  const ModelConfig& c = config_;
+  BatchPlan plan;
+  std::vector<int32_t> ids;
+  std::vector<int64_t> out_rows;
+  for (size_t i = 0; i < seqs.size(); ++i) {
+    Sequence& s = *seqs[i];
+    const auto& tk = tokens[i];
+    LING_CHECK(!tk.empty(), "forward: sequence ", i, " has no tokens");
+    LING_CHECK(s.length_ + int64_t(tk.size()) <= c.max_position_embeddings, "sequence of ", s.length_ + int64_t(tk.size()),
+               " tokens exceeds max_position_embeddings = ", c.max_position_embeddings, " of ", c.source);
+    for (size_t j = 0; j < i; ++j) LING_CHECK(seqs[j] != seqs[i], "forward: sequence ", i, " appears twice in one batch");
+    for (int32_t id : tk)
+      LING_CHECK(id >= 0 && id < c.vocab_size, "token id ", id, " outside the vocabulary [0, ", c.vocab_size, ")");
+    SeqSlice sl;
+    sl.state = s.state_.get();
+    sl.row0 = int64_t(ids.size());
+    sl.count = int64_t(tk.size());
+    sl.pos0 = s.length_;
+    plan.seqs.push_back(sl);
+    for (int64_t t = 0; t < sl.count; ++t) {
+      plan.pos.push_back(sl.pos0 + t);
+      if (all_logits || t == sl.count - 1) out_rows.push_back(sl.row0 + t);
+    }
+    ids.insert(ids.end(), tk.begin(), tk.end());
+  }
+  Backend& be = *backend_;
+  const int64_t n = int64_t(ids.size()), H = c.hidden_size;
+  Buffer h = be.alloc(n, H), a = be.alloc(n, H), o = be.alloc(n, H);
+  be.embed(ids, h);
+  MoeTrace trace;
+  for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
+    const LayerSpec& ls = c.layers[il];
+    const std::string pre = "blk." + std::to_string(il) + ".";
+    be.norm(NormSlot::Input, int(il), h, a);
+    observe(obs, be, pre + "attn_in", a);
+    switch (ls.attn) {
+      case AttnKind::GQA: be.attn_gqa(int(il), a, plan, o); break;
+      case AttnKind::Lightning: be.attn_lightning(int(il), a, plan, o); break;
+      case AttnKind::MLA: be.attn_mla(int(il), a, plan, o); break;
+    }
+    observe(obs, be, pre + "attn_out", o);
+    be.add(h, o);
+    be.norm(NormSlot::PostAttention, int(il), h, a);
+    if (ls.ffn == FfnKind::Dense) {
+      be.dense_ffn(int(il), a, o);
+    } else {
+      const bool want = obs && (obs->wants(pre + "moe.topk_ids") || obs->wants(pre + "moe.topk_weights"));
+      be.moe_ffn(int(il), a, o, want ? &trace : nullptr);
+      if (want) {
+        const int64_t k = c.num_experts_per_tok;
+        obs->on_i64(pre + "moe.topk_ids", {n, k}, trace.ids.data());
+        obs->on_f32(pre + "moe.topk_weights", {n, k}, trace.weights.data());
+      }
+    }
+    observe(obs, be, pre + "ffn_out", o);
+    be.add(h, o);
+    observe(obs, be, pre + "out", h);
+  }
+  be.norm(NormSlot::Final, 0, h, a);
+  observe(obs, be, "final_norm", a);
+  Buffer lg = be.alloc(int64_t(out_rows.size()), c.vocab_size);
+  be.lm_head(a, out_rows, lg);
+  std::vector<float> logits(size_t(lg.rows * lg.cols));
+  be.to_host(lg, logits.data());
+  if (obs && obs->wants("logits")) obs->on_f32("logits", {lg.rows, lg.cols}, logits.data());
+  for (size_t i = 0; i < seqs.size(); ++i) seqs[i]->length_ += int64_t(tokens[i].size());
+  return logits;
+}
+
+std::vector<float> Engine::prefill(Sequence& seq, const std::vector<int32_t>& tokens, bool all_logits, Observer* obs) {
+  return forward({&seq}, {tokens}, all_logits, obs);
+}
+
+std::vector<float> Engine::decode(const std::vector<Sequence*>& seqs, const std::vector<int32_t>& tokens, Observer* obs) {
+  LING_CHECK(seqs.size() == tokens.size(), "decode: ", seqs.size(), " sequences but ", tokens.size(), " tokens");
+  std::vector<std::vector<int32_t>> tk;
+  for (int32_t t : tokens) tk.push_back({t});
+  return forward(seqs, tk, false, obs);
+}
+
+}  // namespace ling

@@ -1,0 +1,159 @@
+// Weight loading (architecture.md §4): checkpoint tensors → f32 host matrices, checked against tensor_schema().
+// One pass over the schema (presence, shape, finiteness), one over the checkpoint (unexpected names), then the
+// per-layer assembly (gate‖up fusion). Every error names the tensor and the checkpoint path.
+#include <cmath>
+#include <map>
+#include <set>
+
+#include "ling/core/error.h"
+#include "ling/core/log.h"
+#include "ling/core/safetensors.h"
+#include "ling/engine/weights.h"
+#include "ling/model/schema.h"
+
+namespace ling {
+namespace {
+
+bool ignorable(const std::string& name) {
+  auto ends = [&](const std::string& s) { return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0; };
+  return ends(".attention.slope") || ends("rotary_emb.inv_freq");
+}
+
+Mat to_mat(const TensorInfo& t, const std::string& where) {
+  Mat m;
+  if (t.shape.size() == 1) { m.rows = 1; m.cols = t.shape[0]; }
+  else if (t.shape.size() == 2) { m.rows = t.shape[0]; m.cols = t.shape[1]; }
+  else LING_THROW(where, ": tensor '", t.name, "': expected 1 or 2 dimensions, got ", t.shape_str());
+  m.v = t.to_f32();
+  for (size_t i = 0; i < m.v.size(); ++i)
+    if (!std::isfinite(m.v[i]))
+      LING_THROW(where, ": tensor '", t.name, "': non-finite value ", m.v[i], " at flat index ", i);
+  return m;
+}
+
+std::string shape_str(const std::vector<int64_t>& s) {
+  std::string r = "[";
+  for (size_t i = 0; i < s.size(); ++i) r += (i ? ", " : "") + std::to_string(s[i]);
+  return r + "]";
+}
+
+struct Pool {
+  std::map<std::string, Mat> mats;
+  std::string where;
+  Mat take(const std::string& name) {
+    auto it = mats.find(name);
+    LING_CHECK(it != mats.end(), where, ": missing tensor '", name, "'");
+    Mat m = std::move(it->second);
+    mats.erase(it);
+    return m;
+  }
+  Mat take_opt(const std::string& name) {
+    auto it = mats.find(name);
+    if (it == mats.end()) return {};
+    Mat m = std::move(it->second);
+    mats.erase(it);
+    return m;
+  }
+};
+
+Mat fuse_rows(Mat a, const Mat& b) {
+  a.v.insert(a.v.end(), b.v.begin(), b.v.end());
+  a.rows += b.rows;
+  return a;
+}
+
+}  // namespace
+
+ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
+  const std::string where = ckpt.path();
+  Pool pool{{}, where};
+  std::set<std::string> known;
+  for (const TensorSpec& spec : tensor_schema(config, /*include_mtp=*/true)) {
+    known.insert(spec.name);
+    const bool mtp = spec.layer >= config.num_hidden_layers;
+    const TensorInfo* t = ckpt.find(spec.name);
+    if (!t) {
+      LING_CHECK(!spec.required || mtp, where, ": missing tensor '", spec.name, "' (expected shape ", shape_str(spec.shape), ")");
+      continue;
+    }
+    LING_CHECK(t->shape == spec.shape, where, ": tensor '", spec.name, "': shape ", t->shape_str(), " != expected ",
+               shape_str(spec.shape));
+    if (mtp) continue;
+    pool.mats[spec.name] = to_mat(*t, where);
+  }
+  for (const std::string& name : ckpt.names()) {
+    if (known.count(name)) continue;
+    if (ignorable(name)) { log_info(where, ": ignoring tensor '", name, "'"); continue; }
+    LING_THROW(where, ": unexpected tensor '", name, "' (not in the schema of ", config.architecture, ")");
+  }
+
+  ModelWeights w;
+  w.embed = pool.take("model.word_embeddings.weight");
+  w.norm = pool.take("model.norm.weight");
+  w.lm_head = config.tie_word_embeddings ? pool.take_opt("lm_head.weight") : pool.take("lm_head.weight");
+  if (w.lm_head.empty()) w.lm_head = w.embed;
+  for (int64_t il = 0; il < config.num_hidden_layers; ++il) {
+    const LayerSpec& ls = config.layers.at(il);
+    const std::string p = "model.layers." + std::to_string(il) + ".";
+    const std::string a = p + "attention.";
+    LayerWeights L;
+    L.spec = ls;
+    L.input_norm = pool.take(p + "input_layernorm.weight");
+    L.post_norm = pool.take(p + "post_attention_layernorm.weight");
+    if (ls.attn == AttnKind::MLA) {
+      if (config.q_lora_rank > 0) {
+        L.q_a = pool.take(a + "q_a_proj.weight");
+        L.q_a_bias = pool.take_opt(a + "q_a_proj.bias");
+        L.q_a_norm = pool.take(a + "q_a_layernorm.weight");
+        L.q_b = pool.take(a + "q_b_proj.weight");
+      } else {
+        L.q_proj = pool.take(a + "q_proj.weight");
+      }
+      L.kv_a = pool.take(a + "kv_a_proj_with_mqa.weight");
+      L.kv_a_bias = pool.take_opt(a + "kv_a_proj_with_mqa.bias");
+      L.kv_a_norm = pool.take(a + "kv_a_layernorm.weight");
+      L.kv_b = pool.take(a + "kv_b_proj.weight");
+    } else {
+      L.qkv = pool.take(a + "query_key_value.weight");
+      L.qkv_bias = pool.take_opt(a + "query_key_value.bias");
+      if (config.use_qk_norm) {
+        L.q_norm = pool.take(a + "query_layernorm.weight");
+        L.k_norm = pool.take(a + "key_layernorm.weight");
+      }
+      if (ls.attn == AttnKind::Lightning) {
+        L.g_proj = pool.take(a + "g_proj.weight");
+        L.g_norm = pool.take(a + "g_norm.weight");
+      }
+    }
+    L.dense = pool.take(a + "dense.weight");
+    L.dense_bias = pool.take_opt(a + "dense.bias");
+    const std::string m = p + "mlp.";
+    if (ls.ffn == FfnKind::Dense) {
+      L.gate_up = fuse_rows(pool.take(m + "gate_proj.weight"), pool.take(m + "up_proj.weight"));
+      L.down = pool.take(m + "down_proj.weight");
+    } else {
+      L.router = pool.take(m + "gate.weight");
+      L.router_bias = pool.take_opt(m + "gate.expert_bias");
+      if (L.router_bias.empty()) L.router_bias = pool.take_opt(m + "gate.e_score_correction_bias");
+      if (L.router_bias.empty()) L.router_bias = pool.take_opt(m + "experts.expert_bias");
+      for (int64_t e = 0; e < config.num_experts; ++e) {
+        const std::string ep = m + "experts." + std::to_string(e) + ".";
+        ExpertWeights ew;
+        ew.gate_up = fuse_rows(pool.take(ep + "gate_proj.weight"), pool.take(ep + "up_proj.weight"));
+        ew.down = pool.take(ep + "down_proj.weight");
+        L.experts.push_back(std::move(ew));
+      }
+      if (config.num_shared_experts > 0) {
+        L.shared.gate_up = fuse_rows(pool.take(m + "shared_experts.gate_proj.weight"),
+                                     pool.take(m + "shared_experts.up_proj.weight"));
+        L.shared.down = pool.take(m + "shared_experts.down_proj.weight");
+      }
+    }
+    w.layers.push_back(std::move(L));
+  }
+  for (const auto& [name, mat] : pool.mats)
+    LING_THROW(where, ": tensor '", name, "' is in the schema but not used by the engine");
+  return w;
+}
+
+}  // namespace ling

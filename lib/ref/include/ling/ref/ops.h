@@ -1,0 +1,153 @@
+// CPU reference ops in plain fp32 with fp64 reductions (architecture.md §2; house-style.md §3).
+// Every op takes one params struct (pointers, strides, sizes, constants) that the CUDA kernels reuse, so that
+// both sides are driven by the same description. Row-major everywhere; weights are [out, in] (y = x·Wᵀ).
+// Limits: no dtype other than f32 (the engine converts weights once at load); no aliasing unless stated.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+namespace ling::ref {
+
+// y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias[N]) through OpenBLAS sgemm (fp32 accumulation inside BLAS).
+struct LinearParams {
+  const float* x = nullptr;     // [M, K], row stride ldx (0 = K)
+  const float* w = nullptr;     // [N, K]
+  const float* bias = nullptr;  // [N] or null
+  float* y = nullptr;           // [M, N], row stride ldy (0 = N)
+  int64_t M = 0, N = 0, K = 0;
+  int64_t ldx = 0, ldy = 0;
+  bool accumulate = false;      // y += x·Wᵀ instead of y =
+};
+void linear(const LinearParams& p);
+
+// RMSNorm (§2.2) over `rows` vectors of `dim` values, split into `groups` contiguous groups each normalised
+// on its own (GroupRMSNorm, §2.6 step 9; groups = 1 is the plain RMSNorm). HF order: normalise in fp32 (sum of
+// squares in fp64), cast to the model dtype (f32 here), multiply by weight. In-place allowed (x == y).
+struct RmsNormParams {
+  const float* x = nullptr;  // [rows, dim] with row stride ldx (0 = dim)
+  const float* w = nullptr;  // [dim]
+  float* y = nullptr;        // [rows, dim] with row stride ldy (0 = dim)
+  int64_t rows = 0, dim = 0, groups = 1;
+  int64_t ldx = 0, ldy = 0;
+  double eps = 1e-6;
+};
+void rms_norm(const RmsNormParams& p);
+
+// RoPE frequencies (§2.5 step 3, §2.8). Default: inv_freq_i = θ^(−2i/rope_dim); YaRN blends interpolated and
+// extrapolated frequencies and sets attention_factor (the cos/sin multiplier). mla_mscale2 is the extra MLA
+// softmax factor mscale² (1 without YaRN / without mscale_all_dim).
+struct RopeFreqParams {
+  int64_t rope_dim = 64;
+  double theta = 600000.0;
+  bool yarn = false;
+  double factor = 1.0;
+  int64_t original_max_position_embeddings = 4096;
+  double beta_fast = 32.0, beta_slow = 1.0;
+  double mscale = 0.0, mscale_all_dim = 0.0;  // 0 = absent
+  double attention_factor = 0.0;              // 0 = absent (derived)
+};
+struct RopeFreqs {
+  std::vector<float> inv_freq;    // [rope_dim/2]
+  float attention_factor = 1.0f;  // multiplies cos and sin
+  double mla_mscale2 = 1.0;       // multiplies the MLA softmax scale
+};
+RopeFreqs rope_freqs(const RopeFreqParams& p);
+
+// Apply RoPE in place to `rows` tokens × `heads` heads. Angle = f32(pos) · inv_freq (f32 product, as HF), cos
+// and sin times attention_factor. neox: pairs (i, i + rd/2) on the first rd dims (rest pass through).
+// interleaved (MLA): pairs (2i, 2i+1) on the first rd dims, written de-interleaved like HF (out[i], out[i+rd/2]),
+// the same permutation for q and k so scores are unchanged.
+struct RopeParams {
+  float* x = nullptr;            // token t, head h starts at x + t·row_stride + h·head_stride
+  const int64_t* pos = nullptr;  // [rows] absolute positions
+  const float* inv_freq = nullptr;  // [rd/2]
+  int64_t rows = 0, heads = 1, row_stride = 0, head_stride = 0, rope_dim = 0;
+  float attention_factor = 1.0f;
+  bool interleaved = false;
+};
+void rope(const RopeParams& p);
+
+// Causal softmax attention with grouped KV heads (§2.5 step 4; MLA prefill uses it with dk != dv and
+// nkv = nh). Query i (absolute position qpos[i]) sees keys j with j ≤ qpos[i] among the S keys at positions
+// 0..S−1. Softmax in fp32 with fp64 sums. KV head g serves query heads g·G .. g·G+G−1 (G = nh/nkv).
+struct AttentionParams {
+  const float* q = nullptr;  // [T, nh, dk], row stride ldq (0 = nh·dk)
+  const float* k = nullptr;  // [S, nkv, dk], row stride ldk (0 = nkv·dk)
+  const float* v = nullptr;  // [S, nkv, dv], row stride ldv (0 = nkv·dv)
+  float* o = nullptr;        // [T, nh, dv], row stride ldo (0 = nh·dv)
+  const int64_t* qpos = nullptr;  // [T]
+  int64_t T = 0, S = 0, nh = 0, nkv = 0, dk = 0, dv = 0;
+  int64_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
+  float scale = 1.0f;
+};
+void attention(const AttentionParams& p);
+
+// Lightning attention (§2.6 steps 7–8) for one sequence. State S [nh, dk, dv] fp32 is read and updated in place.
+// Per head h with log decay g[h]: S_t = e^{g} S_{t−1} + k_tᵀ v_t; o_t = (scale·q_t) S_t.
+struct LightningParams {
+  const float* q = nullptr;  // [T, nh, d], row stride ldq (0 = nh·d)
+  const float* k = nullptr;  // [T, nh, d], row stride ldk
+  const float* v = nullptr;  // [T, nh, d], row stride ldv
+  float* o = nullptr;        // [T, nh, d], row stride ldo
+  float* state = nullptr;    // [nh, d, d]
+  const float* g = nullptr;  // [nh] log decay (negative)
+  int64_t T = 0, nh = 0, d = 0;
+  int64_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
+  float scale = 1.0f;
+  int64_t chunk = 64;        // chunk size of the chunked form
+};
+void lightning_recurrent(const LightningParams& p);  // token-by-token loop
+void lightning_chunked(const LightningParams& p);    // chunked form, equal to the loop up to fp32 rounding
+
+// Lightning slopes (ALiBi rule) and log decays g_h = −slope_h · f (§2.6 steps 5–6).
+std::vector<float> lightning_log_decay(const std::vector<double>& slopes, double decay_factor);
+
+// Absorbed MLA decode (§2.7 step 7) for T query tokens of one sequence over a latent cache of S tokens
+// [c(r) ‖ k_pe(dr)]; query i sees cache rows j ≤ qpos[i]. kv_b = kv_b_proj weight [nh·(dn+dv), r].
+//   q̃_h = W_UK_hᵀ q_nope_h; s_h(t) = (q̃_h·c_t + q_pe_h·k_pe_t)·scale; u_h = Σ p_t c_t; o_h = W_UV_h u_h.
+struct MlaDecodeParams {
+  const float* q = nullptr;      // [T, nh, dn + dr] (q_pe after RoPE), row stride ldq (0 = nh·(dn+dr))
+  const float* cache = nullptr;  // [S, r + dr]
+  const float* kv_b = nullptr;   // [nh·(dn + dv), r]
+  float* o = nullptr;            // [T, nh, dv]
+  const int64_t* qpos = nullptr;
+  int64_t T = 0, S = 0, nh = 0, dn = 0, dr = 0, dv = 0, r = 0, ldq = 0;
+  float scale = 1.0f;
+};
+void mla_decode_absorbed(const MlaDecodeParams& p);
+
+// MoE router (§2.4) for `rows` tokens: fp32 logits (given), sigmoid, + bias for selection, group top-2 sums,
+// topk_group groups kept, top-k (ties → lower index), weights from unbiased scores renormalised (+1e-20 when
+// k > 1) × routed_scaling_factor. Ids come out in descending selection-score order.
+struct MoeRouteParams {
+  const float* logits = nullptr;  // [rows, E]
+  const float* bias = nullptr;    // [E] or null
+  int32_t* topk_ids = nullptr;    // [rows, k]
+  float* topk_weights = nullptr;  // [rows, k]
+  int64_t rows = 0, E = 0, k = 0, n_group = 1, topk_group = 1;
+  double routed_scaling_factor = 1.0;
+};
+void moe_route(const MoeRouteParams& p);
+
+// SwiGLU activation on a fused [rows, 2·I] gate‖up buffer: out[r, i] = silu(gate) · up. out may alias gu.
+struct SwigluParams {
+  const float* gu = nullptr;  // [rows, 2I]: gate in [0, I), up in [I, 2I)
+  float* out = nullptr;       // [rows, I] with row stride ldo (0 = I)
+  int64_t rows = 0, I = 0, ldo = 0;
+};
+void swiglu(const SwigluParams& p);
+
+// Sampling from one row of logits. temperature 0 → greedy (argmax, lowest index on ties). Otherwise softmax of
+// logits/temperature restricted to the top_k best (0 = all) and to the smallest prefix with mass ≥ top_p,
+// drawn with `rng_state` (splitmix64, advanced in place) so a seed reproduces the sequence.
+struct SamplingParams {
+  const float* logits = nullptr;
+  int64_t vocab = 0;
+  float temperature = 0.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+};
+int64_t sample(const SamplingParams& p, uint64_t* rng_state);
+int64_t argmax(const float* x, int64_t n);
+
+}  // namespace ling::ref
