@@ -1,12 +1,172 @@
-// `ling run`: not implemented yet (owned by its issue); says so with a non-zero exit.
+// `ling run MODEL`: prefill a prompt and generate with the fixtures' decode protocol (ling/engine/generate.h).
+// Prompt from --prompt-ids (whitespace-separated ids, or a safetensors file's `input_ids`), --prompt (raw text)
+// or --chat (one user message in the Ling chat format; needs tokenizer.json in MODEL). Streams the generated
+// ids (with --prompt-ids) or text to stdout, prints prefill/decode throughput to stderr, optionally dumps
+// logits and intermediates under the golden names (--dump, --dump-hidden).
+#include <algorithm>
+#include <climits>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
 #include "commands.h"
 #include "ling/core/error.h"
+#include "ling/core/safetensors.h"
+#include "ling/engine/generate.h"
+#include "ling/tokenizer/chat.h"
+#include "ling/tokenizer/tokenizer.h"
 
 namespace ling {
+namespace {
+
+struct RunOptions {
+  std::string model;
+  std::string prompt_ids;
+  std::string prompt;
+  std::string chat;
+  std::string system;
+  int64_t max_new_tokens = 64;
+  float temperature = 0.0f;
+  float top_p = 1.0f;
+  int64_t top_k = 0;
+  uint64_t seed = 0;
+  std::string backend = "cpu";
+  int threads = 0;
+  std::string decay;
+  std::string dump;
+  bool dump_hidden = false;
+  bool ignore_eos = false;
+};
+
+std::vector<int32_t> read_prompt_ids(const std::string& path) {
+  const bool st = path.size() > 12 && path.compare(path.size() - 12, 12, ".safetensors") == 0;
+  std::vector<int32_t> ids;
+  if (st) {
+    auto f = SafetensorsFile::open(path);
+    const TensorInfo* t = f->find("input_ids");
+    LING_CHECK(t, path, ": no tensor 'input_ids'");
+    LING_CHECK(t->dtype == DType::I64 || t->dtype == DType::I32, path, ": tensor 'input_ids' has dtype ",
+               dtype_name(t->dtype), ", expected I64 or I32");
+    LING_CHECK(t->shape.size() == 1 || (t->shape.size() == 2 && t->shape[0] == 1), path,
+               ": tensor 'input_ids' has shape ", t->shape_str(), ", expected [T] or [1, T]");
+    for (int64_t i = 0; i < t->numel(); ++i) {
+      int64_t v = 0;
+      if (t->dtype == DType::I64) std::memcpy(&v, t->data + i * 8, 8);
+      else { int32_t w; std::memcpy(&w, t->data + i * 4, 4); v = w; }
+      LING_CHECK(v >= 0 && v <= INT32_MAX, path, ": input_ids[", i, "] = ", v, " is not a valid token id");
+      ids.push_back(int32_t(v));
+    }
+  } else {
+    std::ifstream in(path);
+    LING_CHECK(in, path, ": cannot open the prompt ids file");
+    std::string word;
+    while (in >> word) {
+      size_t used = 0;
+      long long v = -1;
+      try { v = std::stoll(word, &used); } catch (const std::exception&) { used = 0; }
+      LING_CHECK(used == word.size() && v >= 0 && v <= INT32_MAX, path, ": '", word, "' is not a token id");
+      ids.push_back(int32_t(v));
+    }
+  }
+  LING_CHECK(!ids.empty(), path, ": no prompt ids");
+  return ids;
+}
+
+int run(const RunOptions& o) {
+  const int modes = int(!o.prompt_ids.empty()) + int(!o.prompt.empty()) + int(!o.chat.empty());
+  LING_CHECK(modes == 1, "give exactly one of --prompt-ids, --prompt, --chat");
+  LING_CHECK(o.temperature >= 0.0f, "--temperature must be >= 0");
+  LING_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "--top-p must be in (0, 1]");
+  LING_CHECK(o.top_k >= 0, "--top-k must be >= 0");
+  LING_CHECK(o.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
+  LING_CHECK(o.backend == "cpu" || o.backend == "cuda", "--backend must be cpu or cuda");
+
+  std::unique_ptr<Tokenizer> tok;
+  std::vector<int32_t> prompt;
+  GenerateOptions g;
+  if (!o.prompt_ids.empty()) {
+    prompt = read_prompt_ids(o.prompt_ids);
+  } else {
+    tok = std::make_unique<Tokenizer>(Tokenizer::load(o.model));
+    const ChatTemplate chat = ChatTemplate::load(o.model, *tok);
+    if (!o.chat.empty()) {
+      std::vector<ChatMessage> msgs;
+      if (!o.system.empty()) msgs.push_back({"system", o.system});
+      msgs.push_back({"user", o.chat});
+      prompt = chat.encode(*tok, msgs);
+    } else {
+      prompt = tok->encode(o.prompt);
+    }
+    LING_CHECK(!prompt.empty(), "the prompt encodes to no tokens");
+    if (!o.ignore_eos)
+      for (int32_t s : chat.stop_ids()) g.stop_ids.push_back(s);
+  }
+
+  EngineOptions eo;
+  eo.backend = o.backend;
+  eo.backend_options.threads = o.threads;
+  eo.decay = o.decay;
+  auto engine = Engine::open(o.model, eo);
+
+  g.max_new_tokens = o.max_new_tokens;
+  g.temperature = o.temperature;
+  g.top_k = o.top_k;
+  g.top_p = o.top_p;
+  g.seed = o.seed;
+  g.collect_hidden = o.dump_hidden;
+  std::vector<int32_t> out_ids;
+  std::string printed;
+  auto on_token = [&](int64_t id) {
+    if (!tok) {
+      std::cout << (out_ids.empty() ? "" : " ") << id << std::flush;
+      out_ids.push_back(int32_t(id));
+      return;
+    }
+    out_ids.push_back(int32_t(id));
+    std::string text;
+    try { text = tok->decode(out_ids); } catch (const Error&) { return; }  // id outside the tokenizer: skip
+    // Print only a stable extension (an incomplete UTF-8 sequence decodes to U+FFFD at the end).
+    if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;
+    if (text.compare(0, printed.size(), printed) == 0) {
+      std::cout << text.substr(printed.size()) << std::flush;
+      printed = text;
+    }
+  };
+  const GenerateResult r = generate(*engine, prompt, g, on_token);
+  std::cout << "\n";
+  if (!o.dump.empty()) write_dump(o.dump, r);
+  std::fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s (%.1f tok/s)\n",
+               (long long)r.prompt_tokens, r.prefill_seconds, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9),
+               r.decode_ids.size(), r.decode_seconds, double(r.decode_ids.size()) / std::max(r.decode_seconds, 1e-9));
+  return 0;
+}
+
+}  // namespace
+
 Command register_run(CLI::App& app) {
+  auto o = std::make_shared<RunOptions>();
   Command c;
-  c.app = app.add_subcommand("run", "(not implemented yet)");
-  c.run = [](Context&) -> int { LING_THROW("'ling run' is not implemented yet"); };
+  c.app = app.add_subcommand("run", "Generate from a prompt with the CPU engine (fixture decode protocol)");
+  c.app->add_option("model", o->model, "Model folder (config.json + safetensors [+ tokenizer.json])")->required();
+  c.app->add_option("--prompt-ids", o->prompt_ids, "Prompt ids: whitespace-separated file, or a .safetensors with input_ids");
+  c.app->add_option("--prompt", o->prompt, "Raw prompt text (needs tokenizer.json)");
+  c.app->add_option("--chat", o->chat, "One user message in the Ling chat format (needs tokenizer.json)");
+  c.app->add_option("--system", o->system, "System message for --chat");
+  c.app->add_option("--max-new-tokens", o->max_new_tokens, "Decode steps (default 64)");
+  c.app->add_option("--temperature", o->temperature, "0 = greedy (default)");
+  c.app->add_option("--top-p", o->top_p, "Nucleus sampling mass (default 1 = off)");
+  c.app->add_option("--top-k", o->top_k, "Sample among the k best (default 0 = off)");
+  c.app->add_option("--seed", o->seed, "Sampling seed (default 0)");
+  c.app->add_option("--backend", o->backend, "cpu | cuda (default cpu)");
+  c.app->add_option("--threads", o->threads, "CPU threads (default: all)");
+  c.app->add_option("--lightning-decay", o->decay, "Lightning layer decay f(l): hf (default) | engine | mlx");
+  c.app->add_option("--dump", o->dump, "Write logits/decode_ids/decode_logits to this .safetensors");
+  c.app->add_flag("--dump-hidden", o->dump_hidden, "Also dump hidden_L, final_norm, router_topk_L, router_weight_L");
+  c.app->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at the stop tokens (text modes)");
+  c.run = [o](Context&) -> int { return run(*o); };
   return c;
 }
+
 }  // namespace ling
