@@ -1,0 +1,166 @@
+// Engine on the CPU backend with small random checkpoints of all three families (awkward settings: nkv 1, YaRN,
+// fkd 0/2, trailing partial groups, group_norm_size, q_lora_rank null, biases): cached decode equals one full
+// forward, split prefill equals one prefill, a batch of sequences equals the sequences run alone, absorbed MLA
+// decode equals the expanded form, and the loader / input checks raise one clear error.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include "common/compare.h"
+#include "ling/core/error.h"
+#include "tiny_model.h"
+
+namespace ling::test {
+namespace {
+
+std::vector<int32_t> ids(int64_t n, int64_t vocab, uint32_t seed) {
+  std::mt19937 g(seed);
+  std::vector<int32_t> v(size_t(n));
+  for (auto& x : v) x = int32_t(g() % uint32_t(vocab));
+  return v;
+}
+
+std::vector<float> rows(const std::vector<float>& m, int64_t V, int64_t r0, int64_t n) {
+  return std::vector<float>(m.begin() + r0 * V, m.begin() + (r0 + n) * V);
+}
+
+struct Family {
+  const char* name;
+  std::string (*config)();
+};
+class EngineFamilies : public ::testing::TestWithParam<Family> {};
+
+// Prefill T, then N cached decode steps == one forward over T + N (logits of the last N + 1 positions).
+TEST_P(EngineFamilies, CachedDecodeEqualsFullForward) {
+  const std::string dir = make_tiny_model(GetParam().name, GetParam().config());
+  BackendOptions bo;
+  bo.lightning_chunk = 8;  // several chunks and a partial one
+  auto eng = open_engine(dir, bo);
+  const int64_t V = eng->config().vocab_size, T = 21, N = 6;
+  const auto all = ids(T + N, V, 3);
+  auto s1 = eng->new_sequence();
+  std::vector<float> got = eng->prefill(*s1, std::vector<int32_t>(all.begin(), all.begin() + T));
+  for (int64_t i = 0; i < N; ++i) {
+    const auto lg = eng->decode({s1.get()}, {all[T + i]});
+    got.insert(got.end(), lg.begin(), lg.end());
+  }
+  EXPECT_EQ(s1->length(), T + N);
+  auto s2 = eng->new_sequence();
+  const std::vector<float> full = eng->prefill(*s2, all, /*all_logits=*/true);
+  EXPECT_TRUE(all_close("decode vs full", got, rows(full, V, T - 1, N + 1), tol(1e-5, 1e-5, 1e-10)));
+}
+
+// Two prefill calls (10 + 17 tokens) == one prefill of 27 (continuation through every cache kind).
+TEST_P(EngineFamilies, SplitPrefillEqualsOnePrefill) {
+  const std::string dir = make_tiny_model(std::string(GetParam().name) + "_split", GetParam().config(), 11);
+  BackendOptions bo;
+  bo.lightning_chunk = 4;
+  auto eng = open_engine(dir, bo);
+  const int64_t V = eng->config().vocab_size;
+  const auto all = ids(27, V, 5);
+  auto s1 = eng->new_sequence();
+  std::vector<float> a = eng->prefill(*s1, std::vector<int32_t>(all.begin(), all.begin() + 10), true);
+  const std::vector<float> b = eng->prefill(*s1, std::vector<int32_t>(all.begin() + 10, all.end()), true);
+  a.insert(a.end(), b.begin(), b.end());
+  auto s2 = eng->new_sequence();
+  EXPECT_TRUE(all_close("split prefill", a, eng->prefill(*s2, all, true), tol(1e-5, 1e-5, 1e-10)));
+}
+
+// Sequences of different lengths in one batch (prefill, then batched decode) == each run alone.
+TEST_P(EngineFamilies, BatchEqualsSequencesAlone) {
+  const std::string dir = make_tiny_model(std::string(GetParam().name) + "_batch", GetParam().config(), 13);
+  auto eng = open_engine(dir);
+  const int64_t V = eng->config().vocab_size;
+  const std::vector<std::vector<int32_t>> prompts = {ids(5, V, 1), ids(17, V, 2), ids(11, V, 3)};
+  const std::vector<int32_t> next = {1, 2, 3};
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  std::vector<Sequence*> ptrs;
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    seqs.push_back(eng->new_sequence());
+    ptrs.push_back(seqs.back().get());
+  }
+  const std::vector<float> pre = eng->forward(ptrs, prompts, false);
+  const std::vector<float> dec = eng->decode(ptrs, next);
+  for (size_t i = 0; i < prompts.size(); ++i) {
+    auto s = eng->new_sequence();
+    const auto p = eng->prefill(*s, prompts[i]);
+    const auto d = eng->decode({s.get()}, {next[i]});
+    EXPECT_TRUE(all_close("batched prefill " + std::to_string(i), rows(pre, V, int64_t(i), 1), p, tol(1e-5, 1e-5, 1e-10)));
+    EXPECT_TRUE(all_close("batched decode " + std::to_string(i), rows(dec, V, int64_t(i), 1), d, tol(1e-5, 1e-5, 1e-10)));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, EngineFamilies,
+                         ::testing::Values(Family{"ling2", ling2_config}, Family{"ring_linear", ring_linear_config},
+                                           Family{"ling25", ling25_config}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(EngineMla, AbsorbedDecodeEqualsExpanded) {
+  const std::string dir = make_tiny_model("mla_absorb", ling25_config(), 17);
+  BackendOptions absorbed, expanded;
+  expanded.mla_absorbed_decode = false;
+  auto e1 = open_engine(dir, absorbed), e2 = open_engine(dir, expanded);
+  const auto p = ids(19, e1->config().vocab_size, 9);
+  auto s1 = e1->new_sequence(), s2 = e2->new_sequence();
+  e1->prefill(*s1, p);
+  e2->prefill(*s2, p);
+  for (int32_t t : {4, 8, 15}) {
+    EXPECT_TRUE(all_close("absorbed", e1->decode({s1.get()}, {t}), e2->decode({s2.get()}, {t}), tol(1e-5, 1e-5, 1e-10)));
+  }
+}
+
+TEST(EngineErrors, BadTokensAndLength) {
+  const std::string dir = make_tiny_model("errors_ids", ling2_config());
+  auto eng = open_engine(dir);
+  auto s = eng->new_sequence();
+  try {
+    eng->prefill(*s, {1, 2, 97});
+    FAIL() << "no error for an id outside the vocabulary";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("97"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(s->length(), 0);
+  EXPECT_THROW(eng->prefill(*s, {-1}), Error);
+  EXPECT_THROW(eng->prefill(*s, std::vector<int32_t>(129, 1)), Error);  // max_position_embeddings 128
+  eng->prefill(*s, std::vector<int32_t>(128, 1));
+  EXPECT_THROW(eng->decode({s.get()}, {1}), Error);
+}
+
+std::string load_error(const std::string& tag, const TensorEdit& edit, const std::map<std::string, HostTensor>& extra = {}) {
+  const std::string dir = make_tiny_model(tag, ling25_config(), 3, edit, extra);
+  try {
+    open_engine(dir);
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(EngineErrors, LoaderNamesTheTensor) {
+  const std::string nan_name = "model.layers.1.attention.g_proj.weight";
+  std::string msg = load_error("nan", [&](const std::string& n, std::vector<int64_t>&, std::vector<float>& v) {
+    if (n == nan_name) v[5] = std::numeric_limits<float>::quiet_NaN();
+  });
+  EXPECT_NE(msg.find(nan_name), std::string::npos) << msg;
+  msg = load_error("inf", [&](const std::string& n, std::vector<int64_t>&, std::vector<float>& v) {
+    if (n == "lm_head.weight") v[0] = std::numeric_limits<float>::infinity();
+  });
+  EXPECT_NE(msg.find("lm_head.weight"), std::string::npos) << msg;
+  const std::string shape_name = "model.layers.2.attention.kv_b_proj.weight";
+  msg = load_error("shape", [&](const std::string& n, std::vector<int64_t>& s, std::vector<float>& v) {
+    if (n == shape_name) { s[0] -= 1; v.resize(size_t(s[0] * s[1])); }
+  });
+  EXPECT_NE(msg.find(shape_name), std::string::npos) << msg;
+  const std::string gone = "model.layers.3.mlp.experts.5.down_proj.weight";
+  msg = load_error("missing", [&](const std::string& n, std::vector<int64_t>& s, std::vector<float>& v) {
+    if (n == gone) { s.clear(); v.clear(); }
+  });
+  EXPECT_NE(msg.find(gone), std::string::npos) << msg;
+  const float one = 1.0f;
+  msg = load_error("unexpected", {}, {{"model.layers.0.attention.bogus.weight", HostTensor::from_f32({1}, &one)}});
+  EXPECT_NE(msg.find("bogus"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace ling::test
