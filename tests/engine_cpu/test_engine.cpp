@@ -16,7 +16,7 @@ namespace {
 
 std::vector<int32_t> ids(int64_t n, int64_t vocab, uint32_t seed) {
   std::mt19937 g(seed);
-  std::vector<int32_t> v(size_t(n));
+  std::vector<int32_t> v(static_cast<size_t>(n));
   for (auto& x : v) x = int32_t(g() % uint32_t(vocab));
   return v;
 }

@@ -36,7 +36,7 @@ inline std::string make_tiny_model(const std::string& tag, const std::string& co
     if (!s.required) continue;
     int64_t n = 1;
     for (int64_t d : s.shape) n *= d;
-    std::vector<float> v(size_t(n));
+    std::vector<float> v(static_cast<size_t>(n));
     const float in = s.shape.size() == 2 ? float(s.shape[1]) : 1.0f;
     for (float& x : v) {
       const float z = nd(rng);
