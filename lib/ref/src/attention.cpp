@@ -26,6 +26,7 @@ void attention(const AttentionParams& p) {
       for (int64_t j = 0; j < n; ++j) {
         const float* k = p.k + j * ldk + g * p.dk;
         double d = 0.0;
+#pragma omp simd reduction(+ : d)
         for (int64_t i = 0; i < p.dk; ++i) d += double(q[i]) * double(k[i]);
         sc[j] = float(d) * p.scale;
         mx = std::max(mx, sc[j]);
@@ -39,6 +40,7 @@ void attention(const AttentionParams& p) {
       for (int64_t j = 0; j < n; ++j) {
         const float* v = p.v + j * ldv + g * p.dv;
         const double w = double(sc[j]) / sum;
+#pragma omp simd
         for (int64_t i = 0; i < p.dv; ++i) acc[i] += w * double(v[i]);
       }
       for (int64_t i = 0; i < p.dv; ++i) o[i] = n > 0 ? float(acc[i]) : 0.0f;
@@ -64,6 +66,7 @@ void mla_decode_absorbed(const MlaDecodeParams& p) {
       for (int64_t j = 0; j < S; ++j) {
         const float* row = p.cache + j * lc;
         double d = 0.0;
+#pragma omp simd reduction(+ : d)
         for (int64_t c = 0; c < p.r; ++c) d += qt[c] * double(row[c]);
         for (int64_t c = 0; c < p.dr; ++c) d += double(qp[c]) * double(row[p.r + c]);
         sc[j] = float(d) * p.scale;

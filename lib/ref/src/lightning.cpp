@@ -64,6 +64,7 @@ void lightning_chunked(const LightningParams& p) {
         for (int64_t j = 0; j <= i; ++j) {
           const float* k = p.k + (c0 + j) * s.k + h * d;
           double dot = 0.0;
+#pragma omp simd reduction(+ : dot)
           for (int64_t a = 0; a < d; ++a) dot += double(q[a]) * double(k[a]);
           qk[i * C + j] = dot * std::exp(g * double(i - j));
         }
@@ -76,11 +77,13 @@ void lightning_chunked(const LightningParams& p) {
         for (int64_t a = 0; a < d; ++a) {
           const double qa = double(q[a]) * di;
           const float* Sa = S + a * d;
+#pragma omp simd
           for (int64_t b = 0; b < d; ++b) acc[b] += qa * double(Sa[b]);
         }
         for (int64_t j = 0; j <= i; ++j) {
           const float* v = p.v + (c0 + j) * s.v + h * d;
           const double w = qk[i * C + j];
+#pragma omp simd
           for (int64_t b = 0; b < d; ++b) acc[b] += w * double(v[b]);
         }
         float* o = p.o + (c0 + i) * s.o + h * d;
@@ -95,6 +98,7 @@ void lightning_chunked(const LightningParams& p) {
         const double w = std::exp(g * double(n - 1 - j));
         for (int64_t a = 0; a < d; ++a) {
           const double ka = w * double(k[a]);
+#pragma omp simd
           for (int64_t b = 0; b < d; ++b) Snew[a * d + b] += ka * double(v[b]);
         }
       }
