@@ -7,7 +7,10 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <unistd.h>
 
 #include "common/compare.h"
@@ -117,6 +120,33 @@ TEST_P(Golden, LingRunDumpMatches) {
   for (const ref::CompareReport& rep : ref::compare_files(dump, dir + "/golden.safetensors", o, names))
     EXPECT_TRUE(rep.ok) << rep.line();
   std::filesystem::remove(dump);
+}
+
+TEST(LingRun, BadInputIsOneLineAndNonZeroExit) {
+  const std::string dir = fixture("ling20-tiny");
+  const auto tmp = std::filesystem::temp_directory_path() / ("ling_badids_" + std::to_string(::getpid()));
+  std::filesystem::create_directories(tmp);
+  auto run_with = [&](const std::string& ids_text, std::string* err) {
+    { std::ofstream(tmp / "ids.txt") << ids_text; }
+    const std::string cmd = std::string(LING_BINARY) + " --no-db run " + dir + " --prompt-ids " + (tmp / "ids.txt").string() +
+                            " --max-new-tokens 2 > /dev/null 2> " + (tmp / "err.txt").string();
+    const int rc = std::system(cmd.c_str());
+    std::ifstream in(tmp / "err.txt");
+    err->assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+    return rc;
+  };
+  std::string err;
+  EXPECT_NE(run_with("1 2 1024", &err), 0);
+  EXPECT_NE(err.find("1024"), std::string::npos) << err;
+  EXPECT_EQ(std::count(err.begin(), err.end(), '\n'), 1) << err;
+  EXPECT_NE(run_with("1 2 x3", &err), 0);
+  EXPECT_NE(err.find("x3"), std::string::npos) << err;
+  std::string many;
+  for (int i = 0; i < 4097; ++i) many += "5 ";
+  EXPECT_NE(run_with(many, &err), 0);
+  EXPECT_NE(err.find("max_position_embeddings"), std::string::npos) << err;
+  EXPECT_EQ(run_with("1 2 3", &err), 0) << err;
+  std::filesystem::remove_all(tmp);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, Golden, ::testing::Values("ling20-tiny", "ling25-tiny"),
