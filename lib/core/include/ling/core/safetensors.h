@@ -102,8 +102,9 @@ class SafetensorsWriter {
   void finish();  // throws when a declared tensor was not written
   const std::string& path() const { return path_; }
 
+  struct Impl;  // layout state (defined in safetensors_writer.cpp)
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   std::string path_;
 };
