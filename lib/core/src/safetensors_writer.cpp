@@ -96,7 +96,8 @@ static void lay_out(SafetensorsWriter::Impl& im, const std::string& path) {
     if (dtype_size(x.dtype) != dtype_size(y.dtype)) return dtype_size(x.dtype) > dtype_size(y.dtype);
     return x.name < y.name;
   });
-  // Header text: entries in layout order, keys dtype / shape / data_offsets (nlohmann's ordered_json keeps it).
+  // Header text: __metadata__ first, then entries in layout order, each with its keys in sorted order
+  // (data_offsets, dtype, shape) as the reference writers emit them; ordered_json keeps this order.
   nlohmann::ordered_json h = nlohmann::ordered_json::object();
   if (!im.metadata.empty()) {
     nlohmann::ordered_json m = nlohmann::ordered_json::object();
@@ -109,9 +110,9 @@ static void lay_out(SafetensorsWriter::Impl& im, const std::string& path) {
     e.begin = offset;
     offset += e.nbytes;
     nlohmann::ordered_json t = nlohmann::ordered_json::object();
+    t["data_offsets"] = {e.begin, e.begin + e.nbytes};
     t["dtype"] = dtype_name(e.dtype);
     t["shape"] = e.shape;
-    t["data_offsets"] = {e.begin, e.begin + e.nbytes};
     h[e.name] = t;
   }
   std::string text = h.dump();
