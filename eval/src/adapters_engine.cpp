@@ -64,7 +64,7 @@ std::unique_ptr<EngineModel> open_engine_model(const std::string& model_dir, con
   EngineOptions opt;
   opt.backend = backend;
   auto eng = Engine::open(model_dir, opt);
-  LING_CHECK(max_positions <= eng->config().max_position_embeddings, "ling eval: ", max_positions,
+  LING_CHECK(max_positions <= 0 || max_positions <= eng->config().max_position_embeddings, "ling eval: ", max_positions,
              " positions needed but ", model_dir, " supports ", eng->config().max_position_embeddings,
              " (max_position_embeddings); use shorter --contexts / --ctx");
   return std::make_unique<EngineAdapter>(std::move(eng), max_positions);

@@ -22,6 +22,14 @@ ModelTokenizer::ModelTokenizer(const std::string& model_dir)
     : tok_(Tokenizer::load(tokenizer_path(model_dir))), path_(tokenizer_path(model_dir)) {
   std::filesystem::path dir = std::filesystem::path(path_).parent_path();
   eos_ = ChatTemplate::load(dir.string(), tok_).stop_ids();
+  known_.assign(static_cast<size_t>(tok_.vocab_size()), false);
+  for (int64_t id = 0; id < tok_.vocab_size(); ++id) {
+    try {
+      tok_.id_to_token(static_cast<int32_t>(id));
+      known_[size_t(id)] = true;
+    } catch (const Error&) {
+    }
+  }
   std::ifstream f(dir / "tokenizer_config.json");
   if (f.good()) {
     nlohmann::json j;
@@ -43,8 +51,20 @@ ModelTokenizer::ModelTokenizer(const std::string& model_dir)
 
 std::vector<int32_t> ModelTokenizer::encode(const std::string& text) const { return tok_.encode(text, false); }
 
+// Ids the tokenizer does not know (a model may emit any id below its vocab_size) decode to U+FFFD.
 std::string ModelTokenizer::decode(std::span<const int32_t> ids) const {
-  return tok_.decode(std::vector<int32_t>(ids.begin(), ids.end()));
+  std::string out;
+  std::vector<int32_t> run;
+  for (int32_t id : ids) {
+    if (id >= 0 && static_cast<size_t>(id) < known_.size() && known_[size_t(id)]) {
+      run.push_back(id);
+      continue;
+    }
+    if (!run.empty()) out += tok_.decode(run), run.clear();
+    out += "\xEF\xBF\xBD";
+  }
+  if (!run.empty()) out += tok_.decode(run);
+  return out;
 }
 
 }  // namespace ling::eval

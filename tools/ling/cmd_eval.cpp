@@ -59,10 +59,10 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   LING_CHECK(!names.empty(), "ling eval: --task is empty");
   LING_CHECK(o.backend == "cpu" || o.backend == "cuda", "ling eval: --backend must be cpu or cuda, not '", o.backend,
              "'");
-  bool text_tasks = false, gen_tasks = false;
+  bool text_tasks = false, gen_tasks = false;  // gen_tasks: tasks over the context grid
   for (auto& n : names) {
     if (n == "ppl" || n == "kld") text_tasks = true;
-    else gen_tasks = true;
+    else if (n != "arith" && n != "gsm8k") gen_tasks = true;
     LING_CHECK(n != "kld" || !o.reference.empty(), "ling eval: --task kld needs --reference MODEL2");
   }
   eval::TaskOptions topt;
@@ -82,9 +82,8 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   eval::ModelTokenizer tok(o.model);
   int64_t max_pos = 0;
   if (gen_tasks)
-    for (int64_t c : topt.contexts) max_pos = std::max<int64_t>(max_pos, c + (o.max_new_tokens > 0 ? o.max_new_tokens : 256));
+    for (int64_t c : topt.contexts) max_pos = std::max<int64_t>(max_pos, c + std::max(0, o.max_new_tokens));
   if (text_tasks) max_pos = std::max(max_pos, o.ppl_ctx);
-  if (max_pos == 0) max_pos = 4096;
   auto model = eval::open_engine_model(o.model, o.backend, max_pos);
   std::unique_ptr<eval::EngineModel> ref;
   LING_CHECK(tok.tokenizer().vocab_size() <= model->vocab_size(), o.model, ": tokenizer has ",

@@ -4,6 +4,7 @@
 #pragma once
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "ling/eval/model_io.h"
 #include "ling/tokenizer/tokenizer.h"
@@ -26,6 +27,7 @@ class ModelTokenizer : public TokenizerLike {
   std::string path_;
   std::optional<int32_t> bos_;
   std::vector<int32_t> eos_;
+  std::vector<bool> known_;  // ids the tokenizer can decode
 };
 
 }  // namespace ling::eval
