@@ -48,7 +48,9 @@ void check_against_golden(const std::map<std::string, DumpTensor>& got, const Sa
   for (const TensorInfo& t : g.tensors()) {
     const bool expected = t.name == "logits" || t.name == "decode_ids" || t.name == "decode_logits" ||
                           t.name == "final_norm" || t.name.rfind("hidden_", 0) == 0 || t.name.rfind("router_", 0) == 0;
-    if (expected) EXPECT_TRUE(got.count(t.name)) << "engine did not produce " << t.name;
+    if (expected) {
+      EXPECT_TRUE(got.count(t.name)) << "engine did not produce " << t.name;
+    }
   }
   for (const auto& [name, d] : got) {
     const TensorInfo* t = g.find(name);
@@ -100,7 +102,9 @@ TEST_P(Golden, RopeFrequenciesAndLightningDecays) {
                           tol(1e-6, 0, 1e-12)));
     ++checked;
   }
-  if (c.has_lightning()) EXPECT_GT(checked, 0);
+  if (c.has_lightning()) {
+    EXPECT_GT(checked, 0);
+  }
 }
 
 TEST_P(Golden, LingRunDumpMatches) {

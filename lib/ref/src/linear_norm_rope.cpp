@@ -15,10 +15,8 @@ void linear(const LinearParams& p) {
   if (p.K == 0) {
     for (int64_t m = 0; m < p.M && !p.accumulate; ++m)
       for (int64_t n = 0; n < p.N; ++n) p.y[m * ldy + n] = 0.0f;
-  } else if (p.M == 1) {
-    cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)p.N, (int)p.K, 1.0f, p.w, (int)p.K, p.x, 1,
-                p.accumulate ? 1.0f : 0.0f, p.y, 1);
   } else {
+    // sgemm for every M (no sgemv for M = 1): single-row decode steps use the same kernel as batched rows.
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)p.M, (int)p.N, (int)p.K, 1.0f, p.x, (int)ldx, p.w,
                 (int)p.K, p.accumulate ? 1.0f : 0.0f, p.y, (int)ldy);
   }
