@@ -326,7 +326,8 @@ ModelConfig parse_config(const std::string& json_text, const std::string& source
   } else {
     c.eos_token_ids = {r.integer("eos_token_id", 156892)};
   }
-  c.pad_token_id = (j.contains("pad_token_id") && j["pad_token_id"].is_null()) ? -1 : r.integer("pad_token_id", 156892);
+  if (ds && !j.contains("pad_token_id")) c.pad_token_id = -1;  // DeepSeek configs carry no pad id
+  else c.pad_token_id = (j.contains("pad_token_id") && j["pad_token_id"].is_null()) ? -1 : r.integer("pad_token_id", 156892);
 
   if (ds) {
     c.num_experts = r.integer_or_null("n_routed_experts", 256);
