@@ -249,8 +249,11 @@ std::vector<MetricRecord> run_text_task(const TaskInfo& info, const std::string&
     out.push_back(m);
   }
   if (ref) {
+    int64_t n_tok = 0;
+    for (const auto& w : all) n_tok += static_cast<int64_t>(w.kld.size());
     for (const auto& [bin, frac] : kld_histogram(all)) {
       MetricRecord m;
+      m.n = n_tok;
       m.name = "kld_hist";
       m.bucket = "bin=" + bin;
       m.value = frac;
