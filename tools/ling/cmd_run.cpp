@@ -116,23 +116,34 @@ int run(const RunOptions& o) {
   g.top_p = o.top_p;
   g.seed = o.seed;
   g.collect_hidden = o.dump_hidden;
-  std::vector<int32_t> out_ids;
-  std::string printed;
+  // Streaming: ids as numbers without a tokenizer; with one, text as soon as the pending ids decode to complete
+  // UTF-8 (byte-level BPE decodes token by token). Ids the tokenizer does not know print as [id].
+  bool first = true;
+  std::vector<int32_t> pending;
   auto on_token = [&](int64_t id) {
     if (!tok) {
-      std::cout << (out_ids.empty() ? "" : " ") << id << std::flush;
-      out_ids.push_back(int32_t(id));
+      std::cout << (first ? "" : " ") << id << std::flush;
+      first = false;
       return;
     }
-    out_ids.push_back(int32_t(id));
-    std::string text;
-    try { text = tok->decode(out_ids); } catch (const Error&) { return; }  // id outside the tokenizer: skip
-    // Print only a stable extension (an incomplete UTF-8 sequence decodes to U+FFFD at the end).
-    if (text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0) return;
-    if (text.compare(0, printed.size(), printed) == 0) {
-      std::cout << text.substr(printed.size()) << std::flush;
-      printed = text;
+    if (id >= tok->vocab_size()) {
+      std::cout << "[" << id << "]" << std::flush;
+      pending.clear();
+      return;
     }
+    pending.push_back(int32_t(id));
+    std::string text;
+    try {
+      text = tok->decode(pending);
+    } catch (const Error&) {
+      std::cout << "[" << id << "]" << std::flush;
+      pending.clear();
+      return;
+    }
+    const bool incomplete = text.size() >= 3 && text.compare(text.size() - 3, 3, "\xEF\xBF\xBD") == 0;
+    if (incomplete && pending.size() < 4) return;
+    std::cout << text << std::flush;
+    pending.clear();
   };
   const GenerateResult r = generate(*engine, prompt, g, on_token);
   std::cout << "\n";

@@ -17,14 +17,14 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
              " is supported by 'ling inspect' only");
   LING_CHECK(!config.linear_silu, config.source, ": linear_silu = true is not supported (the HF code ignores it)");
   LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
-  const std::string dir = std::filesystem::is_directory(model_dir)
-                              ? model_dir : std::filesystem::path(model_dir).parent_path().string();
-  Checkpoint ckpt = Checkpoint::open(dir.empty() ? "." : dir);
-  auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt));
   std::unique_ptr<Backend> backend;
   if (options.backend == "cpu") backend = make_cpu_backend(options.backend_options);
   else if (options.backend == "cuda") LING_THROW("backend 'cuda' is not available in this build yet; use --backend cpu");
   else LING_THROW("unknown backend '", options.backend, "' (expected cpu or cuda)");
+  const std::string dir = std::filesystem::is_directory(model_dir)
+                              ? model_dir : std::filesystem::path(model_dir).parent_path().string();
+  Checkpoint ckpt = Checkpoint::open(dir.empty() ? "." : dir);
+  auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt));
   return std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
 }
 
