@@ -29,7 +29,7 @@ void moe_route(const MoeRouteParams& p) {
   const int64_t per = p.E / p.n_group;
   LING_CHECK(p.k >= 1 && p.k <= p.topk_group * per, "moe_route: top-k ", p.k, " exceeds the ", p.topk_group * per, " experts of the kept groups");
   const float ninf = -std::numeric_limits<float>::infinity();
-#pragma omp parallel for if (p.rows > 16)
+#pragma omp parallel for if (p.rows * p.E > (1 << 16))
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* lg = p.logits + r * p.E;
     std::vector<float> s(p.E), sel(p.E), gscore(p.n_group);
