@@ -9,6 +9,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <cstdint>
 #include <vector>
 
 #include "ling/core/error.h"
@@ -95,21 +96,29 @@ SynthResult write_synth(const SynthOptions& o) {
   for (TensorSpec& s : tensor_schema(cfg, /*include_mtp=*/true))
     if (s.required) specs.push_back(std::move(s));
 
-  // Shard plan in schema order: a new shard when the next tensor would pass shard_size.
-  std::vector<std::vector<size_t>> shards(1);
+  // Shard plan in schema order: a tensor larger than shard_size gets a shard of its own; the others fill the
+  // open shard, and a new one is opened when the next tensor would pass shard_size.
+  std::vector<std::vector<size_t>> shards;
+  size_t open = SIZE_MAX;
   uint64_t shard_bytes = 0, total = 0;
   SynthResult res;
   for (size_t i = 0; i < specs.size(); ++i) {
     uint64_t nb = numel(specs[i].shape) * dtype_size(dtype);
-    if (!shards.back().empty() && shard_bytes + nb > o.shard_size) {
+    total += nb;
+    res.parameters += static_cast<int64_t>(numel(specs[i].shape));
+    if (nb > o.shard_size) {
+      shards.push_back({i});
+      continue;
+    }
+    if (open == SIZE_MAX || shard_bytes + nb > o.shard_size) {
+      open = shards.size();
       shards.emplace_back();
       shard_bytes = 0;
     }
-    shards.back().push_back(i);
+    shards[open].push_back(i);
     shard_bytes += nb;
-    total += nb;
-    res.parameters += static_cast<int64_t>(numel(specs[i].shape));
   }
+  LING_CHECK(!shards.empty(), "synth: the schema of ", o.out, " holds no tensors");
 
   fs::path tmp = out;
   tmp += ".tmp." + std::to_string(::getpid());
