@@ -152,6 +152,23 @@ TEST(Attention, GqaMatchesNaiveWithCachePrefix) {
   EXPECT_TRUE(test::all_close("gqa", o, naive_attention(q, k, v, qpos, T, S, nh, nkv, dk, dv, 0.3), test::tol(1e-5, 1e-6)));
 }
 
+TEST(Attention, GemmPathMatchesReference) {
+  // 300 queries (two tiles, one partial) at positions 100..399 over 400 keys; dk != dv; GQA 6:2.
+  const int64_t T = 300, S = 400, nh = 6, nkv = 2, dk = 24, dv = 16;
+  const auto q = randn(T * nh * dk, 11), k = randn(S * nkv * dk, 12), v = randn(S * nkv * dv, 13);
+  std::vector<int64_t> qpos;
+  for (int64_t t = 0; t < T; ++t) qpos.push_back(S - T + t);
+  std::vector<float> o1(T * nh * dv), o2(T * nh * dv);
+  AttentionParams p;
+  p.q = q.data(); p.k = k.data(); p.v = v.data(); p.qpos = qpos.data();
+  p.T = T; p.S = S; p.nh = nh; p.nkv = nkv; p.dk = dk; p.dv = dv; p.scale = 0.2f;
+  p.o = o1.data();
+  attention(p);
+  p.o = o2.data();
+  attention_gemm(p);
+  EXPECT_TRUE(test::all_close("gemm attention", o2, o1, test::tol(1e-5, 1e-6, 1e-12)));
+}
+
 TEST(Lightning, ChunkedEqualsRecurrentOver4096Tokens) {
   const int64_t T = 4096, nh = 3, d = 16;
   const auto q = randn(T * nh * d, 4), k = randn(T * nh * d, 5, 0.25f), v = randn(T * nh * d, 6);

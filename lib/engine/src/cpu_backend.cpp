@@ -24,6 +24,12 @@ struct CpuSeqState : SeqState {
   std::vector<CpuLayerCache> layers;
 };
 
+// Prefill rows go through the sgemm attention, short steps through the fp64-sum loop.
+void attend(const ref::AttentionParams& a) {
+  if (a.T >= 16) ref::attention_gemm(a);
+  else ref::attention(a);
+}
+
 void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0, int64_t ldy = 0) {
   LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
   ref::LinearParams p;
@@ -148,7 +154,7 @@ class CpuBackend final : public Backend {
       a.k = c.k.data(); a.v = c.v.data(); a.o = o.data() + s.row0 * nh * hd;
       a.qpos = plan.pos.data() + s.row0; a.T = s.count; a.S = s.pos0 + s.count;
       a.nh = nh; a.nkv = nkv; a.dk = hd; a.dv = hd; a.scale = float(1.0 / std::sqrt(double(hd)));
-      ref::attention(a);
+      attend(a);
     }
     lin(o.data(), n, nh * hd, L.dense, L.dense_bias, out.data);
   }
@@ -234,7 +240,7 @@ class CpuBackend final : public Backend {
       a.q = q.data() + s.row0 * nh * dqk; a.k = K.data(); a.v = V.data(); a.o = o.data() + s.row0 * nh * dv;
       a.qpos = plan.pos.data() + s.row0; a.T = s.count; a.S = S; a.nh = nh; a.nkv = nh; a.dk = dqk; a.dv = dv;
       a.scale = scale;
-      ref::attention(a);
+      attend(a);
     }
     lin(o.data(), n, nh * dv, L.dense, L.dense_bias, out.data);
   }

@@ -1,5 +1,8 @@
 // Reference causal softmax attention (GQA §2.5, MLA prefill §2.7 step 6) and absorbed MLA decode over the
 // latent cache (§2.7 step 7). Scores and softmax in fp32 with fp64 sums; O(T·S) per head, no tiling.
+#include <cblas.h>
+
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
@@ -44,6 +47,45 @@ void attention(const AttentionParams& p) {
         for (int64_t i = 0; i < p.dv; ++i) acc[i] += w * double(v[i]);
       }
       for (int64_t i = 0; i < p.dv; ++i) o[i] = n > 0 ? float(acc[i]) : 0.0f;
+    }
+  }
+}
+
+void attention_gemm(const AttentionParams& p) {
+  LING_CHECK(p.nkv > 0 && p.nh % p.nkv == 0, "attention: ", p.nh, " heads not divisible by ", p.nkv, " kv heads");
+  const int64_t ldq = p.ldq ? p.ldq : p.nh * p.dk, ldk = p.ldk ? p.ldk : p.nkv * p.dk;
+  const int64_t ldv = p.ldv ? p.ldv : p.nkv * p.dv, ldo = p.ldo ? p.ldo : p.nh * p.dv;
+  const int64_t G = p.nh / p.nkv, tile = 256;
+  if (p.T <= 0) return;
+  if (p.S <= 0) {
+    for (int64_t t = 0; t < p.T; ++t) std::fill(p.o + t * ldo, p.o + t * ldo + p.nh * p.dv, 0.0f);
+    return;
+  }
+  std::vector<float> sc(size_t(std::min(tile, p.T) * p.S));
+  for (int64_t h = 0; h < p.nh; ++h) {
+    const int64_t g = h / G;
+    for (int64_t t0 = 0; t0 < p.T; t0 += tile) {
+      const int64_t m = std::min(tile, p.T - t0);
+      // Keys beyond the last query's position are masked for every row of the tile: skip them.
+      const int64_t S = std::min<int64_t>(p.S, p.qpos[t0 + m - 1] + 1);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(S), int(p.dk), p.scale,
+                  p.q + t0 * ldq + h * p.dk, int(ldq), p.k + g * p.dk, int(ldk), 0.0f, sc.data(), int(S));
+      for (int64_t i = 0; i < m; ++i) {
+        float* row = sc.data() + i * S;
+        const int64_t n = std::min<int64_t>(p.qpos[t0 + i] + 1, S);
+        float mx = -std::numeric_limits<float>::infinity();
+        for (int64_t j = 0; j < n; ++j) mx = std::max(mx, row[j]);
+        double sum = 0.0;
+        for (int64_t j = 0; j < n; ++j) {
+          row[j] = std::exp(row[j] - mx);
+          sum += row[j];
+        }
+        const float inv = n > 0 ? float(1.0 / sum) : 0.0f;
+        for (int64_t j = 0; j < n; ++j) row[j] *= inv;
+        for (int64_t j = n; j < S; ++j) row[j] = 0.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, int(m), int(p.dv), int(S), 1.0f, sc.data(), int(S),
+                  p.v + g * p.dv, int(ldv), 0.0f, p.o + t0 * ldo + h * p.dv, int(ldo));
     }
   }
 }

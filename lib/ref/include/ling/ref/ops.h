@@ -81,6 +81,9 @@ struct AttentionParams {
   float scale = 1.0f;
 };
 void attention(const AttentionParams& p);
+// The same attention with the dot products in fp32 sgemm (scores Q·Kᵀ and P·V per head, query tiles of 256
+// rows, softmax in fp32 with fp64 sums): the fast path for prefill, checked against attention().
+void attention_gemm(const AttentionParams& p);
 
 // Lightning attention (§2.6 steps 7–8) for one sequence. State S [nh, dk, dv] fp32 is read and updated in place.
 // Per head h with log decay g[h]: S_t = e^{g} S_{t−1} + k_tᵀ v_t; o_t = (scale·q_t) S_t.
