@@ -87,13 +87,13 @@ inline std::string ring_linear_config() {  // Lightning + GQA, trailing partial 
     "max_position_embeddings": 128, "rms_norm_eps": 1e-5, "tie_word_embeddings": false,
     "eos_token_id": 100, "pad_token_id": 100})";
 }
-inline std::string ling25_config() {  // Lightning + MLA, q_lora_rank null, trailing partial group, YaRN with mscale
+inline std::string ling25_config() {  // Lightning + MLA, q_lora_rank null, biases, trailing partial group, YaRN with mscale
   return R"({"architectures": ["BailingMoeV2_5ForCausalLM"], "model_type": "bailing_hybrid",
     "vocab_size": 89, "hidden_size": 64, "intermediate_size": 96, "num_hidden_layers": 5,
     "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 16, "partial_rotary_factor": 0.5,
     "num_experts": 8, "num_experts_per_tok": 2, "n_group": 2, "topk_group": 1, "moe_intermediate_size": 16,
     "num_shared_experts": 1, "first_k_dense_replace": 1, "routed_scaling_factor": 2.5, "use_qk_norm": true,
-    "layer_group_size": 3, "group_norm_size": 4, "q_lora_rank": null, "kv_lora_rank": 24,
+    "use_qkv_bias": true, "use_bias": true, "layer_group_size": 3, "group_norm_size": 4, "q_lora_rank": null, "kv_lora_rank": 24,
     "qk_rope_head_dim": 8, "qk_nope_head_dim": 12, "v_head_dim": 10, "rope_interleave": true,
     "rope_theta": 600000.0,
     "rope_scaling": {"rope_type": "yarn", "factor": 2.0, "original_max_position_embeddings": 32,

@@ -201,7 +201,7 @@ class CpuBackend final : public Backend {
       ref::rms_norm(ln);
       lin(qa.data(), n, rq, L.q_b, Mat{}, q.data());
     } else {
-      lin(x.data, n, H, L.q_proj, Mat{}, q.data());
+      lin(x.data, n, H, L.q_proj, L.q_proj_bias, q.data());
     }
     lin(x.data, n, H, L.kv_a, L.kv_a_bias, ckv.data());
     ln.x = ln.y = ckv.data(); ln.w = L.kv_a_norm.data(); ln.rows = n; ln.dim = r; ln.ldx = ln.ldy = lc;

@@ -108,6 +108,7 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
         L.q_b = pool.take(a + "q_b_proj.weight");
       } else {
         L.q_proj = pool.take(a + "q_proj.weight");
+        L.q_proj_bias = pool.take_opt(a + "q_proj.bias");
       }
       L.kv_a = pool.take(a + "kv_a_proj_with_mqa.weight");
       L.kv_a_bias = pool.take_opt(a + "kv_a_proj_with_mqa.bias");

@@ -35,7 +35,7 @@ struct LayerWeights {
   Mat dense, dense_bias;      // [H, nh·hd] / [H, nh·d_v]
   // MLA
   Mat q_a, q_a_bias, q_a_norm, q_b;  // q LoRA: [r_q, H], [r_q], [r_q], [nh·d_qk, r_q]
-  Mat q_proj;                        // no q LoRA: [nh·d_qk, H]
+  Mat q_proj, q_proj_bias;           // no q LoRA: [nh·d_qk, H], [nh·d_qk]
   Mat kv_a, kv_a_bias, kv_a_norm;    // [r_kv + d_rope, H], [r_kv + d_rope], [r_kv]
   Mat kv_b;                          // [nh·(d_nope + d_v), r_kv]
   // FFN
