@@ -9,6 +9,8 @@
 
 #include "common/compare.h"
 #include "ling/core/error.h"
+#include "ling/engine/generate.h"
+#include "ling/ref/ops.h"
 #include "tiny_model.h"
 
 namespace ling::test {
@@ -108,6 +110,55 @@ TEST(EngineMla, AbsorbedDecodeEqualsExpanded) {
   for (int32_t t : {4, 8, 15}) {
     EXPECT_TRUE(all_close("absorbed", e1->decode({s1.get()}, {t}), e2->decode({s2.get()}, {t}), tol(1e-5, 1e-5, 1e-10)));
   }
+}
+
+TEST(EngineGenerate, ProtocolAndSeededSampling) {
+  const std::string dir = make_tiny_model("generate", ring_linear_config(), 21);
+  auto eng = open_engine(dir);
+  const int64_t V = eng->config().vocab_size;
+  const auto prompt = ids(9, V, 4);
+  GenerateOptions g;
+  g.max_new_tokens = 5;
+  g.collect_hidden = true;
+  const GenerateResult r = generate(*eng, prompt, g);
+  ASSERT_EQ(r.decode_ids.size(), 5u);
+  ASSERT_EQ(r.logits.size(), size_t(9 * V));
+  ASSERT_EQ(r.decode_logits.size(), size_t(5 * V));
+  EXPECT_EQ(r.decode_ids[0], ref::argmax(r.logits.data() + 8 * V, V));
+  for (int64_t i = 0; i + 1 < 5; ++i) EXPECT_EQ(r.decode_ids[i + 1], ref::argmax(r.decode_logits.data() + i * V, V));
+  const auto t = r.tensors();
+  for (const char* name : {"logits", "decode_ids", "decode_logits", "final_norm", "hidden_0", "hidden_4",
+                           "router_topk_2", "router_weight_4"})
+    EXPECT_TRUE(t.count(name)) << name;
+  EXPECT_FALSE(t.count("router_topk_1"));  // dense FFN layer (first_k_dense_replace 2)
+  EXPECT_EQ(t.at("router_topk_2").shape, (std::vector<int64_t>{9, 2}));
+  // Seeded sampling reproduces itself; another seed gives another continuation (over 12 tokens).
+  g.temperature = 1.5f;
+  g.max_new_tokens = 12;
+  g.collect_hidden = false;
+  g.seed = 5;
+  const auto a = generate(*eng, prompt, g).decode_ids, b = generate(*eng, prompt, g).decode_ids;
+  EXPECT_EQ(a, b);
+  g.seed = 6;
+  EXPECT_NE(generate(*eng, prompt, g).decode_ids, a);
+}
+
+TEST(EngineDecay, VariantIsSelectable) {
+  const std::string dir = make_tiny_model("decay", ling25_config(), 23);
+  const auto prompt = ids(12, 89, 8);
+  std::vector<std::vector<float>> out;
+  for (const char* v : {"", "hf", "engine"}) {
+    EngineOptions o;
+    o.decay = v;
+    auto eng = Engine::open(dir, o);
+    auto s = eng->new_sequence();
+    out.push_back(eng->prefill(*s, prompt));
+  }
+  EXPECT_EQ(out[0], out[1]);  // hf is the default
+  EXPECT_FALSE(all_close("decay", out[2], out[0], tol(1e-6, 1e-6)));
+  EngineOptions bad;
+  bad.decay = "sideways";
+  EXPECT_THROW(Engine::open(dir, bad), Error);
 }
 
 TEST(EngineErrors, BadTokensAndLength) {
