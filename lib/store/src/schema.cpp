@@ -1,4 +1,6 @@
-// Schema migrations of the results database (eval.md §8.1). Migration N takes schema_version N-1 to N and
+// Schema migrations of the results database (eval.md §8.1). One deviation from the proposed schema:
+// metrics.task_id is NULL for run-level metrics, which a STRICT table forbids in a primary key, so the key
+// (run_id, task_id, name, bucket) is a unique index over ifnull(task_id, -1) instead. Migration N takes schema_version N-1 to N and
 // runs in one transaction; a database whose version is newer than kSchemaVersion is refused.
 #include "schema.h"
 
@@ -48,7 +50,7 @@ CREATE TABLE samples(
 CREATE TABLE metrics(
   run_id TEXT NOT NULL REFERENCES runs(run_id), task_id INTEGER REFERENCES tasks(task_id), name TEXT NOT NULL,
   bucket TEXT NOT NULL DEFAULT '', value REAL, stderr REAL, n INTEGER, higher_is_better INTEGER,
-  aggregation TEXT, filter TEXT, PRIMARY KEY(run_id, task_id, name, bucket)) STRICT;
+  aggregation TEXT, filter TEXT) STRICT;
 CREATE UNIQUE INDEX metrics_key ON metrics(run_id, ifnull(task_id, -1), name, bucket);
 CREATE TABLE perf(
   run_id TEXT NOT NULL REFERENCES runs(run_id),
