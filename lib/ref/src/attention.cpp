@@ -17,7 +17,7 @@ void attention(const AttentionParams& p) {
   const int64_t ldq = p.ldq ? p.ldq : p.nh * p.dk, ldk = p.ldk ? p.ldk : p.nkv * p.dk;
   const int64_t ldv = p.ldv ? p.ldv : p.nkv * p.dv, ldo = p.ldo ? p.ldo : p.nh * p.dv;
   const int64_t G = p.nh / p.nkv;
-#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (p.T * p.S * p.nh * (p.dk + p.dv) > (1 << 20))
+#pragma omp parallel for collapse(2) schedule(dynamic, 4) if (p.T * p.S * p.nh * (p.dk + p.dv) > (1 << 23))
   for (int64_t t = 0; t < p.T; ++t) {
     for (int64_t h = 0; h < p.nh; ++h) {
       const int64_t g = h / G;
@@ -92,7 +92,7 @@ void attention_gemm(const AttentionParams& p) {
 
 void mla_decode_absorbed(const MlaDecodeParams& p) {
   const int64_t dqk = p.dn + p.dr, ldq = p.ldq ? p.ldq : p.nh * dqk, lc = p.r + p.dr, stride = p.dn + p.dv;
-#pragma omp parallel for collapse(2) if (p.T * p.nh * (p.S + p.dn) * (p.r + p.dr) > (1 << 20))
+#pragma omp parallel for collapse(2) if (p.T * p.nh * (p.S + p.dn) * (p.r + p.dr) > (1 << 23))
   for (int64_t t = 0; t < p.T; ++t) {
     for (int64_t h = 0; h < p.nh; ++h) {
       const float* qn = p.q + t * ldq + h * dqk;

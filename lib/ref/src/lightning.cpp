@@ -25,7 +25,7 @@ Strides strides_of(const LightningParams& p) {
 void lightning_recurrent(const LightningParams& p) {
   const Strides s = strides_of(p);
   const int64_t d = p.d;
-#pragma omp parallel for if (p.nh > 1 && p.T * d * d * p.nh > (1 << 20))
+#pragma omp parallel for if (p.nh > 1 && p.T * d * d * p.nh > (1 << 22))
   for (int64_t h = 0; h < p.nh; ++h) {
     float* S = p.state + h * d * d;  // [dk, dv]
     const float decay = std::exp(p.g[h]);
@@ -49,7 +49,7 @@ void lightning_chunked(const LightningParams& p) {
   LING_CHECK(p.chunk > 0, "lightning: chunk size must be positive");
   const Strides s = strides_of(p);
   const int64_t d = p.d, C = p.chunk;
-#pragma omp parallel for if (p.nh > 1 && p.T * d * d * p.nh > (1 << 20))
+#pragma omp parallel for if (p.nh > 1 && p.T * d * d * p.nh > (1 << 22))
   for (int64_t h = 0; h < p.nh; ++h) {
     float* S = p.state + h * d * d;
     const double g = p.g[h];

@@ -28,7 +28,6 @@ void linear(const LinearParams& p) {
 void rms_norm(const RmsNormParams& p) {
   LING_CHECK(p.groups > 0 && p.dim % p.groups == 0, "rms_norm: dim ", p.dim, " not divisible by groups ", p.groups);
   const int64_t ldx = p.ldx ? p.ldx : p.dim, ldy = p.ldy ? p.ldy : p.dim, gs = p.dim / p.groups;
-#pragma omp parallel for if (p.rows * p.dim > (1 << 18))
   for (int64_t r = 0; r < p.rows; ++r) {
     const float* x = p.x + r * ldx;
     float* y = p.y + r * ldy;
@@ -91,7 +90,6 @@ RopeFreqs rope_freqs(const RopeFreqParams& p) {
 
 void rope(const RopeParams& p) {
   const int64_t half = p.rope_dim / 2;
-#pragma omp parallel for if (p.rows * p.heads * p.rope_dim > (1 << 18))
   for (int64_t t = 0; t < p.rows; ++t) {
     std::vector<float> c(half), s(half), tmp(p.rope_dim);
     const float pos = float(p.pos[t]);
