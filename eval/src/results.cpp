@@ -3,6 +3,8 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <tuple>
@@ -112,7 +114,47 @@ std::string metrics_json(const std::vector<MetricRow>& rows, const std::string& 
     j["metrics"].push_back({{"run_id", r.run_id}, {"task", r.task}, {"name", r.name}, {"bucket", r.bucket},
                             {"value", r.value}, {"stderr", r.stderr_ ? nlohmann::json(*r.stderr_) : nlohmann::json()},
                             {"n", r.n}, {"higher_is_better", r.higher_is_better}});
-  return j.dump(2) + "\n";
+  return j.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+std::vector<MetricRow> read_metrics_json(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  LING_CHECK(f.good(), path, ": cannot open");
+  nlohmann::json j;
+  try {
+    j = nlohmann::json::parse(f);
+  } catch (const std::exception& e) {
+    LING_THROW(path, ": not valid JSON (", e.what(), ")");
+  }
+  const nlohmann::json* arr = &j;
+  std::string run = std::filesystem::path(path).stem().string();
+  if (j.is_object()) {
+    LING_CHECK(j.contains("metrics") && j["metrics"].is_array(), path, ": expected a \"metrics\" array");
+    arr = &j["metrics"];
+    if (j.contains("run") && j["run"].is_object() && j["run"].contains("run_id") && j["run"]["run_id"].is_string())
+      run = j["run"]["run_id"];
+  }
+  LING_CHECK(arr->is_array(), path, ": expected a JSON array of metrics or an export object");
+  std::vector<MetricRow> out;
+  size_t k = 0;
+  for (const auto& m : *arr) {
+    try {
+      MetricRow r;
+      r.run_id = m.contains("run_id") && m["run_id"].is_string() ? m["run_id"].get<std::string>() : run;
+      r.task = m.at("task").is_null() ? "" : m.at("task").get<std::string>();
+      r.name = m.at("name").get<std::string>();
+      r.bucket = m.value("bucket", "");
+      r.value = m.at("value").get<double>();
+      if (m.contains("stderr") && m["stderr"].is_number()) r.stderr_ = m["stderr"].get<double>();
+      r.n = m.value("n", int64_t{0});
+      r.higher_is_better = m.value("higher_is_better", true);
+      out.push_back(r);
+    } catch (const std::exception& e) {
+      LING_THROW(path, ": metric ", k, " is malformed (", e.what(), ")");
+    }
+    ++k;
+  }
+  return out;
 }
 
 }  // namespace ling::eval

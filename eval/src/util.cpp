@@ -3,7 +3,9 @@
 
 #include <array>
 #include <charconv>
+#include <algorithm>
 #include <cstring>
+#include <fstream>
 
 #include "ling/core/error.h"
 
@@ -43,26 +45,62 @@ void compress(std::array<uint32_t, 8>& h, const unsigned char* block) {
 
 }  // namespace
 
-std::string sha256_hex(std::string_view bytes) {
+namespace {
+// Streaming state: 64-byte blocks go through compress(); the tail waits in buf.
+struct Sha256 {
   std::array<uint32_t, 8> h = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
                                0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  const auto* p = reinterpret_cast<const unsigned char*>(bytes.data());
-  size_t n = bytes.size(), i = 0;
-  for (; i + 64 <= n; i += 64) compress(h, p + i);
-  unsigned char tail[128] = {};
-  size_t rest = n - i;
-  std::memcpy(tail, p + i, rest);
-  tail[rest] = 0x80;
-  size_t tail_len = rest + 1 + 8 <= 64 ? 64 : 128;
-  uint64_t bits = uint64_t(n) * 8;
-  for (int k = 0; k < 8; ++k) tail[tail_len - 1 - k] = static_cast<unsigned char>(bits >> (8 * k));
-  compress(h, tail);
-  if (tail_len == 128) compress(h, tail + 64);
-  static const char* hex = "0123456789abcdef";
-  std::string out(64, '0');
-  for (int k = 0; k < 8; ++k)
-    for (int j = 0; j < 8; ++j) out[8 * k + j] = hex[(h[k] >> (28 - 4 * j)) & 0xf];
-  return out;
+  unsigned char buf[64];
+  size_t fill = 0;
+  uint64_t total = 0;
+  void update(const unsigned char* p, size_t n) {
+    total += n;
+    while (n > 0) {
+      if (fill == 0 && n >= 64) {
+        compress(h, p);
+        p += 64, n -= 64;
+        continue;
+      }
+      size_t take = std::min(n, 64 - fill);
+      std::memcpy(buf + fill, p, take);
+      fill += take, p += take, n -= take;
+      if (fill == 64) compress(h, buf), fill = 0;
+    }
+  }
+  std::string hex() {
+    uint64_t bits = total * 8;
+    unsigned char pad = 0x80, zero = 0;
+    update(&pad, 1);
+    while (fill != 56) update(&zero, 1);
+    unsigned char len[8];
+    for (int k = 0; k < 8; ++k) len[7 - k] = static_cast<unsigned char>(bits >> (8 * k));
+    update(len, 8);
+    static const char* digits = "0123456789abcdef";
+    std::string out(64, '0');
+    for (int k = 0; k < 8; ++k)
+      for (int j = 0; j < 8; ++j) out[size_t(8 * k + j)] = digits[(h[size_t(k)] >> (28 - 4 * j)) & 0xf];
+    return out;
+  }
+};
+}  // namespace
+
+std::string sha256_hex(std::string_view bytes) {
+  Sha256 s;
+  s.update(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
+  return s.hex();
+}
+
+std::string sha256_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  LING_CHECK(f.good(), path, ": cannot open for hashing");
+  Sha256 s;
+  std::vector<char> buf(1 << 20);
+  while (f) {
+    f.read(buf.data(), static_cast<std::streamsize>(buf.size()));
+    s.update(reinterpret_cast<const unsigned char*>(buf.data()), static_cast<size_t>(f.gcount()));
+  }
+  LING_CHECK(f.eof(), path, ": read error while hashing");
+  return s.hex();
 }
 
 std::string sha256_ids(std::span<const int32_t> ids) {

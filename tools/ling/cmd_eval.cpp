@@ -11,6 +11,8 @@
 #include "ling/core/error.h"
 #include "ling/eval/adapters.h"
 #include "ling/eval/runner.h"
+#include "ling/eval/store_sink.h"
+#include "ling/store/store.h"
 #include "ling/eval/util.h"
 
 namespace ling {
@@ -98,8 +100,39 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   ropt.batch = o.batch;
 
   LING_CHECK(o.resume.empty() || ctx.store, "ling eval --resume needs the results store (drop --no-db)");
-  std::unique_ptr<eval::ResultSink> sink = std::make_unique<eval::MemorySink>();
+  std::unique_ptr<eval::ResultSink> sink;
+  std::string run_id = ctx.run_id;  // where samples and metrics go
+  if (ctx.store) {
+    Store& st = *ctx.store;
+    if (!o.resume.empty()) {
+      RunSummary old = st.get_run(o.resume);
+      LING_CHECK(old.command == "eval", "ling eval --resume: run ", old.run_id, " is a '", old.command,
+                 "' run, not an eval");
+      run_id = old.run_id;
+      st.set_run_note(ctx.run_id, "resumes run " + run_id);
+    } else {
+      nlohmann::json settings = {{"tasks", names},        {"contexts", topt.contexts}, {"depths", topt.depths},
+                                 {"samples", o.samples},  {"seed", o.seed},          {"backend", o.backend},      {"batch", o.batch},
+                                 {"shots", o.shots},      {"max_new_tokens", o.max_new_tokens},
+                                 {"ppl_ctx", o.ppl_ctx},  {"stride", o.stride},        {"max_windows", o.max_windows},
+                                 {"text", {{"name", text_name}, {"sha256", eval::sha256_hex(text)}}}};
+      if (!topt.data_path.empty()) settings["data"] = topt.data_path;
+      st.set_run_settings(run_id, settings.dump());
+      int64_t model_id = st.upsert_model(eval::describe_model(o.model));
+      std::optional<int64_t> ref_id;
+      if (!o.reference.empty()) ref_id = st.upsert_model(eval::describe_model(o.reference));
+      st.set_run_model(run_id, model_id, ref_id);
+      DeviceRecord dev = this_cpu_device();
+      if (o.backend == "cuda") dev.kind = "gpu", dev.name = model->device();
+      st.set_run_device(run_id, dev);
+    }
+    sink = std::make_unique<eval::StoreSink>(st, run_id);
+    if (!run_id.empty()) std::cerr << "ling eval: run " << run_id << "\n";
+  } else {
+    sink = std::make_unique<eval::MemorySink>();
+  }
   nlohmann::json all = nlohmann::json::array();
+  nlohmann::json task_ids = nlohmann::json::object();
   for (const auto& name : names) {
     std::vector<eval::MetricRecord> metrics;
     if (name == "ppl" || name == "kld") {
@@ -110,15 +143,29 @@ int run_eval(const EvalOptions& o, Context& ctx) {
       auto task = eval::make_task(name, topt);
       metrics = eval::run_task(*task, tok, static_cast<eval::BatchedLogits&>(*model), *sink, ropt);
     }
+    if (auto* ss = dynamic_cast<eval::StoreSink*>(sink.get())) task_ids[std::to_string(ss->task_id())] = name;
     if (o.json) {
       for (const auto& m : metrics)
         all.push_back({{"task", name}, {"name", m.name}, {"bucket", m.bucket}, {"value", m.value},
-                       {"stderr", m.stderr_ >= 0 ? nlohmann::json(m.stderr_) : nlohmann::json()}, {"n", m.n}});
+                       {"stderr", m.stderr_ >= 0 ? nlohmann::json(m.stderr_) : nlohmann::json()}, {"n", m.n},
+                       {"higher_is_better", m.higher_is_better}});
     } else {
       std::cout << eval::format_metrics(name, metrics);
     }
   }
   if (o.json) std::cout << all.dump(2) << "\n";
+  if (ctx.store) {
+    // Task names by task_id in the run's settings, for `ling results` (which reads metrics by task_id).
+    nlohmann::json settings = nlohmann::json::object();
+    try {
+      settings = nlohmann::json::parse(ctx.store->get_run(run_id).settings_json);
+    } catch (const std::exception&) {
+    }
+    if (!settings.is_object()) settings = nlohmann::json::object();
+    for (auto& [id, n] : task_ids.items()) settings["task_ids"][id] = n;
+    ctx.store->set_run_settings(run_id, settings.dump());
+    if (run_id != ctx.run_id) ctx.store->end_run(run_id, "ok", 0);  // the resumed run is complete
+  }
   return 0;
 }
 

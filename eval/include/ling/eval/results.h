@@ -37,4 +37,8 @@ std::string metrics_json(const std::vector<MetricRow>& rows, const std::string& 
                          const std::string& samples_json = "[]");
 std::string csv_field(const std::string& s);
 
+// Metrics from a JSON file: the array `ling eval --json` prints, or the object `ling results export --json`
+// writes. run_id defaults to the file's stem. Throws naming the file on anything else.
+std::vector<MetricRow> read_metrics_json(const std::string& path);
+
 }  // namespace ling::eval

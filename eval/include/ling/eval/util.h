@@ -11,6 +11,8 @@
 namespace ling::eval {
 
 std::string sha256_hex(std::string_view bytes);
+// sha256 of a file, streamed; throws naming the path.
+std::string sha256_file(const std::string& path);
 // Hash of token ids as little-endian int32 bytes: the stable prompt hash.
 std::string sha256_ids(std::span<const int32_t> ids);
 
