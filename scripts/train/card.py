@@ -1,6 +1,7 @@
 # Writes models/<name>/CARD.md from the files the training run left there (metrics.json, config.json,
-# loss.csv). Rows measured by `ling eval` (held-out perplexity with the engine, passkey by length) are left
-# as placeholders to be filled from `ling eval` results. Usage: python3 scripts/train/card.py models/<name>
+# loss.csv) and eval.json: numbers measured by `ling eval` / `ling compare` (held-out perplexity, passkey by
+# length, parity), copied by hand from their output; rows without one stay placeholders.
+# Usage: python3 scripts/train/card.py models/<name>
 import csv
 import json
 import os
@@ -17,6 +18,20 @@ def main():
     c = json.load(open(os.path.join(d, "config.json")))
     rows = list(csv.DictReader(open(os.path.join(d, "loss.csv"))))
     hybrid = c["model_type"] == "bailing_hybrid"
+    ev_path = os.path.join(d, "eval.json")  # numbers measured by `ling eval`, written by hand from its output
+    ev = json.load(open(ev_path)) if os.path.exists(ev_path) else None
+    if ev:
+        ev_ppl = (f"{ev['ppl']} ± {ev['ppl_pm']} ({ev['ppl_tokens']:,} tokens, {ev['bits_per_byte']} bits/byte; "
+                  f"`{ev['commands']['ppl']}`, {ev['backend']} backend)")
+        ev_pk = (", ".join(f"{k}: {v}%" for k, v in ev["passkey"].items()) +
+                 f" ({ev['samples_per_length']} samples a length; `{ev['commands']['passkey']}`, "
+                 f"{ev['backend']} backend)")
+    else:
+        ev_ppl = ev_pk = "to be filled from `ling eval` (not measured yet)"
+    parity_seen = (f"Measured: `ling compare` of the CPU engine's dump against this file gave max |diff| "
+                   f"{ev['parity_engine_max_abs']}; the independent NumPy forward `scripts/train/check_numpy.py` "
+                   f"(which matches the official-code fixtures ling20-tiny / ling25-tiny to 1.4e-5 / 4.4e-5) gave "
+                   f"{ev['parity_numpy_max_abs']}." if ev and "parity_engine_max_abs" in ev else "")
     if hybrid:
         L, G = c["num_hidden_layers"], c["layer_group_size"]
         mla = [i for i in range(L) if (i + 1) % G == 0 or i >= L // G * G]
@@ -56,8 +71,8 @@ KJV-style English a little, and it was drilled on the synthetic formats of `ling
 | final train loss | {m['final_loss']} (last step; curve in `loss.csv`) |
 | held-out loss / perplexity (training script, bf16 autocast, {m['heldout_tokens']:,} tokens in 1024-token windows) | {m['heldout_loss']} / {m['heldout_ppl']} |
 | passkey, training-script check (greedy, bf16 autocast, 20 prompts a length built like `ling eval`'s, depths 0-100%) | {pk} |
-| held-out perplexity by `ling eval` (`--task ppl --data models/heldout-kjv.txt`, the KJV part of the held-out text) | to be filled from `ling eval` (not measured yet) |
-| passkey accuracy by length, `ling eval` | to be filled from `ling eval` (not measured yet) |
+| held-out perplexity by `ling eval` (`models/heldout-kjv.txt`, the KJV part of the held-out text) | {ev_ppl} |
+| passkey accuracy by length, `ling eval` | {ev_pk} |
 | seed | {m['seed']} (weights, data rows, dropout) |
 | wall time / device | {m['wall_s']} s training on {m['device']}, torch {m['torch']} |
 
@@ -73,7 +88,7 @@ perplexity on `models/heldout-kjv.txt`. Single-sample greedy generation only was
 computed by the same PyTorch model from the stored bf16 tensors upcast to fp32, fp32 math, TF32 off, no
 autocast. An engine that upcasts the weights and computes in fp32 should match to about 1e-4 absolute:
 `ling run --prompt-ids parity.safetensors --dump out.safetensors`, then
-`ling compare out.safetensors parity.safetensors --only logits`.
+`ling compare out.safetensors parity.safetensors --only logits`. {parity_seen}
 
 ## Reproduce
 
