@@ -161,6 +161,49 @@ TEST(EngineDecay, VariantIsSelectable) {
   EXPECT_THROW(Engine::open(dir, bad), Error);
 }
 
+// An FP8 weight with a 128x128 block scale loads as fp8 value × scale: same logits as the f32 checkpoint holding
+// the dequantised values; a scale of the wrong shape is an error naming it.
+TEST(EngineWeights, Fp8BlockScaledWeights) {
+  const std::string a = make_tiny_model("fp8_src", ling2_config(), 29);
+  const std::string target = "model.layers.1.mlp.experts.3.gate_proj.weight";
+  Checkpoint src = Checkpoint::open(a);
+  std::map<std::string, HostTensor> f32, f8;
+  for (const std::string& n : src.names()) {
+    const TensorInfo& t = src.get(n);
+    f32[n] = f8[n] = HostTensor::from_f32(t.shape, t.to_f32().data());
+  }
+  const TensorInfo& t = src.get(target);
+  HostTensor q;
+  q.dtype = DType::F8_E4M3;
+  q.shape = t.shape;
+  std::vector<float> deq;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    const uint8_t b = uint8_t(((i * 37 + 5) % 0x7E) | (i % 3 == 0 ? 0x80 : 0));  // never the NaN codes 0x7F/0xFF
+    q.bytes.push_back(std::byte(b));
+    deq.push_back(fp8_e4m3_to_f32(b) * 0.0125f);
+  }
+  f8[target] = q;
+  const float sc = 0.0125f;
+  f8[target + "_scale_inv"] = HostTensor::from_f32({1, 1}, &sc);
+  f32[target] = HostTensor::from_f32(t.shape, deq.data());
+  auto write_model = [&](const std::string& tag, const std::map<std::string, HostTensor>& ts) {
+    const std::string dir = make_tiny_model(tag, ling2_config(), 29);
+    write_safetensors(dir + "/model.safetensors", ts);
+    return dir;
+  };
+  auto e8 = open_engine(write_model("fp8_q", f8)), e32 = open_engine(write_model("fp8_f", f32));
+  const auto p = ids(14, 97, 2);
+  auto s8 = e8->new_sequence(), s32 = e32->new_sequence();
+  EXPECT_EQ(e8->prefill(*s8, p, true), e32->prefill(*s32, p, true));
+  f8[target + "_scale_inv"] = HostTensor::from_f32({1}, &sc);
+  try {
+    open_engine(write_model("fp8_bad", f8));
+    FAIL() << "no error for a scale of the wrong shape";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(target + "_scale_inv"), std::string::npos) << e.what();
+  }
+}
+
 TEST(EngineErrors, BadTokensAndLength) {
   const std::string dir = make_tiny_model("errors_ids", ling2_config());
   auto eng = open_engine(dir);

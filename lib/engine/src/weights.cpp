@@ -1,4 +1,5 @@
 // Weight loading (architecture.md §4): checkpoint tensors → f32 host matrices, checked against tensor_schema().
+// FP8 weights are dequantised with their `_scale_inv` 128×128 block scales when present (DeepSeek layout).
 // One pass over the schema (presence, shape, finiteness), one over the checkpoint (unexpected names), then the
 // per-layer assembly (gate‖up fusion). Every error names the tensor and the checkpoint path.
 #include <cmath>
@@ -29,6 +30,20 @@ Mat to_mat(const TensorInfo& t, const std::string& where) {
     if (!std::isfinite(m.v[i]))
       LING_THROW(where, ": tensor '", t.name, "': non-finite value ", m.v[i], " at flat index ", i);
   return m;
+}
+
+// FP8 weights with DeepSeek-style block scales: `<name>_scale_inv` [ceil(out/128), ceil(in/128)] multiplies each
+// 128×128 block of the dequantised weight.
+void apply_block_scale(Mat& m, const TensorInfo& w, const TensorInfo& s, const std::string& where) {
+  const int64_t B = 128;
+  const std::vector<int64_t> want = {(m.rows + B - 1) / B, (m.cols + B - 1) / B};
+  LING_CHECK(w.shape.size() == 2 && s.shape == want, where, ": tensor '", s.name, "': shape ", s.shape_str(),
+             " != expected [", want[0], ", ", want[1], "] (128x128 blocks of '", w.name, "')");
+  const std::vector<float> sc = s.to_f32();
+  for (int64_t r = 0; r < m.rows; ++r)
+    for (int64_t c = 0; c < m.cols; ++c) m.v[r * m.cols + c] *= sc[(r / B) * want[1] + c / B];
+  for (size_t i = 0; i < m.v.size(); ++i)
+    LING_CHECK(std::isfinite(m.v[i]), where, ": tensor '", w.name, "': non-finite value after block scaling at flat index ", i);
 }
 
 std::string shape_str(const std::vector<int64_t>& s) {
@@ -78,8 +93,16 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
     }
     LING_CHECK(t->shape == spec.shape, where, ": tensor '", spec.name, "': shape ", t->shape_str(), " != expected ",
                shape_str(spec.shape));
+    const TensorInfo* scale = ckpt.find(spec.name + "_scale_inv");
+    if (scale) {
+      known.insert(scale->name);
+      LING_CHECK(t->dtype == DType::F8_E4M3 || t->dtype == DType::F8_E5M2, where, ": tensor '", scale->name,
+                 "' scales '", spec.name, "', which is ", dtype_name(t->dtype), ", not FP8");
+    }
     if (mtp) continue;
-    pool.mats[spec.name] = to_mat(*t, where);
+    Mat m = to_mat(*t, where);
+    if (scale) apply_block_scale(m, *t, *scale, where);
+    pool.mats[spec.name] = std::move(m);
   }
   for (const std::string& name : ckpt.names()) {
     if (known.count(name)) continue;

@@ -53,7 +53,8 @@ struct ModelWeights {
 };
 
 // Load and check every tensor of `ckpt` against tensor_schema(config). Tensors of MTP layers are accepted and
-// skipped; an MLX-style `attention.slope` or a `rotary_emb.inv_freq` buffer is ignored.
+// skipped; an MLX-style `attention.slope` or a `rotary_emb.inv_freq` buffer is ignored. An FP8 weight with a
+// `<name>_scale_inv` tensor [ceil(out/128), ceil(in/128)] is dequantised block-wise (128×128 blocks).
 ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt);
 
 }  // namespace ling
