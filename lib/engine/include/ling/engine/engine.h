@@ -5,6 +5,8 @@
 //   std::vector<float> last = eng->prefill(*seq, prompt_ids);          // [V] logits of the last prompt token
 //   std::vector<float> step = eng->decode({seq.get()}, {next_id});     // [1, V]
 // Caches live in each Sequence; a Sequence belongs to the engine that created it. All logits are f32.
+// An Engine runs one forward call at a time (not thread-safe); ids and positions are checked before any cache
+// is touched, so a rejected call leaves every sequence unchanged.
 // Errors (bad ids, prompt past max_position_embeddings, weights not matching the config) throw ling::Error.
 #pragma once
 #include <cstdint>
