@@ -21,6 +21,7 @@ void StoreSink::begin_task(const TaskInfo& t) {
   r.params_sha256 = sha256_hex(t.params_json);
   r.corpus_sha256 = t.corpus_sha256;
   task_id_ = store_.upsert_task(r);
+  if (on_begin) on_begin(t, task_id_);
 }
 
 std::vector<SampleRecord> StoreSink::stored_samples() {

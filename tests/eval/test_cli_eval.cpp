@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <csignal>
+#include <sstream>
 #include <string>
 
 #include "ling/eval/adapters.h"
@@ -130,4 +132,119 @@ TEST_F(CliEval, KldSelfIsZeroOtherSeedIsLarge) {
   auto other = eval(m(1) + " --task kld --reference " + m(2) + " --ctx 128 --max-windows 2");
   EXPECT_GT(metric(other, "kld", "kld_mean"), 0.1);
   EXPECT_LT(metric(other, "kld", "same_top_pct"), 50.0);
+}
+
+namespace {
+
+// Metrics of a run as "task,name,bucket,value,stderr,n" lines (run id dropped).
+std::string metric_lines(const std::string& db, const std::string& run) {
+  auto r = sh(kLing + " --db " + db + " results export " + run + " --csv");
+  EXPECT_EQ(r.rc, 0) << r.text;
+  std::string out;
+  std::istringstream in(r.text);
+  std::string line;
+  std::getline(in, line);  // header
+  while (std::getline(in, line)) out += line.substr(line.find(',') + 1) + "\n";
+  return out;
+}
+
+std::vector<std::string> run_ids(const std::string& db) {
+  auto r = sh(kLing + " --db " + db + " results list");
+  std::vector<std::string> ids;
+  std::istringstream in(r.text);
+  std::string line;
+  std::getline(in, line);
+  while (std::getline(in, line))
+    if (line.size() > 36) ids.push_back(line.substr(0, 36));
+  return ids;
+}
+
+int64_t stored_samples(const std::string& db, const std::string& run) {
+  auto r = sh(kLing + " --db " + db + " results export " + run + " --json");
+  if (r.rc != 0) return -1;
+  auto j = nlohmann::json::parse(r.text);
+  return static_cast<int64_t>(j["samples"].size());
+}
+
+}  // namespace
+
+TEST_F(CliEval, KilledEvalResumesToTheSameMetrics) {
+  const std::string args = " eval " + m(1) + " --task passkey,ppl --contexts 512,768 --depths 0,50,100 --samples 3 "
+                           "--seed 9 --ctx 64 --max-windows 6 --batch 1";
+  const std::string full_db = (dir_ / "full.sqlite").string(), db = (dir_ / "resume.sqlite").string();
+  ASSERT_EQ(sh(kLing + " --db " + full_db + args).rc, 0);
+  auto full_ids = run_ids(full_db);
+  ASSERT_EQ(full_ids.size(), 1u);
+  const std::string want = metric_lines(full_db, full_ids[0]);
+  ASSERT_NE(want.find("passkey,score,\"ctx=768,depth=50\","), std::string::npos);
+  ASSERT_NE(want.find("ppl,ppl,"), std::string::npos);
+
+  // Start, wait until a few samples are stored, kill -9.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    std::vector<std::string> argv = {kLing, "--db", db};
+    std::istringstream words(args);
+    for (std::string w; words >> w;) argv.push_back(w);
+    std::vector<char*> cargv;
+    for (auto& w : argv) cargv.push_back(w.data());
+    cargv.push_back(nullptr);
+    freopen("/dev/null", "w", stdout);
+    freopen("/dev/null", "w", stderr);
+    execv(kLing.c_str(), cargv.data());
+    _exit(127);
+  }
+  std::string id;
+  int64_t have = 0;
+  for (int i = 0; i < 600 && have < 3; ++i) {
+    usleep(20000);
+    auto ids = run_ids(db);
+    if (!ids.empty()) id = ids[0], have = stored_samples(db, id);
+  }
+  ::kill(pid, SIGKILL);  // exec'd directly (no shell in between), so this is the ling process
+  waitpid(pid, nullptr, 0);
+  ASSERT_FALSE(id.empty());
+  const int64_t before = stored_samples(db, id);
+  ASSERT_GE(before, 3);
+  ASSERT_LT(before, 18 + 6) << "the eval finished before it was killed; nothing to resume";
+  auto before_json = nlohmann::json::parse(sh(kLing + " --db " + db + " results export " + id + " --json").text);
+
+  auto r = sh(kLing + " --db " + db + args + " --resume " + id.substr(0, 8));
+  ASSERT_EQ(r.rc, 0) << r.text;
+  EXPECT_EQ(metric_lines(db, id), want);
+  auto after_json = nlohmann::json::parse(sh(kLing + " --db " + db + " results export " + id + " --json").text);
+  EXPECT_EQ(after_json["samples"].size(), 24u);
+  // Samples stored before the kill were not recomputed (their timings are unchanged).
+  for (const auto& s : before_json["samples"]) {
+    bool found = false;
+    for (const auto& t : after_json["samples"])
+      if (t["task"] == s["task"] && t["idx"] == s["idx"]) {
+        found = true;
+        EXPECT_EQ(t["prefill_ms"], s["prefill_ms"]);
+        EXPECT_EQ(t["prompt_sha256"], s["prompt_sha256"]);
+      }
+    EXPECT_TRUE(found);
+  }
+  EXPECT_EQ(after_json["run"]["status"], "ok");
+}
+
+TEST_F(CliEval, TwoEvalsOnOneDatabase) {
+  const std::string db = (dir_ / "shared.sqlite").string();
+  // Created first: two processes creating a brand-new database at the same instant is a separate (store) case.
+  ASSERT_EQ(sh(kLing + " --db " + db + " results list").rc, 0);
+  const std::string a = kLing + " --db " + db + " eval " + m(1) + " --task passkey --contexts 256 --depths 0,100 "
+                        "--samples 3 --batch 1";
+  const std::string b = kLing + " --db " + db + " eval " + m(2) + " --task niah_single_1 --contexts 256 "
+                        "--depths 0,100 --samples 3 --batch 1";
+  auto r = sh("(" + a + " > " + db + ".a.log 2>&1; echo $? > " + db + ".a.rc) & (" + b + " > " + db +
+              ".b.log 2>&1; echo $? > " + db + ".b.rc) & wait");
+  ASSERT_EQ(r.rc, 0);
+  EXPECT_EQ(sh("cat " + db + ".a.rc").text, "0\n") << sh("cat " + db + ".a.log").text;
+  EXPECT_EQ(sh("cat " + db + ".b.rc").text, "0\n") << sh("cat " + db + ".b.log").text;
+  auto ids = run_ids(db);
+  ASSERT_EQ(ids.size(), 2u);
+  for (const auto& id : ids) {
+    EXPECT_EQ(stored_samples(db, id), 6);
+    EXPECT_NE(metric_lines(db, id).find(",score,\"ctx=256,depth=100\","), std::string::npos);
+  }
 }

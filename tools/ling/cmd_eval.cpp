@@ -126,13 +126,25 @@ int run_eval(const EvalOptions& o, Context& ctx) {
       if (o.backend == "cuda") dev.kind = "gpu", dev.name = model->device();
       st.set_run_device(run_id, dev);
     }
-    sink = std::make_unique<eval::StoreSink>(st, run_id);
+    auto store_sink = std::make_unique<eval::StoreSink>(st, run_id);
+    // Task names by task_id in the run's settings as soon as a task starts, so `ling results` can name the
+    // metrics and samples of an interrupted run too.
+    store_sink->on_begin = [&st, run_id](const eval::TaskInfo& t, int64_t id) {
+      nlohmann::json settings = nlohmann::json::object();
+      try {
+        settings = nlohmann::json::parse(st.get_run(run_id).settings_json);
+      } catch (const std::exception&) {
+      }
+      if (!settings.is_object()) settings = nlohmann::json::object();
+      settings["task_ids"][std::to_string(id)] = t.name;
+      st.set_run_settings(run_id, settings.dump());
+    };
+    sink = std::move(store_sink);
     if (!run_id.empty()) std::cerr << "ling eval: run " << run_id << "\n";
   } else {
     sink = std::make_unique<eval::MemorySink>();
   }
   nlohmann::json all = nlohmann::json::array();
-  nlohmann::json task_ids = nlohmann::json::object();
   for (const auto& name : names) {
     std::vector<eval::MetricRecord> metrics;
     if (name == "ppl" || name == "kld") {
@@ -143,7 +155,6 @@ int run_eval(const EvalOptions& o, Context& ctx) {
       auto task = eval::make_task(name, topt);
       metrics = eval::run_task(*task, tok, static_cast<eval::BatchedLogits&>(*model), *sink, ropt);
     }
-    if (auto* ss = dynamic_cast<eval::StoreSink*>(sink.get())) task_ids[std::to_string(ss->task_id())] = name;
     if (o.json) {
       for (const auto& m : metrics)
         all.push_back({{"task", name}, {"name", m.name}, {"bucket", m.bucket}, {"value", m.value},
@@ -154,18 +165,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
     }
   }
   if (o.json) std::cout << all.dump(2) << "\n";
-  if (ctx.store) {
-    // Task names by task_id in the run's settings, for `ling results` (which reads metrics by task_id).
-    nlohmann::json settings = nlohmann::json::object();
-    try {
-      settings = nlohmann::json::parse(ctx.store->get_run(run_id).settings_json);
-    } catch (const std::exception&) {
-    }
-    if (!settings.is_object()) settings = nlohmann::json::object();
-    for (auto& [id, n] : task_ids.items()) settings["task_ids"][id] = n;
-    ctx.store->set_run_settings(run_id, settings.dump());
-    if (run_id != ctx.run_id) ctx.store->end_run(run_id, "ok", 0);  // the resumed run is complete
-  }
+  if (ctx.store && run_id != ctx.run_id) ctx.store->end_run(run_id, "ok", 0);  // the resumed run is complete
   return 0;
 }
 

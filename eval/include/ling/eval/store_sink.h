@@ -2,6 +2,7 @@
 // sha256 and text, tokenizer.json sha256, weights digest = sha256 over the sorted "relpath\0file-sha256\n" lines
 // of every *.safetensors / *.index.json file in the folder.
 #pragma once
+#include <functional>
 #include <string>
 
 #include "ling/eval/runner.h"
@@ -17,6 +18,8 @@ class StoreSink : public ResultSink {
   void put_sample(const SampleRecord& s) override;
   void put_metric(const MetricRecord& m) override;
   int64_t task_id() const { return task_id_; }
+  // Called after each task is registered (e.g. to record task names in the run's settings right away).
+  std::function<void(const TaskInfo&, int64_t task_id)> on_begin;
 
  private:
   Store& store_;
