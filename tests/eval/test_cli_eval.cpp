@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <csignal>
 #include <sstream>
@@ -247,4 +248,18 @@ TEST_F(CliEval, TwoEvalsOnOneDatabase) {
     EXPECT_EQ(stored_samples(db, id), 6);
     EXPECT_NE(metric_lines(db, id).find(",score,\"ctx=256,depth=100\","), std::string::npos);
   }
+  // Both runs in one plot: two depth x length heatmaps and a score-vs-length panel, labelled axes.
+  const std::string svg = (dir_ / "both.svg").string();
+  auto p = sh(kLing + " --db " + db + " results plot " + ids[0] + " " + ids[1] + " --out " + svg);
+  ASSERT_EQ(p.rc, 0) << p.text;
+  std::ifstream f(svg);
+  std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+  EXPECT_EQ(text.rfind("<?xml", 0), 0u);
+  EXPECT_NE(text.find("needle depth (%)"), std::string::npos);
+  EXPECT_NE(text.find("context length (tokens"), std::string::npos);
+  EXPECT_EQ(text.substr(text.size() - 7), "</svg>\n");
+  auto c = sh(kLing + " --db " + db + " results compare " + ids[0] + " " + ids[1]);
+  EXPECT_EQ(c.rc, 0) << c.text;
+  EXPECT_NE(c.text.find("passkey"), std::string::npos);
+  EXPECT_NE(c.text.find("niah_single_1"), std::string::npos);
 }
