@@ -146,6 +146,35 @@ TEST_F(StoreTest, TwoProcessesWriteConcurrentlyNothingLost) {
   }
 }
 
+TEST_F(StoreTest, ConcurrentCreatorsOfAFreshDatabase) {
+  for (int round = 0; round < 5; ++round) {
+    const std::string path = (dir_ / ("fresh" + std::to_string(round) + ".sqlite")).string();
+    pid_t kids[3];
+    for (int k = 0; k < 3; ++k) {
+      kids[k] = fork();
+      ASSERT_GE(kids[k], 0);
+      if (kids[k] == 0) {
+        try {
+          auto s = Store::open(path);
+          std::string id = s->begin_run("creator", {});
+          s->end_run(id, "ok", 0);
+          _exit(0);
+        } catch (const std::exception& e) {
+          fprintf(stderr, "creator %d: %s\n", k, e.what());
+          _exit(1);
+        }
+      }
+    }
+    for (pid_t pid : kids) {
+      int status = 0;
+      waitpid(pid, &status, 0);
+      ASSERT_TRUE(WIFEXITED(status));
+      EXPECT_EQ(WEXITSTATUS(status), 0) << "round " << round;
+    }
+    EXPECT_EQ(Store::open(path)->list_runs(10, "creator").size(), 3u);
+  }
+}
+
 TEST_F(StoreTest, GarbageFileIsAClearError) {
   std::ofstream(path_) << "this is not a database, it is text that is long enough to have a header";
   try {

@@ -106,12 +106,19 @@ std::unique_ptr<Store> Store::open(const std::string& path) {
     LING_THROW(path, ": cannot open the results database (", msg, ")");
   }
   sqlite3_busy_timeout(s->db_, 10000);
-  // The first statement that reads the file tells a non-database apart.
-  char* err = nullptr;
-  if (sqlite3_exec(s->db_, "PRAGMA foreign_keys=ON; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;", nullptr,
-                   nullptr, &err) != SQLITE_OK) {
-    std::string msg = err ? err : "unknown error";
+  // The first statement that reads the file tells a non-database apart. Switching a fresh database to WAL
+  // takes an exclusive lock without consulting the busy handler, so concurrent creators retry here.
+  for (int attempt = 0;; ++attempt) {
+    char* err = nullptr;
+    int rc2 = sqlite3_exec(s->db_, "PRAGMA foreign_keys=ON; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                           nullptr, nullptr, &err);
+    if (rc2 == SQLITE_OK) break;
+    std::string msg = err ? err : sqlite3_errstr(rc2);
     sqlite3_free(err);
+    if ((rc2 == SQLITE_BUSY || rc2 == SQLITE_LOCKED) && attempt < 200) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10 + 5 * (attempt % 10)));
+      continue;
+    }
     LING_THROW(path, ": not a usable results database (", msg, ")");
   }
   s->migrate();
