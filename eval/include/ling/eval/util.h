@@ -1,4 +1,4 @@
-// Small deterministic helpers for ling_eval: SHA-256 (hex) of bytes and of token ids, a seeded RNG whose
+// Small deterministic helpers for ling_eval: SHA-256 (from ling_core) of bytes and of token ids, a seeded RNG whose
 // streams are identical on every platform (splitmix64 + unbiased bounded integers; std:: distributions are
 // implementation-defined and are never used for generated data), and size parsing ("4K" -> 4096).
 #pragma once
@@ -8,11 +8,12 @@
 #include <string_view>
 #include <vector>
 
+#include "ling/core/hash.h"
+
 namespace ling::eval {
 
-std::string sha256_hex(std::string_view bytes);
-// sha256 of a file, streamed; throws naming the path.
-std::string sha256_file(const std::string& path);
+using ling::sha256_file;
+using ling::sha256_hex;
 // Hash of token ids as little-endian int32 bytes: the stable prompt hash.
 std::string sha256_ids(std::span<const int32_t> ids);
 
