@@ -380,6 +380,7 @@ ModelConfig load_config(const std::string& path) {
   fs::path p(path);
   std::error_code ec;
   if (fs::is_directory(p, ec)) p /= "config.json";
+  if (!fs::exists(p, ec)) LING_THROW(p.string(), ": no such file (expected a model folder or its config.json)");
   std::ifstream in(p);
   if (!in) LING_THROW(p.string(), ": cannot open");
   std::stringstream ss;
