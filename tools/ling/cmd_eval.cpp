@@ -118,6 +118,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
                                  {"text", {{"name", text_name}, {"sha256", eval::sha256_hex(text)}}}};
       if (!topt.data_path.empty()) settings["data"] = topt.data_path;
       st.set_run_settings(run_id, settings.dump());
+      st.set_run_seed(run_id, int64_t(o.seed));
       int64_t model_id = st.upsert_model(eval::describe_model(o.model));
       std::optional<int64_t> ref_id;
       if (!o.reference.empty()) ref_id = st.upsert_model(eval::describe_model(o.reference));

@@ -219,6 +219,11 @@ void Store::set_run_settings(const std::string& run_id, const std::string& setti
   up.bind(1, run_id).bind(2, settings_json).run();
 }
 
+void Store::set_run_seed(const std::string& run_id, int64_t seed) {
+  Statement up(db_, path_, "UPDATE runs SET seed=?2 WHERE run_id=?1");
+  up.bind(1, run_id).bind(2, seed).run();
+}
+
 void Store::set_run_device(const std::string& run_id, const DeviceRecord& device) {
   const int64_t id = upsert_device(device);
   Statement up(db_, path_, "UPDATE runs SET device_id=?2 WHERE run_id=?1");

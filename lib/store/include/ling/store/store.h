@@ -95,6 +95,7 @@ class Store {
                         const std::string& settings_json = "{}", std::optional<int64_t> seed = std::nullopt);
   void end_run(const std::string& run_id, const std::string& status, int exit_code);
   void set_run_settings(const std::string& run_id, const std::string& settings_json);
+  void set_run_seed(const std::string& run_id, int64_t seed);
   void set_run_device(const std::string& run_id, const DeviceRecord& device);
   void set_run_model(const std::string& run_id, int64_t model_id, std::optional<int64_t> ref_model_id = std::nullopt);
   void set_run_note(const std::string& run_id, const std::string& note);
