@@ -146,7 +146,7 @@ int run(const RunOptions& o) {
     pending.clear();
   };
   const GenerateResult r = generate(*engine, prompt, g, on_token);
-  std::cout << "\n";
+  std::cout << std::endl;  // flush before the throughput line on stderr
   if (!o.dump.empty()) write_dump(o.dump, r);
   std::fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s (%.1f tok/s)\n",
                (long long)r.prompt_tokens, r.prefill_seconds, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9),
