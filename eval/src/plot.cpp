@@ -1,4 +1,4 @@
-// SVG rendering of metric rows (plot.h). Layout: a column of 760 x 380 panels.
+// SVG rendering of metric rows (plot.h). Layout: a column of 960 x 380 panels (legends on the right).
 #include "ling/eval/plot.h"
 
 #include <unistd.h>
@@ -18,7 +18,7 @@
 namespace ling::eval {
 namespace {
 
-constexpr double kW = 760, kH = 380, kL = 80, kR = 200, kT = 50, kB = 60;  // panel size and margins
+constexpr double kW = 960, kH = 380, kL = 80, kR = 400, kT = 50, kB = 60;  // panel size and margins
 const char* kColors[] = {"#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd",
                          "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"};
 

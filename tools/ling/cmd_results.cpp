@@ -164,11 +164,14 @@ int cmd_plot(Context& ctx, const ResultsOptions& o) {
   std::vector<eval::PlotRow> rows;
   for (const auto& run : o.runs) {
     std::string label = is_json_file(run) ? std::filesystem::path(run).stem().string() : run.substr(0, 8);
+    if (!is_json_file(run)) {  // "model (run)" reads better in legends than a bare id
+      const RunSummary r = ctx.require_store().get_run(run);
+      if (!r.model_label.empty()) label = r.model_label + " (" + r.run_id.substr(0, 8) + ")";
+    }
     for (const auto& m : metrics_of(ctx, run)) rows.push_back({label, m.task, m.name, m.bucket, m.value});
   }
   std::string title = o.title;
-  if (title.empty())
-    for (const auto& r : o.runs) title += (title.empty() ? "ling results: " : ", ") + r;
+  if (title.empty()) title = "ling results: " + std::to_string(o.runs.size()) + (o.runs.size() == 1 ? " run" : " runs");
   eval::write_file_atomic(o.out, eval::render_svg(rows, title));
   std::cerr << "wrote " << o.out << "\n";
   return 0;
