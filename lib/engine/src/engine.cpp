@@ -19,7 +19,13 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
   LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
   std::unique_ptr<Backend> backend;
   if (options.backend == "cpu") backend = make_cpu_backend(options.backend_options);
-  else if (options.backend == "cuda") LING_THROW("backend 'cuda' is not available in this build yet; use --backend cpu");
+  else if (options.backend == "cuda") {
+#if LING_HAS_CUDA
+    backend = make_cuda_backend(options.backend_options);
+#else
+    LING_THROW("no CUDA device: this build has no CUDA backend (configure with -DLING_CUDA=ON); use --backend cpu");
+#endif
+  }
   else LING_THROW("unknown backend '", options.backend, "' (expected cpu or cuda)");
   const std::string dir = std::filesystem::is_directory(model_dir)
                               ? model_dir : std::filesystem::path(model_dir).parent_path().string();

@@ -80,5 +80,7 @@ class Backend {
 
 // The CPU backend on ling_ref (OpenBLAS + OpenMP).
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
+// The CUDA backend (src/cuda/, builds with LING_CUDA): throws "no CUDA device ..." when none is present.
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
 
 }  // namespace ling

@@ -1,0 +1,447 @@
+// CUDA backend (architecture.md §2), first version: fp32 weights and activations on the device, GEMMs through
+// cuBLAS sgemm with CUBLAS_COMPUTE_32F semantics (default math mode, TF32 off), simple kernels (kernels.cu) for
+// norms, RoPE, attention, Lightning and the MoE combine. The MoE router runs ref::moe_route on the host copy
+// of the fp32 router logits (same tie rule as the CPU backend). Limits: MLA always uses the non-absorbed form
+// (equal in exact arithmetic); the Lightning prefill is the token-by-token recurrence; scratch is cudaMalloc'd
+// per call. bf16 weights and fused kernels come next.
+#include <cublas_v2.h>
+#include <cuda_runtime.h>
+
+#include <cmath>
+#include <cstring>
+#include <unordered_map>
+
+#include "kernels.cuh"
+#include "ling/core/error.h"
+#include "ling/engine/backend.h"
+#include "ling/ref/ops.h"
+
+#define LING_CUDA_CHECK(stmt)                                                                                 \
+  do {                                                                                                         \
+    const cudaError_t ling_e_ = (stmt);                                                                        \
+    if (ling_e_ != cudaSuccess) {                                                                              \
+      int ling_d_ = -1;                                                                                        \
+      cudaGetDevice(&ling_d_);                                                                                 \
+      LING_THROW(#stmt, " failed at ", __FILE__, ":", __LINE__, " on device ", ling_d_, ": ",                 \
+                 cudaGetErrorString(ling_e_));                                                                 \
+    }                                                                                                          \
+  } while (0)
+#define LING_CUBLAS_CHECK(stmt)                                                                               \
+  do {                                                                                                         \
+    const cublasStatus_t ling_s_ = (stmt);                                                                     \
+    if (ling_s_ != CUBLAS_STATUS_SUCCESS) {                                                                    \
+      int ling_d_ = -1;                                                                                        \
+      cudaGetDevice(&ling_d_);                                                                                 \
+      LING_THROW(#stmt, " failed at ", __FILE__, ":", __LINE__, " on device ", ling_d_, ": cuBLAS status ",   \
+                 int(ling_s_));                                                                                \
+    }                                                                                                          \
+  } while (0)
+
+namespace ling {
+namespace {
+
+// Device memory of n floats (or bytes for raw), freed with the last owner.
+std::shared_ptr<void> dev_alloc(size_t bytes) {
+  void* p = nullptr;
+  if (bytes) LING_CUDA_CHECK(cudaMalloc(&p, bytes));
+  return std::shared_ptr<void>(p, [](void* q) { if (q) cudaFree(q); });
+}
+struct DevF {
+  std::shared_ptr<void> own;
+  float* p = nullptr;
+  explicit DevF(int64_t n = 0) : own(dev_alloc(sizeof(float) * size_t(std::max<int64_t>(n, 0)))), p(static_cast<float*>(own.get())) {}
+};
+
+// A growing device array of floats (cache rows appended at the end).
+struct DevVec {
+  std::shared_ptr<void> own;
+  float* p = nullptr;
+  int64_t size = 0, cap = 0;
+  void append(const float* src, int64_t n, cudaStream_t s) {
+    if (size + n > cap) {
+      const int64_t nc = std::max<int64_t>(2 * cap, size + n);
+      std::shared_ptr<void> o = dev_alloc(sizeof(float) * size_t(nc));
+      if (size) LING_CUDA_CHECK(cudaMemcpyAsync(o.get(), p, sizeof(float) * size, cudaMemcpyDeviceToDevice, s));
+      own = o;
+      p = static_cast<float*>(o.get());
+      cap = nc;
+    }
+    if (n) LING_CUDA_CHECK(cudaMemcpyAsync(p + size, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, s));
+    size += n;
+  }
+};
+
+struct CudaLayerCache {
+  DevVec k, v, latent;
+  DevF state;
+};
+struct CudaSeqState : SeqState {
+  std::vector<CudaLayerCache> layers;
+};
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(const BackendOptions& o) : opt_(o) {
+    int n = 0;
+    const cudaError_t e = cudaGetDeviceCount(&n);
+    if (e != cudaSuccess || n == 0)
+      LING_THROW("no CUDA device (cudaGetDeviceCount: ", e == cudaSuccess ? "0 devices" : cudaGetErrorString(e), ")");
+    LING_CUDA_CHECK(cudaSetDevice(0));
+    LING_CUDA_CHECK(cudaStreamCreate(&stream_));
+    LING_CUBLAS_CHECK(cublasCreate(&blas_));
+    LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
+    LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
+  }
+  ~CudaBackend() override {
+    dev_.clear();
+    if (blas_) cublasDestroy(blas_);
+    if (stream_) cudaStreamDestroy(stream_);
+  }
+  std::string name() const override { return "cuda"; }
+
+  void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
+    cfg_ = c;
+    w_ = std::move(w);
+    ref::RopeFreqParams rp;
+    rp.rope_dim = c.rope_dim();
+    rp.theta = c.rope_theta;
+    if (c.rope_scaling) {
+      const RopeScaling& s = *c.rope_scaling;
+      rp.yarn = true;
+      rp.factor = s.factor;
+      rp.original_max_position_embeddings = s.original_max_position_embeddings;
+      rp.beta_fast = s.beta_fast;
+      rp.beta_slow = s.beta_slow;
+      rp.mscale = s.mscale.value_or(0.0);
+      rp.mscale_all_dim = s.mscale_all_dim.value_or(0.0);
+      rp.attention_factor = s.attention_factor.value_or(0.0);
+    }
+    freqs_ = ref::rope_freqs(rp);
+    if (c.has_mla())
+      LING_CHECK(c.rope_dim() == c.qk_rope_head_dim, c.source, ": head_dim·partial_rotary_factor = ", c.rope_dim(),
+                 " must equal qk_rope_head_dim = ", c.qk_rope_head_dim, " for MLA layers");
+    // Memory check: every weight in f32 plus a 10% margin for activations and caches.
+    std::vector<const Mat*> mats = {&w_->embed, &w_->norm, &w_->lm_head};
+    for (const LayerWeights& L : w_->layers) {
+      for (const Mat* m : {&L.input_norm, &L.post_norm, &L.qkv, &L.qkv_bias, &L.q_norm, &L.k_norm, &L.g_proj,
+                           &L.g_norm, &L.dense, &L.dense_bias, &L.q_a, &L.q_a_bias, &L.q_a_norm, &L.q_b, &L.q_proj,
+                           &L.q_proj_bias, &L.kv_a, &L.kv_a_bias, &L.kv_a_norm, &L.kv_b, &L.gate_up, &L.down,
+                           &L.router, &L.router_bias, &L.shared.gate_up, &L.shared.down})
+        mats.push_back(m);
+      for (const ExpertWeights& e : L.experts) {
+        mats.push_back(&e.gate_up);
+        mats.push_back(&e.down);
+      }
+    }
+    size_t need = 0;
+    for (const Mat* m : mats) need += sizeof(float) * m->v.size();
+    size_t free_b = 0, total_b = 0;
+    LING_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
+    const size_t want = need + need / 10 + (size_t(256) << 20);
+    LING_CHECK(want <= free_b, "cuda: the f32 weights of ", c.source, " need ", want >> 20, " MiB with margin but the device has ",
+               free_b >> 20, " MiB free (short by ", (want - free_b) >> 20, " MiB)");
+    for (const Mat* m : mats) upload(*m);
+    const std::vector<double> slopes = lightning_slopes(c.num_attention_heads);
+    decay_.assign(c.num_hidden_layers, DevF());
+    for (int64_t il = 0; il < c.num_hidden_layers; ++il)
+      if (c.layers[il].attn == AttnKind::Lightning)
+        decay_[il] = to_dev(ref::lightning_log_decay(slopes, lightning_decay_factor(c.decay, il, c.num_hidden_layers)));
+    inv_freq_ = to_dev(freqs_.inv_freq);
+    sync();
+  }
+
+  std::unique_ptr<SeqState> new_state() override {
+    auto s = std::make_unique<CudaSeqState>();
+    s->layers.resize(cfg_.num_hidden_layers);
+    const int64_t nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
+    for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il)
+      if (cfg_.layers[il].attn == AttnKind::Lightning) {
+        s->layers[il].state = DevF(nh * hd * hd);
+        LING_CUDA_CHECK(cudaMemsetAsync(s->layers[il].state.p, 0, sizeof(float) * nh * hd * hd, stream_));
+      }
+    return s;
+  }
+
+  Buffer alloc(int64_t rows, int64_t cols) override {
+    DevF d(rows * cols);
+    if (rows * cols > 0) LING_CUDA_CHECK(cudaMemsetAsync(d.p, 0, sizeof(float) * rows * cols, stream_));
+    Buffer b;
+    b.data = d.p;
+    b.rows = rows;
+    b.cols = cols;
+    b.owner = d.own;
+    return b;
+  }
+  void to_host(const Buffer& b, float* dst) override {
+    LING_CUDA_CHECK(cudaMemcpyAsync(dst, b.data, sizeof(float) * b.rows * b.cols, cudaMemcpyDeviceToHost, stream_));
+    sync();
+  }
+
+  void embed(const std::vector<int32_t>& ids, Buffer& out) override {
+    auto d = to_dev_raw(ids.data(), ids.size() * sizeof(int32_t));
+    cuda::embed(static_cast<const int32_t*>(d.get()), W(w_->embed), out.data, int64_t(ids.size()), cfg_.hidden_size, stream_);
+    launched();
+    sync();
+  }
+
+  void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
+    const Mat& w = slot == NormSlot::Final ? w_->norm
+                   : slot == NormSlot::Input ? w_->layers[layer].input_norm : w_->layers[layer].post_norm;
+    cuda::rms_norm(x.data, W(w), out.data, x.rows, x.cols, 1, 0, 0, cfg_.rms_norm_eps, stream_);
+    launched();
+  }
+
+  void add(Buffer& h, const Buffer& d) override {
+    cuda::add(h.data, d.data, h.rows * h.cols, stream_);
+    launched();
+  }
+
+  void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    const LayerWeights& L = w_->layers[layer];
+    const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
+    const int64_t hd = cfg_.head_dim, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
+    DevF qkv(n * width), o(n * nh * hd);
+    auto pos = positions(plan);
+    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
+    qk_norm_rope(L, qkv.p, n, width, nh, nkv, pos);
+    for (const SeqSlice& s : plan.seqs) {
+      CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
+      LING_CHECK(c.k.size == s.pos0 * kvw, "internal error: GQA cache of layer ", layer, " out of step");
+      for (int64_t t = 0; t < s.count; ++t) {
+        const float* row = qkv.p + (s.row0 + t) * width;
+        c.k.append(row + nh * hd, kvw, stream_);
+        c.v.append(row + nh * hd + kvw, kvw, stream_);
+      }
+      const int64_t S = s.pos0 + s.count;
+      DevF scratch(s.count * nh * S);
+      cuda::attention(qkv.p + s.row0 * width, width, c.k.p, 0, c.v.p, 0, o.p + s.row0 * nh * hd, 0, pos + s.row0,
+                      s.count, S, nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), scratch.p, stream_);
+      launched();
+      sync();
+    }
+    lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
+    sync();
+  }
+
+  void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    const LayerWeights& L = w_->layers[layer];
+    const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
+    const int64_t width = 3 * nh * hd, inner = nh * hd;
+    DevF qkv(n * width), o(n * inner), gate(n * inner);
+    auto pos = positions(plan);
+    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
+    qk_norm_rope(L, qkv.p, n, width, nh, nh, pos);
+    for (const SeqSlice& s : plan.seqs) {
+      CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
+      const float* q = qkv.p + s.row0 * width;
+      cuda::lightning(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p, decay_[layer].p,
+                      s.count, nh, hd, float(1.0 / std::sqrt(double(hd))), stream_);
+      launched();
+    }
+    cuda::rms_norm(o.p, W(L.g_norm), o.p, n, inner, cfg_.group_norm_size, 0, 0, cfg_.rms_norm_eps, stream_);
+    launched();
+    lin(x.data, n, H, L.g_proj, Mat{}, gate.p);
+    cuda::sigmoid_gate(o.p, gate.p, n * inner, stream_);
+    launched();
+    lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
+    sync();
+  }
+
+  void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    const LayerWeights& L = w_->layers[layer];
+    const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads;
+    const int64_t dn = cfg_.qk_nope_head_dim, dr = cfg_.qk_rope_head_dim, dv = cfg_.v_head_dim;
+    const int64_t r = cfg_.kv_lora_rank, dqk = dn + dr, lc = r + dr;
+    DevF q(n * nh * dqk), ckv(n * lc), o(n * nh * dv);
+    auto pos = positions(plan);
+    if (!L.q_a.empty()) {
+      const int64_t rq = cfg_.q_lora_rank;
+      DevF qa(n * rq);
+      lin(x.data, n, H, L.q_a, L.q_a_bias, qa.p);
+      cuda::rms_norm(qa.p, W(L.q_a_norm), qa.p, n, rq, 1, 0, 0, 1e-6, stream_);
+      launched();
+      lin(qa.p, n, rq, L.q_b, Mat{}, q.p);
+      sync();
+    } else {
+      lin(x.data, n, H, L.q_proj, L.q_proj_bias, q.p);
+    }
+    lin(x.data, n, H, L.kv_a, L.kv_a_bias, ckv.p);
+    cuda::rms_norm(ckv.p, W(L.kv_a_norm), ckv.p, n, r, 1, lc, lc, 1e-6, stream_);  // hard-wired eps (§2.7 step 2)
+    cuda::rope(q.p + dn, pos, inv_freq_.p, n, nh, nh * dqk, dqk, dr, freqs_.attention_factor, true, stream_);
+    cuda::rope(ckv.p + r, pos, inv_freq_.p, n, 1, lc, lc, dr, freqs_.attention_factor, true, stream_);
+    launched();
+    const float scale = float(std::pow(double(dqk), -0.5) * freqs_.mla_mscale2);
+    for (const SeqSlice& s : plan.seqs) {
+      CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
+      LING_CHECK(c.latent.size == s.pos0 * lc, "internal error: MLA cache of layer ", layer, " out of step");
+      c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
+      const int64_t S = s.pos0 + s.count;
+      DevF kv(S * nh * (dn + dv)), K(S * nh * dqk), V(S * nh * dv), scratch(s.count * nh * S);
+      lin(c.latent.p, S, r, L.kv_b, Mat{}, kv.p, lc);
+      cuda::mla_expand(kv.p, c.latent.p, K.p, V.p, S, nh, dn, dr, dv, r, stream_);
+      cuda::attention(q.p + s.row0 * nh * dqk, 0, K.p, 0, V.p, 0, o.p + s.row0 * nh * dv, 0, pos + s.row0, s.count,
+                      S, nh, nh, dqk, dv, scale, scratch.p, stream_);
+      launched();
+      sync();
+    }
+    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
+    sync();
+  }
+
+  void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
+    const LayerWeights& L = w_->layers[layer];
+    swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data);
+    sync();
+  }
+
+  void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) override {
+    const LayerWeights& L = w_->layers[layer];
+    const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
+    DevF dlogits(n * E);
+    lin(x.data, n, H, L.router, Mat{}, dlogits.p);
+    std::vector<float> logits(n * E), wts(n * k);
+    std::vector<int32_t> ids(n * k);
+    LING_CUDA_CHECK(cudaMemcpyAsync(logits.data(), dlogits.p, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
+    sync();
+    ref::MoeRouteParams rp;
+    rp.logits = logits.data(); rp.bias = L.router_bias.data(); rp.topk_ids = ids.data(); rp.topk_weights = wts.data();
+    rp.rows = n; rp.E = E; rp.k = k; rp.n_group = cfg_.n_group; rp.topk_group = cfg_.topk_group;
+    rp.routed_scaling_factor = cfg_.routed_scaling_factor;
+    ref::moe_route(rp);
+    if (trace) {
+      trace->ids.assign(ids.begin(), ids.end());
+      trace->weights = wts;
+    }
+    std::vector<std::vector<int64_t>> slots_of(E);
+    for (int64_t i = 0; i < n * k; ++i) slots_of[ids[i]].push_back(i);
+    DevF ye(n * k * H);
+    for (int64_t e = 0; e < E; ++e) {
+      const auto& slots = slots_of[e];
+      if (slots.empty()) continue;
+      const int64_t m = int64_t(slots.size());
+      std::vector<int64_t> tok(m);
+      for (int64_t i = 0; i < m; ++i) tok[i] = slots[i] / k;
+      auto dtok = to_dev_raw(tok.data(), sizeof(int64_t) * m);
+      auto dslot = to_dev_raw(slots.data(), sizeof(int64_t) * m);
+      DevF xe(m * H), y(m * H);
+      cuda::gather_rows(x.data, H, static_cast<const int64_t*>(dtok.get()), xe.p, m, H, stream_);
+      launched();
+      swiglu_mlp(xe.p, m, L.experts[e].gate_up, L.experts[e].down, y.p);
+      cuda::scatter_rows(y.p, static_cast<const int64_t*>(dslot.get()), ye.p, m, H, stream_);
+      launched();
+      sync();
+    }
+    if (!L.shared.gate_up.empty()) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
+    else LING_CUDA_CHECK(cudaMemsetAsync(out.data, 0, sizeof(float) * n * H, stream_));
+    auto dw = to_dev_raw(wts.data(), sizeof(float) * n * k);
+    cuda::moe_combine(ye.p, static_cast<const float*>(dw.get()), out.data, n, k, H, stream_);
+    launched();
+    sync();
+  }
+
+  void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) override {
+    const int64_t H = cfg_.hidden_size, m = int64_t(rows.size());
+    auto drows = to_dev_raw(rows.data(), sizeof(int64_t) * m);
+    DevF xs(m * H);
+    cuda::gather_rows(x.data, H, static_cast<const int64_t*>(drows.get()), xs.p, m, H, stream_);
+    launched();
+    lin(xs.p, m, H, w_->lm_head, Mat{}, logits.data);
+    sync();
+  }
+
+ private:
+  void sync() { LING_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  void launched() { LING_CUDA_CHECK(cudaGetLastError()); }
+
+  void upload(const Mat& m) {
+    if (m.empty() || dev_.count(m.data())) return;
+    DevF d(int64_t(m.v.size()));
+    LING_CUDA_CHECK(cudaMemcpy(d.p, m.data(), sizeof(float) * m.v.size(), cudaMemcpyHostToDevice));
+    dev_.emplace(m.data(), d);
+  }
+  const float* W(const Mat& m) const {
+    if (m.empty()) return nullptr;
+    auto it = dev_.find(m.data());
+    LING_CHECK(it != dev_.end(), "internal error: a weight of ", cfg_.source, " was not uploaded");
+    return it->second.p;
+  }
+  DevF to_dev(const std::vector<float>& v) {
+    DevF d(int64_t(v.size()));
+    if (!v.empty()) LING_CUDA_CHECK(cudaMemcpy(d.p, v.data(), sizeof(float) * v.size(), cudaMemcpyHostToDevice));
+    return d;
+  }
+  // Synchronous copy of host bytes to fresh device memory (the host data may die after the call).
+  std::shared_ptr<void> to_dev_raw(const void* src, size_t bytes) {
+    auto d = dev_alloc(bytes);
+    if (bytes) {
+      LING_CUDA_CHECK(cudaMemcpyAsync(d.get(), src, bytes, cudaMemcpyHostToDevice, stream_));
+      sync();
+    }
+    return d;
+  }
+  const int64_t* positions(const BatchPlan& plan) {
+    pos_ = to_dev_raw(plan.pos.data(), sizeof(int64_t) * plan.pos.size());
+    return static_cast<const int64_t*>(pos_.get());
+  }
+
+  // y[M, N] = x[M, K]·Wᵀ (+ bias): column-major view y^T = W·x^T, fp32 sgemm.
+  void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0) {
+    LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
+    const int64_t N = w.rows;
+    if (M == 0 || N == 0) return;
+    const float one = 1.0f, zero = 0.0f;
+    LING_CUBLAS_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, W(w), int(K), x,
+                                  int(ldx ? ldx : K), &zero, y, int(N)));
+    if (!bias.empty()) {
+      cuda::add_bias(y, W(bias), M, N, N, stream_);
+      launched();
+    }
+  }
+
+  void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
+                    const int64_t* pos) {
+    const int64_t hd = cfg_.head_dim;
+    if (!L.q_norm.empty()) {
+      // Each token's nq (nk) heads are hd-sized groups at stride width; treat (token, head) as rows.
+      for (int64_t t = 0; t < n; ++t) {
+        cuda::rms_norm(qkv + t * width, W(L.q_norm), qkv + t * width, nq, hd, 1, 0, 0, cfg_.rms_norm_eps, stream_);
+        cuda::rms_norm(qkv + t * width + nq * hd, W(L.k_norm), qkv + t * width + nq * hd, nk, hd, 1, 0, 0,
+                       cfg_.rms_norm_eps, stream_);
+      }
+      launched();
+    }
+    cuda::rope(qkv, pos, inv_freq_.p, n, nq, width, hd, cfg_.rope_dim(), freqs_.attention_factor, false, stream_);
+    cuda::rope(qkv + nq * hd, pos, inv_freq_.p, n, nk, width, hd, cfg_.rope_dim(), freqs_.attention_factor, false,
+               stream_);
+    launched();
+  }
+
+  void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y) {
+    const int64_t H = cfg_.hidden_size, I = gate_up.rows / 2;
+    DevF gu(n * 2 * I), act(n * I);
+    lin(x, n, H, gate_up, Mat{}, gu.p);
+    cuda::swiglu(gu.p, act.p, n, I, stream_);
+    launched();
+    lin(act.p, n, I, down, Mat{}, y);
+    sync();  // gu/act die here
+  }
+
+  BackendOptions opt_;
+  ModelConfig cfg_;
+  std::shared_ptr<const ModelWeights> w_;
+  ref::RopeFreqs freqs_;
+  cudaStream_t stream_ = nullptr;
+  cublasHandle_t blas_ = nullptr;
+  std::unordered_map<const float*, DevF> dev_;  // host weight data → device copy
+  std::vector<DevF> decay_;                     // [L] Lightning log decays [nh] on the device
+  DevF inv_freq_;
+  std::shared_ptr<void> pos_;                   // positions of the current plan
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options) {
+  return std::make_unique<CudaBackend>(options);
+}
+
+}  // namespace ling

@@ -1,0 +1,241 @@
+// Simple fp32 kernels of the CUDA backend (architecture.md §2), each mirroring its ling_ref op: fp64 sums where
+// the reference uses them, the same operation order elsewhere. Correctness first: one block per row, head or
+// query; the Lightning prefill runs the recurrence token by token (no chunked form yet).
+#include <cmath>
+
+#include "kernels.cuh"
+
+namespace ling::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+inline unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
+
+__device__ double block_sum(double v, double* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    double s = 0.0;
+    for (int i = 0; i < int(blockDim.x >> 5); ++i) s += red[i];
+    red[0] = s;
+  }
+  __syncthreads();
+  return red[0];
+}
+__device__ float block_max(float v, float* red) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  __syncthreads();
+  if (lane == 0) red[warp] = v;
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float s = red[0];
+    for (int i = 1; i < int(blockDim.x >> 5); ++i) s = fmaxf(s, red[i]);
+    red[0] = s;
+  }
+  __syncthreads();
+  return red[0];
+}
+
+__global__ void k_embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n * H) return;
+  out[i] = table[int64_t(ids[i / H]) * H + i % H];
+}
+__global__ void k_gather(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n * H) return;
+  out[i] = x[rows[i / H] * ldx + i % H];
+}
+__global__ void k_scatter(const float* src, const int64_t* slot, float* dst, int64_t n, int64_t H) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n * H) return;
+  dst[slot[i / H] * H + i % H] = src[i];
+}
+// grid (rows, groups)
+__global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs, int64_t ldx, int64_t ldy, double eps) {
+  __shared__ double red[32];
+  const float* xr = x + blockIdx.x * ldx + blockIdx.y * gs;
+  float* yr = y + blockIdx.x * ldy + blockIdx.y * gs;
+  const float* wr = w + blockIdx.y * gs;
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(xr[i]) * double(xr[i]);
+  ss = block_sum(ss, red);
+  const float inv = float(1.0 / sqrt(ss / double(gs) + eps));
+  for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) yr[i] = (xr[i] * inv) * wr[i];
+}
+__global__ void k_add(float* h, const float* d, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) h[i] += d[i];
+}
+__global__ void k_add_bias(float* y, const float* b, int64_t M, int64_t N, int64_t ldy) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < M * N) y[(i / N) * ldy + i % N] += b[i % N];
+}
+// grid rows·heads; thread i < half
+__global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int64_t heads, int64_t row_stride,
+                       int64_t head_stride, int64_t half, float af, bool inter) {
+  const int64_t t = blockIdx.x / heads, h = blockIdx.x % heads;
+  float* xr = x + t * row_stride + h * head_stride;
+  const float p = float(pos[t]);
+  float tmp1[1], tmp2[1];
+  const int64_t i = threadIdx.x;
+  float x1 = 0, x2 = 0, c = 0, s = 0;
+  if (i < half) {
+    const float ang = p * inv_freq[i];
+    c = float(cos(double(ang))) * af;
+    s = float(sin(double(ang))) * af;
+    x1 = inter ? xr[2 * i] : xr[i];
+    x2 = inter ? xr[2 * i + 1] : xr[i + half];
+  }
+  __syncthreads();
+  if (i < half) {
+    tmp1[0] = x1 * c - x2 * s;
+    tmp2[0] = x2 * c + x1 * s;
+    xr[i] = tmp1[0];
+    xr[i + half] = tmp2[0];
+  }
+}
+// grid T·nh; scratch row of S floats per block
+__global__ void k_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
+                            float* o, int64_t ldo, const int64_t* qpos, int64_t S, int64_t nh, int64_t G, int64_t dk,
+                            int64_t dv, float scale, float* scratch) {
+  __shared__ double redd[32];
+  __shared__ float redf[32];
+  const int64_t t = blockIdx.x / nh, h = blockIdx.x % nh, g = h / G;
+  const float* qr = q + t * ldq + h * dk;
+  float* orow = o + t * ldo + h * dv;
+  float* sc = scratch + int64_t(blockIdx.x) * S;
+  const int64_t n = min(qpos[t] + 1, S);
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float* kr = k + j * ldk + g * dk;
+    double d = 0.0;
+    for (int64_t i = 0; i < dk; ++i) d += double(qr[i]) * double(kr[i]);
+    sc[j] = float(d) * scale;
+    mx = fmaxf(mx, sc[j]);
+  }
+  mx = block_max(mx, redf);
+  double sum = 0.0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    sc[j] = expf(sc[j] - mx);
+    sum += sc[j];
+  }
+  sum = block_sum(sum, redd);
+  for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) {
+    double acc = 0.0;
+    for (int64_t j = 0; j < n; ++j) acc += (double(sc[j]) / sum) * double(v[j * ldv + g * dv + i]);
+    orow[i] = n > 0 ? float(acc) : 0.0f;
+  }
+}
+// grid nh; the state of one head lives in global memory
+__global__ void k_lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo,
+                            float* state, const float* g, int64_t T, int64_t nh, int64_t d, float scale) {
+  const int64_t h = blockIdx.x;
+  float* S = state + h * d * d;
+  const float decay = expf(g[h]);
+  for (int64_t t = 0; t < T; ++t) {
+    const float* qr = q + t * ld + h * d;
+    const float* kr = k + t * ld + h * d;
+    const float* vr = v + t * ld + h * d;
+    for (int64_t e = threadIdx.x; e < d * d; e += blockDim.x) S[e] = decay * S[e] + kr[e / d] * vr[e % d];
+    __syncthreads();
+    for (int64_t b = threadIdx.x; b < d; b += blockDim.x) {
+      double acc = 0.0;
+      for (int64_t a = 0; a < d; ++a) acc += double(qr[a] * scale) * double(S[a * d + b]);
+      o[t * ldo + h * d + b] = float(acc);
+    }
+    __syncthreads();
+  }
+}
+__global__ void k_sigmoid_gate(float* o, const float* gate, int64_t n) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < n) o[i] *= 1.0f / (1.0f + expf(-gate[i]));
+}
+// out must not alias gu (threads of other rows read gu concurrently).
+__global__ void k_swiglu(const float* gu, float* out, int64_t rows, int64_t I) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= rows * I) return;
+  const int64_t r = i / I, c = i % I;
+  const float a = gu[r * 2 * I + c], b = gu[r * 2 * I + I + c];
+  out[i] = (a / (1.0f + expf(-a))) * b;
+}
+__global__ void k_mla_expand(const float* kv, const float* lat, float* K, float* V, int64_t S, int64_t nh, int64_t dn,
+                             int64_t dr, int64_t dv, int64_t r) {
+  const int64_t jh = blockIdx.x, j = jh / nh;
+  const float* src = kv + jh * (dn + dv);
+  float* kd = K + jh * (dn + dr);
+  for (int64_t i = threadIdx.x; i < dn; i += blockDim.x) kd[i] = src[i];
+  for (int64_t i = threadIdx.x; i < dr; i += blockDim.x) kd[dn + i] = lat[j * (r + dr) + r + i];
+  for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) V[jh * dv + i] = src[dn + i];
+}
+__global__ void k_moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n * H) return;
+  const int64_t t = i / H, h = i % H;
+  float acc = 0.0f;
+  for (int64_t j = 0; j < k; ++j) acc += ye[(t * k + j) * H + h] * w[t * k + j];
+  out[i] += acc;
+}
+
+}  // namespace
+
+void embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H, cudaStream_t s) {
+  if (n * H > 0) k_embed<<<blocks_for(n * H), kThreads, 0, s>>>(ids, table, out, n, H);
+}
+void gather_rows(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H, cudaStream_t s) {
+  if (n * H > 0) k_gather<<<blocks_for(n * H), kThreads, 0, s>>>(x, ldx, rows, out, n, H);
+}
+void scatter_rows(const float* src, const int64_t* slot, float* dst, int64_t n, int64_t H, cudaStream_t s) {
+  if (n * H > 0) k_scatter<<<blocks_for(n * H), kThreads, 0, s>>>(src, slot, dst, n, H);
+}
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, int64_t groups, int64_t ldx,
+              int64_t ldy, double eps, cudaStream_t s) {
+  if (rows == 0) return;
+  k_rms_norm<<<dim3(unsigned(rows), unsigned(groups)), kThreads, 0, s>>>(x, w, y, dim / groups, ldx ? ldx : dim,
+                                                                          ldy ? ldy : dim, eps);
+}
+void add(float* h, const float* d, int64_t n, cudaStream_t s) {
+  if (n > 0) k_add<<<blocks_for(n), kThreads, 0, s>>>(h, d, n);
+}
+void add_bias(float* y, const float* bias, int64_t M, int64_t N, int64_t ldy, cudaStream_t s) {
+  if (M * N > 0) k_add_bias<<<blocks_for(M * N), kThreads, 0, s>>>(y, bias, M, N, ldy);
+}
+void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int64_t heads, int64_t row_stride,
+          int64_t head_stride, int64_t rope_dim, float attention_factor, bool interleaved, cudaStream_t s) {
+  const int64_t half = rope_dim / 2;
+  if (rows * heads == 0 || half == 0) return;
+  const unsigned th = unsigned(((half + 31) / 32) * 32);
+  k_rope<<<unsigned(rows * heads), th, 0, s>>>(x, pos, inv_freq, heads, row_stride, head_stride, half,
+                                               attention_factor, interleaved);
+}
+void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
+               int64_t ldo, const int64_t* qpos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
+               int64_t dv, float scale, float* scratch, cudaStream_t s) {
+  if (T * nh == 0) return;
+  k_attention<<<unsigned(T * nh), kThreads, 0, s>>>(q, ldq ? ldq : nh * dk, k, ldk ? ldk : nkv * dk, v,
+                                                    ldv ? ldv : nkv * dv, o, ldo ? ldo : nh * dv, qpos, S, nh,
+                                                    nh / nkv, dk, dv, scale, scratch);
+}
+void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
+               const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s) {
+  if (T * nh > 0) k_lightning<<<unsigned(nh), kThreads, 0, s>>>(q, k, v, ld, o, ldo, state, g, T, nh, d, scale);
+}
+void sigmoid_gate(float* o, const float* gate, int64_t n, cudaStream_t s) {
+  if (n > 0) k_sigmoid_gate<<<blocks_for(n), kThreads, 0, s>>>(o, gate, n);
+}
+void swiglu(const float* gu, float* out, int64_t rows, int64_t I, cudaStream_t s) {
+  if (rows * I > 0) k_swiglu<<<blocks_for(rows * I), kThreads, 0, s>>>(gu, out, rows, I);
+}
+void mla_expand(const float* kv, const float* latent, float* K, float* V, int64_t S, int64_t nh, int64_t dn,
+                int64_t dr, int64_t dv, int64_t r, cudaStream_t s) {
+  if (S * nh > 0) k_mla_expand<<<unsigned(S * nh), 64, 0, s>>>(kv, latent, K, V, S, nh, dn, dr, dv, r);
+}
+void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H, cudaStream_t s) {
+  if (n * H > 0) k_moe_combine<<<blocks_for(n * H), kThreads, 0, s>>>(ye, w, out, n, k, H);
+}
+
+}  // namespace ling::cuda

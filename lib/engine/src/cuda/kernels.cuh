@@ -1,0 +1,43 @@
+// Launchers of the simple fp32 kernels of the CUDA backend (kernels.cu), one per block-level helper; each mirrors
+// the ling_ref op of the same name (architecture.md §2). Plain C++ signatures so host code needs no CUDA syntax.
+// Limits: fp32 only, correctness first (no tiling, one block per row / head / query).
+#pragma once
+#include <cstdint>
+
+#include <cuda_runtime.h>
+
+namespace ling::cuda {
+
+// out[i, :] = table[ids[i], :] for n rows of width H.
+void embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H, cudaStream_t s);
+// out[i, :] = x[rows[i], :] (row gather), width H, x row stride ldx.
+void gather_rows(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H, cudaStream_t s);
+// RMSNorm / GroupRMSNorm (ref::rms_norm): sum of squares in fp64.
+void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, int64_t groups, int64_t ldx,
+              int64_t ldy, double eps, cudaStream_t s);
+void add(float* h, const float* d, int64_t n, cudaStream_t s);
+// y[M, N] += bias[N] (row stride ldy).
+void add_bias(float* y, const float* bias, int64_t M, int64_t N, int64_t ldy, cudaStream_t s);
+// RoPE in place (ref::rope).
+void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int64_t heads, int64_t row_stride,
+          int64_t head_stride, int64_t rope_dim, float attention_factor, bool interleaved, cudaStream_t s);
+// Causal GQA attention (ref::attention) for T queries over S keys; scratch: T·nh·S floats.
+void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
+               int64_t ldo, const int64_t* qpos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
+               int64_t dv, float scale, float* scratch, cudaStream_t s);
+// Lightning recurrence token by token (ref::lightning_recurrent), state [nh, d, d] updated in place.
+void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
+               const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s);
+// o[i] *= sigmoid(gate[i]).
+void sigmoid_gate(float* o, const float* gate, int64_t n, cudaStream_t s);
+// out[r, i] = silu(gu[r, i]) · gu[r, I + i] (ref::swiglu), out row stride I; out must not alias gu.
+void swiglu(const float* gu, float* out, int64_t rows, int64_t I, cudaStream_t s);
+// MLA: K [S, nh, dn+dr] and V [S, nh, dv] from kv [S, nh, dn+dv] and the latent cache [S, r+dr].
+void mla_expand(const float* kv, const float* latent, float* K, float* V, int64_t S, int64_t nh, int64_t dn,
+                int64_t dr, int64_t dv, int64_t r, cudaStream_t s);
+// dst[slot[i], :] = src[i, :] (row scatter), width H.
+void scatter_rows(const float* src, const int64_t* slot, float* dst, int64_t n, int64_t H, cudaStream_t s);
+// out[t, h] += Σ_j ye[t·k + j, h] · w[t·k + j] (top-k order, fp32).
+void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H, cudaStream_t s);
+
+}  // namespace ling::cuda

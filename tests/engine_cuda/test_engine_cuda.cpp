@@ -1,0 +1,145 @@
+// CUDA backend (label gpu; every test skips without a device): both fixtures through the golden decode protocol
+// (decode_ids equal, router_topk sets equal, every logit / hidden / router weight within atol 1e-4 + rtol 1e-4
+// of golden.safetensors), and CUDA vs CPU on random checkpoints of all three families (every prefill hidden
+// state, router choice and logit, cached decode logits). LING_FIXTURES_DIR overrides the fixtures folder.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "common/compare.h"
+#include "ling/core/error.h"
+#include "engine_cpu/tiny_model.h"
+#include "ling/core/safetensors.h"
+#include "ling/engine/generate.h"
+
+namespace ling::test {
+namespace {
+
+// A device is present when the backend can be created (it throws "no CUDA device ..." otherwise).
+bool have_device() {
+  static const bool present = [] {
+    try {
+      make_cuda_backend(BackendOptions{});
+      return true;
+    } catch (const Error&) {
+      return false;
+    }
+  }();
+  return present;
+}
+#define SKIP_WITHOUT_DEVICE() \
+  if (!have_device()) GTEST_SKIP() << "no CUDA device"
+
+std::string fixture(const std::string& name) {
+  const char* env = std::getenv("LING_FIXTURES_DIR");
+  return (env && *env ? std::string(env) : std::string(LING_SHARED_DIR) + "/fixtures") + "/" + name;
+}
+
+std::vector<int32_t> input_ids(const SafetensorsFile& g) {
+  const TensorInfo& t = *g.find("input_ids");
+  std::vector<int32_t> ids;
+  for (int64_t i = 0; i < t.numel(); ++i) {
+    int64_t v;
+    std::memcpy(&v, t.data + i * 8, 8);
+    ids.push_back(int32_t(v));
+  }
+  return ids;
+}
+std::vector<int64_t> i64_of(const TensorInfo& t) {
+  std::vector<int64_t> v(size_t(t.numel()));
+  std::memcpy(v.data(), t.data, v.size() * 8);
+  return v;
+}
+
+std::unique_ptr<Engine> cuda_engine(const std::string& dir, const BackendOptions& bo = {}) {
+  ModelConfig cfg = load_config(dir);
+  Checkpoint ck = Checkpoint::open(dir);
+  auto w = std::make_shared<const ModelWeights>(load_weights(cfg, ck));
+  return std::make_unique<Engine>(std::move(cfg), std::move(w), make_cuda_backend(bo));
+}
+
+class CudaGolden : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaGolden, MatchesOfficialCode) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string dir = fixture(GetParam());
+  auto g = SafetensorsFile::open(dir + "/golden.safetensors");
+  EngineOptions eo;
+  eo.backend = "cuda";
+  auto engine = Engine::open(dir, eo);
+  GenerateOptions o;
+  o.max_new_tokens = 16;
+  o.collect_hidden = true;
+  const GenerateResult r = generate(*engine, input_ids(*g), o);
+  int compared = 0;
+  for (const auto& [name, d] : r.tensors()) {
+    const TensorInfo* t = g->find(name);
+    ASSERT_TRUE(t) << "golden has no " << name;
+    ASSERT_EQ(d.shape, t->shape) << name;
+    if (d.is_int) {
+      EXPECT_TRUE(all_equal(name, d.shape, d.i64.data(), i64_of(*t).data(), name.rfind("router_topk_", 0) == 0));
+    } else {
+      EXPECT_TRUE(all_close(name, d.shape, d.f32.data(), t->to_f32().data(), tol(1e-4, 1e-4, 1e-9)));
+    }
+    ++compared;
+  }
+  EXPECT_GE(compared, 5);
+  EXPECT_TRUE(r.tensors().count("decode_ids"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::Values("ling20-tiny", "ling25-tiny"),
+                         [](const auto& info) { return std::string(info.param == "ling20-tiny" ? "ling20" : "ling25"); });
+
+struct Family {
+  const char* name;
+  std::string (*config)();
+};
+class CudaVsCpu : public ::testing::TestWithParam<Family> {};
+
+// Prefill 19 tokens with every intermediate, then 6 greedy decode steps: CUDA equals CPU per layer.
+TEST_P(CudaVsCpu, EveryLayerAndDecodeStep) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string dir = make_tiny_model(std::string("cuda_") + GetParam().name, GetParam().config(), 21);
+  BackendOptions bo;
+  bo.lightning_chunk = 8;
+  auto cpu = open_engine(dir, bo);
+  auto gpu = cuda_engine(dir, bo);
+  std::mt19937 rng(9);
+  std::vector<int32_t> prompt(19);
+  for (auto& x : prompt) x = int32_t(rng() % uint32_t(cpu->config().vocab_size));
+  GenerateOptions o;
+  o.max_new_tokens = 6;
+  o.collect_hidden = true;
+  const auto a = generate(*cpu, prompt, o).tensors();
+  const auto b = generate(*gpu, prompt, o).tensors();
+  ASSERT_EQ(a.size(), b.size());
+  for (const auto& [name, d] : a) {
+    ASSERT_TRUE(b.count(name)) << name;
+    const DumpTensor& e = b.at(name);
+    ASSERT_EQ(d.shape, e.shape) << name;
+    if (d.is_int) {
+      EXPECT_TRUE(all_equal(name, d.shape, e.i64.data(), d.i64.data(), name.rfind("router_topk_", 0) == 0));
+    } else {
+      EXPECT_TRUE(all_close(name, d.shape, e.f32.data(), d.f32.data(), tol(1e-4, 1e-4, 1e-9)));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(All, CudaVsCpu,
+                         ::testing::Values(Family{"ling2", ling2_config}, Family{"ring_linear", ring_linear_config},
+                                           Family{"ling25", ling25_config}),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(CudaBackend, NoDeviceIsOneClearError) {
+  if (have_device()) GTEST_SKIP() << "a device is present";
+  try {
+    make_cuda_backend(BackendOptions{});
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("no CUDA device"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+}  // namespace ling::test
