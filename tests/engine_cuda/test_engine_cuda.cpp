@@ -1,9 +1,10 @@
 // CUDA backend (label gpu; every test skips without a device): both fixtures through the golden decode protocol
 // (decode_ids equal, router_topk sets equal, every logit / hidden / router weight within atol 1e-4 + rtol 1e-4
-// of golden.safetensors), and CUDA vs CPU on random checkpoints of all three families (every prefill hidden
+// of golden.safetensors), the trained models' parity logits, and CUDA vs CPU on random checkpoints of all three families (every prefill hidden
 // state, router choice and logit, cached decode logits). LING_FIXTURES_DIR overrides the fixtures folder.
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -52,6 +53,15 @@ std::vector<int64_t> i64_of(const TensorInfo& t) {
   return v;
 }
 
+// all_close that also prints the comparison line (max error, cosine) of the headline tensors.
+::testing::AssertionResult close_reported(const std::string& name, const std::vector<int64_t>& shape, const float* a,
+                                          const float* r) {
+  const ref::CompareReport rep = ref::compare_f32(name, shape, a, r, tol(1e-4, 1e-4, 1e-9));
+  if (name == "logits" || name == "decode_logits" || name == "final_norm") std::printf("  %s\n", rep.line().c_str());
+  if (rep.ok) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << rep.line();
+}
+
 std::unique_ptr<Engine> cuda_engine(const std::string& dir, const BackendOptions& bo = {}) {
   ModelConfig cfg = load_config(dir);
   Checkpoint ck = Checkpoint::open(dir);
@@ -80,7 +90,7 @@ TEST_P(CudaGolden, MatchesOfficialCode) {
     if (d.is_int) {
       EXPECT_TRUE(all_equal(name, d.shape, d.i64.data(), i64_of(*t).data(), name.rfind("router_topk_", 0) == 0));
     } else {
-      EXPECT_TRUE(all_close(name, d.shape, d.f32.data(), t->to_f32().data(), tol(1e-4, 1e-4, 1e-9)));
+      EXPECT_TRUE(close_reported(name, d.shape, d.f32.data(), t->to_f32().data()));
     }
     ++compared;
   }
@@ -90,6 +100,30 @@ TEST_P(CudaGolden, MatchesOfficialCode) {
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, CudaGolden, ::testing::Values("ling20-tiny", "ling25-tiny"),
                          [](const auto& info) { return std::string(info.param == "ling20-tiny" ? "ling20" : "ling25"); });
+
+// The committed trained models (models/*): prompt logits of the PyTorch training code (parity.safetensors).
+// LING_MODELS_DIR overrides the models folder.
+class CudaTrainedParity : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(CudaTrainedParity, PromptLogitsMatchTrainingCode) {
+  SKIP_WITHOUT_DEVICE();
+  const char* env = std::getenv("LING_MODELS_DIR");
+  const std::string dir = (env && *env ? std::string(env) : std::string(LING_SOURCE_DIR) + "/models") + "/" + GetParam();
+  auto p = SafetensorsFile::open(dir + "/parity.safetensors");
+  EngineOptions eo;
+  eo.backend = "cuda";
+  auto engine = Engine::open(dir, eo);
+  GenerateOptions o;
+  o.max_new_tokens = 1;
+  const auto got = generate(*engine, input_ids(*p), o).tensors();
+  const TensorInfo* t = p->find("logits");
+  ASSERT_TRUE(t);
+  ASSERT_EQ(got.at("logits").shape, t->shape);
+  EXPECT_TRUE(close_reported("logits", t->shape, got.at("logits").f32.data(), t->to_f32().data()));
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, CudaTrainedParity, ::testing::Values("ling20-gqa-6m", "ling25-hybrid-6m"),
+                         [](const auto& info) { return std::string(info.param == "ling20-gqa-6m" ? "ling20" : "ling25"); });
 
 struct Family {
   const char* name;
@@ -121,7 +155,7 @@ TEST_P(CudaVsCpu, EveryLayerAndDecodeStep) {
     if (d.is_int) {
       EXPECT_TRUE(all_equal(name, d.shape, e.i64.data(), d.i64.data(), name.rfind("router_topk_", 0) == 0));
     } else {
-      EXPECT_TRUE(all_close(name, d.shape, e.f32.data(), d.f32.data(), tol(1e-4, 1e-4, 1e-9)));
+      EXPECT_TRUE(close_reported(name, d.shape, e.f32.data(), d.f32.data()));
     }
   }
 }
