@@ -237,21 +237,4 @@ std::string render_svg(const std::vector<PlotRow>& rows, const std::string& titl
   return out.str();
 }
 
-void write_file_atomic(const std::string& path, const std::string& content) {
-  std::string tmp = path + ".tmp." + std::to_string(::getpid());
-  {
-    std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-    LING_CHECK(f.good(), path, ": cannot create (", tmp, ")");
-    f << content;
-    f.flush();
-    LING_CHECK(f.good(), path, ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) {
-    std::filesystem::remove(tmp, ec);
-    LING_THROW(path, ": cannot rename the temporary file into place");
-  }
-}
-
 }  // namespace ling::eval

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "ling/core/fs.h"
 #include "ling/core/error.h"
 #include "ling/eval/adapters.h"
 #include "ling/eval/runner.h"
@@ -48,14 +49,6 @@ std::vector<std::string> split_csv(const std::string& s) {
   return out;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  LING_CHECK(f.good(), path, ": cannot open");
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 int run_eval(const EvalOptions& o, Context& ctx) {
   auto names = split_csv(o.tasks);
   LING_CHECK(!names.empty(), "ling eval: --task is empty");
@@ -76,7 +69,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   topt.max_new_tokens = o.max_new_tokens;
   std::string text(eval::default_text()), text_name = eval::default_text_name();
   bool data_is_jsonl = o.data.size() > 6 && o.data.substr(o.data.size() - 6) == ".jsonl";
-  if (!o.data.empty() && !data_is_jsonl) text = read_text(o.data), text_name = o.data;
+  if (!o.data.empty() && !data_is_jsonl) text = read_file(o.data), text_name = o.data;
   if (data_is_jsonl) topt.data_path = o.data;
   topt.text = text;
   topt.text_name = text_name;

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "commands.h"
+#include "ling/core/fs.h"
 #include "ling/core/error.h"
 #include "ling/tokenizer/chat.h"
 #include "ling/tokenizer/tokenizer.h"
@@ -29,14 +30,6 @@ struct TokenizeOptions {
   bool json = false;           // --json
   int bench_seconds = 3;       // --bench-seconds
 };
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  LING_CHECK(f.good(), path, ": cannot open");
-  std::ostringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
 
 std::vector<int32_t> parse_ids(const std::string& s) {
   std::vector<int32_t> ids;

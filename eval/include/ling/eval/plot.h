@@ -3,10 +3,12 @@
 //  - depth x length heatmap per (run, task) from buckets "ctx=N,depth=D" (cell colour red 0 -> green 100);
 //  - bars per perplexity/KLD metric (ppl, bits_per_byte, kld_mean, kld_p99, same_top_pct, ppl_ratio), one
 //    bar per run.
-// Every panel has a title and labelled axes. write_file_atomic writes temp + rename.
+// Every panel has a title and labelled axes. Write the SVG with ling::write_file_atomic (core/fs.h).
 #pragma once
 #include <string>
 #include <vector>
+
+#include "ling/core/fs.h"
 
 namespace ling::eval {
 
@@ -21,6 +23,6 @@ struct PlotRow {
 // Throws ling::Error when the rows hold nothing plottable.
 std::string render_svg(const std::vector<PlotRow>& rows, const std::string& title);
 
-void write_file_atomic(const std::string& path, const std::string& content);
+using ling::write_file_atomic;
 
 }  // namespace ling::eval
