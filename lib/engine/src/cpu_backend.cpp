@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "model_tables.h"
 #include "ling/core/error.h"
 #include "ling/engine/backend.h"
 #include "ling/ref/ops.h"
@@ -51,21 +52,7 @@ class CpuBackend final : public Backend {
   void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
     cfg_ = c;
     w_ = std::move(w);
-    ref::RopeFreqParams rp;
-    rp.rope_dim = c.rope_dim();
-    rp.theta = c.rope_theta;
-    if (c.rope_scaling) {
-      const RopeScaling& s = *c.rope_scaling;
-      rp.yarn = true;
-      rp.factor = s.factor;
-      rp.original_max_position_embeddings = s.original_max_position_embeddings;
-      rp.beta_fast = s.beta_fast;
-      rp.beta_slow = s.beta_slow;
-      rp.mscale = s.mscale.value_or(0.0);
-      rp.mscale_all_dim = s.mscale_all_dim.value_or(0.0);
-      rp.attention_factor = s.attention_factor.value_or(0.0);
-    }
-    freqs_ = ref::rope_freqs(rp);
+    freqs_ = ref::rope_freqs(rope_freq_params(c));
     const std::vector<double> slopes = lightning_slopes(c.num_attention_heads);
     decay_.assign(c.num_hidden_layers, {});
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
