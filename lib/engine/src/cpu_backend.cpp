@@ -253,15 +253,7 @@ class CpuBackend final : public Backend {
     std::vector<float> logits(n * E), wts(n * k);
     std::vector<int32_t> ids(n * k);
     lin(x.data, n, H, L.router, Mat{}, logits.data());
-    ref::MoeRouteParams rp;
-    rp.logits = logits.data(); rp.bias = L.router_bias.data(); rp.topk_ids = ids.data(); rp.topk_weights = wts.data();
-    rp.rows = n; rp.E = E; rp.k = k; rp.n_group = cfg_.n_group; rp.topk_group = cfg_.topk_group;
-    rp.routed_scaling_factor = cfg_.routed_scaling_factor;
-    ref::moe_route(rp);
-    if (trace) {
-      trace->ids.assign(ids.begin(), ids.end());
-      trace->weights = wts;
-    }
+    route_tokens(cfg_, logits.data(), L.router_bias.data(), n, ids, wts, trace);
     // Gather tokens per expert; one GEMM chain per expert; combine in fp32 in top-k order per token.
     std::vector<std::vector<int64_t>> rows_of(E);
     for (int64_t i = 0; i < n * k; ++i) rows_of[ids[i]].push_back(i);

@@ -290,15 +290,7 @@ class CudaBackend final : public Backend {
     std::vector<int32_t> ids(n * k);
     LING_CUDA_CHECK(cudaMemcpyAsync(logits.data(), dlogits.p, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
     sync();
-    ref::MoeRouteParams rp;
-    rp.logits = logits.data(); rp.bias = L.router_bias.data(); rp.topk_ids = ids.data(); rp.topk_weights = wts.data();
-    rp.rows = n; rp.E = E; rp.k = k; rp.n_group = cfg_.n_group; rp.topk_group = cfg_.topk_group;
-    rp.routed_scaling_factor = cfg_.routed_scaling_factor;
-    ref::moe_route(rp);
-    if (trace) {
-      trace->ids.assign(ids.begin(), ids.end());
-      trace->weights = wts;
-    }
+    route_tokens(cfg_, logits.data(), L.router_bias.data(), n, ids, wts, trace);
     std::vector<std::vector<int64_t>> slots_of(E);
     for (int64_t i = 0; i < n * k; ++i) slots_of[ids[i]].push_back(i);
     DevF ye(n * k * H);
