@@ -185,14 +185,14 @@ class CpuBackend final : public Backend {
       std::vector<float> qa(n * rq);
       lin(x.data, n, H, L.q_a, L.q_a_bias, qa.data());
       ln.x = ln.y = qa.data(); ln.w = L.q_a_norm.data(); ln.rows = n; ln.dim = rq;
-      ref::rms_norm(ln);
+      if (opt_.mla_latent_norm) ref::rms_norm(ln);
       lin(qa.data(), n, rq, L.q_b, Mat{}, q.data());
     } else {
       lin(x.data, n, H, L.q_proj, L.q_proj_bias, q.data());
     }
     lin(x.data, n, H, L.kv_a, L.kv_a_bias, ckv.data());
     ln.x = ln.y = ckv.data(); ln.w = L.kv_a_norm.data(); ln.rows = n; ln.dim = r; ln.ldx = ln.ldy = lc;
-    ref::rms_norm(ln);
+    if (opt_.mla_latent_norm) ref::rms_norm(ln);
     ref::RopeParams rp;
     rp.pos = plan.pos.data(); rp.inv_freq = freqs_.inv_freq.data(); rp.rows = n; rp.rope_dim = dr;
     rp.attention_factor = freqs_.attention_factor; rp.interleaved = true;

@@ -420,6 +420,7 @@ class CudaBackend final : public Backend {
 }  // namespace
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options) {
+  LING_CHECK(options.mla_latent_norm, "the CUDA backend always applies the MLA latent norms");
   return std::make_unique<CudaBackend>(options);
 }
 

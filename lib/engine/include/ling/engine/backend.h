@@ -51,6 +51,9 @@ struct BackendOptions {
   int threads = 0;              // 0 = library default
   int64_t lightning_chunk = 64; // chunk size of the Lightning prefill (the recurrent form is used for 1 token)
   bool mla_absorbed_decode = true;  // single-token MLA steps use the absorbed form over the latent cache
+  // false: skip kv_a_layernorm / q_a_layernorm (CPU backend only). The format always applies them; the switch
+  // exists so that conversion tests can check the linear part of a GQA→MLA conversion for exactness.
+  bool mla_latent_norm = true;
 };
 
 class Backend {

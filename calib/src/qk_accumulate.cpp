@@ -1,0 +1,124 @@
+// QK-norm statistics of one window: RMS sums per head, and on sampled query rows the normed and fused
+// attention logits (least-squares sums) and the KL divergence of the fused rows over the product grid.
+#include "qk_accumulate.h"
+
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+namespace ling::calib {
+
+QkAccumulator::QkAccumulator(const ModelConfig& c, const ref::RopeFreqs& rf, int64_t logit_rows)
+    : nh_(c.num_attention_heads), nkv_(c.num_key_value_heads), d_(c.head_dim), rd_(c.rope_dim()),
+      rows_(logit_rows), eps_(c.rms_norm_eps), scale_(float(1.0 / std::sqrt(double(c.head_dim)))), rf_(rf) {}
+
+void QkAccumulator::add(convert::QkStats& s, const float* qkv, int64_t n, const float* gq, const float* gk) const {
+  const int64_t nh = nh_, nkv = nkv_, d = d_, W = (nh + 2 * nkv) * d, G = nh / nkv;
+  // γ-scaled copies (for the logits) and per-token inverse RMS of the un-γ'd vectors.
+  std::vector<float> a(static_cast<size_t>(n * nh * d)), b(size_t(n * nkv * d));
+  std::vector<double> sq(static_cast<size_t>(n * nh)), sk(size_t(n * nkv));
+  auto one = [&](const float* v, const float* g, float* out, double& sumsq, double& sum_s, double& sum_g2s,
+                 double& sum_g2) {
+    double ss = 0, g2 = 0;
+    for (int64_t j = 0; j < d; ++j) {
+      ss += double(v[j]) * v[j];
+      const float x = v[j] * (g ? g[j] : 1.0f);
+      out[j] = x;
+      g2 += double(x) * x;
+    }
+    const double inv = 1.0 / std::sqrt(ss / double(d) + eps_);
+    sumsq += ss; sum_s += inv; sum_g2s += g2 * inv; sum_g2 += g2;
+    return inv;
+  };
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < nh; ++h)
+      sq[size_t(t * nh + h)] = one(qkv + t * W + h * d, gq, a.data() + (t * nh + h) * d, s.q_sumsq[size_t(h)],
+                                   s.q_sum_s[size_t(h)], s.q_sum_g2s[size_t(h)], s.q_sum_g2[size_t(h)]);
+    for (int64_t g = 0; g < nkv; ++g)
+      sk[size_t(t * nkv + g)] = one(qkv + t * W + (nh + g) * d, gk, b.data() + (t * nkv + g) * d,
+                                    s.k_sumsq[size_t(g)], s.k_sum_s[size_t(g)], s.k_sum_g2s[size_t(g)],
+                                    s.k_sum_g2[size_t(g)]);
+  }
+  s.tokens += double(n);
+  if (!gq || rows_ <= 0) return;
+
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) pos[size_t(t)] = t;
+  ref::RopeParams rp;
+  rp.pos = pos.data(); rp.inv_freq = rf_.inv_freq.data(); rp.rows = n; rp.rope_dim = rd_;
+  rp.attention_factor = rf_.attention_factor;
+  rp.x = a.data(); rp.heads = nh; rp.row_stride = nh * d; rp.head_stride = d; ref::rope(rp);
+  rp.x = b.data(); rp.heads = nkv; rp.row_stride = nkv * d; rp.head_stride = d; ref::rope(rp);
+
+  const int64_t stride = std::max<int64_t>(1, n / rows_);
+  std::vector<int64_t> rows;
+  for (int64_t t = n - 1; t >= 0 && int64_t(rows.size()) < rows_; t -= stride) rows.push_back(t);
+  std::vector<double> p;
+  for (int64_t h = 0; h < nh; ++h) {
+    const int64_t g = h / G;
+    // Logits of the sampled rows: ℓ (fused, γ folded, no RMS) and ℓ̂ = s_q·s_k·ℓ (the normed model's).
+    std::vector<std::vector<double>> L(rows.size()), Lh(rows.size());
+    double xy = 0, yy = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const int64_t t = rows[i];
+      const float* qa = a.data() + (t * nh + h) * d;
+      L[i].resize(size_t(t + 1));
+      Lh[i].resize(size_t(t + 1));
+      for (int64_t u = 0; u <= t; ++u) {
+        const float* kb = b.data() + (u * nkv + g) * d;
+        double dot = 0;
+        for (int64_t j = 0; j < d; ++j) dot += double(qa[j]) * kb[j];
+        L[i][size_t(u)] = dot;
+        Lh[i][size_t(u)] = dot * sq[size_t(t * nh + h)] * sk[size_t(u * nkv + g)];
+        xy += Lh[i][size_t(u)] * dot;
+        yy += dot * dot;
+      }
+      s.pairs += double(t + 1);
+    }
+    s.logit_xy[size_t(h)] += xy;
+    s.logit_yy[size_t(h)] += yy;
+    if (s.kl_ref[size_t(h)] == 0.0 && yy > 0) s.kl_ref[size_t(h)] = xy / yy;
+    const double ref_prod = s.kl_ref[size_t(h)];
+    if (ref_prod <= 0) continue;
+    // KL(p_normed ‖ p_c) for every grid product c.
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const size_t m = L[i].size();
+      p.resize(m);
+      double mx = -1e300;
+      for (size_t u = 0; u < m; ++u) mx = std::max(mx, scale_ * Lh[i][u]);
+      double z = 0;
+      for (size_t u = 0; u < m; ++u) z += (p[u] = std::exp(scale_ * Lh[i][u] - mx));
+      const double logz = std::log(z) + mx;
+      for (size_t u = 0; u < m; ++u) p[u] /= z;
+      for (int gi = 0; gi < convert::kKlGrid; ++gi) {
+        const double c = ref_prod * convert::kl_grid_multiplier(gi) * scale_;
+        double mc = -1e300;
+        for (size_t u = 0; u < m; ++u) mc = std::max(mc, c * L[i][u]);
+        double zc = 0;
+        for (size_t u = 0; u < m; ++u) zc += std::exp(c * L[i][u] - mc);
+        const double logzc = std::log(zc) + mc;
+        double kl = 0;
+        for (size_t u = 0; u < m; ++u)
+          if (p[u] > 0) kl += p[u] * ((scale_ * Lh[i][u] - logz) - (c * L[i][u] - logzc));
+        s.kl_sum[size_t(h * convert::kKlGrid + gi)] += kl;
+      }
+      // Expected rotation of each frequency under this attention row.
+      const int64_t t = rows[i], half = rd_ / 2;
+      const double af2 = double(rf_.attention_factor) * rf_.attention_factor;
+      for (int64_t f = 0; f < half; ++f) {
+        double c = 0, sn = 0;
+        const double th = rf_.inv_freq[size_t(f)];
+        for (size_t u = 0; u < m; ++u) {
+          const double ang = th * double(t - int64_t(u));
+          c += p[u] * std::cos(ang);
+          sn += p[u] * std::sin(ang);
+        }
+        s.rot_cos[size_t(h * half + f)] += af2 * c;
+        s.rot_sin[size_t(h * half + f)] += af2 * sn;
+      }
+    }
+    if (h == 0) s.kl_rows += double(rows.size());
+  }
+}
+
+}  // namespace ling::calib

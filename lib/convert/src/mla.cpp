@@ -1,0 +1,230 @@
+// GQA → MLA layer conversion: RoRoPE, balanced joint K/V PCA, query folding (see mla.h for the derivation).
+#include "ling/convert/mla.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "ling/core/error.h"
+
+namespace ling::convert {
+
+int64_t max_kv_lora_rank(int64_t nkv, int64_t d, int64_t rd) { return 2 * nkv * d - rd; }
+
+namespace {
+
+// Σ of the top-r eigenvalues over the rank, as the RMS a latent of that rank has on average (per token).
+double latent_rms(const std::vector<double>& values, int64_t r, double tokens) {
+  double s = 0;
+  for (int64_t j = 0; j < r; ++j) s += std::max(0.0, values[size_t(j)]);
+  return std::sqrt(s / (double(r) * std::max(tokens, 1.0)) + 1e-6);
+}
+
+std::vector<double> mat_vec(const MatD& a, const std::vector<double>& x) {
+  std::vector<double> y(size_t(a.rows), 0.0);
+  for (int64_t i = 0; i < a.rows; ++i) {
+    double s = 0;
+    for (int64_t j = 0; j < a.cols; ++j) s += a(i, j) * x[size_t(j)];
+    y[size_t(i)] = s;
+  }
+  return y;
+}
+
+MatD columns(const MatD& a, int64_t c0, int64_t n) {
+  MatD out(a.rows, n);
+  for (int64_t i = 0; i < a.rows; ++i)
+    for (int64_t j = 0; j < n; ++j) out(i, j) = a(i, c0 + j);
+  return out;
+}
+
+MatD rows(const MatD& a, int64_t r0, int64_t n) {
+  MatD out(n, a.cols);
+  std::memcpy(out.v.data(), a.v.data() + r0 * a.cols, sizeof(double) * size_t(n * a.cols));
+  return out;
+}
+
+MatD vstack(const MatD& a, const MatD& b) {
+  LING_CHECK(a.cols == b.cols, "vstack: widths ", a.cols, " and ", b.cols, " differ");
+  MatD out(a.rows + b.rows, a.cols);
+  std::copy(a.v.begin(), a.v.end(), out.v.begin());
+  std::copy(b.v.begin(), b.v.end(), out.v.begin() + std::ptrdiff_t(a.v.size()));
+  return out;
+}
+
+}  // namespace
+
+MlaLayer gqa_to_mla(const GqaLayer& in, const KvCovariance& cov, const MlaOptions& opt) {
+  const int64_t H = in.H, nh = in.nh, nkv = in.nkv, d = in.d, rd = in.rd, half = rd / 2;
+  const int64_t L = nkv * d, Lk = L - rd, G = nh / nkv, r = opt.kv_lora_rank;
+  const bool bias = !in.bk.empty();
+  LING_CHECK(rd > 0 && rd % 2 == 0 && rd <= d, "rotary dims ", rd, " must be even and within head_dim ", d);
+  LING_CHECK(r >= 1 && r <= max_kv_lora_rank(nkv, d, rd), "--kv-lora-rank ", r, " is outside [1, ",
+             max_kv_lora_rank(nkv, d, rd), "]: the latent holds the 2·nkv·d − rope_dim = ",
+             max_kv_lora_rank(nkv, d, rd), " values left once the RoPE part takes ", rd);
+  LING_CHECK(cov.kv.rows == 2 * L && cov.kv.cols == 2 * L, "calibration K/V covariance is ", cov.kv.rows, "x",
+             cov.kv.cols, ", the layer needs ", 2 * L, "x", 2 * L);
+
+  // RoRoPE: per frequency, PCA over the nkv complex coordinates.
+  MatD E(rd, L), A(Lk, L);
+  MlaLayer out;
+  double rope_kept = 0, rope_total = 0;
+  int64_t prow = 0;
+  for (int64_t i = 0; i < half; ++i) {
+    MatD m(nkv, nkv);
+    for (int64_t a = 0; a < nkv; ++a)
+      for (int64_t b = 0; b < nkv; ++b)
+        m(a, b) = cov.kv(a * d + i, b * d + i) + cov.kv(a * d + i + half, b * d + i + half);
+    SymEig e = sym_eig(m);
+    for (int64_t j = 0; j < nkv; ++j) {
+      rope_total += std::max(0.0, e.values[size_t(j)]);
+      if (j == 0) rope_kept += std::max(0.0, e.values[0]);
+    }
+    for (int64_t g = 0; g < nkv; ++g) {
+      E(2 * i, g * d + i) = e.vectors(g, 0);
+      E(2 * i + 1, g * d + i + half) = e.vectors(g, 0);
+    }
+    for (int64_t j = 1; j < nkv; ++j, prow += 2)
+      for (int64_t g = 0; g < nkv; ++g) {
+        A(prow, g * d + i) = e.vectors(g, j);
+        A(prow + 1, g * d + i + half) = e.vectors(g, j);
+      }
+  }
+  for (int64_t g = 0; g < nkv; ++g)
+    for (int64_t t = rd; t < d; ++t, ++prow) A(prow, g * d + t) = 1.0;
+  LING_CHECK(prow == Lk, "internal error: NoPE pool has ", prow, " rows, expected ", Lk);
+  out.rope_energy = rope_total > 0 ? rope_kept / rope_total : 1.0;
+
+  // Balance: ratio of mean column norms of the pool and of V over the calibration tokens.
+  MatD ckk = columns(rows(cov.kv, 0, L), 0, L);
+  MatD cpool = congruence(A, ckk);
+  double kn = 0, vn = 0;
+  for (int64_t j = 0; j < Lk; ++j) kn += std::sqrt(std::max(0.0, cpool(j, j)));
+  for (int64_t j = 0; j < L; ++j) vn += std::sqrt(std::max(0.0, cov.kv(L + j, L + j)));
+  kn /= double(Lk);
+  vn /= double(L);
+  double ratio = (kn > 0 && vn > 0) ? kn / (vn * opt.balance_kv_ratio) : 1.0;
+  out.balance_ratio = ratio;
+
+  // Joint PCA of z = T·[k; v], T = blockdiag(A/ratio, I).
+  MatD T(Lk + L, 2 * L);
+  for (int64_t a = 0; a < Lk; ++a)
+    for (int64_t b = 0; b < L; ++b) T(a, b) = A(a, b) / ratio;
+  for (int64_t j = 0; j < L; ++j) T(Lk + j, L + j) = 1.0;
+  MatD cb = congruence(T, cov.kv);
+  SymEig eb = sym_eig(cb);
+  double total = 0, kept = 0;
+  for (size_t j = 0; j < eb.values.size(); ++j) {
+    total += std::max(0.0, eb.values[j]);
+    if (int64_t(j) < r) kept += std::max(0.0, eb.values[j]);
+  }
+  out.latent_energy = total > 0 ? kept / total : 1.0;
+  MatD R = columns(eb.vectors, 0, r);  // [Lk + L, r]
+  double tk = 0, tv = 0, kk = 0, kv = 0;
+  for (int64_t j = 0; j < Lk; ++j) tk += cb(j, j);
+  for (int64_t j = 0; j < L; ++j) tv += cb(Lk + j, Lk + j);
+  for (int64_t c = 0; c < r; ++c) {
+    double nk = 0, nv = 0;
+    for (int64_t j = 0; j < Lk; ++j) nk += R(j, c) * R(j, c);
+    for (int64_t j = 0; j < L; ++j) nv += R(Lk + j, c) * R(Lk + j, c);
+    kk += eb.values[size_t(c)] * nk;
+    kv += eb.values[size_t(c)] * nv;
+  }
+  out.k_rel_err = tk > 0 ? std::max(0.0, tk - kk) / tk : 0.0;
+  out.v_rel_err = tv > 0 ? std::max(0.0, tv - kv) / tv : 0.0;
+
+  // kv_a_proj_with_mqa = [Rᵀ·T·[W_K; W_V] ; E·W_K].
+  MatD wkv = vstack(in.wk, in.wv);
+  MatD RtT = matmul_tn(R, T);  // [r, 2L]
+  MatD lat = matmul(RtT, wkv);
+  MatD pe = matmul(E, in.wk);
+  out.kv_a = vstack(lat, pe);
+  if (bias) {
+    std::vector<double> bkv(in.bk);
+    bkv.insert(bkv.end(), in.bv.begin(), in.bv.end());
+    out.kv_a_bias = mat_vec(RtT, bkv);
+    std::vector<double> bpe = mat_vec(E, in.bk);
+    out.kv_a_bias.insert(out.kv_a_bias.end(), bpe.begin(), bpe.end());
+  }
+  out.kv_a_norm.assign(size_t(r), latent_rms(eb.values, r, cov.tokens));
+
+  // kv_b: per head [ratio·A_gᵀ·R_K ; R_V[g]].
+  MatD RK = rows(R, 0, Lk), RV = rows(R, Lk, L);
+  out.kv_b = MatD(nh * 2 * d, r);
+  for (int64_t h = 0; h < nh; ++h) {
+    const int64_t g = h / G;
+    MatD Ag = columns(A, g * d, d);  // [Lk, d]
+    if (!in.rot_cos.empty())  // residual pairs (i, j ≥ 1) come first in the pool, nkv − 1 per frequency
+      for (int64_t k = 0; k < half * (nkv - 1); ++k) {
+        const int64_t i = k / (nkv - 1), pr = 2 * k;
+        const double c = in.rot_cos[size_t(h * half + i)], sn = in.rot_sin[size_t(h * half + i)];
+        for (int64_t t = 0; t < d; ++t) {
+          const double re = Ag(pr, t), im = Ag(pr + 1, t);
+          Ag(pr, t) = c * re - sn * im;
+          Ag(pr + 1, t) = sn * re + c * im;
+        }
+      }
+    MatD uk = matmul_tn(Ag, RK);    // [d, r]
+    for (int64_t t = 0; t < d; ++t)
+      for (int64_t c = 0; c < r; ++c) {
+        out.kv_b(h * 2 * d + t, c) = ratio * uk(t, c);
+        out.kv_b(h * 2 * d + d + t, c) = RV(g * d + t, c);
+      }
+  }
+
+  // Query: per head [q_h ; E_g·q_h] × query_scale, directly or through the q LoRA.
+  const int64_t dq = d + rd;
+  auto head_map = [&](int64_t h) {  // [d + rd, d]
+    const int64_t g = h / G;
+    MatD m(dq, d);
+    for (int64_t t = 0; t < d; ++t) m(t, t) = opt.query_scale;
+    for (int64_t p = 0; p < rd; ++p)
+      for (int64_t t = 0; t < d; ++t) m(d + p, t) = opt.query_scale * E(p, g * d + t);
+    return m;
+  };
+  if (opt.q_lora_rank == 0) {
+    out.q_proj = MatD(nh * dq, H);
+    for (int64_t h = 0; h < nh; ++h) {
+      MatD qh = matmul(head_map(h), rows(in.wq, h * d, d));
+      std::copy(qh.v.begin(), qh.v.end(), out.q_proj.v.begin() + std::ptrdiff_t(h * dq * H));
+      if (!in.bq.empty()) {
+        std::vector<double> bh(in.bq.begin() + h * d, in.bq.begin() + (h + 1) * d);
+        std::vector<double> b = mat_vec(head_map(h), bh);
+        out.q_proj_bias.insert(out.q_proj_bias.end(), b.begin(), b.end());
+      }
+    }
+  } else {
+    const int64_t rq = opt.q_lora_rank;
+    LING_CHECK(cov.q.rows == nh * d, "--q-lora-rank needs the query covariance of the calibration file ",
+               "(made without --no-q-cov)");
+    LING_CHECK(rq >= 1 && rq <= nh * d, "--q-lora-rank ", rq, " is outside [1, ", nh * d, "]");
+    SymEig eq = sym_eig(cov.q);
+    MatD Rq = columns(eq.vectors, 0, rq);  // [nh·d, rq]
+    double qt = 0, qk = 0;
+    for (size_t j = 0; j < eq.values.size(); ++j) {
+      qt += std::max(0.0, eq.values[j]);
+      if (int64_t(j) < rq) qk += std::max(0.0, eq.values[j]);
+    }
+    out.q_energy = qt > 0 ? qk / qt : 1.0;
+    out.q_a = matmul_tn(Rq, in.wq);
+    if (!in.bq.empty()) out.q_a_bias = mat_vec(transpose(Rq), in.bq);
+    out.q_a_norm.assign(size_t(rq), latent_rms(eq.values, rq, cov.tokens));
+    out.q_b = MatD(nh * dq, rq);
+    for (int64_t h = 0; h < nh; ++h) {
+      MatD qb = matmul(head_map(h), rows(Rq, h * d, d));
+      std::copy(qb.v.begin(), qb.v.end(), out.q_b.v.begin() + std::ptrdiff_t(h * dq * rq));
+    }
+  }
+  return out;
+}
+
+void expand_qkv_to_mha(const float* qkv, int64_t H, int64_t nh, int64_t nkv, int64_t d, float* out) {
+  const int64_t G = nh / nkv;
+  const size_t row = sizeof(float) * size_t(H);
+  std::memcpy(out, qkv, row * size_t(nh * d));
+  for (int part = 0; part < 2; ++part) {  // K then V
+    const float* src = qkv + (nh + part * nkv) * d * H;
+    float* dst = out + (nh + part * nh) * d * H;
+    for (int64_t h = 0; h < nh; ++h) std::memcpy(dst + h * d * H, src + (h / G) * d * H, row * size_t(d));
+  }
+}
+
+}  // namespace ling::convert
