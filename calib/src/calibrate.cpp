@@ -116,7 +116,9 @@ Calibration calibrate(const CalibOptions& opt, const std::function<void(const st
     AttnInputObserver obs(cfg, [&](int l, const float* x, int64_t n) {
       const LayerWeights& L = weights->layers[size_t(l)];
       std::vector<float> qkv = project(L, x, n, H);
-      acc.add(cal.layers[l].qk, qkv.data(), n, L.q_norm.data(), L.k_norm.data());
+      convert::QkStats& s = cal.layers[l].qk;
+      acc.add(s, qkv.data(), n, L.q_norm.data(), L.k_norm.data());
+      if (opt.method == convert::QkMethod::Lsq) acc.add_refit(s, x, qkv.data(), n, L.q_norm.data(), L.k_norm.data());
     });
     for (size_t i = 0; i < windows.size(); ++i) {
       auto seq = eng->new_sequence();
@@ -131,6 +133,13 @@ Calibration calibrate(const CalibOptions& opt, const std::function<void(const st
   if (cfg.use_qk_norm) {
     for (int l : gqa) {
       LayerWeights& L = weights->layers[size_t(l)];
+      if (opt.method == convert::QkMethod::Lsq) {
+        LING_CHECK(L.qkv_bias.empty(), opt.model, ": --qk-method lsq does not support qkv biases");
+        convert::refit_qk(L.qkv.v.data(), H, nh, nkv, d, cal.layers[l].qk);
+        L.q_norm = Mat{};
+        L.k_norm = Mat{};
+        continue;
+      }
       const convert::QkScales sc = convert::qk_scales(cal.layers[l].qk, opt.method, cfg.rms_norm_eps);
       convert::fold_qk_norm(L.qkv.v.data(), L.qkv_bias.empty() ? nullptr : L.qkv_bias.v.data(), H, nh, nkv, d,
                             L.q_norm.data(), L.k_norm.data(), sc);

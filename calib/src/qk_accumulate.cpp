@@ -6,11 +6,13 @@
 #include <cmath>
 #include <vector>
 
+#include <cblas.h>
+
 namespace ling::calib {
 
 QkAccumulator::QkAccumulator(const ModelConfig& c, const ref::RopeFreqs& rf, int64_t logit_rows)
     : nh_(c.num_attention_heads), nkv_(c.num_key_value_heads), d_(c.head_dim), rd_(c.rope_dim()),
-      rows_(logit_rows), eps_(c.rms_norm_eps), scale_(float(1.0 / std::sqrt(double(c.head_dim)))), rf_(rf) {}
+      rows_(logit_rows), H_(c.hidden_size), eps_(c.rms_norm_eps), scale_(float(1.0 / std::sqrt(double(c.head_dim)))), rf_(rf) {}
 
 void QkAccumulator::add(convert::QkStats& s, const float* qkv, int64_t n, const float* gq, const float* gk) const {
   const int64_t nh = nh_, nkv = nkv_, d = d_, W = (nh + 2 * nkv) * d, G = nh / nkv;
@@ -119,6 +121,30 @@ void QkAccumulator::add(convert::QkStats& s, const float* qkv, int64_t n, const 
     }
     if (h == 0) s.kl_rows += double(rows.size());
   }
+}
+
+void QkAccumulator::add_refit(convert::QkStats& s, const float* x, const float* qkv, int64_t n, const float* gq,
+                              const float* gk) const {
+  const int64_t H = H_, d = d_, W = (nh_ + 2 * nkv_) * d, m = (nh_ + nkv_) * d;
+  if (s.xx.empty()) {
+    s.xx.assign(size_t(H * H), 0.0);
+    s.xy.assign(size_t(H * m), 0.0);
+  }
+  std::vector<double> xd(size_t(n * H)), y(size_t(n * m));
+  for (int64_t i = 0; i < n * H; ++i) xd[size_t(i)] = x[i];
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t h = 0; h < nh_ + nkv_; ++h) {
+      const float* v = qkv + t * W + h * d;
+      const float* g = h < nh_ ? gq : gk;
+      double ss = 0;
+      for (int64_t j = 0; j < d; ++j) ss += double(v[j]) * v[j];
+      const double inv = 1.0 / std::sqrt(ss / double(d) + eps_);
+      for (int64_t j = 0; j < d; ++j) y[size_t(t * m + h * d + j)] = double(v[j]) * inv * (g ? g[j] : 1.0f);
+    }
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(H), int(H), int(n), 1.0, xd.data(), int(H), xd.data(),
+              int(H), 1.0, s.xx.data(), int(H));
+  cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(H), int(m), int(n), 1.0, xd.data(), int(H), y.data(),
+              int(m), 1.0, s.xy.data(), int(m));
 }
 
 }  // namespace ling::calib

@@ -14,9 +14,12 @@ class QkAccumulator {
   // qkv: [n, (nh + 2·nkv)·d] pre-norm projections of one window (positions 0..n−1); gq/gk: QK-norm gains or
   // null when the model has none (then only the RMS sums are meaningful).
   void add(convert::QkStats& s, const float* qkv, int64_t n, const float* gq, const float* gk) const;
+  // lsq: Σ x xᵀ and Σ x v̂ᵀ with v̂ the normed q and k heads (x: [n, H] layer input).
+  void add_refit(convert::QkStats& s, const float* x, const float* qkv, int64_t n, const float* gq,
+                 const float* gk) const;
 
  private:
-  int64_t nh_, nkv_, d_, rd_, rows_;
+  int64_t nh_, nkv_, d_, rd_, rows_, H_;
   double eps_;
   float scale_;
   const ref::RopeFreqs& rf_;

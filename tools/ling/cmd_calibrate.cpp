@@ -63,7 +63,7 @@ Command register_calibrate(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   c.app->add_option("--seq-len", o->calib.seq_len, "Window length (default 512)")->check(CLI::PositiveNumber);
   c.app->add_option("--out", o->out, "Calibration file to write (.safetensors)")->required();
-  c.app->add_option("--qk-method", o->method, "QK-norm fusion of the pass-2 model: ant | inv-rms | vec-mse | logit | kl")
+  c.app->add_option("--qk-method", o->method, "QK-norm fusion of the pass-2 model: ant | inv-rms | vec-mse | logit | kl | lsq")
       ->capture_default_str();
   c.app->add_option("--backend", o->calib.backend, "Engine that produces the layer inputs: cpu | cuda");
   c.app->add_option("--threads", o->calib.threads, "CPU threads (0 = all)");

@@ -93,7 +93,7 @@ Command register_convert(CLI::App& app) {
   c.app->add_option("--layer-group-size", o->conv.layer_group_size, "hybrid: every G-th layer MLA (default 8)");
   c.app->add_option("--group-norm-size", o->conv.group_norm_size, "hybrid: Lightning GroupRMSNorm groups (0 = auto)");
   c.app->add_option("--calib", o->conv.calib, "Calibration file of 'ling calibrate' (omit: data-free, weights only)");
-  c.app->add_option("--qk-method", o->method, "ant | inv-rms | vec-mse | logit | kl (default: the calibration's)");
+  c.app->add_option("--qk-method", o->method, "ant | inv-rms | vec-mse | logit | kl | lsq (default: the calibration's)");
   c.app->add_option("--balance-kv-ratio", o->conv.balance_kv_ratio, "Extra K/V balance factor (default 1)");
   c.app->add_flag("--force", o->conv.force, "Replace an existing output folder");
   c.app->add_flag("--no-expected-rotation", o->conv.no_expected_rotation,

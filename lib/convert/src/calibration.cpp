@@ -55,6 +55,10 @@ void save_calibration(const std::string& path, const Calibration& c) {
     put(ts, p + "qk.logit_xy", s.logit_xy); put(ts, p + "qk.logit_yy", s.logit_yy);
     put(ts, p + "qk.kl_ref", s.kl_ref);
     put(ts, p + "qk.kl_sum", s.kl_sum, {s.nh, kKlGrid});
+    if (!s.xx.empty()) {
+      put(ts, p + "qk.xx", s.xx);
+      put(ts, p + "qk.xy", s.xy);
+    }
     if (!s.rot_cos.empty()) {
       put(ts, p + "qk.rot_cos", s.rot_cos, {s.nh, int64_t(s.rot_cos.size()) / s.nh});
       put(ts, p + "qk.rot_sin", s.rot_sin, {s.nh, int64_t(s.rot_sin.size()) / s.nh});
@@ -104,6 +108,8 @@ Calibration load_calibration(const std::string& path) {
     s.kl_ref = get(*f, p + "qk.kl_ref", uh);
     s.kl_sum = get(*f, p + "qk.kl_sum", uh * kKlGrid);
     s.rot_cos = get(*f, p + "qk.rot_cos", 0, false);
+    s.xx = get(*f, p + "qk.xx", 0, false);
+    s.xy = get(*f, p + "qk.xy", 0, false);
     s.rot_sin = get(*f, p + "qk.rot_sin", s.rot_cos.size(), !s.rot_cos.empty());
     std::vector<double> counts = get(*f, p + "qk.counts", 3);
     s.tokens = counts[0]; s.pairs = counts[1]; s.kl_rows = counts[2];

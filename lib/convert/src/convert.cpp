@@ -257,8 +257,15 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
       QkScales sc{std::vector<double>(size_t(nh), 1.0), std::vector<double>(size_t(nkv), 1.0)};
       if (cfg.use_qk_norm) {
         sc = qk_scales(lc.qk, method, cfg.rms_norm_eps);
+        LING_CHECK((method == QkMethod::Lsq) == (cal_method == QkMethod::Lsq) || !cal, opt.calib,
+                   ": QK method lsq and the calibration's pass-2 method must agree (calibrate with --qk-method ",
+                   qk_method_name(method), ")");
+        if (method == QkMethod::Lsq) {
+          LING_CHECK(fused_b.empty(), opt.in, ": --qk-method lsq does not support qkv biases");
+          refit_qk(fused.data(), H, nh, nkv, d, lc.qk);
+        } else
         fold_qk_norm(fused.data(), fused_b.empty() ? nullptr : fused_b.data(), H, nh, nkv, d, gq.data(), gk.data(), sc);
-        if (cal && *cal_method != method) rescale_cov(lc.cov, qk_scales(lc.qk, *cal_method, cfg.rms_norm_eps), sc, nh, nkv, d);
+        if (cal && *cal_method != method && method != QkMethod::Lsq) rescale_cov(lc.cov, qk_scales(lc.qk, *cal_method, cfg.rms_norm_eps), sc, nh, nkv, d);
       }
       if (!cal) lc.cov = data_free_cov(fused, gin, H, nh, nkv, d);
       GqaLayer g;

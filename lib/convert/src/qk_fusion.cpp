@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "ling/convert/linalg.h"
 #include "ling/core/error.h"
 
 namespace ling::convert {
@@ -14,18 +15,19 @@ const char* qk_method_name(QkMethod m) {
     case QkMethod::VecMse: return "vec-mse";
     case QkMethod::Logit: return "logit";
     case QkMethod::Kl: return "kl";
+    case QkMethod::Lsq: return "lsq";
   }
   return "?";
 }
 
 std::vector<QkMethod> all_qk_methods() {
-  return {QkMethod::Ant, QkMethod::InvRms, QkMethod::VecMse, QkMethod::Logit, QkMethod::Kl};
+  return {QkMethod::Ant, QkMethod::InvRms, QkMethod::VecMse, QkMethod::Logit, QkMethod::Kl, QkMethod::Lsq};
 }
 
 QkMethod parse_qk_method(const std::string& name) {
   for (QkMethod m : all_qk_methods())
     if (name == qk_method_name(m)) return m;
-  LING_THROW("--qk-method: '", name, "' is not one of ant, inv-rms, vec-mse, logit, kl");
+  LING_THROW("--qk-method: '", name, "' is not one of ant, inv-rms, vec-mse, logit, kl, lsq");
 }
 
 double kl_grid_multiplier(int i) { return std::exp2(-2.0 + 4.0 * double(i) / double(kKlGrid - 1)); }
@@ -88,12 +90,15 @@ QkScales qk_scales(const QkStats& s, QkMethod m, double eps) {
       for (int64_t h = 0; h < s.nh; ++h) c.q[size_t(h)] = s.q_sum_g2s[size_t(h)] / s.q_sum_g2[size_t(h)];
       for (int64_t g = 0; g < s.nkv; ++g) c.k[size_t(g)] = s.k_sum_g2s[size_t(g)] / s.k_sum_g2[size_t(g)];
       break;
+    case QkMethod::Lsq:  // rows are refit (refit_qk); the constants are reported as the inverse RMS
     case QkMethod::Logit:
     case QkMethod::Kl:
       for (int64_t g = 0; g < s.nkv; ++g) c.k[size_t(g)] = inv_rms_k(g);
       for (int64_t h = 0; h < s.nh; ++h) {
         double prod = 0;
-        if (m == QkMethod::Logit) {
+        if (m == QkMethod::Lsq) {
+          prod = (s.q_sum_s[size_t(h)] / N) * c.k[size_t(h / G)];
+        } else if (m == QkMethod::Logit) {
           LING_CHECK(s.logit_yy[size_t(h)] > 0, "calibration holds no attention-logit pairs for head ", h);
           prod = s.logit_xy[size_t(h)] / s.logit_yy[size_t(h)];
         } else {
@@ -107,6 +112,25 @@ QkScales qk_scales(const QkStats& s, QkMethod m, double eps) {
   for (double v : c.q) LING_CHECK(std::isfinite(v) && v > 0, "QK-norm fusion: non-positive query constant");
   for (double v : c.k) LING_CHECK(std::isfinite(v) && v > 0, "QK-norm fusion: non-positive key constant");
   return c;
+}
+
+void refit_qk(float* qkv, int64_t H, int64_t nh, int64_t nkv, int64_t d, const QkStats& s) {
+  const int64_t m = (nh + nkv) * d;
+  LING_CHECK(s.xx.size() == size_t(H * H) && s.xy.size() == size_t(H * m),
+             "QK method lsq needs the input statistics of a calibration made with --qk-method lsq");
+  MatD c(H, H), b(H, m);
+  c.v = s.xx;
+  b.v = s.xy;
+  double tr = 0;
+  for (int64_t i = 0; i < H; ++i) tr += c(i, i);
+  for (int64_t i = 0; i < H; ++i) c(i, i) += 1e-2 * tr / double(H);
+  const SymEig e = sym_eig(c);
+  MatD vs = e.vectors;  // V·Λ^−1
+  for (int64_t i = 0; i < H; ++i)
+    for (int64_t k = 0; k < H; ++k) vs(i, k) /= e.values[size_t(k)];
+  const MatD w = matmul(vs, matmul_tn(e.vectors, b));  // (C + λI)^−1 B: [H, m]
+  for (int64_t r = 0; r < m; ++r)
+    for (int64_t i = 0; i < H; ++i) qkv[r * H + i] = float(w(i, r));
 }
 
 void fold_qk_norm(float* qkv, float* bias, int64_t H, int64_t nh, int64_t nkv, int64_t d, const float* gamma_q,

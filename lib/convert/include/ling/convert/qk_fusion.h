@@ -9,6 +9,9 @@
 //   kl       per query head, the product c_q·c_k that minimises the KL divergence between the normed model's
 //            attention rows and the fused ones (grid over 2^[−2, 2] × a reference product, refined by a
 //            parabola in log scale); c_k = inv-rms
+//   lsq      per projection row, a ridge least-squares refit of the q and k rows to the normed outputs,
+//            W' = argmin Σ_t ‖γ⊙v_t·s(v_t) − W'x_t‖² + λ‖W'‖² (λ = 1e-2·tr(Σxxᵀ)/H), from Σ x xᵀ and Σ x v̂ᵀ
+//            gathered per layer (H² + H·(nh + nkv)·d fp64 values per layer)
 // The sums are gathered by `ling calibrate` (calib/) into QkStats; this file turns them into constants and
 // folds them.
 #pragma once
@@ -18,7 +21,7 @@
 
 namespace ling::convert {
 
-enum class QkMethod { Ant, InvRms, VecMse, Logit, Kl };
+enum class QkMethod { Ant, InvRms, VecMse, Logit, Kl, Lsq };
 const char* qk_method_name(QkMethod m);
 QkMethod parse_qk_method(const std::string& name);  // throws listing the valid names
 std::vector<QkMethod> all_qk_methods();
@@ -41,10 +44,15 @@ struct QkStats {
   // [nh, rd/2]: Σ over sampled rows of E_p[cos(θ_i·Δ)] and E_p[sin(θ_i·Δ)] (× attention_factor²), p the normed
   // model's attention row, Δ = query − key position: the expected rotation of frequency i as a head sees it.
   std::vector<double> rot_cos, rot_sin;
+  // lsq only: Σ x xᵀ [H, H] and Σ x v̂ᵀ [H, (nh + nkv)·d] (v̂ the normed q heads then k heads), else empty.
+  std::vector<double> xx, xy;
   double pairs = 0, kl_rows = 0;
 
   void init(int64_t nh_, int64_t nkv_, int64_t d_, int64_t rd_ = 0);
 };
+
+// Replace the q and k rows of a GQA qkv weight by the lsq refit (QkStats::xx, xy). Throws without them.
+void refit_qk(float* qkv, int64_t H, int64_t nh, int64_t nkv, int64_t d, const QkStats& s);
 
 struct QkScales {
   std::vector<double> q, k;  // [nh], [nkv]
