@@ -130,6 +130,12 @@ Calibration calibrate(const CalibOptions& opt, const std::function<void(const st
 
   // Pass 2: fuse the QK-norm with the chosen method; gather K/V (and q) covariances of the fused model.
   ModelConfig cfg2 = cfg;
+  std::map<int, LayerWeights> orig;  // lsq: the normed layers, for the pass-2 temperature statistics
+  if (opt.method == convert::QkMethod::Lsq)
+    for (int l : gqa) {
+      const LayerWeights& L = weights->layers[size_t(l)];
+      orig[l].qkv = L.qkv; orig[l].qkv_bias = L.qkv_bias; orig[l].q_norm = L.q_norm; orig[l].k_norm = L.k_norm;
+    }
   if (cfg.use_qk_norm) {
     for (int l : gqa) {
       LayerWeights& L = weights->layers[size_t(l)];
@@ -155,6 +161,12 @@ Calibration calibrate(const CalibOptions& opt, const std::function<void(const st
     AttnInputObserver obs(cfg2, [&](int l, const float* x, int64_t n) {
       const LayerWeights& L = weights->layers[size_t(l)];
       std::vector<float> qkv = project(L, x, n, H);
+      auto o = orig.find(l);
+      if (o != orig.end()) {
+        std::vector<float> qkv0 = project(o->second, x, n, H);
+        acc.add_temperature(cal.layers[l].qk, qkv0.data(), qkv.data(), n, o->second.q_norm.data(),
+                            o->second.k_norm.data());
+      }
       const int64_t W = (nh + 2 * nkv) * d;
       std::vector<double> z(static_cast<size_t>(n * L2)), q;
       for (int64_t t = 0; t < n; ++t)

@@ -123,6 +123,76 @@ void QkAccumulator::add(convert::QkStats& s, const float* qkv, int64_t n, const 
   }
 }
 
+void QkAccumulator::add_temperature(convert::QkStats& s, const float* qkv_orig, const float* qkv_fused, int64_t n,
+                                    const float* gq, const float* gk) const {
+  const int64_t nh = nh_, nkv = nkv_, d = d_, W = (nh + 2 * nkv) * d, G = nh / nkv;
+  if (s.t_kl.empty()) s.t_kl.assign(size_t(nh * convert::kKlGrid), 0.0);
+  // Normed (q̂, k̂) and fused (q', k') heads, then RoPE on all four.
+  std::vector<float> qn(size_t(n * nh * d)), kn(size_t(n * nkv * d)), qf(size_t(n * nh * d)), kf(size_t(n * nkv * d));
+  auto norm = [&](const float* v, const float* g, float* out) {
+    double ss = 0;
+    for (int64_t j = 0; j < d; ++j) ss += double(v[j]) * v[j];
+    const double inv = 1.0 / std::sqrt(ss / double(d) + eps_);
+    for (int64_t j = 0; j < d; ++j) out[j] = float(v[j] * inv) * (g ? g[j] : 1.0f);
+  };
+  for (int64_t t = 0; t < n; ++t) {
+    for (int64_t h = 0; h < nh; ++h) {
+      norm(qkv_orig + t * W + h * d, gq, qn.data() + (t * nh + h) * d);
+      std::copy(qkv_fused + t * W + h * d, qkv_fused + t * W + (h + 1) * d, qf.data() + (t * nh + h) * d);
+    }
+    for (int64_t g = 0; g < nkv; ++g) {
+      norm(qkv_orig + t * W + (nh + g) * d, gk, kn.data() + (t * nkv + g) * d);
+      std::copy(qkv_fused + t * W + (nh + g) * d, qkv_fused + t * W + (nh + g + 1) * d, kf.data() + (t * nkv + g) * d);
+    }
+  }
+  std::vector<int64_t> pos(static_cast<size_t>(n));
+  for (int64_t t = 0; t < n; ++t) pos[size_t(t)] = t;
+  ref::RopeParams rp;
+  rp.pos = pos.data(); rp.inv_freq = rf_.inv_freq.data(); rp.rows = n; rp.rope_dim = rd_;
+  rp.attention_factor = rf_.attention_factor; rp.head_stride = d;
+  for (float* x : {qn.data(), qf.data()}) { rp.x = x; rp.heads = nh; rp.row_stride = nh * d; ref::rope(rp); }
+  for (float* x : {kn.data(), kf.data()}) { rp.x = x; rp.heads = nkv; rp.row_stride = nkv * d; ref::rope(rp); }
+  const int64_t stride = std::max<int64_t>(1, n / rows_);
+  std::vector<double> lh, lf, p;
+  for (int64_t t = n - 1, taken = 0; t >= 0 && taken < rows_; t -= stride, ++taken) {
+    const size_t m = size_t(t + 1);
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t g = h / G;
+      lh.assign(m, 0.0);
+      lf.assign(m, 0.0);
+      for (size_t u = 0; u < m; ++u) {
+        double a = 0, b = 0;
+        for (int64_t j = 0; j < d; ++j) {
+          a += double(qn[size_t((t * nh + h) * d + j)]) * kn[size_t((int64_t(u) * nkv + g) * d + j)];
+          b += double(qf[size_t((t * nh + h) * d + j)]) * kf[size_t((int64_t(u) * nkv + g) * d + j)];
+        }
+        lh[u] = scale_ * a;
+        lf[u] = scale_ * b;
+      }
+      double mx = -1e300;
+      for (double v : lh) mx = std::max(mx, v);
+      p.resize(m);
+      double z = 0;
+      for (size_t u = 0; u < m; ++u) z += (p[u] = std::exp(lh[u] - mx));
+      const double logz = std::log(z) + mx;
+      for (double& v : p) v /= z;
+      for (int gi = 0; gi < convert::kKlGrid; ++gi) {
+        const double c = convert::kl_grid_multiplier(gi);
+        double mc = -1e300;
+        for (double v : lf) mc = std::max(mc, c * v);
+        double zc = 0;
+        for (double v : lf) zc += std::exp(c * v - mc);
+        const double logzc = std::log(zc) + mc;
+        double kl = 0;
+        for (size_t u = 0; u < m; ++u)
+          if (p[u] > 0) kl += p[u] * ((lh[u] - logz) - (c * lf[u] - logzc));
+        s.t_kl[size_t(h * convert::kKlGrid + gi)] += kl;
+      }
+    }
+    s.t_rows += 1;
+  }
+}
+
 void QkAccumulator::add_refit(convert::QkStats& s, const float* x, const float* qkv, int64_t n, const float* gq,
                               const float* gk) const {
   const int64_t H = H_, d = d_, W = (nh_ + 2 * nkv_) * d, m = (nh_ + nkv_) * d;

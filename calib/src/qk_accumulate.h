@@ -15,6 +15,10 @@ class QkAccumulator {
   // null when the model has none (then only the RMS sums are meaningful).
   void add(convert::QkStats& s, const float* qkv, int64_t n, const float* gq, const float* gk) const;
   // lsq: Σ x xᵀ and Σ x v̂ᵀ with v̂ the normed q and k heads (x: [n, H] layer input).
+  // lsq pass 2: KL grid of the refit model's attention rows (qkv_fused, no QK-norm) against the normed model's
+  // (qkv_orig with gq/gk) on the same inputs.
+  void add_temperature(convert::QkStats& s, const float* qkv_orig, const float* qkv_fused, int64_t n,
+                       const float* gq, const float* gk) const;
   void add_refit(convert::QkStats& s, const float* x, const float* qkv, int64_t n, const float* gq,
                  const float* gk) const;
 

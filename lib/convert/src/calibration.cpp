@@ -44,7 +44,7 @@ std::vector<double> get(const SafetensorsFile& f, const std::string& name, size_
 void save_calibration(const std::string& path, const Calibration& c) {
   std::map<std::string, F64Tensor> ts;
   std::vector<std::vector<double>> keep;  // owns the small count vectors until written
-  keep.reserve(c.layers.size() * 2);
+  keep.reserve(c.layers.size() * 3);
   for (const auto& [layer, lc] : c.layers) {
     const std::string p = "layer." + std::to_string(layer) + ".";
     const QkStats& s = lc.qk;
@@ -58,6 +58,11 @@ void save_calibration(const std::string& path, const Calibration& c) {
     if (!s.xx.empty()) {
       put(ts, p + "qk.xx", s.xx);
       put(ts, p + "qk.xy", s.xy);
+    }
+    if (!s.t_kl.empty()) {
+      put(ts, p + "qk.t_kl", s.t_kl, {s.nh, kKlGrid});
+      keep.push_back({s.t_rows});
+      put(ts, p + "qk.t_rows", keep.back());
     }
     if (!s.rot_cos.empty()) {
       put(ts, p + "qk.rot_cos", s.rot_cos, {s.nh, int64_t(s.rot_cos.size()) / s.nh});
@@ -110,6 +115,8 @@ Calibration load_calibration(const std::string& path) {
     s.rot_cos = get(*f, p + "qk.rot_cos", 0, false);
     s.xx = get(*f, p + "qk.xx", 0, false);
     s.xy = get(*f, p + "qk.xy", 0, false);
+    s.t_kl = get(*f, p + "qk.t_kl", 0, false);
+    if (!s.t_kl.empty()) s.t_rows = get(*f, p + "qk.t_rows", 1)[0];
     s.rot_sin = get(*f, p + "qk.rot_sin", s.rot_cos.size(), !s.rot_cos.empty());
     std::vector<double> counts = get(*f, p + "qk.counts", 3);
     s.tokens = counts[0]; s.pairs = counts[1]; s.kl_rows = counts[2];

@@ -263,6 +263,10 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
         if (method == QkMethod::Lsq) {
           LING_CHECK(fused_b.empty(), opt.in, ": --qk-method lsq does not support qkv biases");
           refit_qk(fused.data(), H, nh, nkv, d, lc.qk);
+          const std::vector<double> temp = lsq_temperatures(lc.qk);
+          rescale_cov(lc.cov, QkScales{std::vector<double>(size_t(nh), 1.0), std::vector<double>(size_t(nkv), 1.0)},
+                      QkScales{temp, std::vector<double>(size_t(nkv), 1.0)}, nh, nkv, d);
+          row["temperature"] = temp;
         } else
         fold_qk_norm(fused.data(), fused_b.empty() ? nullptr : fused_b.data(), H, nh, nkv, d, gq.data(), gk.data(), sc);
         if (cal && *cal_method != method && method != QkMethod::Lsq) rescale_cov(lc.cov, qk_scales(lc.qk, *cal_method, cfg.rms_norm_eps), sc, nh, nkv, d);

@@ -44,10 +44,9 @@ void QkStats::init(int64_t nh_, int64_t nkv_, int64_t d_, int64_t rd_) {
 
 namespace {
 
-// Minimiser of the KL curve of one head: the best grid point refined by a parabola through its neighbours in
-// log2 scale (kept inside the grid).
-double kl_best_product(const QkStats& s, int64_t h) {
-  const double* kl = s.kl_sum.data() + h * kKlGrid;
+// Minimiser of a KL curve over the grid: the best grid point refined by a parabola through its neighbours in
+// log2 scale (kept inside the grid); returns the multiplier.
+double kl_best_multiplier(const double* kl) {
   int best = 0;
   for (int i = 1; i < kKlGrid; ++i)
     if (kl[i] < kl[best]) best = i;
@@ -58,7 +57,11 @@ double kl_best_product(const QkStats& s, int64_t h) {
     const double den = a - 2 * b + c;
     if (den > 0) u += step * 0.5 * (a - c) / den;
   }
-  return s.kl_ref[size_t(h)] * std::exp2(u);
+  return std::exp2(u);
+}
+
+double kl_best_product(const QkStats& s, int64_t h) {
+  return s.kl_ref[size_t(h)] * kl_best_multiplier(s.kl_sum.data() + h * kKlGrid);
 }
 
 }  // namespace
@@ -129,8 +132,18 @@ void refit_qk(float* qkv, int64_t H, int64_t nh, int64_t nkv, int64_t d, const Q
   for (int64_t i = 0; i < H; ++i)
     for (int64_t k = 0; k < H; ++k) vs(i, k) /= e.values[size_t(k)];
   const MatD w = matmul(vs, matmul_tn(e.vectors, b));  // (C + λI)^−1 B: [H, m]
-  for (int64_t r = 0; r < m; ++r)
-    for (int64_t i = 0; i < H; ++i) qkv[r * H + i] = float(w(i, r));
+  const std::vector<double> temp = lsq_temperatures(s);
+  for (int64_t r = 0; r < m; ++r) {
+    const double f = r < nh * d ? temp[size_t(r / d)] : 1.0;
+    for (int64_t i = 0; i < H; ++i) qkv[r * H + i] = float(w(i, r) * f);
+  }
+}
+
+std::vector<double> lsq_temperatures(const QkStats& s) {
+  std::vector<double> t(size_t(s.nh), 1.0);
+  if (s.t_rows > 0 && s.t_kl.size() == size_t(s.nh * kKlGrid))
+    for (int64_t h = 0; h < s.nh; ++h) t[size_t(h)] = kl_best_multiplier(s.t_kl.data() + h * kKlGrid);
+  return t;
 }
 
 void fold_qk_norm(float* qkv, float* bias, int64_t H, int64_t nh, int64_t nkv, int64_t d, const float* gamma_q,

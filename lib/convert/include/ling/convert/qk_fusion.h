@@ -46,13 +46,21 @@ struct QkStats {
   std::vector<double> rot_cos, rot_sin;
   // lsq only: Σ x xᵀ [H, H] and Σ x v̂ᵀ [H, (nh + nkv)·d] (v̂ the normed q heads then k heads), else empty.
   std::vector<double> xx, xy;
+  // lsq only, pass 2: Σ over sampled rows of KL(p_normed ‖ softmax(m·logits of the refit model)) for the grid
+  // multipliers m = kl_grid_multiplier(i) [nh, kKlGrid], and the row count: a per-head temperature for the refit.
+  std::vector<double> t_kl;
+  double t_rows = 0;
   double pairs = 0, kl_rows = 0;
 
   void init(int64_t nh_, int64_t nkv_, int64_t d_, int64_t rd_ = 0);
 };
 
-// Replace the q and k rows of a GQA qkv weight by the lsq refit (QkStats::xx, xy). Throws without them.
+// Replace the q and k rows of a GQA qkv weight by the lsq refit (QkStats::xx, xy), then, when the pass-2
+// temperature statistics are present, multiply each query head by its KL-optimal temperature.
+// Throws without the refit statistics.
 void refit_qk(float* qkv, int64_t H, int64_t nh, int64_t nkv, int64_t d, const QkStats& s);
+// The KL-optimal multiplier of each query head from t_kl (1 when absent).
+std::vector<double> lsq_temperatures(const QkStats& s);
 
 struct QkScales {
   std::vector<double> q, k;  // [nh], [nkv]
