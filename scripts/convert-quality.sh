@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Quality of training-free GQA → MLA conversion on the trained GQA model (issue: calibrate/convert, §4):
-# for each QK-norm fusion method and kv_lora_rank at 7/8, 1/2, 1/4 and 1/8 of the GQA cache (2·nkv·head_dim =
+# for each QK-norm fusion method (and Ant's constant with TransMLA's plain PCA, "ant-plain") and kv_lora_rank at 7/8, 1/2, 1/4 and 1/8 of the GQA cache (2·nkv·head_dim =
 # 256 values per token per layer), calibrate → convert → `ling eval` perplexity and KL divergence against the
 # source on models/heldout-kjv.txt, and passkey at 1K. Every eval is stored in OUT/quality.sqlite; a Markdown
 # table is printed and written to OUT/quality.md.
@@ -24,7 +24,7 @@ if [[ -z "$calib_text" ]]; then
   head -c 300000 "$kjv" > "$out/calib.txt"
   calib_text=$out/calib.txt
 fi
-methods=${METHODS:-"ant inv-rms vec-mse logit kl"}
+methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq"}
 ranks=${RANKS:-"224 128 64 32"}
 metric() {  # metric JSON NAME → value of the run-level metric NAME
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print([m['value'] for m in d if m['name']==sys.argv[2] and not m.get('bucket')][0])" "$1" "$2"
@@ -39,12 +39,16 @@ pk0=$(metric "$out/src-passkey.json" score)
   echo "| (source GQA) | — | 256 (1) | $(printf %.2f "$ppl0") | — | — | — | $(printf %.0f%% "$pk0") |"
 } > "$out/quality.md"
 for m in $methods; do
-  "$ling" --db "$db" calibrate "$src" --data "$calib_text" --tokens 16384 --seq-len 512 --qk-method "$m" \
+  # ant-plain: Ant's constant with TransMLA's plain BKV-PCA and plain NoPE residue (the published recipe).
+  qk=${m%-plain}
+  extra=""
+  [[ $m == *-plain ]] && extra="--plain-pca --no-expected-rotation"
+  "$ling" --db "$db" calibrate "$src" --data "$calib_text" --tokens 16384 --seq-len 512 --qk-method "$qk" \
     --out "$out/calib-$m.safetensors" 2>/dev/null >/dev/null
   for r in $ranks; do
     dst=$out/mla-$m-$r
     "$ling" --db "$db" convert "$src" "$dst" --to mla --kv-lora-rank "$r" --calib "$out/calib-$m.safetensors" \
-      --force --json > "$out/convert-$m-$r.json" 2>/dev/null
+      $extra --force --json > "$out/convert-$m-$r.json" 2>/dev/null
     "$ling" --db "$db" eval "$dst" -t kld --reference "$src" --data "$root/models/heldout-kjv.txt" --ctx 1024 \
       --json > "$out/kld-$m-$r.json" 2>/dev/null
     "$ling" --db "$db" eval "$dst" -t passkey --contexts 1K -n 10 --json > "$out/passkey-$m-$r.json" 2>/dev/null

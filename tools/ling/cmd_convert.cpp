@@ -96,6 +96,8 @@ Command register_convert(CLI::App& app) {
   c.app->add_option("--qk-method", o->method, "ant | inv-rms | vec-mse | logit | kl | lsq (default: the calibration's)");
   c.app->add_option("--balance-kv-ratio", o->conv.balance_kv_ratio, "Extra K/V balance factor (default 1)");
   c.app->add_flag("--force", o->conv.force, "Replace an existing output folder");
+  c.app->add_flag("--plain-pca", o->conv.plain_pca,
+                  "TransMLA's plain balanced K/V PCA instead of the query/output-weighted PCA");
   c.app->add_flag("--no-expected-rotation", o->conv.no_expected_rotation,
                   "Keep the rotated NoPE residue as plain NoPE (TransMLA) instead of folding its expected rotation");
   c.app->add_flag("--json", o->json, "Print the report as JSON");

@@ -288,7 +288,12 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
         for (auto& v : g.rot_cos) v /= lc.qk.kl_rows;
         for (auto& v : g.rot_sin) v /= lc.qk.kl_rows;
       }
+      if (!opt.plain_pca) {
+        const std::vector<float> wo = ck.get(attn(int(l), "dense.weight")).to_f32();
+        g.wo = mat_rows(wo, 0, H, nh * d);
+      }
       MlaOptions mo;
+      mo.weighted_pca = !opt.plain_pca;
       mo.kv_lora_rank = opt.kv_lora_rank;
       mo.q_lora_rank = opt.q_lora_rank;
       mo.query_scale = query_scale;
@@ -316,6 +321,7 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
       row["v_rel_err"] = m.v_rel_err;
       row["balance_ratio"] = m.balance_ratio;
       row["expected_rotation"] = !g.rot_cos.empty();
+      row["kv_pca"] = m.weighted_pca ? "weighted" : "plain";
       if (opt.q_lora_rank > 0) row["q_energy"] = m.q_energy;
     }
     report.push_back(row);

@@ -1,6 +1,7 @@
 // GQA → MLA layer conversion: RoRoPE, balanced joint K/V PCA, query folding (see mla.h for the derivation).
 #include "ling/convert/mla.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -40,6 +41,36 @@ MatD rows(const MatD& a, int64_t r0, int64_t n) {
   MatD out(n, a.cols);
   std::memcpy(out.v.data(), a.v.data() + r0 * a.cols, sizeof(double) * size_t(n * a.cols));
   return out;
+}
+
+MatD identity(int64_t n) {
+  MatD m(n, n);
+  for (int64_t i = 0; i < n; ++i) m(i, i) = 1.0;
+  return m;
+}
+
+double trace(const MatD& a) {
+  double t = 0;
+  for (int64_t i = 0; i < std::min(a.rows, a.cols); ++i) t += a(i, i);
+  return t;
+}
+
+// (S + δI)^½ and its inverse for a symmetric PSD S, δ = 1e-4·mean eigenvalue (keeps the inverse bounded).
+void sqrt_pair(const MatD& s, MatD& root, MatD& inv_root) {
+  const SymEig e = sym_eig(s);
+  const int64_t n = s.rows;
+  double mean = 0;
+  for (double v : e.values) mean += std::max(0.0, v);
+  mean = mean > 0 ? mean / double(n) : 1.0;
+  MatD a(n, n), b(n, n);
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t k = 0; k < n; ++k) {
+      const double l = std::sqrt(std::max(0.0, e.values[size_t(k)]) + 1e-4 * mean);
+      a(i, k) = e.vectors(i, k) * l;
+      b(i, k) = e.vectors(i, k) / l;
+    }
+  root = matmul(a, transpose(e.vectors));
+  inv_root = matmul(b, transpose(e.vectors));
 }
 
 MatD vstack(const MatD& a, const MatD& b) {
@@ -93,22 +124,74 @@ MlaLayer gqa_to_mla(const GqaLayer& in, const KvCovariance& cov, const MlaOption
   LING_CHECK(prow == Lk, "internal error: NoPE pool has ", prow, " rows, expected ", Lk);
   out.rope_energy = rope_total > 0 ? rope_kept / rope_total : 1.0;
 
-  // Balance: ratio of mean column norms of the pool and of V over the calibration tokens.
-  MatD ckk = columns(rows(cov.kv, 0, L), 0, L);
-  MatD cpool = congruence(A, ckk);
-  double kn = 0, vn = 0;
-  for (int64_t j = 0; j < Lk; ++j) kn += std::sqrt(std::max(0.0, cpool(j, j)));
-  for (int64_t j = 0; j < L; ++j) vn += std::sqrt(std::max(0.0, cov.kv(L + j, L + j)));
-  kn /= double(Lk);
-  vn /= double(L);
-  double ratio = (kn > 0 && vn > 0) ? kn / (vn * opt.balance_kv_ratio) : 1.0;
-  out.balance_ratio = ratio;
+  // Query side of the pool per head: Ã_h = A_g with the expected rotation folded into the residual pairs.
+  auto pool_query = [&](int64_t h) {
+    const int64_t g = h / G;
+    MatD Ag = columns(A, g * d, d);  // [Lk, d]
+    if (!in.rot_cos.empty())  // residual pairs (i, j ≥ 1) come first in the pool, nkv − 1 per frequency
+      for (int64_t k = 0; k < half * (nkv - 1); ++k) {
+        const int64_t i = k / (nkv - 1), pr = 2 * k;
+        const double c = in.rot_cos[size_t(h * half + i)], sn = in.rot_sin[size_t(h * half + i)];
+        for (int64_t t = 0; t < d; ++t) {
+          const double re = Ag(pr, t), im = Ag(pr + 1, t);
+          Ag(pr, t) = c * re - sn * im;
+          Ag(pr + 1, t) = sn * re + c * im;
+        }
+      }
+    return Ag;
+  };
 
-  // Joint PCA of z = T·[k; v], T = blockdiag(A/ratio, I).
+  // Weights of the joint PCA: z' = [α·M_K·pool ; M_V·v]. Plain (TransMLA): M = I and α = 1/ratio with ratio the
+  // quotient of mean column norms. Weighted: M_K = (Σ_h Ã_h Σ_q,h Ã_hᵀ)^½ so that the PCA error is the expected
+  // squared logit error Σ_h E[(q_h·Δk)²]; M_V = blockdiag_g (Σ_{h∈g} W_O,hᵀ W_O,h)^½ so that it is the squared
+  // error after the output projection; α equalises the two weighted energies.
+  const MatD ckk = columns(rows(cov.kv, 0, L), 0, L);
+  const MatD cpool = congruence(A, ckk);
+  const MatD cvv = columns(rows(cov.kv, L, L), L, L);
+  MatD Mk = identity(Lk), Mki = identity(Lk), Mv = identity(L), Mvi = identity(L);
+  double alpha = 1.0;
+  out.weighted_pca = opt.weighted_pca && cov.q.rows == nh * d && in.wo.rows == in.H && in.wo.cols == nh * d;
+  if (out.weighted_pca) {
+    MatD sq(Lk, Lk);
+    for (int64_t h = 0; h < nh; ++h) {
+      const MatD qh = columns(rows(cov.q, h * d, d), h * d, d);
+      const MatD Ah = pool_query(h);
+      const MatD c = congruence(Ah, qh);
+      for (size_t i = 0; i < sq.v.size(); ++i) sq.v[i] += c.v[i];
+    }
+    sqrt_pair(sq, Mk, Mki);
+    MatD sv(L, L);
+    for (int64_t h = 0; h < nh; ++h) {
+      const int64_t g = h / G;
+      const MatD woh = columns(in.wo, h * d, d);  // [H, d]
+      const MatD c = matmul_tn(woh, woh);
+      for (int64_t a = 0; a < d; ++a)
+        for (int64_t b = 0; b < d; ++b) sv(g * d + a, g * d + b) += c(a, b);
+    }
+    sqrt_pair(sv, Mv, Mvi);
+    const double ek = trace(congruence(Mk, cpool)), ev = trace(congruence(Mv, cvv));
+    alpha = (ek > 0 && ev > 0) ? std::sqrt(ev / ek) / opt.balance_kv_ratio : 1.0;
+    out.balance_ratio = 1.0 / alpha;
+  } else {
+    double kn = 0, vn = 0;
+    for (int64_t j = 0; j < Lk; ++j) kn += std::sqrt(std::max(0.0, cpool(j, j)));
+    for (int64_t j = 0; j < L; ++j) vn += std::sqrt(std::max(0.0, cov.kv(L + j, L + j)));
+    kn /= double(Lk);
+    vn /= double(L);
+    const double ratio = (kn > 0 && vn > 0) ? kn / (vn * opt.balance_kv_ratio) : 1.0;
+    alpha = 1.0 / ratio;
+    out.balance_ratio = ratio;
+  }
+
+  // Joint PCA of z' = T·[k; v], T = blockdiag(α·M_K·A, M_V).
   MatD T(Lk + L, 2 * L);
-  for (int64_t a = 0; a < Lk; ++a)
-    for (int64_t b = 0; b < L; ++b) T(a, b) = A(a, b) / ratio;
-  for (int64_t j = 0; j < L; ++j) T(Lk + j, L + j) = 1.0;
+  {
+    const MatD mka = matmul(Mk, A);
+    for (int64_t a = 0; a < Lk; ++a)
+      for (int64_t b = 0; b < L; ++b) T(a, b) = alpha * mka(a, b);
+    for (int64_t a = 0; a < L; ++a)
+      for (int64_t b = 0; b < L; ++b) T(Lk + a, L + b) = Mv(a, b);
+  }
   MatD cb = congruence(T, cov.kv);
   SymEig eb = sym_eig(cb);
   double total = 0, kept = 0;
@@ -118,18 +201,8 @@ MlaLayer gqa_to_mla(const GqaLayer& in, const KvCovariance& cov, const MlaOption
   }
   out.latent_energy = total > 0 ? kept / total : 1.0;
   MatD R = columns(eb.vectors, 0, r);  // [Lk + L, r]
-  double tk = 0, tv = 0, kk = 0, kv = 0;
-  for (int64_t j = 0; j < Lk; ++j) tk += cb(j, j);
-  for (int64_t j = 0; j < L; ++j) tv += cb(Lk + j, Lk + j);
-  for (int64_t c = 0; c < r; ++c) {
-    double nk = 0, nv = 0;
-    for (int64_t j = 0; j < Lk; ++j) nk += R(j, c) * R(j, c);
-    for (int64_t j = 0; j < L; ++j) nv += R(Lk + j, c) * R(Lk + j, c);
-    kk += eb.values[size_t(c)] * nk;
-    kv += eb.values[size_t(c)] * nv;
-  }
-  out.k_rel_err = tk > 0 ? std::max(0.0, tk - kk) / tk : 0.0;
-  out.v_rel_err = tv > 0 ? std::max(0.0, tv - kv) / tv : 0.0;
+  MatD RK = matmul(Mki, rows(R, 0, Lk)), RV = matmul(Mvi, rows(R, Lk, L));  // back to pool and V coordinates
+  for (double& x : RK.v) x /= alpha;
 
   // kv_a_proj_with_mqa = [Rᵀ·T·[W_K; W_V] ; E·W_K].
   MatD wkv = vstack(in.wk, in.wv);
@@ -146,26 +219,29 @@ MlaLayer gqa_to_mla(const GqaLayer& in, const KvCovariance& cov, const MlaOption
   }
   out.kv_a_norm.assign(size_t(r), latent_rms(eb.values, r, cov.tokens));
 
-  // kv_b: per head [ratio·A_gᵀ·R_K ; R_V[g]].
-  MatD RK = rows(R, 0, Lk), RV = rows(R, Lk, L);
+  // Reconstruction errors on the calibration statistics: [p̂; v̂] = [RK; RV]·Rᵀ·T·[k; v].
+  {
+    MatD Ebig = matmul(vstack(RK, RV), RtT);  // [Lk + L, 2L]
+    for (int64_t a = 0; a < Lk; ++a)
+      for (int64_t b = 0; b < L; ++b) Ebig(a, b) -= A(a, b);
+    for (int64_t a = 0; a < L; ++a) Ebig(Lk + a, L + a) -= 1.0;
+    const MatD err = congruence(Ebig, cov.kv);
+    double ek = 0, evv = 0;
+    for (int64_t j = 0; j < Lk; ++j) ek += err(j, j);
+    for (int64_t j = 0; j < L; ++j) evv += err(Lk + j, Lk + j);
+    const double tk = trace(cpool), tv = trace(cvv);
+    out.k_rel_err = tk > 0 ? std::max(0.0, ek) / tk : 0.0;
+    out.v_rel_err = tv > 0 ? std::max(0.0, evv) / tv : 0.0;
+  }
+
+  // kv_b: per head [Ã_hᵀ·RK ; RV[g]].
   out.kv_b = MatD(nh * 2 * d, r);
   for (int64_t h = 0; h < nh; ++h) {
     const int64_t g = h / G;
-    MatD Ag = columns(A, g * d, d);  // [Lk, d]
-    if (!in.rot_cos.empty())  // residual pairs (i, j ≥ 1) come first in the pool, nkv − 1 per frequency
-      for (int64_t k = 0; k < half * (nkv - 1); ++k) {
-        const int64_t i = k / (nkv - 1), pr = 2 * k;
-        const double c = in.rot_cos[size_t(h * half + i)], sn = in.rot_sin[size_t(h * half + i)];
-        for (int64_t t = 0; t < d; ++t) {
-          const double re = Ag(pr, t), im = Ag(pr + 1, t);
-          Ag(pr, t) = c * re - sn * im;
-          Ag(pr + 1, t) = sn * re + c * im;
-        }
-      }
-    MatD uk = matmul_tn(Ag, RK);    // [d, r]
+    const MatD uk = matmul_tn(pool_query(h), RK);  // [d, r]
     for (int64_t t = 0; t < d; ++t)
       for (int64_t c = 0; c < r; ++c) {
-        out.kv_b(h * 2 * d + t, c) = ratio * uk(t, c);
+        out.kv_b(h * 2 * d + t, c) = uk(t, c);
         out.kv_b(h * 2 * d + d + t, c) = RV(g * d + t, c);
       }
   }

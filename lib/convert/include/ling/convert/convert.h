@@ -33,6 +33,7 @@ struct ConvertOptions {
   std::optional<QkMethod> qk_method;  // default: the calibration's pass-2 method (ant when data-free)
   double balance_kv_ratio = 1.0;
   bool force = false;                 // replace an existing output folder
+  bool plain_pca = false;             // TransMLA's plain BKV-PCA instead of the query/output-weighted one
   bool no_expected_rotation = false;  // keep TransMLA's plain NoPE residue (no expected-rotation fold)
 };
 

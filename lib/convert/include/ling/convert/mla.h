@@ -11,7 +11,9 @@
 // only the pool components drawn from rotated dims lose their rotation (exact when nkv = 1 or when those
 // components carry no energy). The pool is balanced against V (ratio of mean column norms, TransMLA's rule)
 // and jointly PCA-compressed to kv_lora_rank; W_UK_h = ratio·A_gᵀ R_K, W_UV_h = R_V[g], q_nope_h = q_h,
-// q_pe_h = E_g q_h, every query row × query_scale.
+// q_pe_h = E_g q_h, every query row × query_scale. The weighted variant (default when the query covariance is
+// known) whitens the PCA so that it minimises the expected logit error of the queries and the error of V
+// after the output projection instead of the plain K/V reconstruction error (see gqa_to_mla).
 #pragma once
 #include <cstdint>
 #include <vector>
@@ -28,6 +30,7 @@ struct GqaLayer {
   // pool components drawn from rotated dims keep no RoPE; their query side is multiplied by E[R(θ_i·Δ)] so that
   // the score keeps its expected value under the head's attention distances.
   std::vector<double> rot_cos, rot_sin;
+  MatD wo;                         // dense [H, nh·d] (for the output-weighted PCA; empty: plain PCA)
 };
 
 // Calibration second moments (uncentred sums over tokens) of the same fused projections.
@@ -42,6 +45,8 @@ struct MlaOptions {
   int64_t q_lora_rank = 0;         // 0: q_proj
   double query_scale = 1.0;        // GQA softmax scale / MLA softmax scale
   double balance_kv_ratio = 1.0;   // TransMLA's --balance-kv-ratio
+  bool weighted_pca = true;        // weight the joint PCA by query and output-projection covariances when the
+                                   // query covariance and W_O are available; false: TransMLA's plain BKV-PCA
 };
 
 struct MlaLayer {
@@ -57,6 +62,7 @@ struct MlaLayer {
   double k_rel_err = 0, v_rel_err = 0;  // reconstruction of the K-NoPE pool and of V from the latent
   double balance_ratio = 1;
   double q_energy = 1;             // kept by the q LoRA (1 without it)
+  bool weighted_pca = false;       // the weighted PCA was used
 };
 
 // Largest kv_lora_rank a layer can use: 2·nkv·d − rd (the k_pe takes rd of the GQA cache).
