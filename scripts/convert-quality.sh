@@ -5,8 +5,7 @@
 # source on models/heldout-kjv.txt, and passkey at 1K. Every eval is stored in OUT/quality.sqlite; a Markdown
 # table is printed and written to OUT/quality.md.
 # Usage: scripts/convert-quality.sh [BUILD_DIR] [OUT_DIR] [CALIB_TEXT]
-# CALIB_TEXT defaults to the first 300 KB of the training KJV text (Debian bible-kjv-text, Genesis onward; the
-# held-out text is the end of Revelation).
+# CALIB_TEXT defaults to the first 300 KB of the training KJV text (Genesis onward).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=${1:-$root/build}
@@ -17,11 +16,16 @@ src=$root/models/ling20-gqa-6m
 mkdir -p "$out"
 db=$out/quality.sqlite
 if [[ -z "$calib_text" ]]; then
-  kjv=/usr/share/bible-kjv-text/kjv.txt
-  [[ -f $kjv ]] || kjv=$(ls /usr/share/doc/bible-kjv-text/*.txt* 2>/dev/null | head -1 || true)
-  [[ -f $root/.carry/train-data/kjv.txt ]] && kjv=$root/.carry/train-data/kjv.txt
-  [[ -f ${kjv:-} ]] || { echo "convert-quality: no KJV text found; pass CALIB_TEXT" >&2; exit 1; }
-  head -c 300000 "$kjv" > "$out/calib.txt"
+  # Genesis onward from the `bible` reader of Debian's bible-kjv (the training text; the held-out perplexity
+  # text is the end of Revelation), as scripts/train/prepare_data.py extracts it.
+  if [[ -f $root/.carry/train-data/kjv.txt ]]; then
+    head -c 300000 "$root/.carry/train-data/kjv.txt" > "$out/calib.txt"
+  elif command -v bible > /dev/null; then
+    bible -f Gen1:1-Deut34:12 | head -c 300000 > "$out/calib.txt"
+  else
+    echo "convert-quality: no calibration text: pass CALIB_TEXT or apt-get install bible-kjv" >&2
+    exit 1
+  fi
   calib_text=$out/calib.txt
 fi
 methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq"}

@@ -3,6 +3,7 @@
 // exactly the requested length and are stable for a seed; KLD of a model against itself is 0 with 100% top-1
 // agreement and large against a model with another seed.
 #include <gtest/gtest.h>
+
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -14,6 +15,7 @@
 #include <sstream>
 #include <string>
 
+#include "common/shell.h"
 #include "ling/eval/adapters.h"
 #include "ling/eval/tasks.h"
 #include "ling/eval/util.h"
@@ -23,22 +25,7 @@ using namespace ling::eval;
 
 namespace {
 
-struct Out {
-  int rc = -1;
-  std::string text;
-};
-
-Out sh(const std::string& cmd) {
-  Out o;
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return o;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) o.text.append(buf, n);
-  int st = pclose(p);
-  o.rc = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return o;
-}
+using ling::test::sh;
 
 const std::string kLing = LING_BINARY;
 
