@@ -1,0 +1,325 @@
+// Lightning chunked prefill on tensor cores (architecture.md §2.6 step 8), head dim 128, chunk 64, sm_80+.
+// The sequence of each head is cut into `nb` blocks of whole chunks so that nh · nb CTAs fill the GPU:
+//   pass 1 (state_only CTAs, blocks 0..nb−2): U_b = Σ_{j∈b} e^{g(L−1−j)} k_jᵀ v_j, chunk by chunk;
+//   pass 2 (scan): S_start_0 = S_in, S_start_{b+1} = e^{gL} S_start_b + U_b (in place in the workspace);
+//   pass 3 (output CTAs, every block): per chunk c with incoming state S (registers)
+//     o_i = scale · [ e^{g(i+1)} q_i S + Σ_{j≤i} e^{g(i−j)} (q_i·k_j) v_j ],  S ← e^{gn} S + Σ_j e^{g(n−1−j)} k_jᵀ v_j
+//   and the last block writes the final state.
+// Precision: q/k/v are exact bf16 operands; every fp32 operand that must enter an MMA (the decayed scores P, the
+// decayed keys, the state) is split into bf16 hi + lo (two MMAs), so outputs and state keep ~fp32 accuracy.
+// Layout per CTA (256 threads = 8 warps): warp w owns the state transposed, Sᵀ[dv 16w..16w+15][dk 0..127], as
+// mma accumulators; that register layout is exactly the B fragment of Q·S, so Q·S needs no shared memory.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "common/check.h"
+#include "common/mma.cuh"
+#include "ling/kernels/lightning.h"
+
+namespace ling::kernels {
+namespace {
+
+constexpr int D = 128;        // head dim (dk = dv)
+constexpr int C = 64;         // chunk
+constexpr int kPitch = 136;   // bf16 row pitch of [C][D] tiles (+8: conflict-free ldmatrix)
+constexpr int kPPitch = 72;   // bf16 row pitch of [C][C] score tiles
+constexpr int kThreads = 256;
+
+struct Smem {
+  __nv_bfloat16 q[C][kPitch], k[C][kPitch], v[C][kPitch];  // chunk inputs
+  __nv_bfloat16 khi[C][kPitch], klo[C][kPitch];            // decayed keys e^{g(n−1−j)} k_j, split
+  __nv_bfloat16 phi[C][kPPitch], plo[C][kPPitch];          // decayed masked scores, split
+};
+
+struct Args {
+  const uint16_t *q, *k, *v;
+  void* o;
+  float* state;
+  const float* g;
+  float* ws;  // [nh, nb, dk, dv] fp32, or null when nb == 1
+  int64_t T, nh, ldq, ldk, ldv, ldo, L;  // L = tokens per block (multiple of C)
+  int nb;
+  float scale;
+};
+
+// rows [t0, t0 + n) of head h → tile (zeros from row n on).
+__device__ __forceinline__ void load_tile(__nv_bfloat16 (*dst)[kPitch], const uint16_t* src, int64_t ld, int64_t t0,
+                                          int n, int64_t h) {
+  for (int idx = threadIdx.x; idx < C * (D / 8); idx += kThreads) {
+    const int r = idx >> 4, c = (idx & 15) * 8;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (r < n) val = __ldcs(reinterpret_cast<const uint4*>(src + (t0 + r) * ld + h * D + c));
+    *reinterpret_cast<uint4*>(&dst[r][c]) = val;
+  }
+}
+
+// K̃ = e^{g(n−1−j)} k_j split into hi/lo (rows j ≥ n are zero already).
+__device__ __forceinline__ void build_decayed_keys(Smem& s, float g, int n) {
+  for (int idx = threadIdx.x; idx < C * (D / 2); idx += kThreads) {
+    const int r = idx >> 6, c = (idx & 63) * 2;
+    const float w = r < n ? expf(g * float(n - 1 - r)) : 0.0f;
+    const __nv_bfloat162 kv = *reinterpret_cast<const __nv_bfloat162*>(&s.k[r][c]);
+    uint32_t hi, lo;
+    split2(__low2float(kv) * w, __high2float(kv) * w, hi, lo);
+    *reinterpret_cast<uint32_t*>(&s.khi[r][c]) = hi;
+    *reinterpret_cast<uint32_t*>(&s.klo[r][c]) = lo;
+  }
+}
+
+// Sᵀ ← e^{gn} Sᵀ + Vᵀ K̃ for this warp's 16 dv rows. acc[j] = Sᵀ[16w + {g, g+8}][8j + 2t + {0,1}].
+__device__ __forceinline__ void state_update(const Smem& s, float (&acc)[16][4], float decay_n, int warp, int lane) {
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) acc[j][e] *= decay_n;
+  const int mi = lane >> 3, r = lane & 7;
+#pragma unroll
+  for (int ks = 0; ks < C / 16; ++ks) {
+    uint32_t a[4];  // A = Vᵀ (m = dv, k = token) from V[token][dv]
+    ldsm_x4_t(a, &s.v[16 * ks + (mi >> 1) * 8 + r][16 * warp + (mi & 1) * 8]);
+#pragma unroll
+    for (int jp = 0; jp < 8; ++jp) {  // B = K̃ (k = token, n = dk) from K̃[token][dk]
+      uint32_t bh[4], bl[4];
+      ldsm_x4_t(bh, &s.khi[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
+      ldsm_x4_t(bl, &s.klo[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
+      mma_bf16(acc[2 * jp], a, bh[0], bh[1]);
+      mma_bf16(acc[2 * jp], a, bl[0], bl[1]);
+      mma_bf16(acc[2 * jp + 1], a, bh[2], bh[3]);
+      mma_bf16(acc[2 * jp + 1], a, bl[2], bl[3]);
+    }
+  }
+}
+
+// P[i][j] = (q_i·k_j) e^{g(i−j)} for j ≤ i, else 0; warp w covers rows 16(w/2).., cols 32(w%2)...
+__device__ __forceinline__ void decayed_scores(Smem& s, float g, int warp, int lane) {
+  const int mt = warp >> 1, col0 = (warp & 1) * 32, mi = lane >> 3, r = lane & 7;
+  const int gi = lane >> 2, ti = lane & 3;
+  float p[4][4] = {};
+  if (col0 <= 16 * mt + 15) {
+#pragma unroll
+    for (int ks = 0; ks < D / 16; ++ks) {
+      uint32_t a[4];
+      ldsm_x4(a, &s.q[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+#pragma unroll
+      for (int np = 0; np < 2; ++np) {  // B = Kᵀ (k = dk, n = key) from K[key][dk]
+        uint32_t b[4];
+        ldsm_x4(b, &s.k[col0 + 16 * np + (mi >> 1) * 8 + r][16 * ks + (mi & 1) * 8]);
+        mma_bf16(p[2 * np], a, b[0], b[1]);
+        mma_bf16(p[2 * np + 1], a, b[2], b[3]);
+      }
+    }
+  }
+#pragma unroll
+  for (int nb = 0; nb < 4; ++nb)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int i = 16 * mt + gi + 8 * half, j = col0 + 8 * nb + 2 * ti;
+      const float x0 = j <= i ? p[nb][2 * half] * expf(g * float(i - j)) : 0.0f;
+      const float x1 = j + 1 <= i ? p[nb][2 * half + 1] * expf(g * float(i - j - 1)) : 0.0f;
+      uint32_t hi, lo;
+      split2(x0, x1, hi, lo);
+      *reinterpret_cast<uint32_t*>(&s.phi[i][j]) = hi;
+      *reinterpret_cast<uint32_t*>(&s.plo[i][j]) = lo;
+    }
+}
+
+// O[:, 16w..16w+15] = scale · (diag(e^{g(i+1)}) Q S + P V), rows < n stored to global.
+template <bool kF32>
+__device__ __forceinline__ void chunk_output(const Smem& s, const float (&acc)[16][4], const Args& a, float g,
+                                             int64_t t0, int n, int64_t h, int warp, int lane) {
+  const int mi = lane >> 3, r = lane & 7, gi = lane >> 2, ti = lane & 3;
+  float o[4][2][4] = {};
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ++ks) {
+    uint32_t bh[2][2], bl[2][2];  // B = S (k = dk, n = dv) straight from this warp's Sᵀ accumulators
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb) {
+      split2(acc[2 * ks][2 * nb], acc[2 * ks][2 * nb + 1], bh[nb][0], bl[nb][0]);
+      split2(acc[2 * ks + 1][2 * nb], acc[2 * ks + 1][2 * nb + 1], bh[nb][1], bl[nb][1]);
+    }
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt) {
+      uint32_t q[4];
+      ldsm_x4(q, &s.q[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+        mma_bf16(o[mt][nb], q, bh[nb][0], bh[nb][1]);
+        mma_bf16(o[mt][nb], q, bl[nb][0], bl[nb][1]);
+      }
+    }
+  }
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const float f = expf(g * float(16 * mt + gi + 8 * half + 1));
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+        o[mt][nb][2 * half] *= f;
+        o[mt][nb][2 * half + 1] *= f;
+      }
+    }
+#pragma unroll
+  for (int ks = 0; ks < C / 16; ++ks) {
+    uint32_t b[4];  // B = V (k = token, n = dv) from V[token][dv]
+    ldsm_x4_t(b, &s.v[16 * ks + (mi & 1) * 8 + r][16 * warp + (mi >> 1) * 8]);
+#pragma unroll
+    for (int mt = 0; mt < 4; ++mt) {
+      if (mt < ks) continue;  // P is zero above the diagonal
+      uint32_t ph[4], pl[4];
+      ldsm_x4(ph, &s.phi[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+      ldsm_x4(pl, &s.plo[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+        mma_bf16(o[mt][nb], ph, b[2 * nb], b[2 * nb + 1]);
+        mma_bf16(o[mt][nb], pl, b[2 * nb], b[2 * nb + 1]);
+      }
+    }
+  }
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int half = 0; half < 2; ++half) {
+      const int i = 16 * mt + gi + 8 * half;
+      if (i >= n) continue;
+#pragma unroll
+      for (int nb = 0; nb < 2; ++nb) {
+        const int64_t off = (t0 + i) * a.ldo + h * D + 16 * warp + 8 * nb + 2 * ti;
+        const float x0 = o[mt][nb][2 * half] * a.scale, x1 = o[mt][nb][2 * half + 1] * a.scale;
+        if constexpr (kF32) {
+          __stcs(reinterpret_cast<float2*>(static_cast<float*>(a.o) + off), make_float2(x0, x1));
+        } else {
+          *reinterpret_cast<__nv_bfloat162*>(static_cast<__nv_bfloat16*>(a.o) + off) = __floats2bfloat162_rn(x0, x1);
+        }
+      }
+    }
+}
+
+// One CTA = one (block b, head h). kOut: pass 3 (outputs + final state); otherwise pass 1 (local state U_b).
+template <bool kOut, bool kF32>
+__global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
+  const int b = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane >> 2, ti = lane & 3;
+  const int64_t h = blockIdx.y;
+  const float g = a.g[h];
+  const int64_t t_begin = int64_t(b) * a.L, t_end = std::min<int64_t>(a.T, t_begin + a.L);
+  constexpr int64_t DD = int64_t(D) * D;
+
+  float acc[16][4];  // Sᵀ[16w + gi + 8(e/2)][8j + 2ti + e%2]
+  const float* s0 = nullptr;
+  if constexpr (kOut) s0 = a.nb > 1 ? a.ws + (h * a.nb + b) * DD : a.state + h * DD;
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e)
+      acc[j][e] = s0 ? s0[(8 * j + 2 * ti + (e & 1)) * D + 16 * warp + gi + 8 * (e >> 1)] : 0.0f;
+
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += C) {
+    const int n = int(std::min<int64_t>(C, t_end - t0));
+    __syncthreads();  // the previous chunk is done with the tiles
+    if constexpr (kOut) load_tile(s.q, a.q, a.ldq, t0, n, h);
+    load_tile(s.k, a.k, a.ldk, t0, n, h);
+    load_tile(s.v, a.v, a.ldv, t0, n, h);
+    __syncthreads();
+    build_decayed_keys(s, g, n);
+    if constexpr (kOut) decayed_scores(s, g, warp, lane);
+    __syncthreads();
+    if constexpr (kOut) chunk_output<kF32>(s, acc, a, g, t0, n, h, warp, lane);
+    state_update(s, acc, expf(g * float(n)), warp, lane);
+  }
+
+  float* dst = nullptr;
+  if constexpr (kOut) {
+    if (b == a.nb - 1) dst = a.state + h * DD;
+  } else {
+    dst = a.ws + (h * a.nb + b) * DD;
+  }
+  if (!dst) return;
+#pragma unroll
+  for (int j = 0; j < 16; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) dst[(8 * j + 2 * ti + (e & 1)) * D + 16 * warp + gi + 8 * (e >> 1)] = acc[j][e];
+}
+
+// Pass 2: per head and state element, S_start_0 = S_in, S_start_{b+1} = e^{gL} S_start_b + U_b, in place.
+__global__ void lightning_scan_kernel(const float* state, float* ws, const float* g, int nb, int64_t L) {
+  constexpr int64_t DD = int64_t(D) * D;
+  const int64_t h = blockIdx.y, e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (e >= DD) return;
+  const float decay = expf(g[h] * float(L));
+  float S = state[h * DD + e];
+  float* w = ws + h * nb * DD + e;
+  constexpr int kBatch = 8;  // independent loads in flight
+  for (int b0 = 0; b0 < nb; b0 += kBatch) {
+    float u[kBatch];
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) u[i] = b0 + i < nb - 1 ? w[(b0 + i) * DD] : 0.0f;
+#pragma unroll
+    for (int i = 0; i < kBatch; ++i) {
+      if (b0 + i >= nb) break;
+      w[(b0 + i) * DD] = S;
+      S = decay * S + u[i];
+    }
+  }
+}
+
+}  // namespace
+
+int64_t lightning_prefill_blocks(int64_t T, int64_t nh, int64_t requested_blocks, int num_sms) {
+  const int64_t chunks = (T + C - 1) / C;
+  if (chunks <= 1 || nh <= 0) return 1;
+  // Two CTAs fit one SM (105 KB of shared memory each): one full wave of nh · nb CTAs.
+  int64_t nb = requested_blocks > 0 ? requested_blocks : std::max<int64_t>(1, (2 * int64_t(num_sms)) / nh);
+  nb = std::clamp<int64_t>(nb, 1, chunks);
+  const int64_t per_block = (chunks + nb - 1) / nb;  // chunks per block
+  return (chunks + per_block - 1) / per_block;       // no empty block
+}
+
+size_t lightning_prefill_workspace_bytes(int64_t T, int64_t nh, int64_t requested_blocks, int num_sms) {
+  const int64_t nb = lightning_prefill_blocks(T, nh, requested_blocks, num_sms);
+  return nb > 1 ? size_t(nh) * size_t(nb) * D * D * sizeof(float) : 0;
+}
+
+void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stream) {
+  LING_CHECK(p.T >= 0 && p.nh >= 1, "lightning prefill: T = ", p.T, ", nh = ", p.nh, " (need T >= 0, nh >= 1)");
+  if (p.T == 0) return;
+  LING_CHECK(p.q && p.k && p.v && p.o && p.state && p.g, "lightning prefill: a null q/k/v/o/state/g pointer");
+  const int64_t w = p.nh * D;
+  Args a{p.q, p.k, p.v, p.o, p.state, p.g, nullptr, p.T, p.nh, p.ldq ? p.ldq : w, p.ldk ? p.ldk : w,
+         p.ldv ? p.ldv : w, p.ldo ? p.ldo : w, 0, 0, p.scale};
+  for (int64_t ld : {a.ldq, a.ldk, a.ldv, a.ldo})
+    LING_CHECK(ld % 8 == 0 && ld >= w, "lightning prefill: row stride ", ld, " must be a multiple of 8 and >= nh*128");
+  for (const void* ptr : {static_cast<const void*>(p.q), static_cast<const void*>(p.k), static_cast<const void*>(p.v),
+                          static_cast<const void*>(p.o)})
+    LING_CHECK(reinterpret_cast<uintptr_t>(ptr) % 16 == 0, "lightning prefill: q/k/v/o must be 16-byte aligned");
+  LING_CHECK(p.nh <= 65535, "lightning prefill: nh = ", p.nh, " exceeds the grid limit 65535");
+  int dev = 0, sms = 0;
+  LING_CUDA_CHECK(cudaGetDevice(&dev));
+  LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t nb = lightning_prefill_blocks(p.T, p.nh, p.blocks, sms);
+  const int64_t chunks = (p.T + C - 1) / C;
+  a.L = ((chunks + nb - 1) / nb) * C;
+  a.nb = int(nb);
+  if (nb > 1) {
+    LING_CHECK(p.workspace, "lightning prefill: ", nb, " blocks need a workspace of ",
+               lightning_prefill_workspace_bytes(p.T, p.nh, p.blocks, sms), " bytes");
+    a.ws = static_cast<float*>(p.workspace);
+  }
+  const size_t smem = sizeof(Smem);
+  auto out_kernel = p.o_fp32 ? lightning_block_kernel<true, true> : lightning_block_kernel<true, false>;
+  LING_CUDA_CHECK(cudaFuncSetAttribute(out_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  if (nb > 1) {
+    LING_CUDA_CHECK(cudaFuncSetAttribute(lightning_block_kernel<false, false>,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    lightning_block_kernel<false, false><<<dim3(unsigned(nb - 1), unsigned(p.nh)), kThreads, smem, stream>>>(a);
+    LING_CUDA_CHECK(cudaGetLastError());
+    lightning_scan_kernel<<<dim3(D * D / 256, unsigned(p.nh)), 256, 0, stream>>>(p.state, a.ws, p.g, a.nb, a.L);
+    LING_CUDA_CHECK(cudaGetLastError());
+  }
+  out_kernel<<<dim3(unsigned(nb), unsigned(p.nh)), kThreads, smem, stream>>>(a);
+  LING_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace ling::kernels

@@ -1,0 +1,131 @@
+// Lightning kernels vs lib/ref (architecture.md §2.6): the chunked prefill (bf16 q/k/v, fp32 state in/out, bf16
+// and fp32 outputs) against ref::lightning_chunked on the same bf16-rounded inputs, and the batched decode step
+// against ref::lightning_recurrent per sequence. Shapes: 1 token, primes, non-multiples of the 64-token chunk,
+// forced sequence blocks (the cross-block state scan), Ling-2.5-1T's 64 heads and one TP8 shard (8 heads).
+// Tolerances: fp32 outputs and state rtol 1e-4 (kernel_test_util.h), bf16 outputs by house-style.md §4.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "kernel_test_util.h"
+#include "lightning_params.h"
+
+namespace ling::test {
+namespace {
+
+constexpr int64_t D = kernels::kLightningHeadDim;
+
+// Ling's log decays for nh heads at layer-decay factor ~1: g_h = −2^(−8(h+1)/nh) (ALiBi slopes, §2.6 step 5).
+std::vector<float> log_decays(int64_t nh) {
+  std::vector<float> g(static_cast<size_t>(nh));
+  for (int64_t h = 0; h < nh; ++h) g[size_t(h)] = -float(std::pow(2.0, -8.0 * double(h + 1) / double(nh)));
+  return g;
+}
+
+struct PrefillCase {
+  int64_t T, nh, blocks;
+  bool o_fp32;
+};
+
+void run_prefill(const PrefillCase& c, uint64_t seed) {
+  const size_t n = size_t(c.T * c.nh * D), ns = size_t(c.nh * D * D);
+  std::vector<float> q = uniform(n, -1, 1, seed), k = uniform(n, -1, 1, seed + 1), v = uniform(n, -1, 1, seed + 2);
+  std::vector<float> state = uniform(ns, -0.5f, 0.5f, seed + 3), g = log_decays(c.nh);
+  const auto qb = to_bf16(q), kb = to_bf16(k), vb = to_bf16(v);
+
+  DeviceBuffer dq(n * 2), dk(n * 2), dv(n * 2), dout(n * (c.o_fp32 ? 4 : 2)), dstate(ns * 4), dg(g.size() * 4);
+  dq.upload(qb), dk.upload(kb), dv.upload(vb), dstate.upload(state), dg.upload(g);
+  int dev = 0, sms = 0;
+  TEST_CUDA(cudaGetDevice(&dev));
+  TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  DeviceBuffer ws(kernels::lightning_prefill_workspace_bytes(c.T, c.nh, c.blocks, sms));
+
+  kernels::LightningPrefillParams p;
+  p.q = dq.as<uint16_t>(), p.k = dk.as<uint16_t>(), p.v = dv.as<uint16_t>(), p.o = dout.ptr;
+  p.state = dstate.as<float>(), p.g = dg.as<float>(), p.workspace = ws.ptr;
+  p.T = c.T, p.nh = c.nh, p.scale = 1.0f / std::sqrt(float(D)), p.o_fp32 = c.o_fp32, p.blocks = c.blocks;
+  kernels::launch_lightning_prefill(p, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+
+  std::vector<float> ref_o(n), ref_state = state;
+  ref::lightning_chunked(to_ref(p, {q.data(), k.data(), v.data(), g.data(), ref_o.data(), ref_state.data()}));
+
+  const std::vector<float> out = c.o_fp32 ? dout.download<float>(n) : from_bf16(dout.download<uint16_t>(n));
+  const std::string tag = "T=" + std::to_string(c.T) + " nh=" + std::to_string(c.nh) +
+                          " blocks=" + std::to_string(kernels::lightning_prefill_blocks(c.T, c.nh, c.blocks, sms));
+  EXPECT_TRUE(close_f32("state " + tag, dstate.download<float>(ns), ref_state));
+  if (c.o_fp32)
+    EXPECT_TRUE(close_f32("o (fp32) " + tag, out, ref_o));
+  else
+    EXPECT_TRUE(close_bf16("o (bf16) " + tag, out, ref_o));
+}
+
+TEST(LightningPrefill, AwkwardShapesFp32Out) {
+  SKIP_WITHOUT_CUDA();
+  for (const PrefillCase& c : {PrefillCase{1, 1, 0, true}, PrefillCase{1, 3, 0, true}, PrefillCase{63, 2, 0, true},
+                               PrefillCase{64, 3, 0, true}, PrefillCase{65, 5, 0, true}, PrefillCase{131, 3, 0, true},
+                               PrefillCase{197, 7, 0, true}})
+    run_prefill(c, 100 + uint64_t(c.T));
+}
+
+TEST(LightningPrefill, SequenceBlocksScan) {
+  SKIP_WITHOUT_CUDA();
+  // Forced block counts (block boundaries inside the sequence, a short last block) and the automatic choice.
+  for (const PrefillCase& c : {PrefillCase{129, 2, 2, true}, PrefillCase{257, 3, 3, true},
+                               PrefillCase{1009, 2, 7, true}, PrefillCase{641, 1, 0, true},
+                               PrefillCase{1000, 2, 16, false}})
+    run_prefill(c, 200 + uint64_t(c.T));
+}
+
+TEST(LightningPrefill, LingDims) {
+  SKIP_WITHOUT_CUDA();
+  run_prefill({320, 64, 0, false}, 301);   // Ling-2.5-1T: 64 heads × 128
+  run_prefill({4099, 8, 0, false}, 302);   // one TP8 shard, long prompt, 33 blocks
+  run_prefill({2053, 8, 0, true}, 303);
+}
+
+TEST(LightningPrefill, RejectsBadParams) {
+  SKIP_WITHOUT_CUDA();
+  kernels::LightningPrefillParams p;
+  p.T = 4, p.nh = 1;
+  EXPECT_THROW(kernels::launch_lightning_prefill(p, nullptr), Error);  // null pointers
+  p.T = -1;
+  EXPECT_THROW(kernels::launch_lightning_prefill(p, nullptr), Error);
+}
+
+void run_decode(int64_t B, int64_t nh, int steps, uint64_t seed) {
+  const size_t n = size_t(B * nh * D), ns = size_t(B * nh * D * D);
+  std::vector<float> state = uniform(ns, -0.5f, 0.5f, seed), g = log_decays(nh);
+  DeviceBuffer dq(n * 4), dk(n * 4), dv(n * 4), dout(n * 4), dstate(ns * 4), dg(g.size() * 4);
+  dstate.upload(state), dg.upload(g);
+  std::vector<float> ref_state = state;
+  for (int s = 0; s < steps; ++s) {
+    const uint64_t sd = seed + 10 * uint64_t(s + 1);
+    std::vector<float> q = uniform(n, -1, 1, sd), k = uniform(n, -1, 1, sd + 1), v = uniform(n, -1, 1, sd + 2);
+    dq.upload(q), dk.upload(k), dv.upload(v);
+    kernels::LightningDecodeParams p;
+    p.q = dq.as<float>(), p.k = dk.as<float>(), p.v = dv.as<float>(), p.o = dout.as<float>();
+    p.state = dstate.as<float>(), p.g = dg.as<float>();
+    p.B = B, p.nh = nh, p.scale = 1.0f / std::sqrt(float(D));
+    kernels::launch_lightning_decode(p, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    std::vector<float> ref_o(n);
+    for (int64_t b = 0; b < B; ++b)
+      ref::lightning_recurrent(to_ref(p, {q.data(), k.data(), v.data(), g.data(), ref_o.data(), ref_state.data()}, b));
+    const std::string tag = "B=" + std::to_string(B) + " nh=" + std::to_string(nh) + " step " + std::to_string(s);
+    EXPECT_TRUE(close_f32("o " + tag, dout.download<float>(n), ref_o));
+  }
+  EXPECT_TRUE(close_f32("state B=" + std::to_string(B) + " nh=" + std::to_string(nh), dstate.download<float>(ns),
+                        ref_state));
+}
+
+TEST(LightningDecode, MatchesRecurrentReference) {
+  SKIP_WITHOUT_CUDA();
+  run_decode(1, 1, 1, 400);
+  run_decode(3, 5, 3, 401);
+  run_decode(7, 64, 2, 402);   // Ling-2.5-1T heads
+  run_decode(13, 8, 4, 403);   // TP8 shard
+}
+
+}  // namespace
+}  // namespace ling::test
