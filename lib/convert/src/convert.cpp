@@ -334,13 +334,14 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
   }
   w.finish();
 
-  // Side files: config, tokenizer and generation files of the source, the report.
+  // Side files: config, the source's tokenizer and generation files, the report.
   write_file_atomic((fs::path(tmp) / "config.json").string(), out_cfg.dump(2) + "\n");
   for (const auto& e : fs::directory_iterator(in)) {
     const std::string n = e.path().filename().string();
-    if (!e.is_regular_file() || n == "config.json" || n == "conversion.json" || n.ends_with(".safetensors") ||
-        n == "model.safetensors.index.json")
-      continue;
+    // Tokenizer and generation files only: cards, metrics and modelling code describe the source model.
+    const bool keep = n.starts_with("tokenizer") || n == "special_tokens_map.json" || n == "generation_config.json" ||
+                      n.starts_with("chat_template") || n.starts_with("vocab") || n == "merges.txt";
+    if (!e.is_regular_file() || !keep) continue;
     fs::copy_file(e.path(), fs::path(tmp) / n);
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
