@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdio>
 #include <cstdint>
 #include <random>
 #include <vector>
@@ -76,15 +77,26 @@ inline double rms(const std::vector<float>& v) {
   return v.empty() ? 0.0 : std::sqrt(s / double(v.size()));
 }
 
+// all_close that also prints the one-line report (max abs/rel error, cosine distance) of every comparison.
+inline ::testing::AssertionResult close_reported(const std::string& name, const std::vector<float>& a,
+                                                 const std::vector<float>& r, const ref::CompareOptions& opt) {
+  if (a.size() != r.size())
+    return ::testing::AssertionFailure() << name << ": " << a.size() << " values vs " << r.size() << " in the reference";
+  const ref::CompareReport rep = ref::compare_f32(name, {int64_t(a.size())}, a.data(), r.data(), opt);
+  std::printf("  %s\n", rep.line().c_str());
+  if (rep.ok) return ::testing::AssertionSuccess();
+  return ::testing::AssertionFailure() << rep.line();
+}
+
 // fp32 kernel outputs: rtol 1e-4, atol = 1e-4 · rms(reference), cosine distance ≤ 1e-8.
 inline ::testing::AssertionResult close_f32(const std::string& name, const std::vector<float>& a,
                                             const std::vector<float>& r) {
-  return all_close(name, a, r, tol(1e-4, 1e-4 * rms(r), 1e-8));
+  return close_reported(name, a, r, tol(1e-4, 1e-4 * rms(r), 1e-8));
 }
 // bf16 kernel outputs: house-style.md §4 (rtol 2e-2, atol 1e-3, cosine 1e-5).
 inline ::testing::AssertionResult close_bf16(const std::string& name, const std::vector<float>& a,
                                              const std::vector<float>& r) {
-  return all_close(name, a, r, tol(2e-2, 1e-3, 1e-5));
+  return close_reported(name, a, r, tol(2e-2, 1e-3, 1e-5));
 }
 
 }  // namespace ling::test

@@ -1,7 +1,9 @@
 // `ling bench`: performance against a ceiling measured in the same run (performance.md §6).
 // --backend cpu: prefill and decode tokens/s through the engine, and every prefill GEMM shape through the
 // engine's path beside bare sgemm of the same BLAS (lib/engine bench_cpu.h). Rows go to the results store's
-// perf table. --backend cuda: kernel and end-to-end GPU benchmarks are not available in this build yet.
+// perf table. --backend cuda: the GPU kernels (Lightning prefill/decode) beside the copy-bandwidth ceiling measured
+// in the same process (lib/engine bench_cuda.h); no model folder needed.
+#include <algorithm>
 #include <iomanip>
 #include <iostream>
 #include <nlohmann/json.hpp>
@@ -11,6 +13,9 @@
 #include "ling/core/error.h"
 #include "ling/core/table.h"
 #include "ling/engine/bench_cpu.h"
+#if LING_HAS_CUDA
+#include "ling/engine/bench_cuda.h"
+#endif
 #include "ling/store/store.h"
 
 namespace ling {
@@ -26,6 +31,8 @@ struct BenchOptions {
   int reps = 3;
   int threads = 0;
   bool json = false;
+  bool prefill_given = false, batch_given = false;  // --prefill / --batch on the command line
+  std::vector<int64_t> prefill_blocks{0};            // --backend cuda: Lightning prefill sequence blocks (0 = auto)
 };
 
 std::string f(double v, int digits) {
@@ -79,10 +86,78 @@ void store_report(Store& st, const std::string& run_id, const CpuBenchReport& r)
   }
 }
 
+
+#if LING_HAS_CUDA
+int run_bench_cuda(const BenchOptions& o, Context& ctx) {
+  CudaBenchOptions co;
+  if (o.prefill_given) co.prefill_tokens = o.prefill;
+  if (o.batch_given) co.decode_batch = o.batch;
+  co.prefill_blocks = o.prefill_blocks;
+  co.reps = std::max(o.reps, 20);
+  const CudaBenchReport r = run_cuda_bench(co);
+  if (ctx.store) {
+    ctx.store->set_run_settings(ctx.run_id, nlohmann::json{{"backend", "cuda"}, {"device", r.device},
+                                                            {"prefill", co.prefill_tokens}, {"batch", co.decode_batch},
+                                                            {"reps", co.reps}, {"copy_gbps", r.copy_gbps}}.dump());
+    for (const auto& x : r.rows) {
+      PerfRow row;
+      row.run_id = ctx.run_id;
+      row.phase = "kernel";  // the copy ceiling is op copy.d2d
+      row.op = x.op;
+      row.shape_json = nlohmann::json{{"shape", x.shape}, {"T", x.T}, {"nh", x.nh}, {"batch", x.batch}, {"blocks", x.blocks}}.dump();
+      row.n_tokens = x.T;
+      row.batch = x.batch;
+      row.reps = int64_t(x.samples_ms.size());
+      row.median_ns = int64_t(x.ms * 1e6);
+      row.bytes = int64_t(x.bytes);
+      row.flops = int64_t(x.flops);
+      row.gbps = x.gbps;
+      row.tflops = x.tflops;
+      row.ceiling_pct = x.ceiling_pct;
+      nlohmann::json samples = nlohmann::json::array();
+      for (double ms : x.samples_ms) samples.push_back(int64_t(ms * 1e6));
+      row.samples_ns_json = samples.dump();
+      ctx.store->add_perf(row);
+    }
+  }
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["device"] = r.device;
+    j["sms"] = r.sms;
+    j["driver_version"] = r.driver_version;
+    j["runtime_version"] = r.runtime_version;
+    j["copy_gbps"] = r.copy_gbps;
+    j["rows"] = nlohmann::ordered_json::array();
+    for (const auto& x : r.rows)
+      j["rows"].push_back({{"op", x.op}, {"shape", x.shape}, {"T", x.T}, {"nh", x.nh}, {"batch", x.batch},
+                           {"blocks", x.blocks},
+                           {"ms", x.ms}, {"ms_min", x.ms_min}, {"ms_max", x.ms_max}, {"bytes", x.bytes},
+                           {"flops", x.flops}, {"gbps", x.gbps}, {"tflops", x.tflops},
+                           {"pct_of_copy", x.ceiling_pct}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << r.device << ", driver " << r.driver_version << ", runtime " << r.runtime_version
+            << "; ceiling: device-to-device copy " << f(r.copy_gbps, 0) << " GB/s (read + write)\n\n";
+  Table t({"op", "shape", "ms (median)", "min..max", "MB", "GFLOP", "GB/s", "TFLOP/s", "% of copy"});
+  for (const auto& x : r.rows)
+    t.row({x.op, x.shape, f(x.ms, 4), f(x.ms_min, 4) + ".." + f(x.ms_max, 4), f(x.bytes / 1e6, 1),
+           f(x.flops / 1e9, 2), f(x.gbps, 0), f(x.tflops, 1), f(x.ceiling_pct, 1)});
+  t.print(std::cout);
+  return 0;
+}
+#endif
+
 int run_bench(const BenchOptions& o, Context& ctx) {
-  if (o.backend == "cuda")
-    LING_THROW("ling bench --backend cuda: the GPU benchmarks are not part of this build yet");
+  if (o.backend == "cuda") {
+#if LING_HAS_CUDA
+    return run_bench_cuda(o, ctx);
+#else
+    LING_THROW("ling bench --backend cuda: this build has no CUDA support (configure with a CUDA toolkit)");
+#endif
+  }
   LING_CHECK(o.backend == "cpu", "--backend: '", o.backend, "' is not cpu or cuda");
+  LING_CHECK(!o.model.empty(), "ling bench --backend cpu: the model folder argument is required");
   CpuBenchOptions co;
   co.model = o.model;
   co.prefill_tokens = o.prefill;
@@ -148,15 +223,22 @@ Command register_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   Command c;
   c.app = app.add_subcommand("bench", "Benchmarks against ceilings measured in the same run");
-  c.app->add_option("model", o->model, "Model folder (e.g. from ling synth --preset small)")->required();
+  c.app->add_option("model", o->model, "Model folder (e.g. from ling synth --preset small); not used by --backend cuda");
   c.app->add_option("--backend", o->backend, "cpu | cuda");
-  c.app->add_option("--prefill", o->prefill, "Prompt lengths, e.g. 128,512")->delimiter(',');
-  c.app->add_option("--batch", o->batch, "Decode batch sizes, e.g. 1,4")->delimiter(',');
+  auto* prefill = c.app->add_option("--prefill", o->prefill, "Prompt lengths, e.g. 128,512")->delimiter(',');
+  auto* batch = c.app->add_option("--batch", o->batch, "Decode batch sizes, e.g. 1,4")->delimiter(',');
+  c.app->add_option("--prefill-blocks", o->prefill_blocks,
+                    "--backend cuda: Lightning prefill sequence blocks per head to compare (0 = automatic)")
+      ->delimiter(',');
   c.app->add_option("--steps", o->steps, "Decode steps per measurement");
   c.app->add_option("--reps", o->reps, "Timed repetitions (median) after one warm-up");
   c.app->add_option("--threads", o->threads, "CPU threads (0 = library default)");
   c.app->add_flag("--json", o->json, "JSON report on stdout");
-  c.run = [o](Context& ctx) { return run_bench(*o, ctx); };
+  c.run = [o, prefill, batch](Context& ctx) {
+    o->prefill_given = prefill->count() > 0;
+    o->batch_given = batch->count() > 0;
+    return run_bench(*o, ctx);
+  };
   return c;
 }
 

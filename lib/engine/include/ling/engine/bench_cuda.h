@@ -1,0 +1,47 @@
+// Kernel benchmarks on the GPU (`ling bench --backend cuda`, performance.md §6): the copy-bandwidth ceiling
+// (device-to-device cudaMemcpy of ≥ 1 GiB, bytes read + written) and the ling kernels at Ling-2.5-1T shapes on
+// seeded random data, timed with CUDA events around each call after warm-ups, L2 flushed (a 256 MiB write)
+// before every timed call; median, min and max of `reps`. Bytes and FLOPs are counted from the shapes:
+//   Lightning prefill: bytes T·nh·128·2·4 (q, k, v, o bf16), FLOPs nh·T·(4·64·128 + 4·128²) (chunk-64 form);
+//   Lightning decode: bytes 2·B·nh·128²·4 (fp32 state read + written), FLOPs 4·B·nh·128².
+// Throws ling::Error when no CUDA device is present or a launch fails.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace ling {
+
+struct CudaBenchOptions {
+  std::vector<int64_t> prefill_tokens{8192, 32768, 131072};  // Lightning prefill T (batch 1)
+  std::vector<int64_t> prefill_heads{64, 8};                 // 64 heads and one TP8 shard
+  std::vector<int64_t> prefill_blocks{0};                    // sequence blocks per head (0 = the kernel's choice)
+  std::vector<int64_t> decode_batch{1, 64, 256};             // Lightning decode batch sizes
+  int64_t decode_heads = 64;
+  int reps = 20;                                             // timed calls per shape (median)
+  int warmup = 3;
+  uint64_t seed = 1;
+};
+
+struct CudaBenchRow {
+  std::string op;          // "copy.d2d", "lightning.prefill", "lightning.decode"
+  std::string shape;       // e.g. "T=32768 nh=64 d=128 bf16"
+  int64_t T = 0, nh = 0, batch = 0, blocks = 0;  // blocks: requested prefill blocks (0 = automatic)
+  double ms = 0, ms_min = 0, ms_max = 0;  // median, min, max of the timed calls
+  double bytes = 0, flops = 0;
+  double gbps = 0, tflops = 0;
+  double ceiling_pct = 0;  // gbps / measured copy bandwidth
+  std::vector<double> samples_ms;
+};
+
+struct CudaBenchReport {
+  std::string device;      // name, SMs, memory
+  int sms = 0;
+  int driver_version = 0, runtime_version = 0;
+  double copy_gbps = 0;    // the ceiling
+  std::vector<CudaBenchRow> rows;
+};
+
+CudaBenchReport run_cuda_bench(const CudaBenchOptions& options);
+
+}  // namespace ling

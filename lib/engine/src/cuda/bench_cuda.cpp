@@ -1,0 +1,173 @@
+// GPU kernel benchmarks (bench_cuda.h): copy-bandwidth ceiling and the ling kernels in one process, so every
+// figure is a ratio taken in the same run (performance.md §6). Host code only: launches go through the
+// ling_kernels launchers; random data comes from the device fill kernels (never zeros).
+#include "ling/engine/bench_cuda.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <memory>
+
+#include "ling/core/error.h"
+#include "ling/kernels/fill.h"
+#include "ling/kernels/lightning.h"
+
+namespace ling {
+namespace {
+
+#define BENCH_CUDA(stmt)                                                                              \
+  do {                                                                                                \
+    const cudaError_t e_ = (stmt);                                                                    \
+    if (e_ != cudaSuccess) LING_THROW("ling bench --backend cuda: ", #stmt, ": ", cudaGetErrorString(e_)); \
+  } while (0)
+
+// Owning device allocation.
+struct Buf {
+  void* p = nullptr;
+  explicit Buf(size_t bytes) {
+    if (bytes) BENCH_CUDA(cudaMalloc(&p, bytes));
+  }
+  ~Buf() { if (p) cudaFree(p); }
+  Buf(const Buf&) = delete;
+  Buf& operator=(const Buf&) = delete;
+  template <typename T> T* as() const { return static_cast<T*>(p); }
+};
+
+struct Timer {
+  cudaEvent_t a = nullptr, b = nullptr;
+  Timer() {
+    BENCH_CUDA(cudaEventCreate(&a));
+    BENCH_CUDA(cudaEventCreate(&b));
+  }
+  ~Timer() {
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+  }
+};
+
+constexpr size_t kFlushBytes = size_t(256) << 20;  // > 50 MB L2 of the H100 and 60 MB of the H200
+
+// Median/min/max of `reps` calls of fn, each after an L2 flush, after `warmup` untimed calls.
+void time_calls(const std::function<void()>& fn, const CudaBenchOptions& o, Buf& flush, CudaBenchRow& row) {
+  Timer t;
+  for (int i = 0; i < o.warmup; ++i) fn();
+  BENCH_CUDA(cudaDeviceSynchronize());
+  row.samples_ms.clear();
+  for (int i = 0; i < std::max(1, o.reps); ++i) {
+    BENCH_CUDA(cudaMemsetAsync(flush.p, i & 0xff, kFlushBytes, nullptr));
+    BENCH_CUDA(cudaEventRecord(t.a, nullptr));
+    fn();
+    BENCH_CUDA(cudaEventRecord(t.b, nullptr));
+    BENCH_CUDA(cudaEventSynchronize(t.b));
+    float ms = 0;
+    BENCH_CUDA(cudaEventElapsedTime(&ms, t.a, t.b));
+    row.samples_ms.push_back(ms);
+  }
+  std::vector<double> s = row.samples_ms;
+  std::sort(s.begin(), s.end());
+  row.ms = s.size() % 2 ? s[s.size() / 2] : 0.5 * (s[s.size() / 2 - 1] + s[s.size() / 2]);
+  row.ms_min = s.front();
+  row.ms_max = s.back();
+  row.gbps = row.bytes / (row.ms * 1e6);
+  row.tflops = row.flops / (row.ms * 1e9);
+}
+
+std::vector<float> log_decays(int64_t nh) {  // Ling slopes at layer-decay factor 1 (§2.6 step 5)
+  std::vector<float> g(static_cast<size_t>(nh));
+  for (int64_t h = 0; h < nh; ++h) g[size_t(h)] = -float(std::pow(2.0, -8.0 * double(h + 1) / double(nh)));
+  return g;
+}
+
+CudaBenchRow copy_ceiling(const CudaBenchOptions& o, Buf& flush) {
+  const size_t bytes = size_t(1) << 30;  // 1 GiB copied = 2 GiB of traffic
+  Buf src(bytes), dst(bytes);
+  kernels::launch_fill_uniform_f32(src.as<float>(), int64_t(bytes / 4), -1.f, 1.f, o.seed, nullptr);
+  CudaBenchRow r;
+  r.op = "copy.d2d";
+  r.shape = "1 GiB cudaMemcpy device-to-device";
+  r.bytes = 2.0 * double(bytes);
+  time_calls([&] { BENCH_CUDA(cudaMemcpyAsync(dst.p, src.p, bytes, cudaMemcpyDeviceToDevice, nullptr)); }, o, flush, r);
+  return r;
+}
+
+CudaBenchRow lightning_prefill(int64_t T, int64_t nh, int64_t blocks, int sms, const CudaBenchOptions& o, Buf& flush) {
+  const int64_t d = kernels::kLightningHeadDim, n = T * nh * d;
+  Buf q(size_t(n) * 2), k(size_t(n) * 2), v(size_t(n) * 2), out(size_t(n) * 2), state(size_t(nh * d * d) * 4),
+      g(size_t(nh) * 4), ws(kernels::lightning_prefill_workspace_bytes(T, nh, blocks, sms));
+  kernels::launch_fill_uniform_bf16(q.as<uint16_t>(), n, -1.f, 1.f, o.seed + 1, nullptr);
+  kernels::launch_fill_uniform_bf16(k.as<uint16_t>(), n, -1.f, 1.f, o.seed + 2, nullptr);
+  kernels::launch_fill_uniform_bf16(v.as<uint16_t>(), n, -1.f, 1.f, o.seed + 3, nullptr);
+  const std::vector<float> gh = log_decays(nh);
+  BENCH_CUDA(cudaMemcpy(g.p, gh.data(), gh.size() * 4, cudaMemcpyHostToDevice));
+  kernels::LightningPrefillParams p;
+  p.q = q.as<uint16_t>(), p.k = k.as<uint16_t>(), p.v = v.as<uint16_t>(), p.o = out.p;
+  p.state = state.as<float>(), p.g = g.as<float>(), p.workspace = ws.p;
+  p.T = T, p.nh = nh, p.scale = 1.0f / std::sqrt(float(d)), p.blocks = blocks;
+  CudaBenchRow r;
+  r.op = "lightning.prefill";
+  r.T = T, r.nh = nh, r.batch = 1, r.blocks = blocks;
+  r.shape = "T=" + std::to_string(T) + " nh=" + std::to_string(nh) + " d=128 bf16, blocks=" +
+            std::to_string(kernels::lightning_prefill_blocks(T, nh, blocks, sms));
+  r.bytes = double(n) * 2 * 4;
+  r.flops = double(nh) * double(T) * (4.0 * 64 * 128 + 4.0 * 128 * 128);
+  // The state starts random; each call continues from the previous call's final state (decay keeps it bounded).
+  kernels::launch_fill_uniform_f32(p.state, nh * d * d, -0.5f, 0.5f, o.seed + 4, nullptr);
+  time_calls([&] { kernels::launch_lightning_prefill(p, nullptr); }, o, flush, r);
+  return r;
+}
+
+CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, Buf& flush) {
+  const int64_t d = kernels::kLightningHeadDim, n = B * nh * d, ns = B * nh * d * d;
+  Buf q(size_t(n) * 4), k(size_t(n) * 4), v(size_t(n) * 4), out(size_t(n) * 4), state(size_t(ns) * 4),
+      g(size_t(nh) * 4);
+  kernels::launch_fill_uniform_f32(q.as<float>(), n, -1.f, 1.f, o.seed + 5, nullptr);
+  kernels::launch_fill_uniform_f32(k.as<float>(), n, -1.f, 1.f, o.seed + 6, nullptr);
+  kernels::launch_fill_uniform_f32(v.as<float>(), n, -1.f, 1.f, o.seed + 7, nullptr);
+  kernels::launch_fill_uniform_f32(state.as<float>(), ns, -0.5f, 0.5f, o.seed + 8, nullptr);
+  const std::vector<float> gh = log_decays(nh);
+  BENCH_CUDA(cudaMemcpy(g.p, gh.data(), gh.size() * 4, cudaMemcpyHostToDevice));
+  kernels::LightningDecodeParams p;
+  p.q = q.as<float>(), p.k = k.as<float>(), p.v = v.as<float>(), p.o = out.as<float>();
+  p.state = state.as<float>(), p.g = g.as<float>();
+  p.B = B, p.nh = nh, p.scale = 1.0f / std::sqrt(float(d));
+  CudaBenchRow r;
+  r.op = "lightning.decode";
+  r.nh = nh, r.batch = B, r.T = 1;
+  r.shape = "B=" + std::to_string(B) + " nh=" + std::to_string(nh) + " d=128, fp32 state";
+  r.bytes = 2.0 * double(ns) * 4;
+  r.flops = 4.0 * double(ns);
+  time_calls([&] { kernels::launch_lightning_decode(p, nullptr); }, o, flush, r);
+  return r;
+}
+
+}  // namespace
+
+CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess || count == 0)
+    LING_THROW("ling bench --backend cuda: no CUDA device is present");
+  CudaBenchReport rep;
+  cudaDeviceProp prop{};
+  BENCH_CUDA(cudaGetDeviceProperties(&prop, 0));
+  rep.sms = prop.multiProcessorCount;
+  rep.device = std::string(prop.name) + ", " + std::to_string(prop.multiProcessorCount) + " SMs, " +
+               std::to_string(prop.totalGlobalMem >> 30) + " GiB, cc " + std::to_string(prop.major) + "." +
+               std::to_string(prop.minor);
+  BENCH_CUDA(cudaDriverGetVersion(&rep.driver_version));
+  BENCH_CUDA(cudaRuntimeGetVersion(&rep.runtime_version));
+  Buf flush(kFlushBytes);
+
+  CudaBenchRow copy = copy_ceiling(o, flush);
+  rep.copy_gbps = copy.gbps;
+  rep.rows.push_back(copy);
+  for (int64_t nh : o.prefill_heads)
+    for (int64_t T : o.prefill_tokens)
+      for (int64_t blocks : o.prefill_blocks) rep.rows.push_back(lightning_prefill(T, nh, blocks, rep.sms, o, flush));
+  for (int64_t B : o.decode_batch) rep.rows.push_back(lightning_decode(B, o.decode_heads, o, flush));
+  for (auto& r : rep.rows) r.ceiling_pct = rep.copy_gbps > 0 ? 100.0 * r.gbps / rep.copy_gbps : 0.0;
+  return rep;
+}
+
+}  // namespace ling
