@@ -26,6 +26,14 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t r[4], const void* p) {
                : "r"(smem_addr(p)));
 }
 
+// 16-byte asynchronous global → shared copy; valid == false writes 16 zero bytes (src is not read).
+__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
+               "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
+
 // c[16×8] += a[16×16] · b[16×8], bf16 inputs, fp32 accumulate.
 __device__ __forceinline__ void mma_bf16(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   asm volatile(

@@ -44,14 +44,14 @@ struct Args {
   float scale;
 };
 
-// rows [t0, t0 + n) of head h → tile (zeros from row n on).
+// rows [t0, t0 + n) of head h → tile (zeros from row n on), as asynchronous copies (all in flight at once;
+// the caller waits with cp_async_wait_all before its barrier).
 __device__ __forceinline__ void load_tile(__nv_bfloat16 (*dst)[kPitch], const uint16_t* src, int64_t ld, int64_t t0,
                                           int n, int64_t h) {
+#pragma unroll
   for (int idx = threadIdx.x; idx < C * (D / 8); idx += kThreads) {
     const int r = idx >> 4, c = (idx & 15) * 8;
-    uint4 val = make_uint4(0, 0, 0, 0);
-    if (r < n) val = __ldcs(reinterpret_cast<const uint4*>(src + (t0 + r) * ld + h * D + c));
-    *reinterpret_cast<uint4*>(&dst[r][c]) = val;
+    cp_async16(&dst[r][c], r < n ? src + (t0 + r) * ld + h * D + c : src, r < n);
   }
 }
 
@@ -217,17 +217,29 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     for (int e = 0; e < 4; ++e)
       acc[j][e] = s0 ? s0[(8 * j + 2 * ti + (e & 1)) * D + 16 * warp + gi + 8 * (e >> 1)] : 0.0f;
 
+  // Tiles are refilled as soon as the chunk no longer reads them: K after the scores and decayed keys, Q after the
+  // outputs, V at the top of the next chunk; so the K and Q loads overlap this chunk's MMAs.
+  auto chunk_len = [&](int64_t t0) { return int(std::min<int64_t>(C, t_end - t0)); };
+  if constexpr (kOut) load_tile(s.q, a.q, a.ldq, t_begin, chunk_len(t_begin), h);
+  load_tile(s.k, a.k, a.ldk, t_begin, chunk_len(t_begin), h);
   for (int64_t t0 = t_begin; t0 < t_end; t0 += C) {
-    const int n = int(std::min<int64_t>(C, t_end - t0));
-    __syncthreads();  // the previous chunk is done with the tiles
-    if constexpr (kOut) load_tile(s.q, a.q, a.ldq, t0, n, h);
-    load_tile(s.k, a.k, a.ldk, t0, n, h);
+    const int n = chunk_len(t0);
+    const bool has_next = t0 + C < t_end;
+    __syncthreads();  // the previous chunk is done with V
     load_tile(s.v, a.v, a.ldv, t0, n, h);
+    cp_async_commit();
+    cp_async_wait_all();
     __syncthreads();
     build_decayed_keys(s, n);
     if constexpr (kOut) decayed_scores(s, warp, lane);
-    __syncthreads();
-    if constexpr (kOut) chunk_output<kF32>(s, acc, a, t0, n, h, warp, lane);
+    __syncthreads();  // K is free
+    if (has_next) load_tile(s.k, a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
+    if constexpr (kOut) {
+      chunk_output<kF32>(s, acc, a, t0, n, h, warp, lane);
+      __syncthreads();  // Q is free
+      if (has_next) load_tile(s.q, a.q, a.ldq, t0 + C, chunk_len(t0 + C), h);
+    }
+    cp_async_commit();
     state_update(s, acc, s.decay[n], warp, lane);
   }
 
