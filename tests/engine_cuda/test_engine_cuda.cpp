@@ -112,6 +112,7 @@ TEST_P(CudaTrainedParity, PromptLogitsMatchTrainingCode) {
   auto p = SafetensorsFile::open(dir + "/parity.safetensors");
   EngineOptions eo;
   eo.backend = "cuda";
+  eo.backend_options.weight_dtype = "f32";  // the parity logits were computed in fp32 on the bf16 weights
   auto engine = Engine::open(dir, eo);
   GenerateOptions o;
   o.max_new_tokens = 1;
@@ -120,6 +121,59 @@ TEST_P(CudaTrainedParity, PromptLogitsMatchTrainingCode) {
   ASSERT_TRUE(t);
   ASSERT_EQ(got.at("logits").shape, t->shape);
   EXPECT_TRUE(close_reported("logits", t->shape, got.at("logits").f32.data(), t->to_f32().data()));
+}
+
+// The same model with the weights on the device in bf16 (cuBLASLt GEMMs on bf16-rounded activations, the
+// default for these bf16 checkpoints) against its oracle, the CPU backend rounding the same GEMM inputs to bf16
+// (weight_dtype "bf16"). The two differ in accumulation order, so a value near a bf16 rounding boundary can round
+// one ulp apart (0.4%) and the difference propagates through the layers: measured on an H100, per-element
+// differences reach 0.24 on logits of magnitude 5 while the global cosine distance stays ≤ 2.1e-6. The criterion
+// is therefore the end-to-end one of `ling run --backend cuda` (cosine distance, here 1e-5 instead of 1e-4) plus
+// identical greedy tokens up to a near tie; the distance to the fp32 parity logits is printed for the record.
+TEST_P(CudaTrainedParity, Bf16WeightsMatchTheBf16CpuOracle) {
+  SKIP_WITHOUT_DEVICE();
+  const char* env = std::getenv("LING_MODELS_DIR");
+  const std::string dir = (env && *env ? std::string(env) : std::string(LING_SOURCE_DIR) + "/models") + "/" + GetParam();
+  auto p = SafetensorsFile::open(dir + "/parity.safetensors");
+  auto run = [&](const std::string& backend) {
+    EngineOptions eo;
+    eo.backend = backend;
+    eo.backend_options.weight_dtype = "bf16";
+    eo.backend_options.mla_absorbed_decode = false;  // the CUDA backend decodes MLA in the non-absorbed form
+    auto engine = Engine::open(dir, eo);
+    GenerateOptions o;
+    o.max_new_tokens = 8;
+    return generate(*engine, input_ids(*p), o).tensors();
+  };
+  const auto gpu = run("cuda"), cpu = run("cpu");
+  const TensorInfo* t = p->find("logits");
+  ASSERT_TRUE(t);
+  const auto& gl = gpu.at("logits");
+  ASSERT_EQ(gl.shape, t->shape);
+  std::printf("  vs fp32 parity: %s\n",
+              ref::compare_f32("logits", t->shape, gl.f32.data(), t->to_f32().data(), tol(2e-2, 1e-3, 1e-5)).line().c_str());
+  const ref::CompareReport rep =
+      ref::compare_f32("logits", gl.shape, gl.f32.data(), cpu.at("logits").f32.data(), tol(1e30, 1e30, 1e-5));
+  std::printf("  vs bf16 CPU oracle: %s\n", rep.line().c_str());
+  EXPECT_TRUE(rep.ok) << rep.line();
+  // Greedy tokens equal up to a near tie: where they first differ, the oracle's margin between its token and the
+  // GPU's must lie within the measured logit noise (rep's max_abs); the sequences diverge after that step.
+  const auto& gi = gpu.at("decode_ids").i64;
+  const auto& ci = cpu.at("decode_ids").i64;
+  const auto& cl = cpu.at("decode_logits");
+  const auto& cp = cpu.at("logits");
+  ASSERT_EQ(gi.size(), ci.size());
+  const int64_t V = cl.shape.back();
+  for (size_t i = 0; i < gi.size(); ++i) {
+    if (gi[i] == ci[i]) continue;
+    // decode_ids[0] was picked from the last prompt row, decode_ids[i] from decode_logits[i − 1].
+    const float* row = i == 0 ? cp.f32.data() + (int64_t(cp.f32.size()) / V - 1) * V : cl.f32.data() + int64_t(i - 1) * V;
+    const double margin = double(row[ci[i]]) - row[gi[i]];
+    std::printf("  greedy step %zu: GPU %lld vs oracle %lld, oracle margin %.3g (noise %.3g)\n", i,
+                (long long)gi[i], (long long)ci[i], margin, rep.max_abs);
+    EXPECT_LE(margin, rep.max_abs) << "step " << i << " differs beyond a near tie";
+    break;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, CudaTrainedParity, ::testing::Values("ling20-gqa-6m", "ling25-hybrid-6m"),

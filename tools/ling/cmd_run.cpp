@@ -33,6 +33,7 @@ struct RunOptions {
   int64_t top_k = 0;
   uint64_t seed = 0;
   std::string backend = "cpu";
+  std::string weight_dtype = "auto";  // --weight-dtype (cuda)
   int threads = 0;
   std::string decay;
   std::string dump;
@@ -107,6 +108,7 @@ int run(const RunOptions& o) {
   EngineOptions eo;
   eo.backend = o.backend;
   eo.backend_options.threads = o.threads;
+  eo.backend_options.weight_dtype = o.weight_dtype;
   eo.decay = o.decay;
   auto engine = Engine::open(o.model, eo);
 
@@ -171,6 +173,9 @@ Command register_run(CLI::App& app) {
   c.app->add_option("--top-k", o->top_k, "Sample among the k best (default 0 = off)");
   c.app->add_option("--seed", o->seed, "Sampling seed (default 0)");
   c.app->add_option("--backend", o->backend, "cpu | cuda (default cpu)");
+  c.app->add_option("--weight-dtype", o->weight_dtype,
+                    "cuda: projection weights on the device: auto (as stored) | bf16 | f32")
+      ->check(CLI::IsMember({"auto", "bf16", "f32"}));
   c.app->add_option("--threads", o->threads, "CPU threads (default: all)");
   c.app->add_option("--lightning-decay", o->decay, "Lightning layer decay f(l): hf (default) | engine | mlx");
   c.app->add_option("--dump", o->dump, "Write logits/decode_ids/decode_logits to this .safetensors");

@@ -49,7 +49,23 @@ class CpuBackend final : public Backend {
   }
   std::string name() const override { return "cpu"; }
 
+  // Projection GEMM. With weight_dtype "bf16" the activations are rounded to bf16 first (the CUDA backend's bf16
+  // path in fp32 arithmetic: its oracle; the weights of a bf16 checkpoint are bf16 values already). The MoE
+  // router GEMM never comes here: it stays fp32.
+  void mm(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0,
+          int64_t ldy = 0) {
+    if (!bf16_) return lin(x, M, K, w, bias, y, ldx, ldy);
+    const int64_t lx = ldx ? ldx : K;
+    xr_.resize(size_t(M * K));
+    for (int64_t r = 0; r < M; ++r)
+      for (int64_t c = 0; c < K; ++c) xr_[size_t(r * K + c)] = round_bf16(x[r * lx + c]);
+    lin(xr_.data(), M, K, w, bias, y, 0, ldy);
+  }
+
   void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
+    LING_CHECK(opt_.weight_dtype == "auto" || opt_.weight_dtype == "bf16" || opt_.weight_dtype == "f32",
+               "--weight-dtype: '", opt_.weight_dtype, "' is not auto, bf16 or f32");
+    bf16_ = opt_.weight_dtype == "bf16";  // the CPU reference computes in f32 unless asked to emulate bf16
     cfg_ = c;
     w_ = std::move(w);
     freqs_ = ref::rope_freqs(rope_freq_params(c));
@@ -126,7 +142,7 @@ class CpuBackend final : public Backend {
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
     const int64_t hd = cfg_.head_dim, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
     std::vector<float> qkv(n * width), o(n * nh * hd);
-    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.data());
+    mm(x.data, n, H, L.qkv, L.qkv_bias, qkv.data());
     qk_norm_rope(L, qkv.data(), n, width, nh, nkv, plan);
     for (const SeqSlice& s : plan.seqs) {
       CpuLayerCache& c = static_cast<CpuSeqState*>(s.state)->layers[layer];
@@ -143,7 +159,7 @@ class CpuBackend final : public Backend {
       a.nh = nh; a.nkv = nkv; a.dk = hd; a.dv = hd; a.scale = float(1.0 / std::sqrt(double(hd)));
       attend(a);
     }
-    lin(o.data(), n, nh * hd, L.dense, L.dense_bias, out.data);
+    mm(o.data(), n, nh * hd, L.dense, L.dense_bias, out.data);
   }
 
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
@@ -151,7 +167,7 @@ class CpuBackend final : public Backend {
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     const int64_t width = 3 * nh * hd, inner = nh * hd;
     std::vector<float> qkv(n * width), o(n * inner), gate(n * inner);
-    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.data());
+    mm(x.data, n, H, L.qkv, L.qkv_bias, qkv.data());
     qk_norm_rope(L, qkv.data(), n, width, nh, nh, plan);
     for (const SeqSlice& s : plan.seqs) {
       CpuLayerCache& c = static_cast<CpuSeqState*>(s.state)->layers[layer];
@@ -167,9 +183,9 @@ class CpuBackend final : public Backend {
     gn.x = gn.y = o.data(); gn.w = L.g_norm.data(); gn.rows = n; gn.dim = inner; gn.groups = cfg_.group_norm_size;
     gn.eps = cfg_.rms_norm_eps;
     ref::rms_norm(gn);
-    lin(x.data, n, H, L.g_proj, Mat{}, gate.data());
+    mm(x.data, n, H, L.g_proj, Mat{}, gate.data());
     for (int64_t i = 0; i < n * inner; ++i) o[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
-    lin(o.data(), n, inner, L.dense, L.dense_bias, out.data);
+    mm(o.data(), n, inner, L.dense, L.dense_bias, out.data);
   }
 
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
@@ -183,14 +199,14 @@ class CpuBackend final : public Backend {
     if (!L.q_a.empty()) {
       const int64_t rq = cfg_.q_lora_rank;
       std::vector<float> qa(n * rq);
-      lin(x.data, n, H, L.q_a, L.q_a_bias, qa.data());
+      mm(x.data, n, H, L.q_a, L.q_a_bias, qa.data());
       ln.x = ln.y = qa.data(); ln.w = L.q_a_norm.data(); ln.rows = n; ln.dim = rq;
       if (opt_.mla_latent_norm) ref::rms_norm(ln);
-      lin(qa.data(), n, rq, L.q_b, Mat{}, q.data());
+      mm(qa.data(), n, rq, L.q_b, Mat{}, q.data());
     } else {
-      lin(x.data, n, H, L.q_proj, L.q_proj_bias, q.data());
+      mm(x.data, n, H, L.q_proj, L.q_proj_bias, q.data());
     }
-    lin(x.data, n, H, L.kv_a, L.kv_a_bias, ckv.data());
+    mm(x.data, n, H, L.kv_a, L.kv_a_bias, ckv.data());
     ln.x = ln.y = ckv.data(); ln.w = L.kv_a_norm.data(); ln.rows = n; ln.dim = r; ln.ldx = ln.ldy = lc;
     if (opt_.mla_latent_norm) ref::rms_norm(ln);
     ref::RopeParams rp;
@@ -214,7 +230,7 @@ class CpuBackend final : public Backend {
       }
       // Non-absorbed: expand K [S, nh, dqk] and V [S, nh, dv] from the latent cache.
       std::vector<float> kv(S * nh * (dn + dv)), K(S * nh * dqk), V(S * nh * dv);
-      lin(c.latent.data(), S, r, L.kv_b, Mat{}, kv.data(), lc);
+      mm(c.latent.data(), S, r, L.kv_b, Mat{}, kv.data(), lc);
       for (int64_t j = 0; j < S; ++j)
         for (int64_t h = 0; h < nh; ++h) {
           const float* src = kv.data() + (j * nh + h) * (dn + dv);
@@ -229,17 +245,17 @@ class CpuBackend final : public Backend {
       a.scale = scale;
       attend(a);
     }
-    lin(o.data(), n, nh * dv, L.dense, L.dense_bias, out.data);
+    mm(o.data(), n, nh * dv, L.dense, L.dense_bias, out.data);
   }
 
   void swiglu_mlp(const float* x, int64_t n, const ExpertWeights& e, float* y) {
     const int64_t H = cfg_.hidden_size, I = e.gate_up.rows / 2;
     std::vector<float> gu(n * 2 * I);
-    lin(x, n, H, e.gate_up, Mat{}, gu.data());
+    mm(x, n, H, e.gate_up, Mat{}, gu.data());
     ref::SwigluParams s;
     s.gu = gu.data(); s.out = gu.data(); s.rows = n; s.I = I;
     ref::swiglu(s);
-    lin(gu.data(), n, I, e.down, Mat{}, y);
+    mm(gu.data(), n, I, e.down, Mat{}, y);
   }
 
   void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
@@ -282,11 +298,13 @@ class CpuBackend final : public Backend {
     const int64_t H = cfg_.hidden_size;
     std::vector<float> xs(rows.size() * H);
     for (size_t i = 0; i < rows.size(); ++i) std::memcpy(xs.data() + i * H, x.data + rows[i] * H, sizeof(float) * H);
-    lin(xs.data(), int64_t(rows.size()), H, w_->lm_head, Mat{}, logits.data);
+    mm(xs.data(), int64_t(rows.size()), H, w_->lm_head, Mat{}, logits.data);
   }
 
  private:
   BackendOptions opt_;
+  bool bf16_ = false;         // round GEMM activations to bf16 (weight_dtype "bf16")
+  std::vector<float> xr_;     // scratch of the rounded activations
   ModelConfig cfg_;
   std::shared_ptr<const ModelWeights> w_;
   ref::RopeFreqs freqs_;

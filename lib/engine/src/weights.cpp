@@ -83,6 +83,8 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
   const std::string where = ckpt.path();
   Pool pool{{}, where};
   std::set<std::string> known;
+  DType stored_dtype = DType::F32;
+  bool stored_set = false;
   for (const TensorSpec& spec : tensor_schema(config, /*include_mtp=*/true)) {
     known.insert(spec.name);
     const bool mtp = spec.layer >= config.num_hidden_layers;
@@ -102,6 +104,10 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
     if (mtp) continue;
     Mat m = to_mat(*t, where);
     if (scale) apply_block_scale(m, *t, *scale, where);
+    if (spec.role == TensorRole::Linear && !stored_set) {
+      stored_dtype = t->dtype;
+      stored_set = true;
+    }
     pool.mats[spec.name] = std::move(m);
   }
   for (const std::string& name : ckpt.names()) {
@@ -177,6 +183,7 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
   }
   for (const auto& [name, mat] : pool.mats)
     LING_THROW(where, ": tensor '", name, "' is in the schema but not used by the engine");
+  w.stored_dtype = stored_dtype;
   return w;
 }
 

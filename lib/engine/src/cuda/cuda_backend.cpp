@@ -1,9 +1,11 @@
-// CUDA backend (architecture.md §2), first version: fp32 weights and activations on the device, GEMMs through
-// cuBLAS sgemm with CUBLAS_COMPUTE_32F semantics (default math mode, TF32 off), simple kernels (kernels.cu) for
-// norms, RoPE, attention, Lightning and the MoE combine. The MoE router runs ref::moe_route on the host copy
-// of the fp32 router logits (same tie rule as the CPU backend). Limits: MLA always uses the non-absorbed form
-// (equal in exact arithmetic); the Lightning prefill is the token-by-token recurrence; scratch is cudaMalloc'd
-// per call. bf16 weights and fused kernels come next.
+// CUDA backend (architecture.md §2): fp32 activations on the device; projection weights in bf16 (cuBLASLt GEMMs,
+// bf16 inputs, fp32 accumulation and outputs; gemm_lt.h) or in f32 (cuBLAS sgemm, default math mode, TF32 off),
+// chosen by BackendOptions::weight_dtype ("auto": as the checkpoint stores them). Norm weights, biases, the
+// embedding and the MoE router stay f32 (the router GEMM always runs in fp32). Simple kernels (kernels.cu) for
+// norms, RoPE, attention, Lightning and the MoE combine; the router runs ref::moe_route on the host copy of the
+// fp32 router logits (same tie rule as the CPU backend). A memory plan (weights, GEMM workspace, margin) is
+// checked before anything is uploaded. Limits: MLA always uses the non-absorbed form (equal in exact
+// arithmetic); the Lightning prefill is the token-by-token recurrence; scratch is cudaMalloc'd per call.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -11,9 +13,12 @@
 #include <cstring>
 #include <unordered_map>
 
+#include "gemm_lt.h"
 #include "kernels.cuh"
 #include "model_tables.h"
+#include "ling/core/dtype.h"
 #include "ling/core/error.h"
+#include "ling/core/log.h"
 #include "ling/engine/backend.h"
 #include "ling/ref/ops.h"
 
@@ -95,6 +100,9 @@ class CudaBackend final : public Backend {
   }
   ~CudaBackend() override {
     dev_.clear();
+    dev16_.clear();
+    xbf_.reset();
+    lt_.reset();
     if (blas_) cublasDestroy(blas_);
     if (stream_) cudaStreamDestroy(stream_);
   }
@@ -107,27 +115,42 @@ class CudaBackend final : public Backend {
     if (c.has_mla())
       LING_CHECK(c.rope_dim() == c.qk_rope_head_dim, c.source, ": head_dim·partial_rotary_factor = ", c.rope_dim(),
                  " must equal qk_rope_head_dim = ", c.qk_rope_head_dim, " for MLA layers");
-    // Memory check: every weight in f32 plus a 10% margin for activations and caches.
-    std::vector<const Mat*> mats = {&w_->embed, &w_->norm, &w_->lm_head};
+    // Projection weights (bf16-capable) and everything else (f32).
+    LING_CHECK(opt_.weight_dtype == "auto" || opt_.weight_dtype == "bf16" || opt_.weight_dtype == "f32",
+               "--weight-dtype: '", opt_.weight_dtype, "' is not auto, bf16 or f32");
+    bf16_ = opt_.weight_dtype == "bf16" || (opt_.weight_dtype == "auto" && w_->stored_dtype != DType::F32);
+    std::vector<const Mat*> lin_mats = {&w_->lm_head}, f32_mats = {&w_->embed, &w_->norm};
     for (const LayerWeights& L : w_->layers) {
-      for (const Mat* m : {&L.input_norm, &L.post_norm, &L.qkv, &L.qkv_bias, &L.q_norm, &L.k_norm, &L.g_proj,
-                           &L.g_norm, &L.dense, &L.dense_bias, &L.q_a, &L.q_a_bias, &L.q_a_norm, &L.q_b, &L.q_proj,
-                           &L.q_proj_bias, &L.kv_a, &L.kv_a_bias, &L.kv_a_norm, &L.kv_b, &L.gate_up, &L.down,
-                           &L.router, &L.router_bias, &L.shared.gate_up, &L.shared.down})
-        mats.push_back(m);
+      for (const Mat* m : {&L.qkv, &L.g_proj, &L.dense, &L.q_a, &L.q_b, &L.q_proj, &L.kv_a, &L.kv_b, &L.gate_up,
+                           &L.down, &L.shared.gate_up, &L.shared.down})
+        lin_mats.push_back(m);
+      for (const Mat* m : {&L.input_norm, &L.post_norm, &L.qkv_bias, &L.q_norm, &L.k_norm, &L.g_norm, &L.dense_bias,
+                           &L.q_a_bias, &L.q_a_norm, &L.q_proj_bias, &L.kv_a_bias, &L.kv_a_norm, &L.router,
+                           &L.router_bias})
+        f32_mats.push_back(m);
       for (const ExpertWeights& e : L.experts) {
-        mats.push_back(&e.gate_up);
-        mats.push_back(&e.down);
+        lin_mats.push_back(&e.gate_up);
+        lin_mats.push_back(&e.down);
       }
     }
-    size_t need = 0;
-    for (const Mat* m : mats) need += sizeof(float) * m->v.size();
+    // Memory plan: weights at their device dtype, the GEMM workspace, and a margin of 10% of the weights plus
+    // 256 MiB for activations and caches.
+    size_t lin_bytes = 0, f32_bytes = 0;
+    for (const Mat* m : lin_mats) lin_bytes += (bf16_ ? 2 : 4) * m->v.size();
+    for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
+    const size_t weights = lin_bytes + f32_bytes, workspace = bf16_ ? cuda::LtGemm::kWorkspace : 0;
+    const size_t want = weights + workspace + weights / 10 + (size_t(256) << 20);
     size_t free_b = 0, total_b = 0;
     LING_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-    const size_t want = need + need / 10 + (size_t(256) << 20);
-    LING_CHECK(want <= free_b, "cuda: the f32 weights of ", c.source, " need ", want >> 20, " MiB with margin but the device has ",
-               free_b >> 20, " MiB free (short by ", (want - free_b) >> 20, " MiB)");
-    for (const Mat* m : mats) upload(*m);
+    LING_CHECK(want <= free_b, "cuda: ", c.source, " needs ", want >> 20, " MiB (", bf16_ ? "bf16" : "f32",
+               " projections ", lin_bytes >> 20, " MiB, f32 norms/embedding/router ", f32_bytes >> 20,
+               " MiB, workspace ", workspace >> 20, " MiB, margin ", (want - weights - workspace) >> 20,
+               " MiB) but the device has ", free_b >> 20, " MiB free: short by ", (want - free_b) >> 20, " MiB");
+    log_info("cuda: memory plan ", want >> 20, " MiB of ", free_b >> 20, " MiB free (", bf16_ ? "bf16" : "f32",
+             " projections ", lin_bytes >> 20, " MiB)");
+    if (bf16_) lt_ = std::make_unique<cuda::LtGemm>(stream_);
+    for (const Mat* m : lin_mats) bf16_ ? upload16(*m) : upload(*m);
+    for (const Mat* m : f32_mats) upload(*m);
     const std::vector<double> slopes = lightning_slopes(c.num_attention_heads);
     decay_.assign(c.num_hidden_layers, DevF());
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
@@ -338,6 +361,23 @@ class CudaBackend final : public Backend {
     LING_CUDA_CHECK(cudaMemcpy(d.p, m.data(), sizeof(float) * m.v.size(), cudaMemcpyHostToDevice));
     dev_.emplace(m.data(), d);
   }
+  // A projection weight as bf16 on the device (host f32 rounded to nearest even: exact for bf16 checkpoints).
+  void upload16(const Mat& m) {
+    if (m.empty() || dev16_.count(m.data())) return;
+    std::vector<uint16_t> h(m.v.size());
+    for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_bf16(m.v[i]);
+    auto d = dev_alloc(sizeof(uint16_t) * h.size());
+    LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * h.size(), cudaMemcpyHostToDevice));
+    dev16_.emplace(m.data(), d);
+  }
+  // Scratch for the bf16 copy of a GEMM's activations (grows, kept).
+  void* bf16_scratch(size_t n) {
+    if (n > xbf_cap_) {
+      xbf_ = dev_alloc(sizeof(uint16_t) * n);
+      xbf_cap_ = n;
+    }
+    return xbf_.get();
+  }
   const float* W(const Mat& m) const {
     if (m.empty()) return nullptr;
     auto it = dev_.find(m.data());
@@ -368,6 +408,18 @@ class CudaBackend final : public Backend {
     LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
     const int64_t N = w.rows;
     if (M == 0 || N == 0) return;
+    auto w16 = dev16_.find(w.data());
+    if (w16 != dev16_.end()) {
+      void* xb = bf16_scratch(size_t(M * K));
+      cuda::f32_to_bf16(x, ldx ? ldx : K, xb, M, K, stream_);
+      launched();
+      lt_->run(w16->second.get(), xb, y, M, N, K);
+      if (!bias.empty()) {
+        cuda::add_bias(y, W(bias), M, N, N, stream_);
+        launched();
+      }
+      return;
+    }
     const float one = 1.0f, zero = 0.0f;
     LING_CUBLAS_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(N), int(M), int(K), &one, W(w), int(K), x,
                                   int(ldx ? ldx : K), &zero, y, int(N)));
@@ -406,6 +458,11 @@ class CudaBackend final : public Backend {
   }
 
   BackendOptions opt_;
+  bool bf16_ = false;
+  std::unique_ptr<cuda::LtGemm> lt_;
+  std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
+  std::shared_ptr<void> xbf_;
+  size_t xbf_cap_ = 0;
   ModelConfig cfg_;
   std::shared_ptr<const ModelWeights> w_;
   ref::RopeFreqs freqs_;

@@ -1,6 +1,8 @@
 // Simple fp32 kernels of the CUDA backend (architecture.md §2), each mirroring its ling_ref op: fp64 sums where
 // the reference uses them, the same operation order elsewhere. Correctness first: one block per row, head or
 // query; the Lightning prefill runs the recurrence token by token (no chunked form yet).
+#include <cuda_bf16.h>
+
 #include <cmath>
 
 #include "kernels.cuh"
@@ -172,6 +174,13 @@ __global__ void k_mla_expand(const float* kv, const float* lat, float* K, float*
   for (int64_t i = threadIdx.x; i < dr; i += blockDim.x) kd[dn + i] = lat[j * (r + dr) + r + i];
   for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) V[jh * dv + i] = src[dn + i];
 }
+__global__ void k_f32_to_bf16(const float* x, int64_t ldx, __nv_bfloat16* y, int64_t rows, int64_t cols) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= rows * cols) return;
+  const int64_t r = i / cols, c = i % cols;
+  y[i] = __float2bfloat16_rn(x[r * ldx + c]);
+}
+
 __global__ void k_moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n * H) return;
@@ -236,6 +245,12 @@ void mla_expand(const float* kv, const float* latent, float* K, float* V, int64_
 }
 void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H, cudaStream_t s) {
   if (n * H > 0) k_moe_combine<<<blocks_for(n * H), kThreads, 0, s>>>(ye, w, out, n, k, H);
+}
+
+void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows * cols > 0)
+    k_f32_to_bf16<<<blocks_for(rows * cols), kThreads, 0, s>>>(x, ldx ? ldx : cols, static_cast<__nv_bfloat16*>(y),
+                                                              rows, cols);
 }
 
 }  // namespace ling::cuda

@@ -39,5 +39,7 @@ void mla_expand(const float* kv, const float* latent, float* K, float* V, int64_
 void scatter_rows(const float* src, const int64_t* slot, float* dst, int64_t n, int64_t H, cudaStream_t s);
 // out[t, h] += Σ_j ye[t·k + j, h] · w[t·k + j] (top-k order, fp32).
 void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H, cudaStream_t s);
+// y[r, c] = bf16(x[r·ldx + c]) (round to nearest even) for rows × cols values; y is [rows, cols] bf16.
+void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s);
 
 }  // namespace ling::cuda

@@ -54,6 +54,10 @@ struct BackendOptions {
   // false: skip kv_a_layernorm / q_a_layernorm (CPU backend only). The format always applies them; the switch
   // exists so that conversion tests can check the linear part of a GQA→MLA conversion for exactness.
   bool mla_latent_norm = true;
+  // CUDA backend: dtype of the projection weights on the device. "auto": bf16 when the checkpoint stores its
+  // projections in bf16/f16/fp8, f32 when it stores f32. bf16 runs cuBLASLt GEMMs with bf16 inputs and fp32
+  // accumulation/outputs; the MoE router GEMM always stays fp32.
+  std::string weight_dtype = "auto";
 };
 
 class Backend {

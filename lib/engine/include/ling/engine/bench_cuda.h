@@ -3,7 +3,8 @@
 // seeded random data, timed with CUDA events around each call after warm-ups, L2 flushed (a 256 MiB write)
 // before every timed call; median, min and max of `reps`. Bytes and FLOPs are counted from the shapes:
 //   Lightning prefill: bytes T·nh·128·2·4 (q, k, v, o bf16), FLOPs nh·T·(4·64·128 + 4·128²) (chunk-64 form);
-//   Lightning decode: bytes 2·B·nh·128²·4 (fp32 state read + written), FLOPs 4·B·nh·128².
+//   Lightning decode: bytes 2·B·nh·128²·4 (fp32 state read + written), FLOPs 4·B·nh·128²;
+//   MLA absorbed decode: bytes B·ctx·576·2 (the bf16 latent cache read once), FLOPs 2·B·nh·ctx·(576 + 512).
 // Throws ling::Error when no CUDA device is present or a launch fails.
 #pragma once
 #include <cstdint>
@@ -18,15 +19,17 @@ struct CudaBenchOptions {
   std::vector<int64_t> prefill_blocks{0};                    // sequence blocks per head (0 = the kernel's choice)
   std::vector<int64_t> decode_batch{1, 64, 256};             // Lightning decode batch sizes
   int64_t decode_heads = 64;
+  struct MlaShape { int64_t batch, context, heads; };
+  std::vector<MlaShape> mla{{64, 32768, 64}, {64, 32768, 8}, {32, 16384, 64}};  // paged cache, page 64
   int reps = 20;                                             // timed calls per shape (median)
   int warmup = 3;
   uint64_t seed = 1;
 };
 
 struct CudaBenchRow {
-  std::string op;          // "copy.d2d", "lightning.prefill", "lightning.decode"
+  std::string op;          // "copy.d2d", "lightning.prefill", "lightning.decode", "mla.decode"
   std::string shape;       // e.g. "T=32768 nh=64 d=128 bf16"
-  int64_t T = 0, nh = 0, batch = 0, blocks = 0;  // blocks: requested prefill blocks (0 = automatic)
+  int64_t T = 0, nh = 0, batch = 0, blocks = 0;  // T: tokens (prefill) or context (MLA); blocks: prefill, 0 = auto
   double ms = 0, ms_min = 0, ms_max = 0;  // median, min, max of the timed calls
   double bytes = 0, flops = 0;
   double gbps = 0, tflops = 0;

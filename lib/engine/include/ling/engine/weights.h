@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "ling/core/dtype.h"
 #include "ling/model/config.h"
 
 namespace ling {
@@ -50,6 +51,7 @@ struct ModelWeights {
   Mat norm;     // [H]
   Mat lm_head;  // [V, H] (the embedding when tied)
   std::vector<LayerWeights> layers;  // main stack only (MTP layers are not loaded)
+  DType stored_dtype = DType::F32;   // dtype of the checkpoint's projection weights (before the f32 conversion)
 };
 
 // Load and check every tensor of `ckpt` against tensor_schema(config). Tensors of MTP layers are accepted and
