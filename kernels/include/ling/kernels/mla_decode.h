@@ -1,0 +1,39 @@
+// Absorbed MLA decode attention over a paged latent cache (architecture.md §2.7 step 7), split-KV:
+//   s_h(t) = (q̃_h · c_t + q_pe_h · k_pe_t) · scale,  u_h = Σ_t softmax_t(s_h) c_t      (t < seq_len[b])
+// with q̃_h = W_UK_hᵀ q_nope_h (absorbed by the caller, fp32) and o_h = W_UV_h u_h applied by the caller.
+// Cache rows are [c (512) ‖ k_pe (64)] bf16, in pages of 64 tokens; page_table[b] lists the pages of sequence b.
+// Each sequence's context is cut into `splits` ranges of whole pages processed by separate CTAs (fp32 partial
+// maxima, sums and accumulators in the workspace), then a combine kernel merges them.
+// The tests convert these params to ling::ref::MlaDecodeParams (tests/kernels/mla_params.h).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace ling::kernels {
+
+constexpr int64_t kMlaLatent = 512;   // kv_lora_rank
+constexpr int64_t kMlaRope = 64;      // qk_rope_head_dim
+constexpr int64_t kMlaRow = kMlaLatent + kMlaRope;
+constexpr int64_t kMlaPage = 64;      // tokens per cache page
+
+struct MlaDecodeParams {
+  const float* q = nullptr;           // fp32 [B, nh, 576]: q̃ (512) ‖ q_pe after RoPE (64)
+  const uint16_t* cache = nullptr;    // bf16 [num_pages, 64, 576]
+  const int32_t* page_table = nullptr;  // [B, max_pages] page ids (device)
+  const int32_t* seq_len = nullptr;   // [B] context length of each sequence (device), ≤ max_pages · 64
+  float* u = nullptr;                 // fp32 [B, nh, 512]: attention output in latent space
+  void* workspace = nullptr;          // mla_decode_workspace_bytes(...) bytes (device)
+  int64_t B = 0, nh = 0, max_pages = 0;
+  int64_t max_seq_len = 0;            // host-side bound of seq_len (sizes the split plan)
+  float scale = 1.0f;
+  int64_t splits = 0;                 // 0 = chosen from B, nh, max_seq_len and the SM count
+};
+
+// Pure host plan: context splits per sequence for this shape on `num_sms` SMs.
+int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms);
+size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms);
+void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream);
+
+}  // namespace ling::kernels

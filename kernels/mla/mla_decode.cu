@@ -1,0 +1,203 @@
+// Absorbed MLA decode over a paged bf16 latent cache, split-KV (include/ling/kernels/mla_decode.h).
+// Pass 1: one CTA per (head group of 16, split, sequence) walks its pages in tiles of 32 tokens: tile → shared
+// memory (cp.async, zero rows past the end), scores s = (q · row) · scale in fp32 for 16 heads × 32 tokens,
+// online softmax (running max m, sum l), u += p · c with 16 heads × 512 latent columns in registers (2 columns per
+// thread). Partial (m, l, u) go to the workspace. Pass 2 merges the splits: u = Σ_s e^{m_s − M} u_s / Σ_s e^{m_s − M} l_s.
+// Arithmetic is fp32 on CUDA cores (exact products of the bf16 cache); at 64 heads this is compute-bound.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/check.h"
+#include "common/mma.cuh"
+#include "ling/kernels/mla_decode.h"
+
+namespace ling::kernels {
+namespace {
+
+constexpr int kRow = int(kMlaRow), kLat = int(kMlaLatent), kPage = int(kMlaPage);
+constexpr int kHeads = 16;     // heads per CTA
+constexpr int kTile = 32;      // tokens per shared-memory tile
+constexpr int kPitch = kRow + 8;  // bf16 row pitch of the tile
+constexpr int kThreads = 256;
+
+struct Smem {
+  float q[kHeads][kRow];                // this group's queries
+  __nv_bfloat16 c[kTile][kPitch];       // cache rows of the tile
+  float p[kHeads][kTile];               // softmax numerators of the tile
+  float alpha[kHeads];                  // rescale of the running accumulators
+};
+
+struct Args {
+  MlaDecodeParams p;
+  float* ws_u;   // [B, splits, nh, 512]
+  float* ws_ml;  // [B, splits, nh, 2] (running max, sum)
+  int splits, pages_per_split;
+};
+
+__global__ void __launch_bounds__(kThreads, 2) mla_split_kernel(const Args a) {
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  Smem& s = *reinterpret_cast<Smem*>(smem_raw);
+  const MlaDecodeParams& p = a.p;
+  const int tid = threadIdx.x;
+  const int64_t h0 = int64_t(blockIdx.x) * kHeads, split = blockIdx.y, b = blockIdx.z;
+  const int nh_here = int(std::min<int64_t>(kHeads, p.nh - h0));
+  const int64_t len = p.seq_len[b];
+  const int64_t t_begin = split * a.pages_per_split * kPage;
+  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+
+  for (int i = tid; i < kHeads * kRow; i += kThreads) {
+    const int h = i / kRow, k = i % kRow;
+    s.q[h][k] = h < nh_here ? p.q[(b * p.nh + h0 + h) * kRow + k] : 0.0f;
+  }
+  // score thread: head sh, tokens st and st + 16; softmax state lives in lane group of 16 (one head)
+  const int sh = tid >> 4, st = tid & 15;
+  float m_run = -INFINITY, l_run = 0.0f;
+  float acc[kHeads][2] = {};  // u[h][2 tid .. 2 tid + 1]
+
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kTile) {
+    const int n = int(std::min<int64_t>(kTile, t_end - t0));
+    __syncthreads();  // previous tile consumed
+    for (int i = tid; i < kTile * (kRow / 8); i += kThreads) {
+      const int r = i / (kRow / 8), c = (i % (kRow / 8)) * 8;
+      const int64_t t = t0 + r;
+      const uint16_t* src = p.cache;
+      if (r < n) src = p.cache + (int64_t(p.page_table[b * p.max_pages + t / kPage]) * kPage + t % kPage) * kRow + c;
+      cp_async16(&s.c[r][c], src, r < n);
+    }
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+    // scores of head sh for tokens st, st + 16
+    float sc[2];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      const int t = st + 16 * j;
+      float d = 0.0f;
+#pragma unroll 8
+      for (int k = 0; k < kRow; k += 4) {
+        const float4 qv = *reinterpret_cast<const float4*>(&s.q[sh][k]);
+        const uint2 cv = *reinterpret_cast<const uint2*>(&s.c[t][k]);
+        const __nv_bfloat162 c01 = *reinterpret_cast<const __nv_bfloat162*>(&cv.x);
+        const __nv_bfloat162 c23 = *reinterpret_cast<const __nv_bfloat162*>(&cv.y);
+        d = fmaf(qv.x, __low2float(c01), d);
+        d = fmaf(qv.y, __high2float(c01), d);
+        d = fmaf(qv.z, __low2float(c23), d);
+        d = fmaf(qv.w, __high2float(c23), d);
+      }
+      sc[j] = t < n ? d * p.scale : -INFINITY;
+    }
+    float mx = fmaxf(sc[0], sc[1]);
+#pragma unroll
+    for (int off = 8; off >= 1; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+    const float m_new = fmaxf(m_run, mx);  // finite: every tile has ≥ 1 valid token
+    const float e0 = expf(sc[0] - m_new), e1 = expf(sc[1] - m_new);
+    float sum = e0 + e1;
+#pragma unroll
+    for (int off = 8; off >= 1; off >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, off);
+    const float alpha = expf(m_run - m_new);  // 0 on the first tile (m_run = −inf)
+    l_run = l_run * alpha + sum;
+    m_run = m_new;
+    s.p[sh][st] = e0;
+    s.p[sh][st + 16] = e1;
+    if (st == 0) s.alpha[sh] = alpha;
+    __syncthreads();
+    // u[h][2 tid..] = alpha_h u + Σ_t p[h][t] c[t][2 tid..]
+#pragma unroll
+    for (int h = 0; h < kHeads; ++h) {
+      const float al = s.alpha[h];
+      acc[h][0] *= al;
+      acc[h][1] *= al;
+    }
+    for (int t = 0; t < n; t += 4) {
+      float2 cv[4];
+#pragma unroll
+      for (int j = 0; j < 4; ++j)
+        cv[j] = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&s.c[t + j][2 * tid]));
+#pragma unroll
+      for (int h = 0; h < kHeads; ++h) {
+        const float4 pv = *reinterpret_cast<const float4*>(&s.p[h][t]);  // zero past n (e = exp(−inf))
+        acc[h][0] = fmaf(pv.x, cv[0].x, fmaf(pv.y, cv[1].x, fmaf(pv.z, cv[2].x, fmaf(pv.w, cv[3].x, acc[h][0]))));
+        acc[h][1] = fmaf(pv.x, cv[0].y, fmaf(pv.y, cv[1].y, fmaf(pv.z, cv[2].y, fmaf(pv.w, cv[3].y, acc[h][1]))));
+      }
+    }
+  }
+  const int64_t base = (b * a.splits + split) * p.nh + h0;
+#pragma unroll
+  for (int h = 0; h < kHeads; ++h)
+    if (h < nh_here)
+      *reinterpret_cast<float2*>(a.ws_u + (base + h) * kLat + 2 * tid) = make_float2(acc[h][0], acc[h][1]);
+  if (st == 0 && sh < nh_here) {
+    a.ws_ml[(base + sh) * 2] = m_run;
+    a.ws_ml[(base + sh) * 2 + 1] = l_run;
+  }
+}
+
+// One CTA per (head, sequence), 128 threads × 4 columns.
+__global__ void mla_combine_kernel(const Args a) {
+  const MlaDecodeParams& p = a.p;
+  const int64_t h = blockIdx.x, b = blockIdx.y;
+  float M = -INFINITY;
+  for (int sp = 0; sp < a.splits; ++sp) M = fmaxf(M, a.ws_ml[((b * a.splits + sp) * p.nh + h) * 2]);
+  float4 u = make_float4(0.f, 0.f, 0.f, 0.f);
+  float L = 0.0f;
+  if (M > -INFINITY) {
+    for (int sp = 0; sp < a.splits; ++sp) {
+      const int64_t i = (b * a.splits + sp) * p.nh + h;
+      const float m = a.ws_ml[i * 2];
+      if (m == -INFINITY) continue;  // empty split
+      const float w = expf(m - M);
+      L += w * a.ws_ml[i * 2 + 1];
+      const float4 x = *reinterpret_cast<const float4*>(a.ws_u + i * kLat + 4 * threadIdx.x);
+      u.x += w * x.x, u.y += w * x.y, u.z += w * x.z, u.w += w * x.w;
+    }
+  }
+  const float inv = L > 0.0f ? 1.0f / L : 0.0f;
+  *reinterpret_cast<float4*>(p.u + (b * p.nh + h) * kLat + 4 * threadIdx.x) =
+      make_float4(u.x * inv, u.y * inv, u.z * inv, u.w * inv);
+}
+
+}  // namespace
+
+int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms) {
+  const int64_t pages = std::max<int64_t>(1, (max_seq_len + kPage - 1) / kPage);
+  const int64_t base = std::max<int64_t>(1, B * ((nh + kHeads - 1) / kHeads));
+  int64_t sp = requested > 0 ? requested : (4 * int64_t(num_sms) + base - 1) / base;  // ≥ 2 waves of 2 CTAs/SM
+  sp = std::clamp<int64_t>(sp, 1, pages);
+  const int64_t per = (pages + sp - 1) / sp;
+  return (pages + per - 1) / per;
+}
+
+size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms) {
+  const int64_t sp = mla_decode_splits(B, nh, max_seq_len, requested, num_sms);
+  return size_t(B * sp * nh) * (kLat + 2) * sizeof(float);
+}
+
+void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
+  LING_CHECK(p.B >= 0 && p.nh >= 1 && p.max_pages >= 1 && p.max_seq_len >= 0,
+             "mla decode: B = ", p.B, ", nh = ", p.nh, ", max_pages = ", p.max_pages, " (need B >= 0, nh, pages >= 1)");
+  if (p.B == 0) return;
+  LING_CHECK(p.q && p.cache && p.page_table && p.seq_len && p.u && p.workspace,
+             "mla decode: a null q/cache/page_table/seq_len/u/workspace pointer");
+  LING_CHECK(p.max_seq_len <= p.max_pages * kPage, "mla decode: max_seq_len ", p.max_seq_len, " exceeds max_pages·64");
+  LING_CHECK(reinterpret_cast<uintptr_t>(p.cache) % 16 == 0 && reinterpret_cast<uintptr_t>(p.u) % 16 == 0,
+             "mla decode: cache and u must be 16-byte aligned");
+  LING_CHECK(p.B <= 65535, "mla decode: B = ", p.B, " exceeds the grid limit 65535");
+  int dev = 0, sms = 0;
+  LING_CUDA_CHECK(cudaGetDevice(&dev));
+  LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int64_t sp = mla_decode_splits(p.B, p.nh, p.max_seq_len, p.splits, sms);
+  const int64_t pages = std::max<int64_t>(1, (p.max_seq_len + kPage - 1) / kPage);
+  Args a{p, static_cast<float*>(p.workspace), nullptr, int(sp), int((pages + sp - 1) / sp)};
+  a.ws_ml = a.ws_u + p.B * sp * p.nh * kLat;
+  const size_t smem = sizeof(Smem);
+  LING_CUDA_CHECK(cudaFuncSetAttribute(mla_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  const dim3 grid(unsigned((p.nh + kHeads - 1) / kHeads), unsigned(sp), unsigned(p.B));
+  mla_split_kernel<<<grid, kThreads, smem, stream>>>(a);
+  LING_CUDA_CHECK(cudaGetLastError());
+  mla_combine_kernel<<<dim3(unsigned(p.nh), unsigned(p.B)), kLat / 4, 0, stream>>>(a);
+  LING_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace ling::kernels

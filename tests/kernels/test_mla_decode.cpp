@@ -1,0 +1,122 @@
+// Absorbed MLA decode over the paged latent cache vs ref::mla_decode_absorbed (architecture.md §2.7 step 7).
+// The test absorbs W_UK into the query (q̃ = W_UKᵀ q_nope, fp64 → fp32), runs the kernel for u, applies W_UV
+// (o = W_UV u, fp64) and compares o with the reference's o at rtol 1e-4 (kernel_test_util.h). Pages are a random
+// permutation; shapes: 1 token, lengths off the 64-token page and 32-token tile, several head groups with a
+// partial one, forced and automatic splits (empty splits included), Ling-2.5-1T's 64 heads and a TP8 shard.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <random>
+
+#include "kernel_test_util.h"
+#include "mla_params.h"
+
+namespace ling::test {
+namespace {
+
+constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels::kMlaRow, PAGE = kernels::kMlaPage;
+
+void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed) {
+  const int64_t B = int64_t(lens.size()), dq = kMlaNope + DR;
+  const int64_t max_len = *std::max_element(lens.begin(), lens.end());
+  const int64_t max_pages = std::max<int64_t>(1, (max_len + PAGE - 1) / PAGE);
+  int64_t total_pages = 0;
+  for (int64_t l : lens) total_pages += (l + PAGE - 1) / PAGE;
+  total_pages += 3;  // pages nobody uses
+  std::vector<int32_t> perm(static_cast<size_t>(total_pages));
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937_64(seed));
+  std::vector<int32_t> table(static_cast<size_t>(B * max_pages), 0), seq(static_cast<size_t>(B));
+  int64_t next = 0;
+  for (int64_t b = 0; b < B; ++b) {
+    seq[size_t(b)] = int32_t(lens[size_t(b)]);
+    for (int64_t pg = 0; pg < (lens[size_t(b)] + PAGE - 1) / PAGE; ++pg) table[size_t(b * max_pages + pg)] = perm[size_t(next++)];
+  }
+  std::vector<float> cache = uniform(size_t(total_pages * PAGE * ROW), -1, 1, seed + 1);
+  const auto cache_bf = to_bf16(cache);
+  std::vector<float> q_full = uniform(size_t(B * nh * dq), -2, 2, seed + 2);
+  std::vector<float> kv_b = uniform(size_t(nh * (kMlaNope + kMlaV) * R), -0.1f, 0.1f, seed + 3);
+  std::vector<float> q_abs(size_t(B * nh * ROW));  // q̃ ‖ q_pe
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < nh; ++h) {
+      const float* qn = &q_full[size_t((b * nh + h) * dq)];
+      const float* wuk = &kv_b[size_t(h * (kMlaNope + kMlaV) * R)];
+      float* dst = &q_abs[size_t((b * nh + h) * ROW)];
+      for (int64_t c = 0; c < R; ++c) {
+        double s = 0;
+        for (int64_t n = 0; n < kMlaNope; ++n) s += double(wuk[n * R + c]) * qn[n];
+        dst[c] = float(s);
+      }
+      for (int64_t c = 0; c < DR; ++c) dst[R + c] = qn[kMlaNope + c];
+    }
+
+  int dev = 0, sms = 0;
+  TEST_CUDA(cudaGetDevice(&dev));
+  TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  DeviceBuffer dq_(q_abs.size() * 4), dcache(cache_bf.size() * 2), dtable(table.size() * 4), dseq(seq.size() * 4),
+      du(size_t(B * nh * R) * 4), dws(kernels::mla_decode_workspace_bytes(B, nh, max_len, splits, sms));
+  dq_.upload(q_abs), dcache.upload(cache_bf), dtable.upload(table), dseq.upload(seq);
+  kernels::MlaDecodeParams p;
+  p.q = dq_.as<float>(), p.cache = dcache.as<uint16_t>(), p.page_table = dtable.as<int32_t>();
+  p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
+  p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
+  p.scale = float(1.0 / std::sqrt(192.0));
+  kernels::launch_mla_decode(p, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+  const std::vector<float> u = du.download<float>(size_t(B * nh * R));
+
+  std::vector<float> o_kernel, o_ref;
+  for (int64_t b = 0; b < B; ++b) {
+    const int64_t len = lens[size_t(b)];
+    std::vector<float> rows(size_t(std::max<int64_t>(len, 1) * ROW), 0.0f);
+    for (int64_t t = 0; t < len; ++t) {
+      const int64_t page = table[size_t(b * max_pages + t / PAGE)];
+      std::copy_n(&cache[size_t((page * PAGE + t % PAGE) * ROW)], ROW, &rows[size_t(t * ROW)]);
+    }
+    const int64_t qpos = len - 1;
+    std::vector<float> o(size_t(nh * kMlaV));
+    ref::mla_decode_absorbed(to_ref(p, {q_full.data(), kv_b.data(), rows.data(), &qpos, o.data()}, b, len));
+    o_ref.insert(o_ref.end(), o.begin(), o.end());
+    for (int64_t h = 0; h < nh; ++h) {
+      const float* wuv = &kv_b[size_t((h * (kMlaNope + kMlaV) + kMlaNope) * R)];
+      const float* uh = &u[size_t((b * nh + h) * R)];
+      for (int64_t i = 0; i < kMlaV; ++i) {
+        double s = 0;
+        for (int64_t c = 0; c < R; ++c) s += double(wuv[i * R + c]) * uh[c];
+        o_kernel.push_back(float(s));
+      }
+    }
+  }
+  std::string tag = "nh=" + std::to_string(nh) + " splits=" +
+                    std::to_string(kernels::mla_decode_splits(B, nh, max_len, splits, sms)) + " lens=";
+  for (int64_t l : lens) tag += std::to_string(l) + ",";
+  EXPECT_TRUE(close_f32("o " + tag, o_kernel, o_ref));
+}
+
+TEST(MlaDecode, AwkwardShapes) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(1, {1}, 0, 500);
+  run_mla(5, {1, 65, 200}, 0, 501);
+  run_mla(17, {127, 64, 31}, 2, 502);
+  run_mla(3, {97, 1, 300}, 5, 503);
+}
+
+TEST(MlaDecode, LingDims) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099}, 0, 510);          // 64 heads, many splits (some empty for the short sequence)
+  run_mla(8, {3, 2049, 16384, 777}, 0, 511);  // TP8 shard, 16K context
+}
+
+TEST(MlaDecode, RejectsBadParams) {
+  SKIP_WITHOUT_CUDA();
+  kernels::MlaDecodeParams p;
+  p.B = 1, p.nh = 1, p.max_pages = 1, p.max_seq_len = 10;
+  EXPECT_THROW(kernels::launch_mla_decode(p, nullptr), Error);  // null pointers
+  p.max_seq_len = 65;
+  EXPECT_THROW(kernels::launch_mla_decode(p, nullptr), Error);  // more than max_pages · 64
+}
+
+}  // namespace
+}  // namespace ling::test
