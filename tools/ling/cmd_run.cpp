@@ -2,7 +2,9 @@
 // Prompt from --prompt-ids (whitespace-separated ids, or a safetensors file's `input_ids`), --prompt (raw text)
 // or --chat (one user message in the Ling chat format; needs tokenizer.json in MODEL). Streams the generated
 // ids (with --prompt-ids) or text to stdout, prints prefill/decode throughput to stderr, optionally dumps
-// logits and intermediates under the golden names (--dump, --dump-hidden).
+// logits and intermediates under the golden names (--dump, --dump-hidden). --prompts FILE runs one request per
+// line through the continuous batcher (ling/engine/batcher.h: --max-batch in flight, chunked prefill) and prints
+// one JSON line per finished request plus a throughput line.
 #include <algorithm>
 #include <climits>
 #include <cstdio>
@@ -14,7 +16,9 @@
 #include "commands.h"
 #include "ling/core/error.h"
 #include "ling/core/safetensors.h"
+#include "ling/engine/batcher.h"
 #include "ling/engine/generate.h"
+#include <nlohmann/json.hpp>
 #include "ling/tokenizer/chat.h"
 #include "ling/tokenizer/tokenizer.h"
 
@@ -39,6 +43,9 @@ struct RunOptions {
   std::string dump;
   bool dump_hidden = false;
   bool ignore_eos = false;
+  std::string prompts;           // --prompts FILE: one text prompt per line, batched
+  int64_t max_batch = 16;        // --max-batch
+  int64_t prefill_chunk = 512;   // --prefill-chunk
 };
 
 std::vector<int32_t> read_prompt_ids(const std::string& path) {
@@ -75,15 +82,71 @@ std::vector<int32_t> read_prompt_ids(const std::string& path) {
   return ids;
 }
 
+// --prompts: every non-empty line is a request (seed + line index when sampling); JSON lines in finish order.
+int run_batched(const RunOptions& o, Engine& engine) {
+  Tokenizer tok = Tokenizer::load(o.model);
+  const ChatTemplate chat = ChatTemplate::load(o.model, tok);
+  std::ifstream in(o.prompts);
+  LING_CHECK(in, o.prompts, ": cannot open the prompts file");
+  BatcherOptions bo;
+  bo.max_batch = o.max_batch;
+  bo.prefill_chunk = o.prefill_chunk;
+  ContinuousBatcher b(engine, bo);
+  std::string line;
+  std::vector<std::string> texts;
+  while (std::getline(in, line)) {
+    if (line.empty()) continue;
+    BatchRequest r;
+    r.prompt = tok.encode(line);
+    LING_CHECK(!r.prompt.empty(), o.prompts, ": line ", texts.size() + 1, " encodes to no tokens");
+    r.options.max_new_tokens = o.max_new_tokens;
+    r.options.temperature = o.temperature;
+    r.options.top_k = o.top_k;
+    r.options.top_p = o.top_p;
+    r.options.seed = o.seed + texts.size();
+    if (!o.ignore_eos)
+      for (int32_t s : chat.stop_ids()) r.options.stop_ids.push_back(s);
+    b.submit(std::move(r));
+    texts.push_back(line);
+  }
+  LING_CHECK(!texts.empty(), o.prompts, ": no prompts");
+  while (!b.idle())
+    b.step({}, [&](const BatchResult& r) {
+      std::vector<int32_t> ids(r.ids.begin(), r.ids.end());
+      std::string text;
+      try { text = tok.decode(ids); } catch (const Error&) { text = ""; }
+      std::cout << nlohmann::json{{"id", r.id}, {"prompt", texts[size_t(r.id)]}, {"text", text}, {"ids", r.ids},
+                                  {"stopped", r.stopped}, {"first_token_s", r.first_token_seconds},
+                                  {"finish_s", r.finish_seconds}, {"finish_step", r.finish_step}}.dump()
+                << std::endl;
+    });
+  const BatcherStats& st = b.stats();
+  std::fprintf(stderr, "%zu requests, %lld prompt + %lld generated tokens in %lld steps, %.3f s (%.1f tok/s), "
+               "at most %lld in flight\n", texts.size(), (long long)st.prompt_tokens, (long long)st.generated_tokens,
+               (long long)st.steps, st.seconds, double(st.prompt_tokens + st.generated_tokens) / std::max(st.seconds, 1e-9),
+               (long long)st.max_in_flight);
+  return 0;
+}
+
 int run(const RunOptions& o) {
-  const int modes = int(!o.prompt_ids.empty()) + int(!o.prompt.empty()) + int(!o.chat.empty());
-  LING_CHECK(modes == 1, "give exactly one of --prompt-ids, --prompt, --chat");
+  const int modes = int(!o.prompt_ids.empty()) + int(!o.prompt.empty()) + int(!o.chat.empty()) + int(!o.prompts.empty());
+  LING_CHECK(modes == 1, "give exactly one of --prompt-ids, --prompt, --chat, --prompts");
+  LING_CHECK(o.max_batch >= 1 && o.prefill_chunk >= 1, "--max-batch and --prefill-chunk must be at least 1");
   LING_CHECK(o.temperature >= 0.0f, "--temperature must be >= 0");
   LING_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "--top-p must be in (0, 1]");
   LING_CHECK(o.top_k >= 0, "--top-k must be >= 0");
   LING_CHECK(o.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
   LING_CHECK(o.backend == "cpu" || o.backend == "cuda", "--backend must be cpu or cuda");
 
+  if (!o.prompts.empty()) {
+    EngineOptions eo;
+    eo.backend = o.backend;
+    eo.backend_options.threads = o.threads;
+    eo.backend_options.weight_dtype = o.weight_dtype;
+    eo.decay = o.decay;
+    auto engine = Engine::open(o.model, eo);
+    return run_batched(o, *engine);
+  }
   std::unique_ptr<Tokenizer> tok;
   std::vector<int32_t> prompt;
   GenerateOptions g;
@@ -161,7 +224,7 @@ int run(const RunOptions& o) {
 Command register_run(CLI::App& app) {
   auto o = std::make_shared<RunOptions>();
   Command c;
-  c.app = app.add_subcommand("run", "Generate from a prompt with the CPU engine (fixture decode protocol)");
+  c.app = app.add_subcommand("run", "Generate from a prompt (fixture decode protocol), or from many (--prompts, continuous batching)");
   c.app->add_option("model", o->model, "Model folder (config.json + safetensors [+ tokenizer.json])")->required();
   c.app->add_option("--prompt-ids", o->prompt_ids, "Prompt ids: whitespace-separated file, or a .safetensors with input_ids");
   c.app->add_option("--prompt", o->prompt, "Raw prompt text (needs tokenizer.json)");
@@ -181,6 +244,9 @@ Command register_run(CLI::App& app) {
   c.app->add_option("--dump", o->dump, "Write logits/decode_ids/decode_logits to this .safetensors");
   c.app->add_flag("--dump-hidden", o->dump_hidden, "Also dump hidden_L, final_norm, router_topk_L, router_weight_L");
   c.app->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at the stop tokens (text modes)");
+  c.app->add_option("--prompts", o->prompts, "One text prompt per line, run together (continuous batching)");
+  c.app->add_option("--max-batch", o->max_batch, "--prompts: requests in flight (default 16)");
+  c.app->add_option("--prefill-chunk", o->prefill_chunk, "--prompts: prompt tokens per step (default 512)");
   c.run = [o](Context&) -> int { return run(*o); };
   return c;
 }
