@@ -5,6 +5,7 @@
 
 #include "ling/core/error.h"
 #include "ling/core/safetensors.h"
+#include "ling/engine/rope.h"
 #include "ling/ref/ops.h"
 
 namespace ling {
@@ -72,6 +73,28 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
     sp.logits = logits; sp.vocab = V; sp.temperature = o.temperature; sp.top_k = o.top_k; sp.top_p = o.top_p;
     return ref::sample(sp, &rng);
   };
+  // The model's constants under the golden names: prompt ids, RoPE inverse frequencies, Lightning log decays.
+  {
+    const ModelConfig& c = engine.config();
+    DumpTensor ids;
+    ids.shape = {1, r.prompt_tokens};
+    ids.is_int = true;
+    ids.i64.assign(prompt.begin(), prompt.end());
+    r.constants["input_ids"] = ids;
+    DumpTensor freq;
+    freq.f32 = ref::rope_freqs(rope_freq_params(c)).inv_freq;
+    freq.shape = {int64_t(freq.f32.size())};
+    r.constants["rope_inv_freq"] = freq;
+    if (c.has_mla()) r.constants["rope_inv_freq_mla"] = freq;  // same init, rotary dim = qk_rope_head_dim
+    const std::vector<double> slopes = lightning_slopes(c.num_attention_heads);
+    for (const LayerSpec& l : c.layers)
+      if (!l.mtp && l.attn == AttnKind::Lightning) {
+        DumpTensor g;
+        g.f32 = ref::lightning_log_decay(slopes, lightning_decay_factor(c.decay, l.index, c.num_hidden_layers));
+        g.shape = {int64_t(g.f32.size())};
+        r.constants["lightning_slope_" + std::to_string(l.index)] = g;
+      }
+  }
   auto seq = engine.new_sequence();
   GoldenCollector collector(&r.hidden);
   auto t0 = std::chrono::steady_clock::now();
@@ -96,6 +119,7 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
 
 std::map<std::string, DumpTensor> GenerateResult::tensors() const {
   std::map<std::string, DumpTensor> m = hidden;
+  for (const auto& [name, t] : constants) m[name] = t;
   DumpTensor lg;
   lg.shape = {1, prompt_tokens, vocab};
   lg.f32 = logits;

@@ -39,8 +39,11 @@ struct GenerateResult {
   std::vector<int64_t> decode_ids;   // [N]
   std::vector<float> decode_logits;  // [N, V]
   std::map<std::string, DumpTensor> hidden;  // golden names, when collect_hidden
+  // input_ids [1, T] i64, rope_inv_freq [rd/2] (and rope_inv_freq_mla with MLA layers), lightning_slope_L [nh]
+  // (the log decays g of each Lightning layer): the model's constants under the golden names.
+  std::map<std::string, DumpTensor> constants;
   double prefill_seconds = 0.0, decode_seconds = 0.0;
-  // The dump: logits [1, T, V], decode_ids [N], decode_logits [N, V], plus `hidden`.
+  // The dump: logits [1, T, V], decode_ids [N], decode_logits [N, V], plus `hidden` and `constants`.
   std::map<std::string, DumpTensor> tensors() const;
 };
 
