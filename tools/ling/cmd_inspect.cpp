@@ -16,6 +16,7 @@
 #include "ling/core/safetensors.h"
 #include "ling/model/accounting.h"
 #include "ling/model/config.h"
+#include "ling/model/parallel.h"
 #include "ling/model/schema.h"
 #include "ling/core/table.h"
 
@@ -32,6 +33,10 @@ struct InspectOptions {
   std::string decay = "hf";
   bool json = false;
   bool check_weights = false;
+  int64_t tp = 0, ep = 1;          // --tp/--ep: the per-GPU layout section (0 = none)
+  bool dp_attention = false;       // --dp-attention
+  std::string gpu_mem = "141G";    // --gpu-mem: memory per GPU for the attention-mode choice
+  std::string weight_dtype = "bf16";  // --weight-dtype: bf16|fp8 bytes per parameter for the per-GPU table
   bool scan_values = false;
 };
 
@@ -46,6 +51,24 @@ int64_t parse_context(const std::string& s) {
   long long v = 0;
   try { v = std::stoll(num, &used); } catch (...) { used = 0; }
   LING_CHECK(used == num.size() && v > 0, "--context: '", s, "' is not a positive token count (e.g. 4K, 32768)");
+  return v * mult;
+}
+
+// "141G", "80G", "1.5T", "512M" or a plain byte count; decimal units (GPU memory is sold in GB = 1e9 B).
+double parse_decimal_bytes(const std::string& s, const char* what) {
+  LING_CHECK(!s.empty(), what, ": empty value");
+  double mult = 1;
+  std::string num = s;
+  const char last = char(std::toupper(static_cast<unsigned char>(s.back())));
+  if (last == 'K') mult = 1e3;
+  if (last == 'M') mult = 1e6;
+  if (last == 'G') mult = 1e9;
+  if (last == 'T') mult = 1e12;
+  if (mult > 1) num.pop_back();
+  size_t used = 0;
+  double v = 0;
+  try { v = std::stod(num, &used); } catch (...) { used = 0; }
+  LING_CHECK(used == num.size() && v > 0, what, ": '", s, "' is not a byte count (e.g. 80G, 141G)");
   return v * mult;
 }
 
@@ -218,6 +241,30 @@ int run_inspect(const InspectOptions& o) {
     m["memory"] = mem;
     m["flops_per_token"] = flops;
     m["defaulted_keys"] = c.defaulted_keys;
+    if (o.tp > 0) {
+      ParallelPlan plan{o.tp, o.ep, o.dp_attention};
+      const double wb = o.weight_dtype == "fp8" ? 1.0 : 2.0;
+      const double gpu = parse_decimal_bytes(o.gpu_mem, "--gpu-mem");
+      const RankFootprint f = rank_footprint(c, plan, dt);
+      nlohmann::ordered_json per = nlohmann::ordered_json::array();
+      for (int64_t ctx : contexts) {
+        std::string why;
+        const ParallelPlan pick = choose_attention_mode(c, plan, o.batch, ctx, gpu, wb, &why, dt);
+        per.push_back({{"context", ctx}, {"batch", o.batch},
+                       {"bytes_per_gpu", rank_bytes(c, plan, o.batch, ctx, wb, dt)},
+                       {"picked_attention", pick.dp_attention ? "dp" : "tp"}, {"reason", why}});
+      }
+      m["parallel"] = {{"tp", o.tp}, {"ep", o.ep}, {"dp_attention", o.dp_attention},
+                       {"weight_dtype", o.weight_dtype}, {"gpu_bytes", gpu},
+                       {"params_per_gpu", f.params}, {"replicated_params", f.replicated_params},
+                       {"weight_bytes_per_gpu", f.params * wb},
+                       {"kv_bytes_per_token_per_gpu", f.kv_bytes_per_token},
+                       {"state_bytes_per_sequence_per_gpu", f.state_bytes_per_sequence},
+                       {"kv_replication", f.kv_replication}, {"ranks_per_sequence", f.ranks_per_sequence},
+                       {"allreduce_bytes_per_token", f.allreduce_bytes_per_token},
+                       {"alltoall_bytes_per_token", f.alltoall_bytes_per_token}, {"notes", f.notes},
+                       {"memory", per}};
+    }
     if (o.check_weights) {
       auto problems = check_weights(c, path, o.scan_values);
       nlohmann::ordered_json pj = nlohmann::ordered_json::array();
@@ -265,6 +312,27 @@ int run_inspect(const InspectOptions& o) {
       for (const auto& k : m["defaulted_keys"]) keys += (keys.empty() ? "" : ", ") + k.get<std::string>();
       t.row({"defaulted keys", keys});
     }
+    if (m.contains("parallel")) {
+      const auto& q = m["parallel"];
+      const std::string tag = cat("tp", q["tp"].get<int64_t>(), " ep", q["ep"].get<int64_t>(),
+                                  q["dp_attention"].get<bool>() ? " dp-attn" : "");
+      t.row({cat("[", tag, "] weights / GPU (", q["weight_dtype"].get<std::string>(), ")"),
+             cat(human_bytes(q["weight_bytes_per_gpu"].get<double>()), "  (",
+                 human_count(q["params_per_gpu"].get<double>()), " params, ",
+                 human_count(q["replicated_params"].get<double>()), " replicated)")});
+      t.row({cat("[", tag, "] KV / token / GPU"),
+             cat(human_bytes(q["kv_bytes_per_token_per_gpu"].get<double>()), "  (replication ",
+                 q["kv_replication"].get<double>(), "x, on ", q["ranks_per_sequence"].get<int64_t>(), " GPU/seq)")});
+      t.row({cat("[", tag, "] state / seq / GPU"), human_bytes(q["state_bytes_per_sequence_per_gpu"].get<double>())});
+      t.row({cat("[", tag, "] comm / token / GPU"),
+             cat("all-reduce ", human_bytes(q["allreduce_bytes_per_token"].get<double>()), ", all-to-all ",
+                 human_bytes(q["alltoall_bytes_per_token"].get<double>()))});
+      for (const auto& row : q["memory"])
+        t.row({cat("[", tag, "] memory / GPU @", context_label(row["context"].get<int64_t>()), " x", o.batch),
+               cat(human_bytes(row["bytes_per_gpu"].get<double>()), "; plan picks ",
+                   row["picked_attention"].get<std::string>(), " attention: ", row["reason"].get<std::string>())});
+      for (const auto& n : q["notes"]) t.row({cat("[", tag, "] note"), n.get<std::string>()});
+    }
     if (m.contains("weights")) {
       t.row({"weights", m["weights"]["ok"].get<bool>() ? "ok" : cat(m["weights"]["problems"].size(), " problems")});
     }
@@ -306,6 +374,12 @@ Command register_inspect(CLI::App& app) {
   c.app->add_option("--state-dtype", o->state_dtype, "Lightning state dtype: fp32|bf16");
   c.app->add_option("--lightning-decay", o->decay, "Lightning layer-decay variant: hf|engine|mlx");
   c.app->add_flag("--json", o->json, "One JSON object {\"models\": [...]} on stdout");
+  c.app->add_option("--tp", o->tp, "Per-GPU layout over N GPUs (tensor parallelism)")->check(CLI::PositiveNumber);
+  c.app->add_option("--ep", o->ep, "Expert-parallel ranks (divides --tp)")->check(CLI::PositiveNumber);
+  c.app->add_flag("--dp-attention", o->dp_attention, "Replicate attention and split the batch instead of the heads");
+  c.app->add_option("--gpu-mem", o->gpu_mem, "Memory per GPU for the attention-mode choice (default 141G)");
+  c.app->add_option("--weight-dtype", o->weight_dtype, "Bytes per parameter of the per-GPU table: bf16 | fp8")
+      ->check(CLI::IsMember({"bf16", "fp8"}));
   c.app->add_flag("--check-weights", o->check_weights, "Validate the folder's safetensors against the schema");
   c.app->add_flag("--scan-values", o->scan_values, "With --check-weights: count NaN/Inf values (reads tensor data)");
   c.run = [o](Context&) { return run_inspect(*o); };
