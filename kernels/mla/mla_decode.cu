@@ -134,6 +134,176 @@ __global__ void __launch_bounds__(kThreads, 2) mla_split_kernel(const Args a) {
   }
 }
 
+
+// ---- tensor-core path: q bf16, MT m-tiles of 16 heads per CTA (MT = 1 or 4), tiles of 32 tokens, double-buffered.
+// Scores q·c are exact bf16 products accumulated in fp32; the softmax weights enter P·C split into bf16 hi + lo
+// (two MMAs), so the only rounding beyond fp32 is the caller's bf16 query.
+constexpr int kTcTile = 32;
+template <int MT>
+struct TcSmem {
+  __nv_bfloat16 q[MT * 16][kPitch];
+  __nv_bfloat16 c[2][kTcTile][kPitch];
+  __nv_bfloat16 p_hi[MT * 16][kTcTile + 8], p_lo[MT * 16][kTcTile + 8];  // softmax weights, hi/lo split
+  float red_max[8][MT * 16], red_sum[8][MT * 16];
+  float m_run[MT * 16], l_run[MT * 16], alpha[MT * 16];
+};
+
+__device__ __forceinline__ void load_cache_tile(__nv_bfloat16 (*dst)[kPitch], const MlaDecodeParams& p, int64_t b,
+                                                int64_t t0, int n) {
+  for (int i = threadIdx.x; i < kTcTile * (kRow / 8); i += kThreads) {
+    const int r = i / (kRow / 8), c = (i % (kRow / 8)) * 8;
+    const int64_t t = t0 + r;
+    const uint16_t* src = p.cache;
+    if (r < n) src = p.cache + (int64_t(p.page_table[b * p.max_pages + t / kPage]) * kPage + t % kPage) * kRow + c;
+    cp_async16(&dst[r][c], src, r < n);
+  }
+}
+
+template <int MT>
+__global__ void __launch_bounds__(kThreads, 1) mla_split_tc_kernel(const Args a) {
+  constexpr int kRows = MT * 16, kWpm = 8 / MT;              // warps per m-tile
+  constexpr int kNtw = kWpm >= 4 ? 1 : 4 / kWpm;             // score n-tiles (8 tokens) per warp
+  constexpr int kCols = kLat / kWpm, kNto = kCols / 8;       // P·C output columns / n-tiles per warp
+  extern __shared__ __align__(16) unsigned char smem_raw[];
+  TcSmem<MT>& s = *reinterpret_cast<TcSmem<MT>*>(smem_raw);
+  const MlaDecodeParams& p = a.p;
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+  const int mi = lane >> 3, r8 = lane & 7;
+  const int mt = warp % MT, wq = warp / MT;                  // m-tile, index among the warps of that m-tile
+  const int64_t h0 = int64_t(blockIdx.x) * kRows, split = blockIdx.y, b = blockIdx.z;
+  const int nh_here = int(std::min<int64_t>(kRows, p.nh - h0));
+  const int64_t len = p.seq_len[b];
+  const int64_t t_begin = split * a.pages_per_split * kPage;
+  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+
+  for (int i = tid; i < kRows * (kRow / 8); i += kThreads) {
+    const int r = i / (kRow / 8), c = (i % (kRow / 8)) * 8;
+    cp_async16(&s.q[r][c], r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + c : p.q_bf16, r < nh_here);
+  }
+  if (tid < kRows) s.m_run[tid] = -INFINITY, s.l_run[tid] = 0.0f;
+  if (t_begin < t_end) load_cache_tile(s.c[0], p, b, t_begin, int(std::min<int64_t>(kTcTile, t_end - t_begin)));
+  cp_async_commit();
+  float acc[kNto][4] = {};
+  const bool scorer = wq * kNtw < 4;  // warps with score columns (all when MT = 4)
+  int buf = 0;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kTcTile, buf ^= 1) {
+    const int n = int(std::min<int64_t>(kTcTile, t_end - t0));
+    if (t0 + kTcTile < t_end) {
+      load_cache_tile(s.c[buf ^ 1], p, b, t0 + kTcTile, int(std::min<int64_t>(kTcTile, t_end - t0 - kTcTile)));
+      cp_async_commit();
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    } else {
+      cp_async_wait_all();
+    }
+    __syncthreads();
+    const __nv_bfloat16 (*c)[kPitch] = s.c[buf];
+    // scores: rows 16 mt + {gi, gi + 8}, tokens 8 (wq·kNtw + j) + 2 ti + {0, 1}
+    float sc[kNtw][4] = {};
+    if (scorer) {
+#pragma unroll 4
+      for (int ks = 0; ks < kRow / 16; ++ks) {
+        uint32_t qa[4];
+        ldsm_x4(qa, &s.q[16 * mt + (mi & 1) * 8 + r8][16 * ks + (mi >> 1) * 8]);
+        if constexpr (kNtw == 2) {
+          uint32_t kb[4];
+          ldsm_x4(kb, &c[16 * wq + (mi >> 1) * 8 + r8][16 * ks + (mi & 1) * 8]);
+          mma_bf16(sc[0], qa, kb[0], kb[1]);
+          mma_bf16(sc[1], qa, kb[2], kb[3]);
+        } else {
+          uint32_t kb[2];
+          ldsm_x2(kb, &c[8 * wq + r8][16 * ks + (mi & 1) * 8]);
+          mma_bf16(sc[0], qa, kb[0], kb[1]);
+        }
+      }
+    }
+    float rmax[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < kNtw; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int tok = 8 * (wq * kNtw + j) + 2 * ti + (e & 1);
+        sc[j][e] = scorer && tok < n ? sc[j][e] * p.scale : -INFINITY;
+        rmax[e >> 1] = fmaxf(rmax[e >> 1], sc[j][e]);
+      }
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      rmax[hf] = fmaxf(rmax[hf], __shfl_xor_sync(0xffffffffu, rmax[hf], 1));
+      rmax[hf] = fmaxf(rmax[hf], __shfl_xor_sync(0xffffffffu, rmax[hf], 2));
+      if (ti == 0) s.red_max[wq][16 * mt + gi + 8 * hf] = rmax[hf];
+    }
+    __syncthreads();
+    if (tid < kRows) {
+      float m = s.m_run[tid];
+      for (int w = 0; w < kWpm; ++w) m = fmaxf(m, s.red_max[w][tid]);
+      s.alpha[tid] = expf(s.m_run[tid] - m);  // 0 on the first tile
+      s.m_run[tid] = m;
+    }
+    __syncthreads();
+    float rsum[2] = {0.0f, 0.0f};
+    if (scorer) {
+#pragma unroll
+      for (int j = 0; j < kNtw; ++j)
+#pragma unroll
+        for (int hf = 0; hf < 2; ++hf) {
+          const int row = 16 * mt + gi + 8 * hf, tok = 8 * (wq * kNtw + j) + 2 * ti;
+          const float m = s.m_run[row];
+          const float e0 = expf(sc[j][2 * hf] - m), e1 = expf(sc[j][2 * hf + 1] - m);
+          rsum[hf] += e0 + e1;
+          uint32_t hi, lo;
+          split2(e0, e1, hi, lo);
+          *reinterpret_cast<uint32_t*>(&s.p_hi[row][tok]) = hi;
+          *reinterpret_cast<uint32_t*>(&s.p_lo[row][tok]) = lo;
+        }
+    }
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      rsum[hf] += __shfl_xor_sync(0xffffffffu, rsum[hf], 1);
+      rsum[hf] += __shfl_xor_sync(0xffffffffu, rsum[hf], 2);
+      if (ti == 0) s.red_sum[wq][16 * mt + gi + 8 * hf] = rsum[hf];
+    }
+    __syncthreads();
+    if (tid < kRows) {
+      float l = s.l_run[tid] * s.alpha[tid];
+      for (int w = 0; w < kWpm; ++w) l += s.red_sum[w][tid];
+      s.l_run[tid] = l;
+    }
+    // u[rows][cols of this warp] = alpha u + P · C
+    const float al0 = s.alpha[16 * mt + gi], al1 = s.alpha[16 * mt + gi + 8];
+#pragma unroll
+    for (int j = 0; j < kNto; ++j) acc[j][0] *= al0, acc[j][1] *= al0, acc[j][2] *= al1, acc[j][3] *= al1;
+#pragma unroll
+    for (int ks = 0; ks < kTcTile / 16; ++ks) {
+      uint32_t ph[4], pl[4];
+      ldsm_x4(ph, &s.p_hi[16 * mt + (mi & 1) * 8 + r8][16 * ks + (mi >> 1) * 8]);
+      ldsm_x4(pl, &s.p_lo[16 * mt + (mi & 1) * 8 + r8][16 * ks + (mi >> 1) * 8]);
+#pragma unroll
+      for (int jp = 0; jp < kNto / 2; ++jp) {
+        uint32_t cb[4];
+        ldsm_x4_t(cb, &c[16 * ks + (mi & 1) * 8 + r8][kCols * wq + 16 * jp + (mi >> 1) * 8]);
+        mma_bf16(acc[2 * jp], ph, cb[0], cb[1]);
+        mma_bf16(acc[2 * jp], pl, cb[0], cb[1]);
+        mma_bf16(acc[2 * jp + 1], ph, cb[2], cb[3]);
+        mma_bf16(acc[2 * jp + 1], pl, cb[2], cb[3]);
+      }
+    }
+    __syncthreads();  // buffer buf and P are reused by the next tile
+  }
+  const int64_t base = (b * a.splits + split) * p.nh + h0;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int row = 16 * mt + gi + 8 * hf;
+    if (row >= nh_here) continue;
+#pragma unroll
+    for (int j = 0; j < kNto; ++j)
+      *reinterpret_cast<float2*>(a.ws_u + (base + row) * kLat + kCols * wq + 8 * j + 2 * ti) =
+          make_float2(acc[j][2 * hf], acc[j][2 * hf + 1]);
+  }
+  if (tid < nh_here) {
+    a.ws_ml[(base + tid) * 2] = s.m_run[tid];
+    a.ws_ml[(base + tid) * 2 + 1] = s.l_run[tid];
+  }
+}
+
 // One CTA per (head, sequence), 128 threads × 4 columns.
 __global__ void mla_combine_kernel(const Args a) {
   const MlaDecodeParams& p = a.p;
@@ -160,17 +330,30 @@ __global__ void mla_combine_kernel(const Args a) {
 
 }  // namespace
 
-int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms) {
+int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms,
+                          bool tensor_cores) {
   const int64_t pages = std::max<int64_t>(1, (max_seq_len + kPage - 1) / kPage);
-  const int64_t base = std::max<int64_t>(1, B * ((nh + kHeads - 1) / kHeads));
-  int64_t sp = requested > 0 ? requested : (4 * int64_t(num_sms) + base - 1) / base;  // ≥ 2 waves of 2 CTAs/SM
+  const int64_t rows = tensor_cores ? (nh > 16 ? 64 : 16) : kHeads;
+  const int64_t per_sm = tensor_cores && nh > 16 ? 1 : 2;  // CTAs resident per SM (shared memory)
+  const int64_t base = std::max<int64_t>(1, B * ((nh + rows - 1) / rows)), slots = per_sm * int64_t(num_sms);
+  int64_t sp = requested;
+  if (sp <= 0) {  // 1..4 waves of CTAs: the split count whose last wave is fullest (fewest splits on ties)
+    double best = -1.0;
+    for (int64_t waves = 1; waves <= 4; ++waves) {
+      const int64_t cand = std::clamp<int64_t>((waves * slots) / base, 1, pages);
+      const int64_t ctas = base * cand;
+      const double fill = double(ctas) / double(((ctas + slots - 1) / slots) * slots);
+      if (fill > best + 1e-9) best = fill, sp = cand;
+    }
+  }
   sp = std::clamp<int64_t>(sp, 1, pages);
   const int64_t per = (pages + sp - 1) / sp;
   return (pages + per - 1) / per;
 }
 
-size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms) {
-  const int64_t sp = mla_decode_splits(B, nh, max_seq_len, requested, num_sms);
+size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms,
+                                  bool tensor_cores) {
+  const int64_t sp = mla_decode_splits(B, nh, max_seq_len, requested, num_sms, tensor_cores);
   return size_t(B * sp * nh) * (kLat + 2) * sizeof(float);
 }
 
@@ -178,7 +361,7 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   LING_CHECK(p.B >= 0 && p.nh >= 1 && p.max_pages >= 1 && p.max_seq_len >= 0,
              "mla decode: B = ", p.B, ", nh = ", p.nh, ", max_pages = ", p.max_pages, " (need B >= 0, nh, pages >= 1)");
   if (p.B == 0) return;
-  LING_CHECK(p.q && p.cache && p.page_table && p.seq_len && p.u && p.workspace,
+  LING_CHECK((p.q || p.q_bf16) && p.cache && p.page_table && p.seq_len && p.u && p.workspace,
              "mla decode: a null q/cache/page_table/seq_len/u/workspace pointer");
   LING_CHECK(p.max_seq_len <= p.max_pages * kPage, "mla decode: max_seq_len ", p.max_seq_len, " exceeds max_pages·64");
   LING_CHECK(reinterpret_cast<uintptr_t>(p.cache) % 16 == 0 && reinterpret_cast<uintptr_t>(p.u) % 16 == 0,
@@ -187,14 +370,25 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   int dev = 0, sms = 0;
   LING_CUDA_CHECK(cudaGetDevice(&dev));
   LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const int64_t sp = mla_decode_splits(p.B, p.nh, p.max_seq_len, p.splits, sms);
+  const int64_t sp = mla_decode_splits(p.B, p.nh, p.max_seq_len, p.splits, sms, p.q_bf16 != nullptr);
   const int64_t pages = std::max<int64_t>(1, (p.max_seq_len + kPage - 1) / kPage);
   Args a{p, static_cast<float*>(p.workspace), nullptr, int(sp), int((pages + sp - 1) / sp)};
   a.ws_ml = a.ws_u + p.B * sp * p.nh * kLat;
-  const size_t smem = sizeof(Smem);
-  LING_CUDA_CHECK(cudaFuncSetAttribute(mla_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-  const dim3 grid(unsigned((p.nh + kHeads - 1) / kHeads), unsigned(sp), unsigned(p.B));
-  mla_split_kernel<<<grid, kThreads, smem, stream>>>(a);
+  if (p.q_bf16) {  // tensor cores: 64 heads per CTA, or 16 when nh ≤ 16
+    const bool wide = p.nh > 16;
+    const int rows = wide ? 64 : 16;
+    const size_t smem = wide ? sizeof(TcSmem<4>) : sizeof(TcSmem<1>);
+    auto kernel = wide ? mla_split_tc_kernel<4> : mla_split_tc_kernel<1>;
+    LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const dim3 grid(unsigned((p.nh + rows - 1) / rows), unsigned(sp), unsigned(p.B));
+    kernel<<<grid, kThreads, smem, stream>>>(a);
+  } else {
+    LING_CHECK(p.q, "mla decode: neither q nor q_bf16 is set");
+    const size_t smem = sizeof(Smem);
+    LING_CUDA_CHECK(cudaFuncSetAttribute(mla_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    const dim3 grid(unsigned((p.nh + kHeads - 1) / kHeads), unsigned(sp), unsigned(p.B));
+    mla_split_kernel<<<grid, kThreads, smem, stream>>>(a);
+  }
   LING_CUDA_CHECK(cudaGetLastError());
   mla_combine_kernel<<<dim3(unsigned(p.nh), unsigned(p.B)), kLat / 4, 0, stream>>>(a);
   LING_CUDA_CHECK(cudaGetLastError());

@@ -18,7 +18,11 @@ namespace {
 
 constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels::kMlaRow, PAGE = kernels::kMlaPage;
 
-void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed) {
+// tensor_cores: the bf16-query path. Its query must be bf16 for the kernel and the reference alike, so the test
+// makes q̃ exactly representable: kv_b rounded to bf16, q_nope_h = 4 · e_{j_h} (one random coordinate per head),
+// q_pe rounded to bf16; then q̃_h = 4 · W_UK_h[j_h, :] exactly and the kernel sees the reference's query; the
+// output is judged by the fp32 rule like the fp32 path (the kernel keeps the softmax weights as bf16 hi + lo).
+void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed, bool tensor_cores = false) {
   const int64_t B = int64_t(lens.size()), dq = kMlaNope + DR;
   const int64_t max_len = *std::max_element(lens.begin(), lens.end());
   const int64_t max_pages = std::max<int64_t>(1, (max_len + PAGE - 1) / PAGE);
@@ -38,6 +42,17 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   const auto cache_bf = to_bf16(cache);
   std::vector<float> q_full = uniform(size_t(B * nh * dq), -2, 2, seed + 2);
   std::vector<float> kv_b = uniform(size_t(nh * (kMlaNope + kMlaV) * R), -0.1f, 0.1f, seed + 3);
+  if (tensor_cores) {
+    kv_b = uniform(kv_b.size(), -1, 1, seed + 3);
+    to_bf16(kv_b);
+    std::mt19937_64 rng(seed + 4);
+    for (int64_t i = 0; i < B * nh; ++i) {
+      float* qn = &q_full[size_t(i * dq)];
+      std::fill(qn, qn + kMlaNope, 0.0f);
+      qn[rng() % kMlaNope] = 4.0f;
+      for (int64_t c = kMlaNope; c < dq; ++c) qn[c] = round_bf16(qn[c]);
+    }
+  }
   std::vector<float> q_abs(size_t(B * nh * ROW));  // q̃ ‖ q_pe
   for (int64_t b = 0; b < B; ++b)
     for (int64_t h = 0; h < nh; ++h) {
@@ -56,10 +71,18 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   TEST_CUDA(cudaGetDevice(&dev));
   TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   DeviceBuffer dq_(q_abs.size() * 4), dcache(cache_bf.size() * 2), dtable(table.size() * 4), dseq(seq.size() * 4),
-      du(size_t(B * nh * R) * 4), dws(kernels::mla_decode_workspace_bytes(B, nh, max_len, splits, sms));
+      du(size_t(B * nh * R) * 4), dws(kernels::mla_decode_workspace_bytes(B, nh, max_len, splits, sms, tensor_cores));
   dq_.upload(q_abs), dcache.upload(cache_bf), dtable.upload(table), dseq.upload(seq);
   kernels::MlaDecodeParams p;
-  p.q = dq_.as<float>(), p.cache = dcache.as<uint16_t>(), p.page_table = dtable.as<int32_t>();
+  std::vector<float> q_round = q_abs;
+  const std::vector<uint16_t> q_bf = to_bf16(q_round);
+  DeviceBuffer dqb(q_bf.size() * 2);
+  dqb.upload(q_bf);
+  if (tensor_cores) {
+    EXPECT_EQ(q_round, q_abs) << "the test's q̃ must be exact in bf16";
+  }
+  p.q = tensor_cores ? nullptr : dq_.as<float>(), p.q_bf16 = tensor_cores ? dqb.as<uint16_t>() : nullptr;
+  p.cache = dcache.as<uint16_t>(), p.page_table = dtable.as<int32_t>();
   p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
@@ -90,9 +113,9 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
     }
   }
   std::string tag = "nh=" + std::to_string(nh) + " splits=" +
-                    std::to_string(kernels::mla_decode_splits(B, nh, max_len, splits, sms)) + " lens=";
+                    std::to_string(kernels::mla_decode_splits(B, nh, max_len, splits, sms, tensor_cores)) + " lens=";
   for (int64_t l : lens) tag += std::to_string(l) + ",";
-  EXPECT_TRUE(close_f32("o " + tag, o_kernel, o_ref));
+  EXPECT_TRUE(close_f32(std::string(tensor_cores ? "o (tensor cores) " : "o ") + tag, o_kernel, o_ref));
 }
 
 TEST(MlaDecode, AwkwardShapes) {
@@ -107,6 +130,21 @@ TEST(MlaDecode, LingDims) {
   SKIP_WITHOUT_CUDA();
   run_mla(64, {1000, 4099}, 0, 510);          // 64 heads, many splits (some empty for the short sequence)
   run_mla(8, {3, 2049, 16384, 777}, 0, 511);  // TP8 shard, 16K context
+}
+
+TEST(MlaDecode, TensorCoresAwkwardShapes) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(1, {1}, 0, 520, true);
+  run_mla(5, {1, 65, 200}, 0, 521, true);
+  run_mla(17, {127, 64, 31}, 2, 522, true);  // two CTAs of 64 rows, the second mostly padding
+  run_mla(3, {97, 1, 300}, 5, 523, true);
+}
+
+TEST(MlaDecode, TensorCoresLingDims) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099}, 0, 530, true);
+  run_mla(8, {3, 2049, 16384, 777}, 0, 531, true);
+  run_mla(130, {70, 33}, 0, 532, true);      // more than 64 heads: three head groups
 }
 
 TEST(MlaDecode, RejectsBadParams) {

@@ -2,6 +2,8 @@
 //   s_h(t) = (q̃_h · c_t + q_pe_h · k_pe_t) · scale,  u_h = Σ_t softmax_t(s_h) c_t      (t < seq_len[b])
 // with q̃_h = W_UK_hᵀ q_nope_h (absorbed by the caller, fp32) and o_h = W_UV_h u_h applied by the caller.
 // Cache rows are [c (512) ‖ k_pe (64)] bf16, in pages of 64 tokens; page_table[b] lists the pages of sequence b.
+// Two paths: fp32 q on CUDA cores (fp32-accurate), or bf16 q on tensor cores (mma.sync m16n8k16, heads as the
+// M dimension in tiles of 16 or 64, softmax weights split into bf16 hi + lo for P·C) for bandwidth at 64 heads.
 // Each sequence's context is cut into `splits` ranges of whole pages processed by separate CTAs (fp32 partial
 // maxima, sums and accumulators in the workspace), then a combine kernel merges them.
 // The tests convert these params to ling::ref::MlaDecodeParams (tests/kernels/mla_params.h).
@@ -19,7 +21,9 @@ constexpr int64_t kMlaRow = kMlaLatent + kMlaRope;
 constexpr int64_t kMlaPage = 64;      // tokens per cache page
 
 struct MlaDecodeParams {
-  const float* q = nullptr;           // fp32 [B, nh, 576]: q̃ (512) ‖ q_pe after RoPE (64)
+  const float* q = nullptr;           // fp32 [B, nh, 576]: q̃ (512) ‖ q_pe after RoPE (64), or null with q_bf16
+  const uint16_t* q_bf16 = nullptr;   // bf16 [B, nh, 576]: when set, the tensor-core path (fp32 accumulation,
+                                      // softmax weights as bf16 hi + lo; fp32-accurate for a bf16 query)
   const uint16_t* cache = nullptr;    // bf16 [num_pages, 64, 576]
   const int32_t* page_table = nullptr;  // [B, max_pages] page ids (device)
   const int32_t* seq_len = nullptr;   // [B] context length of each sequence (device), ≤ max_pages · 64
@@ -31,9 +35,11 @@ struct MlaDecodeParams {
   int64_t splits = 0;                 // 0 = chosen from B, nh, max_seq_len and the SM count
 };
 
-// Pure host plan: context splits per sequence for this shape on `num_sms` SMs.
-int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms);
-size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms);
+// Pure host plan: context splits per sequence for this shape and path on `num_sms` SMs (1 to 4 full waves).
+int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms,
+                          bool tensor_cores);
+size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms,
+                                  bool tensor_cores);
 void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream);
 
 }  // namespace ling::kernels

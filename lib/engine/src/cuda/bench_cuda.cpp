@@ -145,27 +145,31 @@ CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, 
   return r;
 }
 
-CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, int sms, const CudaBenchOptions& o, Buf& flush) {
+// tensor_cores: bf16 query on tensor cores (op "mla.decode"); otherwise fp32 query on CUDA cores ("mla.decode.fp32").
+CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, int sms, const CudaBenchOptions& o,
+                        Buf& flush) {
   const int64_t B = m.batch, S = m.context, nh = m.heads, row = kernels::kMlaRow, page = kernels::kMlaPage;
   const int64_t pages_per_seq = (S + page - 1) / page, pages = B * pages_per_seq;
   std::vector<int32_t> table(static_cast<size_t>(pages)), lens(static_cast<size_t>(B), int32_t(S));
   std::iota(table.begin(), table.end(), 0);
   std::shuffle(table.begin(), table.end(), std::mt19937_64(o.seed));  // scattered pages, as after a while of serving
-  Buf q(size_t(B * nh * row) * 4), cache(size_t(pages * page * row) * 2), tab(table.size() * 4), len(lens.size() * 4),
-      u(size_t(B * nh * kernels::kMlaLatent) * 4), ws(kernels::mla_decode_workspace_bytes(B, nh, S, 0, sms));
+  Buf q(size_t(B * nh * row) * 4), qb(size_t(B * nh * row) * 2), cache(size_t(pages * page * row) * 2), tab(table.size() * 4), len(lens.size() * 4),
+      u(size_t(B * nh * kernels::kMlaLatent) * 4), ws(kernels::mla_decode_workspace_bytes(B, nh, S, 0, sms, tensor_cores));
   kernels::launch_fill_uniform_f32(q.as<float>(), B * nh * row, -1.f, 1.f, o.seed + 9, nullptr);
+  kernels::launch_fill_uniform_bf16(qb.as<uint16_t>(), B * nh * row, -1.f, 1.f, o.seed + 9, nullptr);
   kernels::launch_fill_uniform_bf16(cache.as<uint16_t>(), pages * page * row, -1.f, 1.f, o.seed + 10, nullptr);
   BENCH_CUDA(cudaMemcpy(tab.p, table.data(), table.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CUDA(cudaMemcpy(len.p, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
   kernels::MlaDecodeParams p;
-  p.q = q.as<float>(), p.cache = cache.as<uint16_t>(), p.page_table = tab.as<int32_t>(), p.seq_len = len.as<int32_t>();
+  p.q = tensor_cores ? nullptr : q.as<float>(), p.q_bf16 = tensor_cores ? qb.as<uint16_t>() : nullptr;
+  p.cache = cache.as<uint16_t>(), p.page_table = tab.as<int32_t>(), p.seq_len = len.as<int32_t>();
   p.u = u.as<float>(), p.workspace = ws.p;
   p.B = B, p.nh = nh, p.max_pages = pages_per_seq, p.max_seq_len = S, p.scale = float(1.0 / std::sqrt(192.0));
   CudaBenchRow r;
-  r.op = "mla.decode";
+  r.op = tensor_cores ? "mla.decode" : "mla.decode.fp32";
   r.T = S, r.nh = nh, r.batch = B;
   r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(S) + " nh=" + std::to_string(nh) +
-            " 512+64 bf16 paged, splits=" + std::to_string(kernels::mla_decode_splits(B, nh, S, 0, sms));
+            " paged, splits=" + std::to_string(kernels::mla_decode_splits(B, nh, S, 0, sms, tensor_cores));
   r.bytes = double(B) * double(S) * double(row) * 2;
   r.flops = 2.0 * double(B) * double(nh) * double(S) * double(row + kernels::kMlaLatent);
   time_calls([&] { kernels::launch_mla_decode(p, nullptr); }, o, flush, r);
@@ -196,7 +200,8 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
     for (int64_t T : o.prefill_tokens)
       for (int64_t blocks : o.prefill_blocks) rep.rows.push_back(lightning_prefill(T, nh, blocks, rep.sms, o, flush));
   for (int64_t B : o.decode_batch) rep.rows.push_back(lightning_decode(B, o.decode_heads, o, flush));
-  for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, rep.sms, o, flush));
+  for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
+  for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
   for (auto& r : rep.rows) r.ceiling_pct = rep.copy_gbps > 0 ? 100.0 * r.gbps / rep.copy_gbps : 0.0;
   return rep;
 }
