@@ -46,6 +46,7 @@ struct RunOptions {
   std::string prompts;           // --prompts FILE: one text prompt per line, batched
   int64_t max_batch = 16;        // --max-batch
   int64_t prefill_chunk = 512;   // --prefill-chunk
+  int64_t tp = 1, ep = 1;        // --tp, --ep
 };
 
 std::vector<int32_t> read_prompt_ids(const std::string& path) {
@@ -144,6 +145,8 @@ int run(const RunOptions& o) {
     eo.backend_options.threads = o.threads;
     eo.backend_options.weight_dtype = o.weight_dtype;
     eo.decay = o.decay;
+    eo.tp = o.tp;
+    eo.ep = o.ep;
     auto engine = Engine::open(o.model, eo);
     return run_batched(o, *engine);
   }
@@ -173,6 +176,8 @@ int run(const RunOptions& o) {
   eo.backend_options.threads = o.threads;
   eo.backend_options.weight_dtype = o.weight_dtype;
   eo.decay = o.decay;
+  eo.tp = o.tp;
+  eo.ep = o.ep;
   auto engine = Engine::open(o.model, eo);
 
   g.max_new_tokens = o.max_new_tokens;
@@ -244,6 +249,9 @@ Command register_run(CLI::App& app) {
   c.app->add_option("--dump", o->dump, "Write logits/decode_ids/decode_logits to this .safetensors");
   c.app->add_flag("--dump-hidden", o->dump_hidden, "Also dump hidden_L, final_norm, router_topk_L, router_weight_L");
   c.app->add_flag("--ignore-eos", o->ignore_eos, "Do not stop at the stop tokens (text modes)");
+  c.app->add_option("--tp", o->tp, "Tensor-parallel ranks (cpu: simulated ranks, the oracle of the layout)")
+      ->check(CLI::PositiveNumber);
+  c.app->add_option("--ep", o->ep, "Expert-parallel rank groups (divides --tp)")->check(CLI::PositiveNumber);
   c.app->add_option("--prompts", o->prompts, "One text prompt per line, run together (continuous batching)");
   c.app->add_option("--max-batch", o->max_batch, "--prompts: requests in flight (default 16)");
   c.app->add_option("--prefill-chunk", o->prefill_chunk, "--prompts: prompt tokens per step (default 512)");

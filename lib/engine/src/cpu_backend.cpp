@@ -69,11 +69,9 @@ class CpuBackend final : public Backend {
     cfg_ = c;
     w_ = std::move(w);
     freqs_ = ref::rope_freqs(rope_freq_params(c));
-    const std::vector<double> slopes = lightning_slopes(c.num_attention_heads);
     decay_.assign(c.num_hidden_layers, {});
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
-      if (c.layers[il].attn == AttnKind::Lightning)
-        decay_[il] = ref::lightning_log_decay(slopes, lightning_decay_factor(c.decay, il, c.num_hidden_layers));
+      if (c.layers[il].attn == AttnKind::Lightning) decay_[il] = lightning_decays(c, il, opt_);
     if (c.has_mla())
       LING_CHECK(c.rope_dim() == c.qk_rope_head_dim, c.source, ": head_dim·partial_rotary_factor = ", c.rope_dim(),
                  " must equal qk_rope_head_dim = ", c.qk_rope_head_dim, " for MLA layers");
@@ -277,7 +275,7 @@ class CpuBackend final : public Backend {
 
     for (int64_t e = 0; e < E; ++e) {
       const auto& slots = rows_of[e];
-      if (slots.empty()) continue;
+      if (slots.empty() || L.experts[e].gate_up.empty()) continue;  // not held here (expert parallelism): adds 0
       const int64_t m = int64_t(slots.size());
       std::vector<float> xe(m * H), y(m * H);
       for (int64_t i = 0; i < m; ++i) std::memcpy(xe.data() + i * H, x.data + (slots[i] / k) * H, sizeof(float) * H);

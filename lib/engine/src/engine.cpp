@@ -6,6 +6,7 @@
 #include <filesystem>
 
 #include "ling/core/error.h"
+#include "ling/engine/tensor_parallel.h"
 #include "ling/core/safetensors.h"
 
 namespace ling {
@@ -18,7 +19,12 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
   LING_CHECK(!config.linear_silu, config.source, ": linear_silu = true is not supported (the HF code ignores it)");
   LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
   std::unique_ptr<Backend> backend;
-  if (options.backend == "cpu") backend = make_cpu_backend(options.backend_options);
+  if (options.tp > 1 || options.ep > 1) {
+    LING_CHECK(options.backend == "cpu", "--tp/--ep: multi-GPU CUDA execution (NCCL) is not in this build yet; "
+               "use --backend cpu, which runs the ranks as CPU backends (the oracle of the layout)");
+    backend = make_tp_backend(TpPlan{options.tp, options.ep}, options.backend_options,
+                              [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });
+  } else if (options.backend == "cpu") backend = make_cpu_backend(options.backend_options);
   else if (options.backend == "cuda") {
 #if LING_HAS_CUDA
     backend = make_cuda_backend(options.backend_options);

@@ -3,6 +3,8 @@
 #pragma once
 #include <vector>
 
+#include "ling/core/error.h"
+
 #include "ling/engine/backend.h"
 #include "ling/engine/rope.h"
 
@@ -10,6 +12,17 @@
 #include "ling/ref/ops.h"
 
 namespace ling {
+
+// Lightning log decays g of the heads this backend holds in layer `il` (architecture.md §2.6 steps 5–6): the
+// slopes of the model's global head count, taken from the backend's head offset under tensor parallelism.
+inline std::vector<float> lightning_decays(const ModelConfig& c, int64_t il, const BackendOptions& o) {
+  const int64_t total = o.total_heads > 0 ? o.total_heads : c.num_attention_heads;
+  const std::vector<float> all =
+      ref::lightning_log_decay(lightning_slopes(total), lightning_decay_factor(c.decay, il, c.num_hidden_layers));
+  LING_CHECK(o.head_offset >= 0 && o.head_offset + c.num_attention_heads <= total,
+             "internal error: heads [", o.head_offset, ", ", o.head_offset + c.num_attention_heads, ") of ", total);
+  return std::vector<float>(all.begin() + o.head_offset, all.begin() + o.head_offset + c.num_attention_heads);
+}
 
 // Routes n tokens from their fp32 router logits [n, E] (ref::moe_route: sigmoid, bias for selection, group
 // top-k, renormalised and scaled weights); fills ids/weights [n, k] and the optional trace.

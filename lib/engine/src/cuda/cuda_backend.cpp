@@ -151,11 +151,10 @@ class CudaBackend final : public Backend {
     if (bf16_) lt_ = std::make_unique<cuda::LtGemm>(stream_);
     for (const Mat* m : lin_mats) bf16_ ? upload16(*m) : upload(*m);
     for (const Mat* m : f32_mats) upload(*m);
-    const std::vector<double> slopes = lightning_slopes(c.num_attention_heads);
     decay_.assign(c.num_hidden_layers, DevF());
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
       if (c.layers[il].attn == AttnKind::Lightning)
-        decay_[il] = to_dev(ref::lightning_log_decay(slopes, lightning_decay_factor(c.decay, il, c.num_hidden_layers)));
+        decay_[il] = to_dev(lightning_decays(c, il, opt_));
     inv_freq_ = to_dev(freqs_.inv_freq);
     sync();
   }

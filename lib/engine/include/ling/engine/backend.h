@@ -58,6 +58,10 @@ struct BackendOptions {
   // projections in bf16/f16/fp8, f32 when it stores f32. bf16 runs cuBLASLt GEMMs with bf16 inputs and fp32
   // accumulation/outputs; the MoE router GEMM always stays fp32.
   std::string weight_dtype = "auto";
+  // Tensor parallelism: this backend holds heads [head_offset, head_offset + num_attention_heads) of a model
+  // with total_heads heads (0 = not sharded); Lightning decays follow the global head index.
+  int64_t head_offset = 0;
+  int64_t total_heads = 0;
 };
 
 class Backend {

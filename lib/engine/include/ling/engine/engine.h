@@ -25,6 +25,7 @@ struct EngineOptions {
   std::string backend = "cpu";  // cpu | cuda
   BackendOptions backend_options;
   std::string decay;            // Lightning decay variant hf|engine|mlx ("" = from the config, default hf)
+  int64_t tp = 1, ep = 1;       // tensor / expert parallelism (tensor_parallel.h); cpu ranks only in this build
 };
 
 class Sequence {

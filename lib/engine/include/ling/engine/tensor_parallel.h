@@ -1,0 +1,40 @@
+// Tensor and expert parallelism as a Backend over `tp` rank backends (one per GPU; the CPU backend serves as
+// the oracle). Each rank holds a slice of the weights (slice_for_rank): its attention heads (query heads,
+// their KV heads — replicated when nkv < tp —, Lightning qkv/g_proj/g_norm rows, MLA q/kv_b rows; the MLA
+// latent down-projections kv_a_proj_with_mqa and q_a_proj are replicated, so every rank keeps the whole latent
+// cache), the columns of the dense output projections, FFN and shared-expert columns, and its routed experts
+// (experts split over `ep` rank groups, each expert's columns over the tp/ep ranks of its group; the router is
+// replicated and routes identically everywhere). A block's output is the sum of the ranks' partial outputs —
+// the all-reduce; biases of the output projections are added by rank 0 only. Embedding, norms, residual adds and
+// the LM head run on rank 0 (replicated in a real deployment). Here the all-reduce is a sum on rank 0's
+// buffers, which needs rank backends that share host memory (CPU); NCCL replaces it for CUDA ranks.
+// Limits: the Lightning GroupRMSNorm groups must not span ranks (group_norm_size divisible by tp).
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <memory>
+
+#include "ling/engine/backend.h"
+
+namespace ling {
+
+struct TpPlan {
+  int64_t tp = 1;  // ranks
+  int64_t ep = 1;  // expert-parallel groups (divides tp)
+};
+
+// Throws one line naming the config field a plan does not divide.
+void check_tp_plan(const ModelConfig& c, const TpPlan& p);
+
+struct RankModel {
+  ModelConfig config;                          // rank-local head counts and widths
+  std::shared_ptr<const ModelWeights> weights;  // rank-local slices (host copies)
+  BackendOptions options;                      // base options + head_offset / total_heads
+};
+RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t rank,
+                         const BackendOptions& base);
+
+using RankBackendFactory = std::function<std::unique_ptr<Backend>(int64_t rank, const BackendOptions& options)>;
+std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory);
+
+}  // namespace ling

@@ -1,0 +1,269 @@
+// Tensor/expert-parallel Backend over rank backends (tensor_parallel.h).
+#include "ling/engine/tensor_parallel.h"
+
+#include <cstring>
+
+#include "ling/core/error.h"
+
+namespace ling {
+
+namespace {
+
+// Rows [r0, r0 + n) of a [rows, cols] matrix (vectors: rows = 1, use cols_slice).
+Mat row_slice(const Mat& m, int64_t r0, int64_t n) {
+  if (m.empty()) return {};
+  Mat out;
+  out.rows = n;
+  out.cols = m.cols;
+  out.v.assign(m.v.begin() + r0 * m.cols, m.v.begin() + (r0 + n) * m.cols);
+  return out;
+}
+// Concatenated row ranges.
+Mat rows_of(const Mat& m, const std::vector<std::pair<int64_t, int64_t>>& ranges) {
+  if (m.empty()) return {};
+  Mat out;
+  out.cols = m.cols;
+  for (auto [r0, n] : ranges) {
+    out.v.insert(out.v.end(), m.v.begin() + r0 * m.cols, m.v.begin() + (r0 + n) * m.cols);
+    out.rows += n;
+  }
+  return out;
+}
+// Columns [c0, c0 + n) of a [rows, cols] matrix.
+Mat col_slice(const Mat& m, int64_t c0, int64_t n) {
+  if (m.empty()) return {};
+  Mat out;
+  out.rows = m.rows;
+  out.cols = n;
+  out.v.resize(size_t(m.rows * n));
+  for (int64_t r = 0; r < m.rows; ++r)
+    std::memcpy(out.v.data() + r * n, m.v.data() + r * m.cols + c0, sizeof(float) * size_t(n));
+  return out;
+}
+// Elements [e0, e0 + n) of a vector stored as [1, n] (or [n, 1]).
+Mat vec_slice(const Mat& m, int64_t e0, int64_t n) {
+  if (m.empty()) return {};
+  Mat out;
+  out.rows = 1;
+  out.cols = n;
+  out.v.assign(m.v.begin() + e0, m.v.begin() + e0 + n);
+  return out;
+}
+// A fused SwiGLU [2I, H] (gate rows, then up rows) and its down [H, I], columns shard j of s.
+ExpertWeights swiglu_slice(const ExpertWeights& e, int64_t j, int64_t s) {
+  if (e.gate_up.empty()) return {};
+  const int64_t I = e.gate_up.rows / 2, n = I / s;
+  return ExpertWeights{rows_of(e.gate_up, {{j * n, n}, {I + j * n, n}}), col_slice(e.down, j * n, n)};
+}
+
+struct TpSeqState : SeqState {
+  std::vector<std::unique_ptr<SeqState>> ranks;
+};
+
+class TpBackend final : public Backend {
+ public:
+  TpBackend(const TpPlan& p, const BackendOptions& base, RankBackendFactory f)
+      : plan_(p), base_(base), factory_(std::move(f)) {
+    LING_CHECK(p.tp >= 1 && p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
+  }
+  std::string name() const override { return ranks_.empty() ? "tp" : "tp" + std::to_string(plan_.tp) + "(" + ranks_[0]->name() + ")"; }
+
+  void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
+    check_tp_plan(c, plan_);
+    ranks_.clear();
+    for (int64_t r = 0; r < plan_.tp; ++r) {
+      RankModel m = slice_for_rank(c, *w, plan_, r, base_);
+      ranks_.push_back(factory_(r, m.options));
+      ranks_.back()->load(m.config, m.weights);
+    }
+    hidden_ = c.hidden_size;
+  }
+  std::unique_ptr<SeqState> new_state() override {
+    auto s = std::make_unique<TpSeqState>();
+    for (auto& r : ranks_) s->ranks.push_back(r->new_state());
+    return s;
+  }
+  Buffer alloc(int64_t rows, int64_t cols) override { return ranks_[0]->alloc(rows, cols); }
+  void to_host(const Buffer& b, float* dst) override { ranks_[0]->to_host(b, dst); }
+  void embed(const std::vector<int32_t>& ids, Buffer& out) override { ranks_[0]->embed(ids, out); }
+  void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override { ranks_[0]->norm(slot, layer, x, out); }
+  void add(Buffer& h, const Buffer& d) override { ranks_[0]->add(h, d); }
+  void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) override {
+    ranks_[0]->lm_head(x, rows, logits);
+  }
+
+  void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.attn_gqa(layer, x, rank_plan(plan, r), o); });
+  }
+  void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.attn_lightning(layer, x, rank_plan(plan, r), o); });
+  }
+  void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.attn_mla(layer, x, rank_plan(plan, r), o); });
+  }
+  void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
+    all_reduce(out, [&](Backend& b, int64_t, Buffer& o) { b.dense_ffn(layer, x, o); });
+  }
+  void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) override {
+    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.moe_ffn(layer, x, o, r == 0 ? trace : nullptr); });
+  }
+
+ private:
+  BatchPlan rank_plan(const BatchPlan& p, int64_t r) const {
+    BatchPlan q = p;
+    for (SeqSlice& s : q.seqs) s.state = static_cast<TpSeqState*>(s.state)->ranks[size_t(r)].get();
+    return q;
+  }
+  // out = Σ_r block_r(x): rank 0 writes out, the others a scratch added into it (the all-reduce).
+  template <class F>
+  void all_reduce(Buffer& out, F&& block) {
+    block(*ranks_[0], 0, out);
+    for (int64_t r = 1; r < plan_.tp; ++r) {
+      Buffer part = ranks_[size_t(r)]->alloc(out.rows, out.cols);
+      block(*ranks_[size_t(r)], r, part);
+      ranks_[0]->add(out, part);
+    }
+  }
+
+  TpPlan plan_;
+  BackendOptions base_;
+  RankBackendFactory factory_;
+  std::vector<std::unique_ptr<Backend>> ranks_;
+  int64_t hidden_ = 0;
+};
+
+}  // namespace
+
+void check_tp_plan(const ModelConfig& c, const TpPlan& p) {
+  LING_CHECK(p.tp >= 1 && p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
+  const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  LING_CHECK(nh % p.tp == 0, c.source, ": num_attention_heads ", nh, " is not divisible by --tp ", p.tp);
+  bool gqa = false, lightning = false;
+  for (const LayerSpec& l : c.layers) {
+    gqa = gqa || (!l.mtp && l.attn == AttnKind::GQA);
+    lightning = lightning || (!l.mtp && l.attn == AttnKind::Lightning);
+  }
+  if (gqa)
+    LING_CHECK(nkv >= p.tp ? nkv % p.tp == 0 : p.tp % nkv == 0, c.source, ": num_key_value_heads ", nkv,
+               " and --tp ", p.tp, " do not divide one another");
+  if (lightning)
+    LING_CHECK(c.group_norm_size % p.tp == 0, c.source, ": group_norm_size ", c.group_norm_size,
+               " is not divisible by --tp ", p.tp, " (GroupRMSNorm groups spanning ranks are not supported yet)");
+  LING_CHECK(c.intermediate_size % p.tp == 0, c.source, ": intermediate_size ", c.intermediate_size,
+             " is not divisible by --tp ", p.tp);
+  if (c.num_experts > 0) {
+    LING_CHECK(c.num_experts % p.ep == 0, c.source, ": num_experts ", c.num_experts, " is not divisible by --ep ", p.ep);
+    LING_CHECK(c.moe_intermediate_size % (p.tp / p.ep) == 0, c.source, ": moe_intermediate_size ",
+               c.moe_intermediate_size, " is not divisible by tp/ep = ", p.tp / p.ep);
+    LING_CHECK(c.shared_expert_width() % p.tp == 0, c.source, ": the shared expert width ", c.shared_expert_width(),
+               " is not divisible by --tp ", p.tp);
+  }
+}
+
+RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
+                         const BackendOptions& base) {
+  check_tp_plan(c, p);
+  LING_CHECK(r >= 0 && r < p.tp, "internal error: rank ", r, " of ", p.tp);
+  const int64_t tp = p.tp, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t nh_r = nh / tp, h0 = r * nh_r;
+  const int64_t nkv_r = nkv >= tp ? nkv / tp : 1, g0 = nkv >= tp ? r * nkv_r : h0 / (nh / nkv);
+  const int64_t group = tp / p.ep, e_per = c.num_experts > 0 ? c.num_experts / p.ep : 0;
+  const int64_t e0 = (r / group) * e_per, shard = r % group;
+  RankModel m;
+  m.config = c;
+  m.config.num_attention_heads = nh_r;
+  m.config.num_key_value_heads = nkv_r;
+  m.config.group_norm_size = c.group_norm_size / tp > 0 ? c.group_norm_size / tp : 1;
+  m.config.intermediate_size = c.intermediate_size / tp;
+  m.config.moe_intermediate_size = c.moe_intermediate_size / group;
+  m.options = base;
+  m.options.head_offset = h0;
+  m.options.total_heads = nh;
+  auto out = std::make_shared<ModelWeights>();
+  out->stored_dtype = w.stored_dtype;
+  if (r == 0) {
+    out->embed = w.embed;
+    out->norm = w.norm;
+    out->lm_head = w.lm_head;
+  }
+  const int64_t dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim, dv = c.v_head_dim;
+  for (const LayerWeights& L : w.layers) {
+    LayerWeights o;
+    o.spec = L.spec;
+    o.input_norm = L.input_norm;
+    o.post_norm = L.post_norm;
+    const bool bias_here = r == 0;
+    switch (L.spec.attn) {
+      case AttnKind::GQA: {
+        const std::vector<std::pair<int64_t, int64_t>> rr = {
+            {h0 * hd, nh_r * hd}, {(nh + g0) * hd, nkv_r * hd}, {(nh + nkv + g0) * hd, nkv_r * hd}};
+        o.qkv = rows_of(L.qkv, rr);
+        if (!L.qkv_bias.empty()) {
+          Mat b = L.qkv_bias;  // [1, rows]: slice as a column vector
+          b.rows = b.cols;
+          b.cols = 1;
+          o.qkv_bias = rows_of(b, rr);
+          std::swap(o.qkv_bias.rows, o.qkv_bias.cols);
+        }
+        o.q_norm = L.q_norm;
+        o.k_norm = L.k_norm;
+        o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
+        break;
+      }
+      case AttnKind::Lightning: {
+        const std::vector<std::pair<int64_t, int64_t>> rr = {
+            {h0 * hd, nh_r * hd}, {(nh + h0) * hd, nh_r * hd}, {(2 * nh + h0) * hd, nh_r * hd}};
+        o.qkv = rows_of(L.qkv, rr);
+        if (!L.qkv_bias.empty()) {
+          Mat b = L.qkv_bias;
+          b.rows = b.cols;
+          b.cols = 1;
+          o.qkv_bias = rows_of(b, rr);
+          std::swap(o.qkv_bias.rows, o.qkv_bias.cols);
+        }
+        o.q_norm = L.q_norm;
+        o.k_norm = L.k_norm;
+        o.g_proj = row_slice(L.g_proj, h0 * hd, nh_r * hd);
+        o.g_norm = vec_slice(L.g_norm, h0 * hd, nh_r * hd);
+        o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
+        break;
+      }
+      case AttnKind::MLA: {
+        const int64_t dqk = dn + dr;
+        o.q_a = L.q_a;
+        o.q_a_bias = L.q_a_bias;
+        o.q_a_norm = L.q_a_norm;
+        o.q_b = row_slice(L.q_b, h0 * dqk, nh_r * dqk);
+        o.q_proj = row_slice(L.q_proj, h0 * dqk, nh_r * dqk);
+        o.q_proj_bias = vec_slice(L.q_proj_bias, h0 * dqk, nh_r * dqk);
+        o.kv_a = L.kv_a;
+        o.kv_a_bias = L.kv_a_bias;
+        o.kv_a_norm = L.kv_a_norm;
+        o.kv_b = row_slice(L.kv_b, h0 * (dn + dv), nh_r * (dn + dv));
+        o.dense = col_slice(L.dense, h0 * dv, nh_r * dv);
+        break;
+      }
+    }
+    if (bias_here) o.dense_bias = L.dense_bias;
+    if (L.spec.ffn == FfnKind::Dense) {
+      const ExpertWeights d = swiglu_slice(ExpertWeights{L.gate_up, L.down}, r, tp);
+      o.gate_up = d.gate_up;
+      o.down = d.down;
+    } else {
+      o.router = L.router;
+      o.router_bias = L.router_bias;
+      o.experts.resize(L.experts.size());
+      for (int64_t e = e0; e < e0 + e_per; ++e) o.experts[size_t(e)] = swiglu_slice(L.experts[size_t(e)], shard, group);
+      o.shared = swiglu_slice(L.shared, r, tp);
+    }
+    out->layers.push_back(std::move(o));
+  }
+  m.weights = out;
+  return m;
+}
+
+std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory) {
+  return std::make_unique<TpBackend>(p, base, std::move(factory));
+}
+
+}  // namespace ling

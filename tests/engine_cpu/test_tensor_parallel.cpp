@@ -1,0 +1,165 @@
+// Tensor / expert parallelism (ling/engine/tensor_parallel.h) over CPU rank backends: TP = 2, 4 and EP = 2, 4
+// give TP = 1's logits (prefill of every position and greedy decode steps) within fp32 tolerance and the same
+// router choices, on random checkpoints of all three families (GQA with nkv < tp, Lightning with biases and
+// GroupRMSNorm, MLA with YaRN); plans that do not divide the model are one clear error.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "engine_cpu/tiny_model.h"
+#include "ling/engine/generate.h"
+#include "ling/engine/tensor_parallel.h"
+#include "ling/core/error.h"
+#include "ling/ref/ops.h"
+
+namespace ling::test {
+namespace {
+
+// Router ids of every MoE layer, in call order.
+class RouterIds : public Observer {
+ public:
+  bool wants(const std::string& n) const override { return n.find("moe.topk_ids") != std::string::npos; }
+  void on_f32(const std::string&, const std::vector<int64_t>&, const float*) override {}
+  void on_i64(const std::string&, const std::vector<int64_t>& shape, const int64_t* d) override {
+    int64_t n = 1;
+    for (int64_t s : shape) n *= s;
+    ids.insert(ids.end(), d, d + n);
+  }
+  std::vector<int64_t> ids;
+};
+
+struct RunOut {
+  std::vector<float> logits;
+  std::vector<int64_t> router, tokens;
+};
+
+RunOut run_model(Engine& e) {
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 19; ++i) prompt.push_back(int32_t((i * 31 + 7) % 80));
+  RunOut r;
+  RouterIds obs;
+  auto seq = e.new_sequence();
+  r.logits = e.prefill(*seq, prompt, true, &obs);
+  const int64_t V = e.config().vocab_size;
+  for (int step = 0; step < 4; ++step) {
+    const float* last = r.logits.data() + (int64_t(r.logits.size()) / V - 1) * V;
+    const int64_t next = ref::argmax(last, V);
+    r.tokens.push_back(next);
+    std::vector<float> lg = e.decode({seq.get()}, {int32_t(next)}, &obs);
+    r.logits.insert(r.logits.end(), lg.begin(), lg.end());
+  }
+  r.router = obs.ids;
+  return r;
+}
+
+std::unique_ptr<Engine> tp_engine(const std::string& dir, const TpPlan& p) {
+  ModelConfig cfg = load_config(dir);
+  Checkpoint ck = Checkpoint::open(dir);
+  auto w = std::make_shared<const ModelWeights>(load_weights(cfg, ck));
+  auto be = make_tp_backend(p, BackendOptions{}, [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });
+  return std::make_unique<Engine>(std::move(cfg), std::move(w), std::move(be));
+}
+
+struct Case {
+  const char* name;
+  std::string (*config)();
+  std::vector<TpPlan> plans;
+};
+
+class TensorParallel : public ::testing::TestWithParam<Case> {};
+
+TEST_P(TensorParallel, MatchesOneRank) {
+  const Case& c = GetParam();
+  const std::string dir = make_tiny_model(std::string("tp_") + c.name, c.config(), 21);
+  const RunOut ref1 = run_model(*open_engine(dir));
+  for (const TpPlan& p : c.plans) {
+    const RunOut got = run_model(*tp_engine(dir, p));
+    const std::string tag = std::string(c.name) + " tp" + std::to_string(p.tp) + " ep" + std::to_string(p.ep);
+    ASSERT_EQ(got.logits.size(), ref1.logits.size()) << tag;
+    size_t bad = 0;
+    double worst = 0;
+    for (size_t i = 0; i < got.logits.size(); ++i) {
+      const double e = std::fabs(double(got.logits[i]) - ref1.logits[i]);
+      worst = std::max(worst, e);
+      if (e > 1e-5 + 1e-4 * std::fabs(double(ref1.logits[i]))) ++bad;
+    }
+    EXPECT_EQ(bad, 0u) << tag << ": worst abs error " << worst;
+    EXPECT_EQ(got.router, ref1.router) << tag;
+    EXPECT_EQ(got.tokens, ref1.tokens) << tag;
+  }
+  std::filesystem::remove_all(dir);
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Families, TensorParallel,
+    ::testing::Values(Case{"ling2", ling2_config, {{2, 1}, {2, 2}, {4, 1}, {4, 2}, {4, 4}}},
+                      Case{"ring_linear", ring_linear_config, {{2, 1}, {2, 2}}},
+                      Case{"ling25", ling25_config, {{2, 1}, {2, 2}, {4, 1}, {4, 4}}}),
+    [](const auto& info) { return std::string(info.param.name); });
+
+// The official-code fixtures through TP = 2 / EP = 2: the golden decode ids, every prompt logit and the router
+// choices of every layer (as sets, as the golden tests compare them).
+TEST(TensorParallelGolden, FixturesThroughTwoRanks) {
+  for (const char* name : {"ling20-tiny", "ling25-tiny"}) {
+    const std::string dir = std::string(LING_SHARED_DIR) + "/fixtures/" + name;
+    auto g = SafetensorsFile::open(dir + "/golden.safetensors");
+    EngineOptions eo;
+    eo.tp = 2;
+    eo.ep = 2;
+    auto engine = Engine::open(dir, eo);
+    const TensorInfo* ids = g->find("input_ids");
+    std::vector<int64_t> v(size_t(ids->numel()));
+    std::memcpy(v.data(), ids->data, ids->nbytes());
+    GenerateOptions o;
+    o.max_new_tokens = 16;
+    o.collect_hidden = true;
+    const auto t = generate(*engine, std::vector<int32_t>(v.begin(), v.end()), o).tensors();
+    const TensorInfo* gi = g->find("decode_ids");
+    std::vector<int64_t> want(size_t(gi->numel()));
+    std::memcpy(want.data(), gi->data, gi->nbytes());
+    EXPECT_EQ(t.at("decode_ids").i64, want) << name;
+    const std::vector<float> lg = g->find("logits")->to_f32();
+    const auto& got = t.at("logits").f32;
+    ASSERT_EQ(got.size(), lg.size());
+    size_t bad = 0;
+    for (size_t i = 0; i < lg.size(); ++i) bad += std::fabs(got[i] - lg[i]) > 1e-4 + 1e-4 * std::fabs(lg[i]);
+    EXPECT_EQ(bad, 0u) << name;
+    int routers = 0;
+    for (const auto& [n, d] : t) {
+      if (n.rfind("router_topk_", 0) != 0) continue;
+      const TensorInfo* r = g->find(n);
+      ASSERT_TRUE(r) << n;
+      std::vector<int64_t> rv(size_t(r->numel()));
+      std::memcpy(rv.data(), r->data, r->nbytes());
+      const int64_t k = d.shape.back();
+      for (size_t row = 0; row * size_t(k) < rv.size(); ++row) {
+        std::vector<int64_t> a(d.i64.begin() + row * k, d.i64.begin() + (row + 1) * k);
+        std::vector<int64_t> b(rv.begin() + row * k, rv.begin() + (row + 1) * k);
+        std::sort(a.begin(), a.end());
+        std::sort(b.begin(), b.end());
+        ASSERT_EQ(a, b) << name << " " << n << " row " << row;
+      }
+      ++routers;
+    }
+    EXPECT_GT(routers, 0) << name;
+  }
+}
+
+TEST(TensorParallelPlan, PlansThatDoNotDivideTheModelAreOneError) {
+  const std::string dir = make_tiny_model("tp_bad", ring_linear_config(), 3);
+  ModelConfig cfg = load_config(dir);
+  EXPECT_THROW(check_tp_plan(cfg, TpPlan{3, 1}), Error);  // 4 heads
+  EXPECT_THROW(check_tp_plan(cfg, TpPlan{4, 1}), Error);  // group_norm_size 2
+  EXPECT_THROW(check_tp_plan(cfg, TpPlan{2, 4}), Error);  // ep does not divide tp
+  try {
+    check_tp_plan(cfg, TpPlan{4, 1});
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("group_norm_size"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(tp_engine(dir, TpPlan{4, 1}), Error);
+  std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace ling::test
