@@ -1,7 +1,8 @@
 // Lightning chunked prefill on tensor cores (architecture.md §2.6 step 8), head dim 128, chunk 64, sm_80+.
 // The sequence of each head is cut into `nb` blocks of whole chunks so that nh · nb CTAs fill the GPU:
-//   pass 1 (state_only CTAs, blocks 0..nb−2): U_b = Σ_{j∈b} e^{g(L−1−j)} k_jᵀ v_j, chunk by chunk;
-//   pass 2 (scan): S_start_0 = S_in, S_start_{b+1} = e^{gL} S_start_b + U_b (in place in the workspace);
+//   pass 1 (state-only CTAs over the R sub-blocks of each block 0..nb−2, ≥ 2 waves):
+//     U_{b,r} = Σ_{j∈(b,r)} e^{g(Ls−1−j)} k_jᵀ v_j, chunk by chunk;
+//   pass 2 (scan): S_start_0 = S_in, S_start_{b+1} = e^{gL} S_start_b + Σ_r e^{g·Ls·(R−1−r)} U_{b,r};
 //   pass 3 (output CTAs, every block): per chunk c with incoming state S (registers)
 //     o_i = scale · [ e^{g(i+1)} q_i S + Σ_{j≤i} e^{g(i−j)} (q_i·k_j) v_j ],  S ← e^{gn} S + Σ_j e^{g(n−1−j)} k_jᵀ v_j
 //   and the last block writes the final state.
@@ -38,9 +39,11 @@ struct Args {
   void* o;
   float* state;
   const float* g;
-  float* ws;  // [nh, nb, dk, dv] fp32, or null when nb == 1
+  float* ws;    // [nh, nb, dk, dv] fp32 start states of the blocks, or null when nb == 1
+  float* ws_u;  // [nh, (nb − 1)·R, dk, dv] fp32 local states of the sub-blocks of blocks 0..nb−2
   int64_t T, nh, ldq, ldk, ldv, ldo, L;  // L = tokens per block (multiple of C)
   int nb;
+  int R;        // pass-1 sub-blocks per block (more CTAs for the state pass)
   float scale;
 };
 
@@ -205,7 +208,8 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
   const int b = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane >> 2, ti = lane & 3;
   const int64_t h = blockIdx.y;
   if (threadIdx.x <= C) s.decay[threadIdx.x] = expf(a.g[h] * float(threadIdx.x));
-  const int64_t t_begin = int64_t(b) * a.L, t_end = std::min<int64_t>(a.T, t_begin + a.L);
+  const int64_t span = kOut ? a.L : a.L / a.R;  // pass 1: CTA b is sub-block b (all sub-blocks are full)
+  const int64_t t_begin = int64_t(b) * span, t_end = std::min<int64_t>(a.T, t_begin + span);
   constexpr int64_t DD = int64_t(D) * D;
 
   float acc[16][4];  // Sᵀ[16w + gi + 8(e/2)][8j + 2ti + e%2]
@@ -247,7 +251,7 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
   if constexpr (kOut) {
     if (b == a.nb - 1) dst = a.state + h * DD;
   } else {
-    dst = a.ws + (h * a.nb + b) * DD;
+    dst = a.ws_u + (h * (a.nb - 1) * a.R + b) * DD;
   }
   if (!dst) return;
 #pragma unroll
@@ -256,43 +260,73 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     for (int e = 0; e < 4; ++e) dst[(8 * j + 2 * ti + (e & 1)) * D + 16 * warp + gi + 8 * (e >> 1)] = acc[j][e];
 }
 
-// Pass 2: per head and state element, S_start_0 = S_in, S_start_{b+1} = e^{gL} S_start_b + U_b, in place.
-__global__ void lightning_scan_kernel(const float* state, float* ws, const float* g, int nb, int64_t L) {
+// Pass 2: per head and state element, S_start_0 = S_in, S_start_{b+1} = e^{gL} S_start_b + U_b with
+// U_b = Σ_r e^{g·Ls·(R−1−r)} U_{b,r} accumulated sub-block by sub-block (Ls = L / R).
+__global__ void lightning_scan_kernel(const float* state, float* ws, const float* ws_u, const float* g, int nb, int R,
+                                      int64_t Ls) {
   constexpr int64_t DD = int64_t(D) * D;
   const int64_t h = blockIdx.y, e = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (e >= DD) return;
-  const float decay = expf(g[h] * float(L));
+  const float decay = expf(g[h] * float(Ls));
   float S = state[h * DD + e];
   float* w = ws + h * nb * DD + e;
+  const float* u = ws_u + h * int64_t(nb - 1) * R * DD + e;
+  const int64_t n_sub = int64_t(nb - 1) * R;
   constexpr int kBatch = 8;  // independent loads in flight
-  for (int b0 = 0; b0 < nb; b0 += kBatch) {
-    float u[kBatch];
+  w[0] = S;
+  for (int64_t i0 = 0; i0 < n_sub; i0 += kBatch) {
+    float x[kBatch];
 #pragma unroll
-    for (int i = 0; i < kBatch; ++i) u[i] = b0 + i < nb - 1 ? w[(b0 + i) * DD] : 0.0f;
+    for (int i = 0; i < kBatch; ++i) x[i] = i0 + i < n_sub ? u[(i0 + i) * DD] : 0.0f;
 #pragma unroll
     for (int i = 0; i < kBatch; ++i) {
-      if (b0 + i >= nb) break;
-      w[(b0 + i) * DD] = S;
-      S = decay * S + u[i];
+      if (i0 + i >= n_sub) break;
+      S = decay * S + x[i];
+      if ((i0 + i + 1) % R == 0) w[((i0 + i + 1) / R) * DD] = S;
     }
   }
+}
+
+struct Plan {
+  int64_t nb = 1, R = 1, L = 0;  // blocks, sub-blocks per block, tokens per block
+};
+
+Plan make_plan(int64_t T, int64_t nh, int64_t requested_blocks, int num_sms) {
+  Plan pl;
+  const int64_t chunks = (T + C - 1) / C;
+  if (chunks <= 1 || nh <= 0) {
+    pl.L = std::max<int64_t>(chunks, 1) * C;
+    return pl;
+  }
+  // Two CTAs fit one SM (105 KB of shared memory each): one full wave of nh · nb output CTAs.
+  int64_t nb = requested_blocks > 0 ? requested_blocks : std::max<int64_t>(1, (2 * int64_t(num_sms)) / nh);
+  nb = std::clamp<int64_t>(nb, 1, chunks);
+  const int64_t per_block = (chunks + nb - 1) / nb;  // chunks per block
+  pl.nb = (chunks + per_block - 1) / per_block;      // no empty block
+  pl.L = per_block * C;
+  const int64_t slots = 2 * int64_t(num_sms), pass1 = (pl.nb - 1) * nh;
+  if (pl.nb > 1 && 4 * pass1 < 3 * slots) {  // a state pass under 3/4 of a wave: R sub-blocks per block, ≥ 2 waves
+    const int64_t want = (2 * slots + pass1 - 1) / pass1;
+    int64_t R = per_block;
+    for (int64_t r = std::max<int64_t>(want, 1); r < per_block; ++r)
+      if (per_block % r == 0) {
+        R = r;
+        break;
+      }
+    pl.R = R;
+  }
+  return pl;
 }
 
 }  // namespace
 
 int64_t lightning_prefill_blocks(int64_t T, int64_t nh, int64_t requested_blocks, int num_sms) {
-  const int64_t chunks = (T + C - 1) / C;
-  if (chunks <= 1 || nh <= 0) return 1;
-  // Two CTAs fit one SM (105 KB of shared memory each): one full wave of nh · nb CTAs.
-  int64_t nb = requested_blocks > 0 ? requested_blocks : std::max<int64_t>(1, (2 * int64_t(num_sms)) / nh);
-  nb = std::clamp<int64_t>(nb, 1, chunks);
-  const int64_t per_block = (chunks + nb - 1) / nb;  // chunks per block
-  return (chunks + per_block - 1) / per_block;       // no empty block
+  return make_plan(T, nh, requested_blocks, num_sms).nb;
 }
 
 size_t lightning_prefill_workspace_bytes(int64_t T, int64_t nh, int64_t requested_blocks, int num_sms) {
-  const int64_t nb = lightning_prefill_blocks(T, nh, requested_blocks, num_sms);
-  return nb > 1 ? size_t(nh) * size_t(nb) * D * D * sizeof(float) : 0;
+  const Plan pl = make_plan(T, nh, requested_blocks, num_sms);
+  return pl.nb > 1 ? size_t(nh) * size_t(pl.nb + (pl.nb - 1) * pl.R) * D * D * sizeof(float) : 0;
 }
 
 void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stream) {
@@ -300,8 +334,8 @@ void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stre
   if (p.T == 0) return;
   LING_CHECK(p.q && p.k && p.v && p.o && p.state && p.g, "lightning prefill: a null q/k/v/o/state/g pointer");
   const int64_t w = p.nh * D;
-  Args a{p.q, p.k, p.v, p.o, p.state, p.g, nullptr, p.T, p.nh, p.ldq ? p.ldq : w, p.ldk ? p.ldk : w,
-         p.ldv ? p.ldv : w, p.ldo ? p.ldo : w, 0, 0, p.scale};
+  Args a{p.q, p.k, p.v, p.o, p.state, p.g, nullptr, nullptr, p.T, p.nh, p.ldq ? p.ldq : w, p.ldk ? p.ldk : w,
+         p.ldv ? p.ldv : w, p.ldo ? p.ldo : w, 0, 0, 1, p.scale};
   for (int64_t ld : {a.ldq, a.ldk, a.ldv, a.ldo})
     LING_CHECK(ld % 8 == 0 && ld >= w, "lightning prefill: row stride ", ld, " must be a multiple of 8 and >= nh*128");
   for (const void* ptr : {static_cast<const void*>(p.q), static_cast<const void*>(p.k), static_cast<const void*>(p.v),
@@ -311,14 +345,16 @@ void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stre
   int dev = 0, sms = 0;
   LING_CUDA_CHECK(cudaGetDevice(&dev));
   LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  const int64_t nb = lightning_prefill_blocks(p.T, p.nh, p.blocks, sms);
-  const int64_t chunks = (p.T + C - 1) / C;
-  a.L = ((chunks + nb - 1) / nb) * C;
+  const Plan pl = make_plan(p.T, p.nh, p.blocks, sms);
+  const int64_t nb = pl.nb;
+  a.L = pl.L;
   a.nb = int(nb);
+  a.R = int(pl.R);
   if (nb > 1) {
     LING_CHECK(p.workspace, "lightning prefill: ", nb, " blocks need a workspace of ",
                lightning_prefill_workspace_bytes(p.T, p.nh, p.blocks, sms), " bytes");
     a.ws = static_cast<float*>(p.workspace);
+    a.ws_u = a.ws + p.nh * nb * D * D;
   }
   const size_t smem = sizeof(Smem);
   auto out_kernel = p.o_fp32 ? lightning_block_kernel<true, true> : lightning_block_kernel<true, false>;
@@ -326,9 +362,11 @@ void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stre
   if (nb > 1) {
     LING_CUDA_CHECK(cudaFuncSetAttribute(lightning_block_kernel<false, false>,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
-    lightning_block_kernel<false, false><<<dim3(unsigned(nb - 1), unsigned(p.nh)), kThreads, smem, stream>>>(a);
+    const unsigned n_sub = unsigned((nb - 1) * pl.R);
+    lightning_block_kernel<false, false><<<dim3(n_sub, unsigned(p.nh)), kThreads, smem, stream>>>(a);
     LING_CUDA_CHECK(cudaGetLastError());
-    lightning_scan_kernel<<<dim3(D * D / 256, unsigned(p.nh)), 256, 0, stream>>>(p.state, a.ws, p.g, a.nb, a.L);
+    lightning_scan_kernel<<<dim3(D * D / 256, unsigned(p.nh)), 256, 0, stream>>>(p.state, a.ws, a.ws_u, p.g, a.nb,
+                                                                               a.R, a.L / a.R);
     LING_CUDA_CHECK(cudaGetLastError());
   }
   out_kernel<<<dim3(unsigned(nb), unsigned(p.nh)), kThreads, smem, stream>>>(a);
