@@ -7,9 +7,16 @@
 
 #include "ling/core/error.h"
 #include "ling/engine/tensor_parallel.h"
+#if LING_HAS_CUDA
+#include "cuda/nccl_all_reduce.h"
+#endif
 #include "ling/core/safetensors.h"
 
 namespace ling {
+
+#if !LING_HAS_CUDA
+int cuda_device_count() { return 0; }
+#endif
 
 std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineOptions& options) {
   ModelConfig config = load_config(model_dir);
@@ -20,10 +27,25 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
   LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
   std::unique_ptr<Backend> backend;
   if (options.tp > 1 || options.ep > 1) {
-    LING_CHECK(options.backend == "cpu", "--tp/--ep: multi-GPU CUDA execution (NCCL) is not in this build yet; "
-               "use --backend cpu, which runs the ranks as CPU backends (the oracle of the layout)");
-    backend = make_tp_backend(TpPlan{options.tp, options.ep}, options.backend_options,
-                              [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });
+    const TpPlan plan{options.tp, options.ep};
+    if (options.backend == "cpu") {
+      backend = make_tp_backend(plan, options.backend_options,
+                                [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });
+    } else if (options.backend == "cuda") {
+#if LING_HAS_CUDA
+      backend = make_tp_backend(plan, options.backend_options,
+                                [](int64_t r, const BackendOptions& o) {
+                                  BackendOptions d = o;
+                                  d.device = int(r);
+                                  return make_cuda_backend(d);
+                                },
+                                make_nccl_all_reduce(options.tp));
+#else
+      LING_THROW("no CUDA device: this build has no CUDA backend (configure with -DLING_CUDA=ON); use --backend cpu");
+#endif
+    } else {
+      LING_THROW("unknown backend '", options.backend, "' (expected cpu or cuda)");
+    }
   } else if (options.backend == "cpu") backend = make_cpu_backend(options.backend_options);
   else if (options.backend == "cuda") {
 #if LING_HAS_CUDA

@@ -60,13 +60,20 @@ struct TpSeqState : SeqState {
   std::vector<std::unique_ptr<SeqState>> ranks;
 };
 
+// A Buffer of the TP backend: one buffer per rank (the residual stream is replicated); data = rank 0's.
+struct TpBuffer {
+  std::vector<Buffer> ranks;
+};
+
 class TpBackend final : public Backend {
  public:
-  TpBackend(const TpPlan& p, const BackendOptions& base, RankBackendFactory f)
-      : plan_(p), base_(base), factory_(std::move(f)) {
+  TpBackend(const TpPlan& p, const BackendOptions& base, RankBackendFactory f, AllReduce ar)
+      : plan_(p), base_(base), factory_(std::move(f)), all_reduce_(std::move(ar)) {
     LING_CHECK(p.tp >= 1 && p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
   }
-  std::string name() const override { return ranks_.empty() ? "tp" : "tp" + std::to_string(plan_.tp) + "(" + ranks_[0]->name() + ")"; }
+  std::string name() const override {
+    return ranks_.empty() ? "tp" : "tp" + std::to_string(plan_.tp) + "(" + ranks_[0]->name() + ")";
+  }
 
   void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
     check_tp_plan(c, plan_);
@@ -76,60 +83,86 @@ class TpBackend final : public Backend {
       ranks_.push_back(factory_(r, m.options));
       ranks_.back()->load(m.config, m.weights);
     }
-    hidden_ = c.hidden_size;
+    if (!all_reduce_) all_reduce_ = host_sum(ranks_);
   }
   std::unique_ptr<SeqState> new_state() override {
     auto s = std::make_unique<TpSeqState>();
     for (auto& r : ranks_) s->ranks.push_back(r->new_state());
     return s;
   }
-  Buffer alloc(int64_t rows, int64_t cols) override { return ranks_[0]->alloc(rows, cols); }
-  void to_host(const Buffer& b, float* dst) override { ranks_[0]->to_host(b, dst); }
-  void embed(const std::vector<int32_t>& ids, Buffer& out) override { ranks_[0]->embed(ids, out); }
-  void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override { ranks_[0]->norm(slot, layer, x, out); }
-  void add(Buffer& h, const Buffer& d) override { ranks_[0]->add(h, d); }
+  Buffer alloc(int64_t rows, int64_t cols) override {
+    auto tb = std::make_shared<TpBuffer>();
+    for (auto& r : ranks_) tb->ranks.push_back(r->alloc(rows, cols));
+    Buffer b;
+    b.data = tb->ranks[0].data;
+    b.rows = rows;
+    b.cols = cols;
+    b.owner = tb;
+    return b;
+  }
+  void to_host(const Buffer& b, float* dst) override { ranks_[0]->to_host(part(b, 0), dst); }
+  void embed(const std::vector<int32_t>& ids, Buffer& out) override {
+    for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->embed(ids, part(out, r));
+  }
+  void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
+    for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->norm(slot, layer, part(x, r), part(out, r));
+  }
+  void add(Buffer& h, const Buffer& d) override {
+    for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->add(part(h, r), part(d, r));
+  }
   void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) override {
-    ranks_[0]->lm_head(x, rows, logits);
+    ranks_[0]->lm_head(part(x, 0), rows, part(logits, 0));
   }
 
   void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
-    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.attn_gqa(layer, x, rank_plan(plan, r), o); });
+    reduce(out, [&](Backend& b, size_t r) { b.attn_gqa(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
   }
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
-    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.attn_lightning(layer, x, rank_plan(plan, r), o); });
+    reduce(out, [&](Backend& b, size_t r) { b.attn_lightning(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
   }
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
-    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.attn_mla(layer, x, rank_plan(plan, r), o); });
+    reduce(out, [&](Backend& b, size_t r) { b.attn_mla(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
   }
   void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
-    all_reduce(out, [&](Backend& b, int64_t, Buffer& o) { b.dense_ffn(layer, x, o); });
+    reduce(out, [&](Backend& b, size_t r) { b.dense_ffn(layer, part(x, r), part(out, r)); });
   }
   void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) override {
-    all_reduce(out, [&](Backend& b, int64_t r, Buffer& o) { b.moe_ffn(layer, x, o, r == 0 ? trace : nullptr); });
+    reduce(out, [&](Backend& b, size_t r) { b.moe_ffn(layer, part(x, r), part(out, r), r == 0 ? trace : nullptr); });
   }
 
  private:
-  BatchPlan rank_plan(const BatchPlan& p, int64_t r) const {
+  static Buffer& part(const Buffer& b, size_t r) {
+    auto* tb = static_cast<TpBuffer*>(b.owner.get());
+    LING_CHECK(tb && r < tb->ranks.size(), "internal error: a buffer not allocated by the TP backend");
+    return tb->ranks[r];
+  }
+  BatchPlan rank_plan(const BatchPlan& p, size_t r) const {
     BatchPlan q = p;
-    for (SeqSlice& s : q.seqs) s.state = static_cast<TpSeqState*>(s.state)->ranks[size_t(r)].get();
+    for (SeqSlice& s : q.seqs) s.state = static_cast<TpSeqState*>(s.state)->ranks[r].get();
     return q;
   }
-  // out = Σ_r block_r(x): rank 0 writes out, the others a scratch added into it (the all-reduce).
+  // Every rank writes its partial block output, then the all-reduce leaves the sum on every rank.
   template <class F>
-  void all_reduce(Buffer& out, F&& block) {
-    block(*ranks_[0], 0, out);
-    for (int64_t r = 1; r < plan_.tp; ++r) {
-      Buffer part = ranks_[size_t(r)]->alloc(out.rows, out.cols);
-      block(*ranks_[size_t(r)], r, part);
-      ranks_[0]->add(out, part);
-    }
+  void reduce(Buffer& out, F&& block) {
+    for (size_t r = 0; r < ranks_.size(); ++r) block(*ranks_[r], r);
+    std::vector<Buffer*> parts;
+    for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
+    all_reduce_(parts);
+  }
+  // Host all-reduce for rank backends whose buffers are host memory (CPU): sum into rank 0, copy back.
+  static AllReduce host_sum(std::vector<std::unique_ptr<Backend>>& ranks) {
+    return [&ranks](std::vector<Buffer*>& parts) {
+      for (size_t r = 1; r < parts.size(); ++r) ranks[0]->add(*parts[0], *parts[r]);
+      const size_t n = size_t(parts[0]->rows * parts[0]->cols);
+      for (size_t r = 1; r < parts.size(); ++r) std::memcpy(parts[r]->data, parts[0]->data, sizeof(float) * n);
+    };
   }
 
   TpPlan plan_;
   BackendOptions base_;
   RankBackendFactory factory_;
+  AllReduce all_reduce_;
   std::vector<std::unique_ptr<Backend>> ranks_;
-  int64_t hidden_ = 0;
 };
 
 }  // namespace
@@ -181,11 +214,9 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   m.options.total_heads = nh;
   auto out = std::make_shared<ModelWeights>();
   out->stored_dtype = w.stored_dtype;
-  if (r == 0) {
-    out->embed = w.embed;
-    out->norm = w.norm;
-    out->lm_head = w.lm_head;
-  }
+  out->embed = w.embed;  // every rank keeps the residual stream
+  out->norm = w.norm;
+  if (r == 0) out->lm_head = w.lm_head;
   const int64_t dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim, dv = c.v_head_dim;
   for (const LayerWeights& L : w.layers) {
     LayerWeights o;
@@ -262,8 +293,9 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   return m;
 }
 
-std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory) {
-  return std::make_unique<TpBackend>(p, base, std::move(factory));
+std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory,
+                                         AllReduce all_reduce) {
+  return std::make_unique<TpBackend>(p, base, std::move(factory), std::move(all_reduce));
 }
 
 }  // namespace ling

@@ -92,13 +92,16 @@ class CudaBackend final : public Backend {
     const cudaError_t e = cudaGetDeviceCount(&n);
     if (e != cudaSuccess || n == 0)
       LING_THROW("no CUDA device (cudaGetDeviceCount: ", e == cudaSuccess ? "0 devices" : cudaGetErrorString(e), ")");
-    LING_CUDA_CHECK(cudaSetDevice(0));
+    LING_CHECK(o.device >= 0 && o.device < n, "cuda: device ", o.device, " requested but ", n, " present");
+    device_ = o.device;
+    LING_CUDA_CHECK(cudaSetDevice(device_));
     LING_CUDA_CHECK(cudaStreamCreate(&stream_));
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
   }
   ~CudaBackend() override {
+    cudaSetDevice(device_);
     dev_.clear();
     dev16_.clear();
     xbf_.reset();
@@ -109,6 +112,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
 
   void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
+    use_device();
     cfg_ = c;
     w_ = std::move(w);
     freqs_ = ref::rope_freqs(rope_freq_params(c));
@@ -160,6 +164,7 @@ class CudaBackend final : public Backend {
   }
 
   std::unique_ptr<SeqState> new_state() override {
+    use_device();
     auto s = std::make_unique<CudaSeqState>();
     s->layers.resize(cfg_.num_hidden_layers);
     const int64_t nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
@@ -172,6 +177,7 @@ class CudaBackend final : public Backend {
   }
 
   Buffer alloc(int64_t rows, int64_t cols) override {
+    use_device();
     DevF d(rows * cols);
     if (rows * cols > 0) LING_CUDA_CHECK(cudaMemsetAsync(d.p, 0, sizeof(float) * rows * cols, stream_));
     Buffer b;
@@ -182,11 +188,13 @@ class CudaBackend final : public Backend {
     return b;
   }
   void to_host(const Buffer& b, float* dst) override {
+    use_device();
     LING_CUDA_CHECK(cudaMemcpyAsync(dst, b.data, sizeof(float) * b.rows * b.cols, cudaMemcpyDeviceToHost, stream_));
     sync();
   }
 
   void embed(const std::vector<int32_t>& ids, Buffer& out) override {
+    use_device();
     auto d = to_dev_raw(ids.data(), ids.size() * sizeof(int32_t));
     cuda::embed(static_cast<const int32_t*>(d.get()), W(w_->embed), out.data, int64_t(ids.size()), cfg_.hidden_size, stream_);
     launched();
@@ -194,6 +202,7 @@ class CudaBackend final : public Backend {
   }
 
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
+    use_device();
     const Mat& w = slot == NormSlot::Final ? w_->norm
                    : slot == NormSlot::Input ? w_->layers[layer].input_norm : w_->layers[layer].post_norm;
     cuda::rms_norm(x.data, W(w), out.data, x.rows, x.cols, 1, 0, 0, cfg_.rms_norm_eps, stream_);
@@ -201,11 +210,13 @@ class CudaBackend final : public Backend {
   }
 
   void add(Buffer& h, const Buffer& d) override {
+    use_device();
     cuda::add(h.data, d.data, h.rows * h.cols, stream_);
     launched();
   }
 
   void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    use_device();
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
     const int64_t hd = cfg_.head_dim, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
@@ -233,6 +244,7 @@ class CudaBackend final : public Backend {
   }
 
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    use_device();
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     const int64_t width = 3 * nh * hd, inner = nh * hd;
@@ -257,6 +269,7 @@ class CudaBackend final : public Backend {
   }
 
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    use_device();
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads;
     const int64_t dn = cfg_.qk_nope_head_dim, dr = cfg_.qk_rope_head_dim, dv = cfg_.v_head_dim;
@@ -298,12 +311,14 @@ class CudaBackend final : public Backend {
   }
 
   void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
+    use_device();
     const LayerWeights& L = w_->layers[layer];
     swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data);
     sync();
   }
 
   void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) override {
+    use_device();
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
     DevF dlogits(n * E);
@@ -341,6 +356,7 @@ class CudaBackend final : public Backend {
   }
 
   void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) override {
+    use_device();
     const int64_t H = cfg_.hidden_size, m = int64_t(rows.size());
     auto drows = to_dev_raw(rows.data(), sizeof(int64_t) * m);
     DevF xs(m * H);
@@ -351,6 +367,8 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device.
+  void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
   void sync() { LING_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
   void launched() { LING_CUDA_CHECK(cudaGetLastError()); }
 
@@ -457,6 +475,7 @@ class CudaBackend final : public Backend {
   }
 
   BackendOptions opt_;
+  int device_ = 0;
   bool bf16_ = false;
   std::unique_ptr<cuda::LtGemm> lt_;
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
@@ -474,6 +493,11 @@ class CudaBackend final : public Backend {
 };
 
 }  // namespace
+
+int cuda_device_count() {
+  int n = 0;
+  return cudaGetDeviceCount(&n) == cudaSuccess ? n : 0;
+}
 
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options) {
   LING_CHECK(options.mla_latent_norm, "the CUDA backend always applies the MLA latent norms");

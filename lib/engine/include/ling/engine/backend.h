@@ -62,6 +62,7 @@ struct BackendOptions {
   // with total_heads heads (0 = not sharded); Lightning decays follow the global head index.
   int64_t head_offset = 0;
   int64_t total_heads = 0;
+  int device = 0;               // CUDA device ordinal
 };
 
 class Backend {
@@ -93,5 +94,7 @@ class Backend {
 std::unique_ptr<Backend> make_cpu_backend(const BackendOptions& options);
 // The CUDA backend (src/cuda/, builds with LING_CUDA): throws "no CUDA device ..." when none is present.
 std::unique_ptr<Backend> make_cuda_backend(const BackendOptions& options);
+// CUDA devices visible to this process (0 without a device or without CUDA in the build).
+int cuda_device_count();
 
 }  // namespace ling

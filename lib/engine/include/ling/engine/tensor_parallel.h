@@ -4,15 +4,16 @@
 // latent down-projections kv_a_proj_with_mqa and q_a_proj are replicated, so every rank keeps the whole latent
 // cache), the columns of the dense output projections, FFN and shared-expert columns, and its routed experts
 // (experts split over `ep` rank groups, each expert's columns over the tp/ep ranks of its group; the router is
-// replicated and routes identically everywhere). A block's output is the sum of the ranks' partial outputs —
-// the all-reduce; biases of the output projections are added by rank 0 only. Embedding, norms, residual adds and
-// the LM head run on rank 0 (replicated in a real deployment). Here the all-reduce is a sum on rank 0's
-// buffers, which needs rank backends that share host memory (CPU); NCCL replaces it for CUDA ranks.
+// replicated and routes identically everywhere). Every rank keeps a replica of the residual stream (embedding,
+// norms and residual adds run on every rank); a block's output is the sum of the ranks' partial outputs, left
+// on every rank by the all-reduce; biases of the output projections are added by rank 0 only; the LM head runs
+// on rank 0. The all-reduce is pluggable: a host sum for CPU ranks (the oracle), NCCL for CUDA ranks.
 // Limits: the Lightning GroupRMSNorm groups must not span ranks (group_norm_size divisible by tp).
 #pragma once
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <vector>
 
 #include "ling/engine/backend.h"
 
@@ -35,6 +36,10 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
                          const BackendOptions& base);
 
 using RankBackendFactory = std::function<std::unique_ptr<Backend>(int64_t rank, const BackendOptions& options)>;
-std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory);
+// Sums the ranks' buffers (one per rank, same shape) and leaves the sum in every one of them.
+using AllReduce = std::function<void(std::vector<Buffer*>& parts)>;
+// all_reduce empty: a host sum (rank backends whose buffers are host memory, i.e. CPU ranks).
+std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory,
+                                         AllReduce all_reduce = {});
 
 }  // namespace ling
