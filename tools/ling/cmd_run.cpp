@@ -18,6 +18,7 @@
 #include "ling/core/safetensors.h"
 #include "ling/engine/batcher.h"
 #include "ling/engine/generate.h"
+#include "ling/engine/launch.h"
 #include <nlohmann/json.hpp>
 #include "ling/tokenizer/chat.h"
 #include "ling/tokenizer/tokenizer.h"
@@ -47,6 +48,8 @@ struct RunOptions {
   int64_t max_batch = 16;        // --max-batch
   int64_t prefill_chunk = 512;   // --prefill-chunk
   int64_t tp = 1, ep = 1;        // --tp, --ep
+  LaunchEnv launch;              // from the environment (multi-process launch)
+  bool quiet = false;            // ranks other than 0 of a multi-process launch print nothing
 };
 
 std::vector<int32_t> read_prompt_ids(const std::string& path) {
@@ -122,6 +125,7 @@ int run_batched(const RunOptions& o, Engine& engine) {
                 << std::endl;
     });
   const BatcherStats& st = b.stats();
+  if (o.quiet) return 0;
   std::fprintf(stderr, "%zu requests, %lld prompt + %lld generated tokens in %lld steps, %.3f s (%.1f tok/s), "
                "at most %lld in flight\n", texts.size(), (long long)st.prompt_tokens, (long long)st.generated_tokens,
                (long long)st.steps, st.seconds, double(st.prompt_tokens + st.generated_tokens) / std::max(st.seconds, 1e-9),
@@ -147,6 +151,7 @@ int run(const RunOptions& o) {
     eo.decay = o.decay;
     eo.tp = o.tp;
     eo.ep = o.ep;
+    eo.launch = o.launch;
     auto engine = Engine::open(o.model, eo);
     return run_batched(o, *engine);
   }
@@ -178,6 +183,7 @@ int run(const RunOptions& o) {
   eo.decay = o.decay;
   eo.tp = o.tp;
   eo.ep = o.ep;
+  eo.launch = o.launch;
   auto engine = Engine::open(o.model, eo);
 
   g.max_new_tokens = o.max_new_tokens;
@@ -217,11 +223,31 @@ int run(const RunOptions& o) {
   };
   const GenerateResult r = generate(*engine, prompt, g, on_token);
   std::cout << std::endl;  // flush before the throughput line on stderr
+  if (o.quiet) return 0;
   if (!o.dump.empty()) write_dump(o.dump, r);
   std::fprintf(stderr, "prefill: %lld tokens in %.3f s (%.1f tok/s); decode: %zu tokens in %.3f s (%.1f tok/s)\n",
                (long long)r.prompt_tokens, r.prefill_seconds, r.prompt_tokens / std::max(r.prefill_seconds, 1e-9),
                r.decode_ids.size(), r.decode_seconds, double(r.decode_ids.size()) / std::max(r.decode_seconds, 1e-9));
   return 0;
+}
+
+// Multi-process launch (launch.h): --tp defaults to the world size; ranks other than 0 stay silent; a failing
+// rank records its error for the others before exiting.
+int run_entry(const RunOptions& given) {
+  RunOptions o = given;
+  o.launch = launch_env_from_environment();
+  if (o.launch.multi()) {
+    LING_CHECK(o.backend == "cuda", "a ", o.launch.world, "-process launch runs one CUDA rank per process: pass --backend cuda");
+    if (o.tp == 1) o.tp = o.launch.world;
+    o.quiet = o.launch.rank != 0;
+    if (o.quiet) std::cout.setstate(std::ios::badbit);
+  }
+  try {
+    return run(o);
+  } catch (const Error& e) {
+    report_rank_failure(o.launch, e.what());
+    throw;
+  }
 }
 
 }  // namespace
@@ -255,7 +281,7 @@ Command register_run(CLI::App& app) {
   c.app->add_option("--prompts", o->prompts, "One text prompt per line, run together (continuous batching)");
   c.app->add_option("--max-batch", o->max_batch, "--prompts: requests in flight (default 16)");
   c.app->add_option("--prefill-chunk", o->prefill_chunk, "--prompts: prompt tokens per step (default 512)");
-  c.run = [o](Context&) -> int { return run(*o); };
+  c.run = [o](Context&) -> int { return run_entry(*o); };
   return c;
 }
 

@@ -5,6 +5,8 @@
 
 #include <filesystem>
 
+#include <algorithm>
+
 #include "ling/core/error.h"
 #include "ling/engine/tensor_parallel.h"
 #if LING_HAS_CUDA
@@ -31,6 +33,24 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
     if (options.backend == "cpu") {
       backend = make_tp_backend(plan, options.backend_options,
                                 [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });
+    } else if (options.backend == "cuda" && options.launch.multi()) {
+#if LING_HAS_CUDA
+      // One process per rank: this process drives rank launch.rank on its local GPU.
+      LING_CHECK(options.launch.world == options.tp, "--tp ", options.tp, " differs from the launch's world size ",
+                 options.launch.world);
+      const int dev = options.launch.local_rank % std::max(1, cuda_device_count());
+      TpPlan mp = plan;
+      mp.replicate_lm_head = true;
+      backend = make_tp_backend(mp, options.backend_options,
+                                [dev](int64_t, const BackendOptions& o) {
+                                  BackendOptions d = o;
+                                  d.device = dev;
+                                  return make_cuda_backend(d);
+                                },
+                                make_nccl_all_reduce_rank(options.launch, dev), {options.launch.rank});
+#else
+      LING_THROW("no CUDA device: this build has no CUDA backend (configure with -DLING_CUDA=ON); use --backend cpu");
+#endif
     } else if (options.backend == "cuda") {
 #if LING_HAS_CUDA
       backend = make_tp_backend(plan, options.backend_options,

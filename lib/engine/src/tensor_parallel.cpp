@@ -67,9 +67,13 @@ struct TpBuffer {
 
 class TpBackend final : public Backend {
  public:
-  TpBackend(const TpPlan& p, const BackendOptions& base, RankBackendFactory f, AllReduce ar)
-      : plan_(p), base_(base), factory_(std::move(f)), all_reduce_(std::move(ar)) {
+  TpBackend(const TpPlan& p, const BackendOptions& base, RankBackendFactory f, AllReduce ar, std::vector<int64_t> local)
+      : plan_(p), base_(base), factory_(std::move(f)), all_reduce_(std::move(ar)), local_(std::move(local)) {
     LING_CHECK(p.tp >= 1 && p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
+    if (local_.empty())
+      for (int64_t r = 0; r < p.tp; ++r) local_.push_back(r);
+    for (int64_t r : local_) LING_CHECK(r >= 0 && r < p.tp, "rank ", r, " is outside --tp ", p.tp);
+    LING_CHECK(all_reduce_ || int64_t(local_.size()) == p.tp, "internal error: ranks outside this process need an all-reduce");
   }
   std::string name() const override {
     return ranks_.empty() ? "tp" : "tp" + std::to_string(plan_.tp) + "(" + ranks_[0]->name() + ")";
@@ -78,7 +82,7 @@ class TpBackend final : public Backend {
   void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
     check_tp_plan(c, plan_);
     ranks_.clear();
-    for (int64_t r = 0; r < plan_.tp; ++r) {
+    for (int64_t r : local_) {
       RankModel m = slice_for_rank(c, *w, plan_, r, base_);
       ranks_.push_back(factory_(r, m.options));
       ranks_.back()->load(m.config, m.weights);
@@ -162,6 +166,7 @@ class TpBackend final : public Backend {
   BackendOptions base_;
   RankBackendFactory factory_;
   AllReduce all_reduce_;
+  std::vector<int64_t> local_;  // global rank of each entry of ranks_
   std::vector<std::unique_ptr<Backend>> ranks_;
 };
 
@@ -216,7 +221,7 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   out->stored_dtype = w.stored_dtype;
   out->embed = w.embed;  // every rank keeps the residual stream
   out->norm = w.norm;
-  if (r == 0) out->lm_head = w.lm_head;
+  if (r == 0 || p.replicate_lm_head) out->lm_head = w.lm_head;
   const int64_t dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim, dv = c.v_head_dim;
   for (const LayerWeights& L : w.layers) {
     LayerWeights o;
@@ -275,7 +280,7 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
         break;
       }
     }
-    if (bias_here) o.dense_bias = L.dense_bias;
+    if (bias_here) o.dense_bias = L.dense_bias;  // added once, by rank 0
     if (L.spec.ffn == FfnKind::Dense) {
       const ExpertWeights d = swiglu_slice(ExpertWeights{L.gate_up, L.down}, r, tp);
       o.gate_up = d.gate_up;
@@ -294,8 +299,8 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
 }
 
 std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory,
-                                         AllReduce all_reduce) {
-  return std::make_unique<TpBackend>(p, base, std::move(factory), std::move(all_reduce));
+                                         AllReduce all_reduce, std::vector<int64_t> local_ranks) {
+  return std::make_unique<TpBackend>(p, base, std::move(factory), std::move(all_reduce), std::move(local_ranks));
 }
 
 }  // namespace ling

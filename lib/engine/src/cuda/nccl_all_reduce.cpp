@@ -5,11 +5,18 @@
 
 #include <cuda_runtime.h>
 
+#include <chrono>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <functional>
+#include <iterator>
 #include <memory>
+#include <thread>
 #include <vector>
 
 #include "ling/core/error.h"
+#include "ling/core/fs.h"
 
 #if LING_HAS_NCCL
 #include <nccl.h>
@@ -79,10 +86,106 @@ AllReduce make_nccl_all_reduce(int64_t tp) {
   };
 }
 
+namespace {
+
+// Polls `done` until it returns true; throws when another rank reported a failure or after the timeout.
+void wait_for(const LaunchEnv& env, const std::function<bool()>& done, const std::string& what,
+              const std::function<void()>& on_give_up = {}) {
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int64_t i = 0;; ++i) {
+    if (done()) return;
+    if (i % 100 == 0) {
+      std::ifstream failed(env.rendezvous + ".failed");
+      std::string line;
+      if (failed && std::getline(failed, line)) {
+        if (on_give_up) on_give_up();
+        LING_THROW("rank ", env.rank, ": stopping because ", line);
+      }
+      const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      if (s > env.timeout_s) {
+        if (on_give_up) on_give_up();
+        LING_THROW("rank ", env.rank, ": ", what, " did not complete within ", env.timeout_s,
+                   " s (LING_NCCL_TIMEOUT; did another rank fail or not start?)");
+      }
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+}
+
+struct RankComm {
+  ncclComm_t comm = nullptr;
+  cudaStream_t stream = nullptr;
+  int device = 0;
+  ~RankComm() {
+    cudaSetDevice(device);
+    if (stream) cudaStreamDestroy(stream);
+    if (comm) ncclCommDestroy(comm);
+  }
+};
+
+}  // namespace
+
+AllReduce make_nccl_all_reduce_rank(const LaunchEnv& env, int device) {
+  ::setenv("NCCL_NVLS_ENABLE", "0", /*overwrite=*/0);
+  ncclUniqueId id;
+  const std::string path = env.rendezvous;
+  if (env.rank == 0) {
+    LING_NCCL_CHECK(ncclGetUniqueId(&id));
+    write_file_atomic(path, std::string(reinterpret_cast<const char*>(&id), sizeof id));
+  } else {
+    std::string bytes;
+    wait_for(env, [&] {
+      std::ifstream f(path, std::ios::binary);
+      if (!f) return false;
+      bytes.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+      return bytes.size() == sizeof id;
+    }, "the NCCL id exchange through " + path);
+    std::memcpy(&id, bytes.data(), sizeof id);
+  }
+  auto c = std::make_shared<RankComm>();
+  c->device = device;
+  LING_CUDA_OK(cudaSetDevice(device));
+  LING_CUDA_OK(cudaStreamCreate(&c->stream));
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  const ncclResult_t st = ncclCommInitRankConfig(&c->comm, env.world, id, env.rank, &config);
+  LING_CHECK(st == ncclSuccess || st == ncclInProgress, "rank ", env.rank, ": ncclCommInitRankConfig failed: ",
+             ncclGetErrorString(st));
+  auto settled = [c, rank = env.rank] {
+    ncclResult_t s = ncclSuccess;
+    LING_NCCL_CHECK(ncclCommGetAsyncError(c->comm, &s));
+    LING_CHECK(s == ncclSuccess || s == ncclInProgress, "rank ", rank, ": NCCL error ", ncclGetErrorString(s));
+    return s == ncclSuccess;
+  };
+  auto abort = [c] {
+    if (c->comm) ncclCommAbort(c->comm);
+    c->comm = nullptr;
+  };
+  wait_for(env, settled, "the NCCL communicator set-up", abort);
+  return [c, env, settled, abort](std::vector<Buffer*>& parts) {
+    LING_CHECK(parts.size() == 1, "internal error: a rank process all-reduces its own buffer only");
+    LING_CUDA_OK(cudaSetDevice(c->device));
+    LING_CUDA_OK(cudaDeviceSynchronize());
+    const size_t n = size_t(parts[0]->rows * parts[0]->cols);
+    const ncclResult_t s = ncclAllReduce(parts[0]->data, parts[0]->data, n, ncclFloat, ncclSum, c->comm, c->stream);
+    LING_CHECK(s == ncclSuccess || s == ncclInProgress, "rank ", env.rank, ": ncclAllReduce failed: ",
+               ncclGetErrorString(s));
+    wait_for(env, settled, "an NCCL all-reduce launch", abort);
+    wait_for(env, [c] {
+      const cudaError_t q = cudaStreamQuery(c->stream);
+      LING_CHECK(q == cudaSuccess || q == cudaErrorNotReady, "all-reduce stream: ", cudaGetErrorString(q));
+      return q == cudaSuccess;
+    }, "an NCCL all-reduce", abort);
+  };
+}
+
 #else
 
 AllReduce make_nccl_all_reduce(int64_t) {
   LING_THROW("--tp with --backend cuda needs NCCL, which this build did not find");
+}
+AllReduce make_nccl_all_reduce_rank(const LaunchEnv&, int) {
+  LING_THROW("a multi-process launch needs NCCL, which this build did not find");
 }
 
 #endif

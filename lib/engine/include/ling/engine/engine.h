@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "ling/engine/backend.h"
+#include "ling/engine/launch.h"
 #include "ling/engine/observer.h"
 #include "ling/engine/weights.h"
 #include "ling/model/config.h"
@@ -25,7 +26,8 @@ struct EngineOptions {
   std::string backend = "cpu";  // cpu | cuda
   BackendOptions backend_options;
   std::string decay;            // Lightning decay variant hf|engine|mlx ("" = from the config, default hf)
-  int64_t tp = 1, ep = 1;       // tensor / expert parallelism (tensor_parallel.h); cpu ranks only in this build
+  int64_t tp = 1, ep = 1;       // tensor / expert parallelism (tensor_parallel.h)
+  LaunchEnv launch;             // world > 1: this process is launch.rank of a multi-process group (cuda, tp = world)
 };
 
 class Sequence {

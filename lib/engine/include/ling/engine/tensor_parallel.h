@@ -22,6 +22,7 @@ namespace ling {
 struct TpPlan {
   int64_t tp = 1;  // ranks
   int64_t ep = 1;  // expert-parallel groups (divides tp)
+  bool replicate_lm_head = false;  // every rank holds the LM head (one process per rank picks its own tokens)
 };
 
 // Throws one line naming the config field a plan does not divide.
@@ -39,7 +40,8 @@ using RankBackendFactory = std::function<std::unique_ptr<Backend>(int64_t rank, 
 // Sums the ranks' buffers (one per rank, same shape) and leaves the sum in every one of them.
 using AllReduce = std::function<void(std::vector<Buffer*>& parts)>;
 // all_reduce empty: a host sum (rank backends whose buffers are host memory, i.e. CPU ranks).
+// local_ranks: the ranks this process drives (empty: all of them, one process for the whole group).
 std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory,
-                                         AllReduce all_reduce = {});
+                                         AllReduce all_reduce = {}, std::vector<int64_t> local_ranks = {});
 
 }  // namespace ling
