@@ -86,6 +86,18 @@ std::vector<int32_t> read_prompt_ids(const std::string& path) {
   return ids;
 }
 
+std::unique_ptr<Engine> open_engine(const RunOptions& o) {
+  EngineOptions eo;
+  eo.backend = o.backend;
+  eo.backend_options.threads = o.threads;
+  eo.backend_options.weight_dtype = o.weight_dtype;
+  eo.decay = o.decay;
+  eo.tp = o.tp;
+  eo.ep = o.ep;
+  eo.launch = o.launch;
+  return Engine::open(o.model, eo);
+}
+
 // --prompts: every non-empty line is a request (seed + line index when sampling); JSON lines in finish order.
 int run_batched(const RunOptions& o, Engine& engine) {
   Tokenizer tok = Tokenizer::load(o.model);
@@ -143,18 +155,7 @@ int run(const RunOptions& o) {
   LING_CHECK(o.max_new_tokens >= 0, "--max-new-tokens must be >= 0");
   LING_CHECK(o.backend == "cpu" || o.backend == "cuda", "--backend must be cpu or cuda");
 
-  if (!o.prompts.empty()) {
-    EngineOptions eo;
-    eo.backend = o.backend;
-    eo.backend_options.threads = o.threads;
-    eo.backend_options.weight_dtype = o.weight_dtype;
-    eo.decay = o.decay;
-    eo.tp = o.tp;
-    eo.ep = o.ep;
-    eo.launch = o.launch;
-    auto engine = Engine::open(o.model, eo);
-    return run_batched(o, *engine);
-  }
+  if (!o.prompts.empty()) return run_batched(o, *open_engine(o));
   std::unique_ptr<Tokenizer> tok;
   std::vector<int32_t> prompt;
   GenerateOptions g;
@@ -176,15 +177,7 @@ int run(const RunOptions& o) {
       for (int32_t s : chat.stop_ids()) g.stop_ids.push_back(s);
   }
 
-  EngineOptions eo;
-  eo.backend = o.backend;
-  eo.backend_options.threads = o.threads;
-  eo.backend_options.weight_dtype = o.weight_dtype;
-  eo.decay = o.decay;
-  eo.tp = o.tp;
-  eo.ep = o.ep;
-  eo.launch = o.launch;
-  auto engine = Engine::open(o.model, eo);
+  auto engine = open_engine(o);
 
   g.max_new_tokens = o.max_new_tokens;
   g.temperature = o.temperature;

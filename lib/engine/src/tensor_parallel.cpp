@@ -49,6 +49,19 @@ Mat vec_slice(const Mat& m, int64_t e0, int64_t n) {
   out.v.assign(m.v.begin() + e0, m.v.begin() + e0 + n);
   return out;
 }
+// The rank's rows of a fused qkv weight and bias (row ranges `rr`); the QK-norm gains are per head-dim: shared.
+void slice_qkv(const LayerWeights& L, LayerWeights& o, const std::vector<std::pair<int64_t, int64_t>>& rr) {
+  o.qkv = rows_of(L.qkv, rr);
+  if (!L.qkv_bias.empty()) {
+    Mat b = L.qkv_bias;  // [1, rows]: slice as a column vector
+    b.rows = b.cols;
+    b.cols = 1;
+    o.qkv_bias = rows_of(b, rr);
+    std::swap(o.qkv_bias.rows, o.qkv_bias.cols);
+  }
+  o.q_norm = L.q_norm;
+  o.k_norm = L.k_norm;
+}
 // A fused SwiGLU [2I, H] (gate rows, then up rows) and its down [H, I], columns shard j of s.
 ExpertWeights swiglu_slice(const ExpertWeights& e, int64_t j, int64_t s) {
   if (e.gate_up.empty()) return {};
@@ -233,32 +246,14 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
       case AttnKind::GQA: {
         const std::vector<std::pair<int64_t, int64_t>> rr = {
             {h0 * hd, nh_r * hd}, {(nh + g0) * hd, nkv_r * hd}, {(nh + nkv + g0) * hd, nkv_r * hd}};
-        o.qkv = rows_of(L.qkv, rr);
-        if (!L.qkv_bias.empty()) {
-          Mat b = L.qkv_bias;  // [1, rows]: slice as a column vector
-          b.rows = b.cols;
-          b.cols = 1;
-          o.qkv_bias = rows_of(b, rr);
-          std::swap(o.qkv_bias.rows, o.qkv_bias.cols);
-        }
-        o.q_norm = L.q_norm;
-        o.k_norm = L.k_norm;
+        slice_qkv(L, o, rr);
         o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
         break;
       }
       case AttnKind::Lightning: {
         const std::vector<std::pair<int64_t, int64_t>> rr = {
             {h0 * hd, nh_r * hd}, {(nh + h0) * hd, nh_r * hd}, {(2 * nh + h0) * hd, nh_r * hd}};
-        o.qkv = rows_of(L.qkv, rr);
-        if (!L.qkv_bias.empty()) {
-          Mat b = L.qkv_bias;
-          b.rows = b.cols;
-          b.cols = 1;
-          o.qkv_bias = rows_of(b, rr);
-          std::swap(o.qkv_bias.rows, o.qkv_bias.cols);
-        }
-        o.q_norm = L.q_norm;
-        o.k_norm = L.k_norm;
+        slice_qkv(L, o, rr);
         o.g_proj = row_slice(L.g_proj, h0 * hd, nh_r * hd);
         o.g_norm = vec_slice(L.g_norm, h0 * hd, nh_r * hd);
         o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
