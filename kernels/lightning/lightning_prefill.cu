@@ -27,12 +27,21 @@ constexpr int kPitch = 136;   // bf16 row pitch of [C][D] tiles (+8: conflict-fr
 constexpr int kPPitch = 72;   // bf16 row pitch of [C][C] score tiles
 constexpr int kThreads = 256;
 
+using Tile = __nv_bfloat16[kPitch];    // one row of a [C][D] tile
+using PTile = __nv_bfloat16[kPPitch];  // one row of a [C][C] tile
+constexpr int kRegion = 2 * C * kPPitch * 2;  // bytes: a V tile (17 KB) or the P hi + lo tiles (18 KB)
+
 struct Smem {
-  __nv_bfloat16 q[C][kPitch], k[C][kPitch], v[C][kPitch];  // chunk inputs
-  __nv_bfloat16 khi[C][kPitch], klo[C][kPitch];            // decayed keys e^{g(n−1−j)} k_j, split
-  __nv_bfloat16 phi[C][kPPitch], plo[C][kPPitch];          // decayed masked scores, split
-  float decay[C + 1];                                      // decay[m] = e^{g·m}, m = 0..64 (accurate expf)
+  __nv_bfloat16 q[C][kPitch], k[C][kPitch];      // chunk inputs
+  __nv_bfloat16 khi[C][kPitch], klo[C][kPitch];  // decayed keys e^{g(n−1−j)} k_j, split
+  // Two regions alternate by chunk parity: chunk i's V in region i%2 while its P (decayed masked scores, split
+  // hi/lo) and then chunk i+1's V go to the other one, so the next V streams in during this chunk's MMAs.
+  alignas(16) unsigned char vp[2][kRegion];
+  float decay[C + 1];                            // decay[m] = e^{g·m}, m = 0..64 (accurate expf)
 };
+__device__ __forceinline__ Tile* v_tile(Smem& s, int i) { return reinterpret_cast<Tile*>(s.vp[i]); }
+__device__ __forceinline__ PTile* phi_tile(Smem& s, int i) { return reinterpret_cast<PTile*>(s.vp[i]); }
+__device__ __forceinline__ PTile* plo_tile(Smem& s, int i) { return reinterpret_cast<PTile*>(s.vp[i] + C * kPPitch * 2); }
 
 struct Args {
   const uint16_t *q, *k, *v;
@@ -72,7 +81,8 @@ __device__ __forceinline__ void build_decayed_keys(Smem& s, int n) {
 }
 
 // Sᵀ ← e^{gn} Sᵀ + Vᵀ K̃ for this warp's 16 dv rows. acc[j] = Sᵀ[16w + {g, g+8}][8j + 2t + {0,1}].
-__device__ __forceinline__ void state_update(const Smem& s, float (&acc)[16][4], float decay_n, int warp, int lane) {
+__device__ __forceinline__ void state_update(const Smem& s, const Tile* v, float (&acc)[16][4], float decay_n, int warp,
+                                             int lane) {
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
@@ -81,7 +91,7 @@ __device__ __forceinline__ void state_update(const Smem& s, float (&acc)[16][4],
 #pragma unroll
   for (int ks = 0; ks < C / 16; ++ks) {
     uint32_t a[4];  // A = Vᵀ (m = dv, k = token) from V[token][dv]
-    ldsm_x4_t(a, &s.v[16 * ks + (mi >> 1) * 8 + r][16 * warp + (mi & 1) * 8]);
+    ldsm_x4_t(a, &v[16 * ks + (mi >> 1) * 8 + r][16 * warp + (mi & 1) * 8]);
 #pragma unroll
     for (int jp = 0; jp < 8; ++jp) {  // B = K̃ (k = token, n = dk) from K̃[token][dk]
       uint32_t bh[4], bl[4];
@@ -96,7 +106,7 @@ __device__ __forceinline__ void state_update(const Smem& s, float (&acc)[16][4],
 }
 
 // P[i][j] = (q_i·k_j) e^{g(i−j)} for j ≤ i, else 0; warp w covers rows 16(w/2).., cols 32(w%2)...
-__device__ __forceinline__ void decayed_scores(Smem& s, int warp, int lane) {
+__device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile* plo, int warp, int lane) {
   const int mt = warp >> 1, col0 = (warp & 1) * 32, mi = lane >> 3, r = lane & 7;
   const int gi = lane >> 2, ti = lane & 3;
   float p[4][4] = {};
@@ -123,14 +133,15 @@ __device__ __forceinline__ void decayed_scores(Smem& s, int warp, int lane) {
       const float x1 = j + 1 <= i ? p[nb][2 * half + 1] * s.decay[i - j - 1] : 0.0f;
       uint32_t hi, lo;
       split2(x0, x1, hi, lo);
-      *reinterpret_cast<uint32_t*>(&s.phi[i][j]) = hi;
-      *reinterpret_cast<uint32_t*>(&s.plo[i][j]) = lo;
+      *reinterpret_cast<uint32_t*>(&phi[i][j]) = hi;
+      *reinterpret_cast<uint32_t*>(&plo[i][j]) = lo;
     }
 }
 
 // O[:, 16w..16w+15] = scale · (diag(e^{g(i+1)}) Q S + P V), rows < n stored to global.
 template <bool kF32>
-__device__ __forceinline__ void chunk_output(const Smem& s, const float (&acc)[16][4], const Args& a,
+__device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const PTile* phi, const PTile* plo,
+                                             const float (&acc)[16][4], const Args& a,
                                              int64_t t0, int n, int64_t h, int warp, int lane) {
   const int mi = lane >> 3, r = lane & 7, gi = lane >> 2, ti = lane & 3;
   float o[4][2][4] = {};
@@ -167,13 +178,13 @@ __device__ __forceinline__ void chunk_output(const Smem& s, const float (&acc)[1
 #pragma unroll
   for (int ks = 0; ks < C / 16; ++ks) {
     uint32_t b[4];  // B = V (k = token, n = dv) from V[token][dv]
-    ldsm_x4_t(b, &s.v[16 * ks + (mi & 1) * 8 + r][16 * warp + (mi >> 1) * 8]);
+    ldsm_x4_t(b, &v[16 * ks + (mi & 1) * 8 + r][16 * warp + (mi >> 1) * 8]);
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt) {
       if (mt < ks) continue;  // P is zero above the diagonal
       uint32_t ph[4], pl[4];
-      ldsm_x4(ph, &s.phi[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
-      ldsm_x4(pl, &s.plo[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+      ldsm_x4(ph, &phi[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+      ldsm_x4(pl, &plo[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
 #pragma unroll
       for (int nb = 0; nb < 2; ++nb) {
         mma_bf16(o[mt][nb], ph, b[2 * nb], b[2 * nb + 1]);
@@ -221,31 +232,38 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     for (int e = 0; e < 4; ++e)
       acc[j][e] = s0 ? s0[(8 * j + 2 * ti + (e & 1)) * D + 16 * warp + gi + 8 * (e >> 1)] : 0.0f;
 
-  // Tiles are refilled as soon as the chunk no longer reads them: K after the scores and decayed keys, Q after the
-  // outputs, V at the top of the next chunk; so the K and Q loads overlap this chunk's MMAs.
+  // Tiles are refilled as soon as the chunk no longer reads them: K after the scores and decayed keys, Q (and the
+  // next V, into the region of this chunk's P) after the outputs; in the state pass the next V right away.
   auto chunk_len = [&](int64_t t0) { return int(std::min<int64_t>(C, t_end - t0)); };
   if constexpr (kOut) load_tile(s.q, a.q, a.ldq, t_begin, chunk_len(t_begin), h);
   load_tile(s.k, a.k, a.ldk, t_begin, chunk_len(t_begin), h);
-  for (int64_t t0 = t_begin; t0 < t_end; t0 += C) {
+  load_tile(v_tile(s, 0), a.v, a.ldv, t_begin, chunk_len(t_begin), h);
+  cp_async_commit();
+  int par = 0;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += C, par ^= 1) {
     const int n = chunk_len(t0);
     const bool has_next = t0 + C < t_end;
-    __syncthreads();  // the previous chunk is done with V
-    load_tile(s.v, a.v, a.ldv, t0, n, h);
-    cp_async_commit();
     cp_async_wait_all();
-    __syncthreads();
+    __syncthreads();  // this chunk's tiles have landed; the previous chunk is done with every tile
+    const Tile* v = v_tile(s, par);
+    if constexpr (!kOut) {
+      if (has_next) load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
+    }
     build_decayed_keys(s, n);
-    if constexpr (kOut) decayed_scores(s, warp, lane);
+    if constexpr (kOut) decayed_scores(s, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), warp, lane);
     __syncthreads();  // K is free
     if (has_next) load_tile(s.k, a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
     if constexpr (kOut) {
-      chunk_output<kF32>(s, acc, a, t0, n, h, warp, lane);
-      __syncthreads();  // Q is free
-      if (has_next) load_tile(s.q, a.q, a.ldq, t0 + C, chunk_len(t0 + C), h);
+      chunk_output<kF32>(s, v, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), acc, a, t0, n, h, warp, lane);
+      __syncthreads();  // Q and the P region are free
+      if (has_next) {
+        load_tile(s.q, a.q, a.ldq, t0 + C, chunk_len(t0 + C), h);
+        load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
+      }
     }
     cp_async_commit();
     // An output CTA's final state is needed only in the last block (the scan gave every other block's successor).
-    if (!kOut || has_next || b == a.nb - 1) state_update(s, acc, s.decay[n], warp, lane);
+    if (!kOut || has_next || b == a.nb - 1) state_update(s, v, acc, s.decay[n], warp, lane);
   }
 
   float* dst = nullptr;
