@@ -37,5 +37,5 @@ rc1=$?
 wait $p0
 rc0=$?
 end=$(date +%s.%N)
-echo "failing rank: rc0=$rc0 rc1=$rc1 in $(echo "$end - $start" | bc) s"
+echo "failing rank: rc0=$rc0 rc1=$rc1 in $(awk "BEGIN{print $end - $start}") s"
 cat "$out/fail0.txt" "$out/fail1.txt"
