@@ -331,9 +331,10 @@ class CudaBackend final : public Backend {
     std::vector<std::vector<int64_t>> slots_of(E);
     for (int64_t i = 0; i < n * k; ++i) slots_of[ids[i]].push_back(i);
     DevF ye(n * k * H);
+    LING_CUDA_CHECK(cudaMemsetAsync(ye.p, 0, sizeof(float) * n * k * H, stream_));  // experts held elsewhere add 0
     for (int64_t e = 0; e < E; ++e) {
       const auto& slots = slots_of[e];
-      if (slots.empty()) continue;
+      if (slots.empty() || L.experts[e].gate_up.empty()) continue;  // not held here (expert parallelism)
       const int64_t m = int64_t(slots.size());
       std::vector<int64_t> tok(m);
       for (int64_t i = 0; i < m; ++i) tok[i] = slots[i] / k;
