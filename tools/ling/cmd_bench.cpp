@@ -94,6 +94,12 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
   if (o.batch_given) co.decode_batch = o.batch;
   co.prefill_blocks = o.prefill_blocks;
   co.reps = std::max(o.reps, 20);
+  if (!o.model.empty()) {  // end to end through the engine instead of the kernel benches
+    co.model = o.model;
+    if (o.prefill_given) co.e2e_prefill = o.prefill;
+    if (o.batch_given) co.e2e_batch = o.batch;
+    co.e2e_steps = o.steps;
+  }
   const CudaBenchReport r = run_cuda_bench(co);
   if (ctx.store) {
     ctx.store->set_run_settings(ctx.run_id, nlohmann::json{{"backend", "cuda"}, {"device", r.device},
@@ -223,7 +229,7 @@ Command register_bench(CLI::App& app) {
   auto o = std::make_shared<BenchOptions>();
   Command c;
   c.app = app.add_subcommand("bench", "Benchmarks against ceilings measured in the same run");
-  c.app->add_option("model", o->model, "Model folder (e.g. from ling synth --preset small); not used by --backend cuda");
+  c.app->add_option("model", o->model, "Model folder (e.g. from ling synth --preset small); with --backend cuda: end-to-end engine rows");
   c.app->add_option("--backend", o->backend, "cpu | cuda");
   auto* prefill = c.app->add_option("--prefill", o->prefill, "Prompt lengths, e.g. 128,512")->delimiter(',');
   auto* batch = c.app->add_option("--batch", o->batch, "Decode batch sizes, e.g. 1,4")->delimiter(',');

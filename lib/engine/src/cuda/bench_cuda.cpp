@@ -196,6 +196,11 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   CudaBenchRow copy = copy_ceiling(o, flush);
   rep.copy_gbps = copy.gbps;
   rep.rows.push_back(copy);
+  if (!o.model.empty()) {
+    for (auto& r : run_e2e_bench(o, rep.copy_gbps)) rep.rows.push_back(r);
+    for (auto& r : rep.rows) r.ceiling_pct = rep.copy_gbps > 0 ? 100.0 * r.gbps / rep.copy_gbps : 0.0;
+    return rep;
+  }
   for (int64_t nh : o.prefill_heads)
     for (int64_t T : o.prefill_tokens)
       for (int64_t blocks : o.prefill_blocks) rep.rows.push_back(lightning_prefill(T, nh, blocks, rep.sms, o, flush));

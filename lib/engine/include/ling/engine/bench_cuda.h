@@ -22,6 +22,16 @@ struct CudaBenchOptions {
   struct MlaShape { int64_t batch, context, heads; };
   std::vector<MlaShape> mla{{64, 32768, 64}, {64, 32768, 8}, {32, 16384, 64}};  // paged cache, page 64
   int reps = 20;                                             // timed calls per shape (median)
+  // End to end through the engine (bench_e2e.cpp) when `model` is set (the kernel benches are then skipped):
+  // prefill of each e2e_prefill length (batch 1), and decode steps at each e2e_batch over e2e_context cached
+  // tokens. Decode bytes per step = projection weights touched (bf16 or f32 as on the device; per MoE layer
+  // the expected number of distinct experts of B·k uniform picks) + the softmax caches read + the Lightning
+  // states read and written, so "% of copy" is the share of the bandwidth roofline reached.
+  std::string model;
+  std::vector<int64_t> e2e_prefill{8192};
+  std::vector<int64_t> e2e_batch{1};
+  int64_t e2e_context = 1024;
+  int64_t e2e_steps = 16;
   int warmup = 3;
   uint64_t seed = 1;
 };
@@ -46,5 +56,7 @@ struct CudaBenchReport {
 };
 
 CudaBenchReport run_cuda_bench(const CudaBenchOptions& options);
+// The engine rows of `options.model` (ceiling_pct filled against copy_gbps).
+std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& options, double copy_gbps);
 
 }  // namespace ling

@@ -1,0 +1,118 @@
+// End-to-end engine benchmark on the CUDA backend (bench_cuda.h): prefill and decode through Engine, with the
+// decode step's bandwidth roofline counted from the model's shapes.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <random>
+
+#include "ling/core/error.h"
+#include "ling/engine/bench_cuda.h"
+#include "ling/engine/engine.h"
+#include "ling/model/accounting.h"
+#include "ling/model/schema.h"
+
+namespace ling {
+
+namespace {
+
+double now_ms() {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Projection weights one decode step of `batch` tokens reads, in parameters: everything but the routed
+// experts, plus per MoE layer the expected distinct experts of batch·k uniform picks.
+double decode_weight_params(const ModelConfig& c, int64_t batch) {
+  double params = 0;
+  for (const TensorSpec& s : tensor_schema(c, false)) {
+    if (s.name == "model.word_embeddings.weight" || s.name.find(".experts.") != std::string::npos) continue;
+    double n = 1;
+    for (int64_t d : s.shape) n *= double(d);
+    params += n;
+  }
+  const LayerCounts lc = count_layers(c);
+  if (c.num_experts > 0) {
+    const double E = double(c.num_experts), picks = double(batch * c.num_experts_per_tok);
+    const double distinct = E * (1.0 - std::pow(1.0 - 1.0 / E, picks));
+    params += double(lc.moe_ffn) * distinct * 3.0 * double(c.hidden_size * c.moe_intermediate_size);
+  }
+  return params;
+}
+
+}  // namespace
+
+std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_gbps) {
+  EngineOptions eo;
+  eo.backend = "cuda";
+  auto eng = Engine::open(o.model, eo);
+  const ModelConfig& c = eng->config();
+  std::mt19937 rng(uint32_t(o.seed));
+  auto ids = [&](int64_t n) {
+    std::vector<int32_t> v(static_cast<size_t>(n));
+    for (auto& x : v) x = int32_t(rng() % uint32_t(c.vocab_size));
+    return v;
+  };
+  std::vector<CudaBenchRow> rows;
+  for (int64_t T : o.e2e_prefill) {
+    LING_CHECK(T <= c.max_position_embeddings, "--prefill ", T, " exceeds max_position_embeddings ",
+               c.max_position_embeddings);
+    auto warm = eng->new_sequence();
+    eng->prefill(*warm, ids(std::min<int64_t>(T, 64)));
+    CudaBenchRow r;
+    r.op = "engine.prefill";
+    r.T = T;
+    r.batch = 1;
+    r.shape = "T=" + std::to_string(T) + " B=1";
+    auto seq = eng->new_sequence();
+    const auto prompt = ids(T);
+    const double t0 = now_ms();
+    eng->prefill(*seq, prompt);  // returns host logits: the device work is complete
+    r.ms = r.ms_min = r.ms_max = now_ms() - t0;
+    r.samples_ms = {r.ms};
+    r.flops = flops_per_token(c, T).prefill * double(T);
+    r.tflops = r.flops / (r.ms * 1e-3) / 1e12;
+    rows.push_back(r);
+  }
+  CacheDtypes dt;
+  const double wbytes = 2.0;  // bf16 projections (the backend's "auto" for bf16 checkpoints)
+  for (int64_t B : o.e2e_batch) {
+    LING_CHECK(o.e2e_context + o.e2e_steps <= c.max_position_embeddings, "decode context exceeds max_position_embeddings");
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    std::vector<Sequence*> ptrs;
+    std::vector<std::vector<int32_t>> prompts;
+    for (int64_t b = 0; b < B; ++b) {
+      seqs.push_back(eng->new_sequence());
+      ptrs.push_back(seqs.back().get());
+      prompts.push_back(ids(o.e2e_context));
+    }
+    eng->forward(ptrs, prompts, false);
+    std::vector<int32_t> next(size_t(B), 1);
+    eng->decode(ptrs, next);  // warm-up step
+    CudaBenchRow r;
+    r.op = "engine.decode";
+    r.T = o.e2e_context;
+    r.batch = B;
+    r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(o.e2e_context);
+    for (int64_t s = 0; s < o.e2e_steps; ++s) {
+      for (auto& x : next) x = int32_t(rng() % uint32_t(c.vocab_size));
+      const double t0 = now_ms();
+      eng->decode(ptrs, next);
+      r.samples_ms.push_back(now_ms() - t0);
+    }
+    std::vector<double> v = r.samples_ms;
+    std::sort(v.begin(), v.end());
+    r.ms = v[v.size() / 2];
+    r.ms_min = v.front();
+    r.ms_max = v.back();
+    r.bytes = decode_weight_params(c, B) * wbytes +
+              double(B) * (double(o.e2e_context) * double(kv_cache_bytes_per_token(c, dt)) +
+                           2.0 * double(linear_state_bytes_per_sequence(c, dt)));
+    r.gbps = r.bytes / (r.ms * 1e-3) / 1e9;
+    r.flops = 2.0 * decode_weight_params(c, B) * double(B);
+    r.tflops = r.flops / (r.ms * 1e-3) / 1e12;
+    r.ceiling_pct = copy_gbps > 0 ? 100.0 * r.gbps / copy_gbps : 0.0;
+    rows.push_back(r);
+  }
+  return rows;
+}
+
+}  // namespace ling
