@@ -5,7 +5,8 @@
 // norms, RoPE, attention, Lightning and the MoE combine; the router runs ref::moe_route on the host copy of the
 // fp32 router logits (same tie rule as the CPU backend). A memory plan (weights, GEMM workspace, margin) is
 // checked before anything is uploaded. Limits: MLA always uses the non-absorbed form (equal in exact
-// arithmetic); the Lightning prefill is the token-by-token recurrence; scratch is cudaMalloc'd per call.
+// arithmetic); the Lightning prefill is the token-by-token recurrence; scratch comes from the device's
+// stream-ordered memory pool.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -47,10 +48,22 @@ namespace ling {
 namespace {
 
 // Device memory of n floats (or bytes for raw), freed with the last owner.
+// Stream-ordered allocations from the current device's memory pool (CUDA's caching allocator): allocation and
+// free are enqueued on the legacy default stream, which orders them after the work of the backend's (blocking)
+// stream without a host synchronisation, so scratch buffers are reused without cudaMalloc/cudaFree stalls.
 std::shared_ptr<void> dev_alloc(size_t bytes) {
   void* p = nullptr;
-  if (bytes) LING_CUDA_CHECK(cudaMalloc(&p, bytes));
-  return std::shared_ptr<void>(p, [](void* q) { if (q) cudaFree(q); });
+  int dev = 0;
+  LING_CUDA_CHECK(cudaGetDevice(&dev));
+  if (bytes) LING_CUDA_CHECK(cudaMallocAsync(&p, bytes, 0));
+  return std::shared_ptr<void>(p, [dev](void* q) {
+    if (!q) return;
+    int cur = 0;
+    cudaGetDevice(&cur);
+    if (cur != dev) cudaSetDevice(dev);
+    cudaFreeAsync(q, 0);
+    if (cur != dev) cudaSetDevice(cur);
+  });
 }
 struct DevF {
   std::shared_ptr<void> own;
@@ -95,6 +108,11 @@ class CudaBackend final : public Backend {
     LING_CHECK(o.device >= 0 && o.device < n, "cuda: device ", o.device, " requested but ", n, " present");
     device_ = o.device;
     LING_CUDA_CHECK(cudaSetDevice(device_));
+    // Keep freed memory in the device pool instead of returning it to the driver at every synchronisation.
+    cudaMemPool_t pool = nullptr;
+    LING_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool, device_));
+    uint64_t keep = UINT64_MAX;
+    LING_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     LING_CUDA_CHECK(cudaStreamCreate(&stream_));
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
@@ -330,23 +348,28 @@ class CudaBackend final : public Backend {
     route_tokens(cfg_, logits.data(), L.router_bias.data(), n, ids, wts, trace);
     std::vector<std::vector<int64_t>> slots_of(E);
     for (int64_t i = 0; i < n * k; ++i) slots_of[ids[i]].push_back(i);
+    // One host→device copy of every expert's token and slot lists: [tok | slot] per expert, back to back.
+    std::vector<int64_t> lists;
+    std::vector<int64_t> at(E, -1);
+    for (int64_t e = 0; e < E; ++e) {
+      if (slots_of[e].empty() || L.experts[e].gate_up.empty()) continue;  // not held here (expert parallelism)
+      at[e] = int64_t(lists.size());
+      for (int64_t sl : slots_of[e]) lists.push_back(sl / k);
+      lists.insert(lists.end(), slots_of[e].begin(), slots_of[e].end());
+    }
+    auto dlists = to_dev_raw(lists.data(), sizeof(int64_t) * lists.size());
+    const int64_t* dl = static_cast<const int64_t*>(dlists.get());
     DevF ye(n * k * H);
     LING_CUDA_CHECK(cudaMemsetAsync(ye.p, 0, sizeof(float) * n * k * H, stream_));  // experts held elsewhere add 0
     for (int64_t e = 0; e < E; ++e) {
-      const auto& slots = slots_of[e];
-      if (slots.empty() || L.experts[e].gate_up.empty()) continue;  // not held here (expert parallelism)
-      const int64_t m = int64_t(slots.size());
-      std::vector<int64_t> tok(m);
-      for (int64_t i = 0; i < m; ++i) tok[i] = slots[i] / k;
-      auto dtok = to_dev_raw(tok.data(), sizeof(int64_t) * m);
-      auto dslot = to_dev_raw(slots.data(), sizeof(int64_t) * m);
+      if (at[e] < 0) continue;
+      const int64_t m = int64_t(slots_of[e].size());
       DevF xe(m * H), y(m * H);
-      cuda::gather_rows(x.data, H, static_cast<const int64_t*>(dtok.get()), xe.p, m, H, stream_);
+      cuda::gather_rows(x.data, H, dl + at[e], xe.p, m, H, stream_);
       launched();
       swiglu_mlp(xe.p, m, L.experts[e].gate_up, L.experts[e].down, y.p);
-      cuda::scatter_rows(y.p, static_cast<const int64_t*>(dslot.get()), ye.p, m, H, stream_);
+      cuda::scatter_rows(y.p, dl + at[e] + m, ye.p, m, H, stream_);
       launched();
-      sync();
     }
     if (!L.shared.gate_up.empty()) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
     else LING_CUDA_CHECK(cudaMemsetAsync(out.data, 0, sizeof(float) * n * H, stream_));
