@@ -52,10 +52,11 @@ namespace {
 // free are enqueued on the legacy default stream, which orders them after the work of the backend's (blocking)
 // stream without a host synchronisation, so scratch buffers are reused without cudaMalloc/cudaFree stalls.
 std::shared_ptr<void> dev_alloc(size_t bytes) {
+  if (bytes == 0) return {};  // no device call: empty members are built before the device is checked
   void* p = nullptr;
   int dev = 0;
   LING_CUDA_CHECK(cudaGetDevice(&dev));
-  if (bytes) LING_CUDA_CHECK(cudaMallocAsync(&p, bytes, 0));
+  LING_CUDA_CHECK(cudaMallocAsync(&p, bytes, 0));
   return std::shared_ptr<void>(p, [dev](void* q) {
     if (!q) return;
     int cur = 0;
