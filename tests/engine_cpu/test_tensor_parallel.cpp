@@ -61,6 +61,14 @@ std::unique_ptr<Engine> tp_engine(const std::string& dir, const TpPlan& p) {
   return std::make_unique<Engine>(std::move(cfg), std::move(w), std::move(be));
 }
 
+// Lightning + MLA with GroupRMSNorm groups of 2 heads: at TP 4 each group spans two ranks.
+std::string ling25_gn2_config() {
+  std::string c = ling25_config();
+  const size_t at = c.find("\"group_norm_size\": 4");
+  c.replace(at, std::string("\"group_norm_size\": 4").size(), "\"group_norm_size\": 2");
+  return c;
+}
+
 struct Case {
   const char* name;
   std::string (*config)();
@@ -94,7 +102,8 @@ TEST_P(TensorParallel, MatchesOneRank) {
 INSTANTIATE_TEST_SUITE_P(
     Families, TensorParallel,
     ::testing::Values(Case{"ling2", ling2_config, {{2, 1}, {2, 2}, {4, 1}, {4, 2}, {4, 4}}},
-                      Case{"ring_linear", ring_linear_config, {{2, 1}, {2, 2}}},
+                      Case{"ring_linear", ring_linear_config, {{2, 1}, {2, 2}, {4, 1}, {4, 2}}},
+                      Case{"ling25_gn2", ling25_gn2_config, {{4, 1}, {4, 4}}},
                       Case{"ling25", ling25_config, {{2, 1}, {2, 2}, {4, 1}, {4, 4}}}),
     [](const auto& info) { return std::string(info.param.name); });
 
@@ -150,14 +159,14 @@ TEST(TensorParallelPlan, PlansThatDoNotDivideTheModelAreOneError) {
   const std::string dir = make_tiny_model("tp_bad", ring_linear_config(), 3);
   ModelConfig cfg = load_config(dir);
   EXPECT_THROW(check_tp_plan(cfg, TpPlan{3, 1}), Error);  // 4 heads
-  EXPECT_THROW(check_tp_plan(cfg, TpPlan{4, 1}), Error);  // group_norm_size 2
   EXPECT_THROW(check_tp_plan(cfg, TpPlan{2, 4}), Error);  // ep does not divide tp
+  EXPECT_THROW(check_tp_plan(cfg, TpPlan{4, 4}), Error);  // 6 experts over 4 groups
   try {
-    check_tp_plan(cfg, TpPlan{4, 1});
+    check_tp_plan(cfg, TpPlan{3, 1});
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("group_norm_size"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("num_attention_heads 4"), std::string::npos) << e.what();
   }
-  EXPECT_THROW(tp_engine(dir, TpPlan{4, 1}), Error);
+  EXPECT_THROW(tp_engine(dir, TpPlan{3, 1}), Error);
   std::filesystem::remove_all(dir);
 }
 

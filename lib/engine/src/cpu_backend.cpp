@@ -161,6 +161,14 @@ class CpuBackend final : public Backend {
   }
 
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    lightning_block(layer, x, plan, out, nullptr);
+  }
+  void attn_lightning_unnormed(int layer, const Buffer& x, const BatchPlan& plan, Buffer& y,
+                               std::vector<double>& sumsq) override {
+    lightning_block(layer, x, plan, y, &sumsq);
+  }
+  // The Lightning block; with `sumsq` the group normalisation and the output bias are left to the caller.
+  void lightning_block(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out, std::vector<double>* sumsq) {
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     const int64_t width = 3 * nh * hd, inner = nh * hd;
@@ -177,13 +185,23 @@ class CpuBackend final : public Backend {
       p.chunk = opt_.lightning_chunk;
       if (s.count == 1) ref::lightning_recurrent(p); else ref::lightning_chunked(p);
     }
-    ref::RmsNormParams gn;
-    gn.x = gn.y = o.data(); gn.w = L.g_norm.data(); gn.rows = n; gn.dim = inner; gn.groups = cfg_.group_norm_size;
-    gn.eps = cfg_.rms_norm_eps;
-    ref::rms_norm(gn);
+    if (sumsq) {
+      sumsq->assign(size_t(n), 0.0);
+      for (int64_t t = 0; t < n; ++t)
+        for (int64_t c = 0; c < inner; ++c) {
+          const double v = o[size_t(t * inner + c)];
+          (*sumsq)[size_t(t)] += v * v;
+          o[size_t(t * inner + c)] *= L.g_norm.v[size_t(c)];
+        }
+    } else {
+      ref::RmsNormParams gn;
+      gn.x = gn.y = o.data(); gn.w = L.g_norm.data(); gn.rows = n; gn.dim = inner; gn.groups = cfg_.group_norm_size;
+      gn.eps = cfg_.rms_norm_eps;
+      ref::rms_norm(gn);
+    }
     mm(x.data, n, H, L.g_proj, Mat{}, gate.data());
     for (int64_t i = 0; i < n * inner; ++i) o[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
-    mm(o.data(), n, inner, L.dense, L.dense_bias, out.data);
+    mm(o.data(), n, inner, L.dense, sumsq ? Mat{} : L.dense_bias, out.data);
   }
 
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {

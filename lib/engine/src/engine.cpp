@@ -20,6 +20,10 @@ namespace ling {
 int cuda_device_count() { return 0; }
 #endif
 
+void Backend::attn_lightning_unnormed(int, const Buffer&, const BatchPlan&, Buffer&, std::vector<double>&) {
+  LING_THROW(name(), " backend: Lightning GroupRMSNorm groups spanning tensor-parallel ranks are not supported");
+}
+
 std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineOptions& options) {
   ModelConfig config = load_config(model_dir);
   if (!options.decay.empty()) config.decay = parse_decay_variant(options.decay);

@@ -1,6 +1,7 @@
 // Tensor/expert-parallel Backend over rank backends (tensor_parallel.h).
 #include "ling/engine/tensor_parallel.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "ling/core/error.h"
@@ -101,6 +102,12 @@ class TpBackend final : public Backend {
       ranks_.back()->load(m.config, m.weights);
     }
     if (!all_reduce_) all_reduce_ = host_sum(ranks_);
+    weights_ = w;
+    heads_ = c.num_attention_heads;
+    head_dim_ = c.head_dim;
+    group_norm_size_ = c.group_norm_size;
+    eps_ = c.rms_norm_eps;
+    span_ = c.has_lightning() && c.group_norm_size < plan_.tp;
   }
   std::unique_ptr<SeqState> new_state() override {
     auto s = std::make_unique<TpSeqState>();
@@ -135,7 +142,38 @@ class TpBackend final : public Backend {
     reduce(out, [&](Backend& b, size_t r) { b.attn_gqa(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
   }
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
-    reduce(out, [&](Backend& b, size_t r) { b.attn_lightning(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
+    if (!span_) {
+      reduce(out, [&](Backend& b, size_t r) { b.attn_lightning(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
+      return;
+    }
+    // GroupRMSNorm groups span ranks: each rank returns its unnormalised partial output and its channels' sums
+    // of squares; the group's RMS scales the partials (a scalar per token for all of a rank's channels, which
+    // commutes with the rank's slice of the dense projection); then the all-reduce and the output bias.
+    LING_CHECK(int64_t(ranks_.size()) == plan_.tp, "Lightning GroupRMSNorm groups spanning ranks need every rank in "
+               "this process (host buffers)");
+    std::vector<std::vector<double>> ss(ranks_.size());
+    for (size_t r = 0; r < ranks_.size(); ++r)
+      ranks_[r]->attn_lightning_unnormed(layer, part(x, r), rank_plan(plan, r), part(out, r), ss[r]);
+    const int64_t per_group = plan_.tp / group_norm_size_, n = out.rows, H = out.cols;
+    const double channels = double(heads_ * head_dim_) / double(group_norm_size_);
+    for (int64_t g = 0; g < group_norm_size_; ++g)
+      for (int64_t t = 0; t < n; ++t) {
+        double s = 0;
+        for (int64_t r = g * per_group; r < (g + 1) * per_group; ++r) s += ss[size_t(r)][size_t(t)];
+        const float inv = float(1.0 / std::sqrt(s / channels + eps_));
+        for (int64_t r = g * per_group; r < (g + 1) * per_group; ++r) {
+          float* row = part(out, size_t(r)).data + t * H;
+          for (int64_t h = 0; h < H; ++h) row[h] *= inv;
+        }
+      }
+    std::vector<Buffer*> parts;
+    for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
+    all_reduce_(parts);
+    const Mat& bias = weights_->layers[size_t(layer)].dense_bias;
+    if (!bias.empty())
+      for (size_t r = 0; r < ranks_.size(); ++r)
+        for (int64_t t = 0; t < n; ++t)
+          for (int64_t h = 0; h < H; ++h) part(out, r).data[t * H + h] += bias.v[size_t(h)];
   }
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
     reduce(out, [&](Backend& b, size_t r) { b.attn_mla(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
@@ -180,6 +218,10 @@ class TpBackend final : public Backend {
   RankBackendFactory factory_;
   AllReduce all_reduce_;
   std::vector<int64_t> local_;  // global rank of each entry of ranks_
+  std::shared_ptr<const ModelWeights> weights_;
+  int64_t heads_ = 0, head_dim_ = 0, group_norm_size_ = 1;
+  double eps_ = 1e-6;
+  bool span_ = false;           // Lightning GroupRMSNorm groups span ranks
   std::vector<std::unique_ptr<Backend>> ranks_;
 };
 
@@ -198,8 +240,9 @@ void check_tp_plan(const ModelConfig& c, const TpPlan& p) {
     LING_CHECK(nkv >= p.tp ? nkv % p.tp == 0 : p.tp % nkv == 0, c.source, ": num_key_value_heads ", nkv,
                " and --tp ", p.tp, " do not divide one another");
   if (lightning)
-    LING_CHECK(c.group_norm_size % p.tp == 0, c.source, ": group_norm_size ", c.group_norm_size,
-               " is not divisible by --tp ", p.tp, " (GroupRMSNorm groups spanning ranks are not supported yet)");
+    LING_CHECK(c.group_norm_size % p.tp == 0 || p.tp % c.group_norm_size == 0, c.source, ": group_norm_size ",
+               c.group_norm_size, " and --tp ", p.tp, " do not divide one another (each rank must hold whole "
+               "GroupRMSNorm groups or part of one)");
   LING_CHECK(c.intermediate_size % p.tp == 0, c.source, ": intermediate_size ", c.intermediate_size,
              " is not divisible by --tp ", p.tp);
   if (c.num_experts > 0) {
@@ -224,7 +267,8 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   m.config = c;
   m.config.num_attention_heads = nh_r;
   m.config.num_key_value_heads = nkv_r;
-  m.config.group_norm_size = c.group_norm_size / tp > 0 ? c.group_norm_size / tp : 1;
+  const bool span = c.group_norm_size < tp;  // a GroupRMSNorm group spans tp/group_norm_size ranks
+  m.config.group_norm_size = span ? 1 : c.group_norm_size / tp;
   m.config.intermediate_size = c.intermediate_size / tp;
   m.config.moe_intermediate_size = c.moe_intermediate_size / group;
   m.options = base;
@@ -275,7 +319,8 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
         break;
       }
     }
-    if (bias_here) o.dense_bias = L.dense_bias;  // added once, by rank 0
+    // Output bias: added once, by rank 0 (by the TP backend itself when the Lightning norm spans ranks).
+    if (bias_here && !(span && L.spec.attn == AttnKind::Lightning)) o.dense_bias = L.dense_bias;
     if (L.spec.ffn == FfnKind::Dense) {
       const ExpertWeights d = swiglu_slice(ExpertWeights{L.gate_up, L.down}, r, tp);
       o.gate_up = d.gate_up;

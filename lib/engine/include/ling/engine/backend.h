@@ -84,6 +84,11 @@ class Backend {
   virtual void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
   virtual void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
   virtual void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
+  // Tensor parallelism whose Lightning GroupRMSNorm groups span ranks (tensor_parallel.h): the Lightning block
+  // without the group normalisation and without the output bias, y = dense(g_norm ⊙ o ⊙ sigmoid(g_proj x)),
+  // plus sumsq[t] = Σ o[t, c]² over this backend's channels (all of one group). Optional (default: throws).
+  virtual void attn_lightning_unnormed(int layer, const Buffer& x, const BatchPlan& plan, Buffer& y,
+                                       std::vector<double>& sumsq);
   virtual void dense_ffn(int layer, const Buffer& x, Buffer& out) = 0;
   virtual void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) = 0;
   // logits [rows.size(), V] (f32) for the listed rows of x.

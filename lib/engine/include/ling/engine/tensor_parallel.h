@@ -8,7 +8,9 @@
 // norms and residual adds run on every rank); a block's output is the sum of the ranks' partial outputs, left
 // on every rank by the all-reduce; biases of the output projections are added by rank 0 only; the LM head runs
 // on rank 0. The all-reduce is pluggable: a host sum for CPU ranks (the oracle), NCCL for CUDA ranks.
-// Limits: the Lightning GroupRMSNorm groups must not span ranks (group_norm_size divisible by tp).
+// When the Lightning GroupRMSNorm groups span ranks (group_norm_size < tp, e.g. Ling-2.5-1T at TP 8), each rank
+// returns its unnormalised partial output and sums of squares and the group RMS is combined across the ranks of
+// the group (host buffers: CPU ranks in this build).
 #pragma once
 #include <cstdint>
 #include <functional>
