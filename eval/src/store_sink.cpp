@@ -123,7 +123,7 @@ ModelRecord describe_model(const std::string& model_dir) {
   std::sort(files.begin(), files.end());
   LING_CHECK(!files.empty(), model_dir, ": no *.safetensors files");
   std::string lines;
-  for (const auto& f : files) lines += f + '\0' + sha256_file((dir / f).string()) + "\n";
+  for (const auto& f : files) lines += f + '\0' + sha256_file_cached((dir / f).string()) + "\n";
   m.weights_digest = sha256_hex(lines);
   m.dtype_summary = "";
   m.origin = "downloaded";

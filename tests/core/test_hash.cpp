@@ -3,9 +3,11 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <cstdlib>
 #include <fstream>
 
 #include "ling/core/error.h"
+#include "ling/core/fs.h"
 #include "ling/core/hash.h"
 
 namespace ling {
@@ -31,3 +33,30 @@ TEST(Sha256, FileStreamsLikeBytes) {
 
 }  // namespace
 }  // namespace ling
+
+// The per-user hash cache: the same digest as the streamed hash; consulted by (path, size, mtime) — shown by
+// planting a different digest for the current key —; a changed file is rehashed.
+TEST(Sha256Cache, KeyedByPathSizeAndMtime) {
+  namespace fs = std::filesystem;
+  const fs::path dir = fs::temp_directory_path() / ("ling_hash_cache_" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  ::setenv("LING_CACHE_DIR", (dir / "cache").c_str(), 1);
+  const std::string f = (dir / "weights.bin").string();
+  { std::ofstream(f, std::ios::binary) << "abc"; }
+  const std::string h = ling::sha256_file(f);
+  EXPECT_EQ(ling::sha256_file_cached(f), h);
+  ASSERT_TRUE(fs::exists(dir / "cache" / "sha256.tsv"));
+  // Plant another digest for the same key: the cache is what answers.
+  std::string text = ling::read_file((dir / "cache" / "sha256.tsv").string());
+  const size_t at = text.find(h);
+  ASSERT_NE(at, std::string::npos);
+  text.replace(at, h.size(), std::string(64, 'f'));
+  ling::write_file_atomic((dir / "cache" / "sha256.tsv").string(), text);
+  EXPECT_EQ(ling::sha256_file_cached(f), std::string(64, 'f'));
+  // A change of size rehashes (and replaces the entry).
+  { std::ofstream(f, std::ios::binary) << "abcd"; }
+  EXPECT_EQ(ling::sha256_file_cached(f), ling::sha256_file(f));
+  EXPECT_EQ(ling::sha256_file_cached(f), ling::sha256_hex("abcd"));
+  ::unsetenv("LING_CACHE_DIR");
+  fs::remove_all(dir);
+}

@@ -2,12 +2,15 @@
 #include "ling/core/hash.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <filesystem>
 #include <array>
 #include <cstring>
 #include <fstream>
 #include <vector>
 
 #include "ling/core/error.h"
+#include "ling/core/fs.h"
 
 namespace ling {
 namespace {
@@ -101,6 +104,61 @@ std::string sha256_file(const std::string& path) {
   }
   LING_CHECK(f.eof(), path, ": read error while hashing");
   return s.hex();
+}
+
+}  // namespace ling
+
+namespace ling {
+
+namespace {
+
+std::string cache_file() {
+  namespace fs = std::filesystem;
+  if (const char* d = std::getenv("LING_CACHE_DIR"); d && *d) return (fs::path(d) / "sha256.tsv").string();
+  if (const char* x = std::getenv("XDG_CACHE_HOME"); x && *x) return (fs::path(x) / "ling" / "sha256.tsv").string();
+  if (const char* h = std::getenv("HOME"); h && *h) return (fs::path(h) / ".cache" / "ling" / "sha256.tsv").string();
+  return "";
+}
+
+}  // namespace
+
+std::string sha256_file_cached(const std::string& path) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::path abs = fs::absolute(path, ec).lexically_normal();
+  const auto size = fs::file_size(abs, ec);
+  if (ec) return sha256_file(path);  // let the uncached path report the error
+  const auto mtime = fs::last_write_time(abs, ec).time_since_epoch().count();
+  if (ec) return sha256_file(path);
+  const std::string key = std::to_string(size) + "\t" + std::to_string(mtime) + "\t";
+  const std::string cf = cache_file();
+  std::vector<std::string> lines;
+  if (!cf.empty()) {
+    std::ifstream in(cf);
+    std::string line;
+    while (std::getline(in, line)) {
+      // size \t mtime \t sha256 \t path
+      const size_t p3 = line.find('\t', line.find('\t', line.find('\t') + 1) + 1);
+      if (p3 == std::string::npos) continue;
+      if (line.compare(p3 + 1, std::string::npos, abs.string()) == 0) {
+        if (line.compare(0, key.size(), key) == 0) return line.substr(key.size(), p3 - key.size());
+        continue;  // stale entry of this path: dropped below
+      }
+      lines.push_back(line);
+    }
+  }
+  const std::string sha = sha256_file(path);
+  if (!cf.empty()) {
+    lines.push_back(key + sha + "\t" + abs.string());
+    std::string text;
+    for (const auto& l : lines) text += l + "\n";
+    try {
+      fs::create_directories(fs::path(cf).parent_path(), ec);
+      write_file_atomic(cf, text);
+    } catch (const Error&) {
+    }
+  }
+  return sha;
 }
 
 }  // namespace ling
