@@ -60,9 +60,11 @@ class EngineAdapter : public EngineModel {
 }  // namespace
 
 std::unique_ptr<EngineModel> open_engine_model(const std::string& model_dir, const std::string& backend,
-                                               int64_t max_positions) {
+                                               int64_t max_positions, int64_t tp, int64_t ep) {
   EngineOptions opt;
   opt.backend = backend;
+  opt.tp = tp;
+  opt.ep = ep;
   auto eng = Engine::open(model_dir, opt);
   LING_CHECK(max_positions <= 0 || max_positions <= eng->config().max_position_embeddings, "ling eval: ", max_positions,
              " positions needed but ", model_dir, " supports ", eng->config().max_position_embeddings,

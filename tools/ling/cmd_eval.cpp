@@ -29,6 +29,7 @@ struct EvalOptions {
   std::string data;                  // gsm8k JSONL, or the text for ppl/kld and essay haystacks
   std::string reference;             // kld: the reference model folder
   std::string backend = "cpu";       // cpu | cuda
+  int64_t tp = 1, ep = 1;            // --tp, --ep
   std::string resume;                // run id to continue
   int shots = 3;                     // arith/gsm8k solved examples
   int max_new_tokens = -1;           // -1: task default
@@ -79,7 +80,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
   if (gen_tasks)
     for (int64_t c : topt.contexts) max_pos = std::max<int64_t>(max_pos, c + std::max(0, o.max_new_tokens));
   if (text_tasks) max_pos = std::max(max_pos, o.ppl_ctx);
-  auto model = eval::open_engine_model(o.model, o.backend, max_pos);
+  auto model = eval::open_engine_model(o.model, o.backend, max_pos, o.tp, o.ep);
   std::unique_ptr<eval::EngineModel> ref;
   LING_CHECK(tok.tokenizer().vocab_size() <= model->vocab_size(), o.model, ": tokenizer has ",
              tok.tokenizer().vocab_size(), " ids but the model only ", model->vocab_size(), " logits");
@@ -106,6 +107,7 @@ int run_eval(const EvalOptions& o, Context& ctx) {
     } else {
       nlohmann::json settings = {{"tasks", names},        {"contexts", topt.contexts}, {"depths", topt.depths},
                                  {"samples", o.samples},  {"seed", o.seed},          {"backend", o.backend},      {"batch", o.batch},
+                                 {"tp", o.tp},            {"ep", o.ep},
                                  {"shots", o.shots},      {"max_new_tokens", o.max_new_tokens},
                                  {"ppl_ctx", o.ppl_ctx},  {"stride", o.stride},        {"max_windows", o.max_windows},
                                  {"text", {{"name", text_name}, {"sha256", eval::sha256_hex(text)}}}};
@@ -182,6 +184,8 @@ Command register_eval(CLI::App& app) {
   a->add_option("--data", opt->data, "gsm8k: JSONL file; ppl/kld/essay haystacks: a text file (default built-in)");
   a->add_option("--reference", opt->reference, "kld: reference model folder (same tokenizer)");
   a->add_option("--backend", opt->backend, "cpu | cuda");
+  a->add_option("--tp", opt->tp, "Tensor-parallel ranks of the evaluated model")->check(CLI::PositiveNumber);
+  a->add_option("--ep", opt->ep, "Expert-parallel rank groups (divides --tp)")->check(CLI::PositiveNumber);
   a->add_option("--resume", opt->resume, "Continue run RUN_ID: stored samples are not recomputed");
   a->add_option("--shots", opt->shots, "arith/gsm8k: solved examples before each question");
   a->add_option("--max-new-tokens", opt->max_new_tokens, "Override the task's generation length");

@@ -42,7 +42,8 @@ class EngineModel : public LogitsSource, public BatchedLogits {
   int64_t max_positions() const override = 0;
   virtual std::string device() const = 0;
 };
+// tp/ep > 1: the model spread over ranks (ling/engine/tensor_parallel.h).
 std::unique_ptr<EngineModel> open_engine_model(const std::string& model_dir, const std::string& backend,
-                                               int64_t max_positions);
+                                               int64_t max_positions, int64_t tp = 1, int64_t ep = 1);
 
 }  // namespace ling::eval
