@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "common/golden_io.h"
 #include "common/shell.h"
 #include "ling/core/error.h"
 #include "ling/core/safetensors.h"
@@ -24,11 +25,7 @@ namespace {
 std::string model_dir(const std::string& name) { return std::string(LING_SOURCE_DIR) + "/models/" + name; }
 
 std::vector<int32_t> parity_ids(const std::string& name) {
-  auto f = SafetensorsFile::open(model_dir(name) + "/parity.safetensors");
-  const TensorInfo* t = f->find("input_ids");
-  std::vector<int64_t> v(size_t(t->numel()));
-  std::memcpy(v.data(), t->data, t->nbytes());
-  return std::vector<int32_t>(v.begin(), v.end());
+  return input_ids(*SafetensorsFile::open(model_dir(name) + "/parity.safetensors"));
 }
 
 class Batcher : public ::testing::TestWithParam<std::string> {};

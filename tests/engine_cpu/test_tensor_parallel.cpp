@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "common/golden_io.h"
 #include "engine_cpu/tiny_model.h"
 #include "ling/engine/generate.h"
 #include "ling/engine/tensor_parallel.h"
@@ -111,23 +112,17 @@ INSTANTIATE_TEST_SUITE_P(
 // choices of every layer (as sets, as the golden tests compare them).
 TEST(TensorParallelGolden, FixturesThroughTwoRanks) {
   for (const char* name : {"ling20-tiny", "ling25-tiny"}) {
-    const std::string dir = std::string(LING_SHARED_DIR) + "/fixtures/" + name;
+    const std::string dir = fixture(name);
     auto g = SafetensorsFile::open(dir + "/golden.safetensors");
     EngineOptions eo;
     eo.tp = 2;
     eo.ep = 2;
     auto engine = Engine::open(dir, eo);
-    const TensorInfo* ids = g->find("input_ids");
-    std::vector<int64_t> v(size_t(ids->numel()));
-    std::memcpy(v.data(), ids->data, ids->nbytes());
     GenerateOptions o;
     o.max_new_tokens = 16;
     o.collect_hidden = true;
-    const auto t = generate(*engine, std::vector<int32_t>(v.begin(), v.end()), o).tensors();
-    const TensorInfo* gi = g->find("decode_ids");
-    std::vector<int64_t> want(size_t(gi->numel()));
-    std::memcpy(want.data(), gi->data, gi->nbytes());
-    EXPECT_EQ(t.at("decode_ids").i64, want) << name;
+    const auto t = generate(*engine, input_ids(*g), o).tensors();
+    EXPECT_EQ(t.at("decode_ids").i64, i64_of(*g->find("decode_ids"))) << name;
     const std::vector<float> lg = g->find("logits")->to_f32();
     const auto& got = t.at("logits").f32;
     ASSERT_EQ(got.size(), lg.size());
@@ -139,8 +134,7 @@ TEST(TensorParallelGolden, FixturesThroughTwoRanks) {
       if (n.rfind("router_topk_", 0) != 0) continue;
       const TensorInfo* r = g->find(n);
       ASSERT_TRUE(r) << n;
-      std::vector<int64_t> rv(size_t(r->numel()));
-      std::memcpy(rv.data(), r->data, r->nbytes());
+      const std::vector<int64_t> rv = i64_of(*r);
       const int64_t k = d.shape.back();
       for (size_t row = 0; row * size_t(k) < rv.size(); ++row) {
         std::vector<int64_t> a(d.i64.begin() + row * k, d.i64.begin() + (row + 1) * k);

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "common/compare.h"
+#include "common/golden_io.h"
 #include "ling/core/error.h"
 #include "engine_cpu/tiny_model.h"
 #include "ling/core/safetensors.h"
@@ -32,26 +33,7 @@ bool have_device() {
 #define SKIP_WITHOUT_DEVICE() \
   if (!have_device()) GTEST_SKIP() << "no CUDA device"
 
-std::string fixture(const std::string& name) {
-  const char* env = std::getenv("LING_FIXTURES_DIR");
-  return (env && *env ? std::string(env) : std::string(LING_SHARED_DIR) + "/fixtures") + "/" + name;
-}
 
-std::vector<int32_t> input_ids(const SafetensorsFile& g) {
-  const TensorInfo& t = *g.find("input_ids");
-  std::vector<int32_t> ids;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    int64_t v;
-    std::memcpy(&v, t.data + i * 8, 8);
-    ids.push_back(int32_t(v));
-  }
-  return ids;
-}
-std::vector<int64_t> i64_of(const TensorInfo& t) {
-  std::vector<int64_t> v(size_t(t.numel()));
-  std::memcpy(v.data(), t.data, v.size() * 8);
-  return v;
-}
 
 // all_close that also prints the comparison line (max error, cosine) of the headline tensors.
 ::testing::AssertionResult close_reported(const std::string& name, const std::vector<int64_t>& shape, const float* a,

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "common/compare.h"
+#include "common/golden_io.h"
 #include "ling/core/error.h"
 #include "engine_cpu/tiny_model.h"
 #include "ling/engine/generate.h"
@@ -84,14 +85,10 @@ INSTANTIATE_TEST_SUITE_P(Families, CudaTensorParallel,
 
 TEST(CudaTensorParallelGolden, FixturesThroughTwoGpus) {
   if (devices() < 2) GTEST_SKIP() << "needs 2 CUDA devices";
-  const char* env = std::getenv("LING_FIXTURES_DIR");
   for (const char* name : {"ling20-tiny", "ling25-tiny"}) {
-    const std::string dir = (env && *env ? std::string(env) : std::string(LING_SHARED_DIR) + "/fixtures") + "/" + name;
+    const std::string dir = fixture(name);
     auto g = SafetensorsFile::open(dir + "/golden.safetensors");
-    const TensorInfo* ids = g->find("input_ids");
-    std::vector<int64_t> v(size_t(ids->numel()));
-    std::memcpy(v.data(), ids->data, ids->nbytes());
-    const std::vector<int32_t> prompt(v.begin(), v.end());
+    const std::vector<int32_t> prompt = input_ids(*g);
     expect_same(run_tp(dir, 2, 2, prompt), run_tp(dir, 1, 1, prompt), name);
   }
 }

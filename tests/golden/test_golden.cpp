@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "common/compare.h"
+#include "common/golden_io.h"
 #include "ling/core/safetensors.h"
 #include "ling/engine/generate.h"
 #include "ling/ref/ops.h"
@@ -23,24 +24,6 @@ namespace {
 
 const ref::CompareOptions kTol = tol(1e-4, 1e-4, 1e-9);
 
-std::string fixture(const std::string& name) { return std::string(LING_SHARED_DIR) + "/fixtures/" + name; }
-
-std::vector<int32_t> input_ids(const SafetensorsFile& g) {
-  const TensorInfo& t = *g.find("input_ids");
-  std::vector<int32_t> ids;
-  for (int64_t i = 0; i < t.numel(); ++i) {
-    int64_t v;
-    std::memcpy(&v, t.data + i * 8, 8);
-    ids.push_back(int32_t(v));
-  }
-  return ids;
-}
-
-std::vector<int64_t> i64_of(const TensorInfo& t) {
-  std::vector<int64_t> v(size_t(t.numel()));
-  std::memcpy(v.data(), t.data, v.size() * 8);
-  return v;
-}
 
 // Compare every produced tensor with the golden one of the same name; the produced set must cover every
 // golden hidden_/router_/logits tensor.
