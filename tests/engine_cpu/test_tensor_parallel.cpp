@@ -149,6 +149,32 @@ TEST(TensorParallelGolden, FixturesThroughTwoRanks) {
   }
 }
 
+// A rank process reads only its experts (load_weights with keep_expert): its slice equals the slice of the
+// fully loaded model, and the other experts stay empty.
+TEST(TensorParallelLoad, RankReadsOnlyItsExperts) {
+  const std::string dir = make_tiny_model("tp_load", ling25_config(), 5);
+  const ModelConfig cfg = load_config(dir);
+  Checkpoint ck = Checkpoint::open(dir);
+  const ModelWeights full = load_weights(cfg, ck);
+  for (TpPlan p : {TpPlan{2, 2}, TpPlan{4, 2}, TpPlan{4, 4}})
+    for (int64_t r = 0; r < p.tp; ++r) {
+      const auto [first, count] = rank_experts(cfg, p, r);
+      const ModelWeights part =
+          load_weights(cfg, ck, [first = first, count = count](int64_t e) { return e >= first && e < first + count; });
+      const RankModel a = slice_for_rank(cfg, full, p, r, {}), b = slice_for_rank(cfg, part, p, r, {});
+      for (size_t l = 0; l < full.layers.size(); ++l) {
+        ASSERT_EQ(a.weights->layers[l].experts.size(), b.weights->layers[l].experts.size());
+        for (size_t e = 0; e < full.layers[l].experts.size(); ++e) {
+          const bool mine = int64_t(e) >= first && int64_t(e) < first + count;
+          EXPECT_EQ(part.layers[l].experts[e].gate_up.empty(), !mine && full.layers[l].spec.ffn == FfnKind::MoE);
+          EXPECT_EQ(a.weights->layers[l].experts[e].gate_up.v, b.weights->layers[l].experts[e].gate_up.v);
+          EXPECT_EQ(a.weights->layers[l].experts[e].down.v, b.weights->layers[l].experts[e].down.v);
+        }
+      }
+    }
+  std::filesystem::remove_all(dir);
+}
+
 TEST(TensorParallelPlan, PlansThatDoNotDivideTheModelAreOneError) {
   const std::string dir = make_tiny_model("tp_bad", ring_linear_config(), 3);
   ModelConfig cfg = load_config(dir);

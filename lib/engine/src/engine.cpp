@@ -82,7 +82,12 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
   const std::string dir = std::filesystem::is_directory(model_dir)
                               ? model_dir : std::filesystem::path(model_dir).parent_path().string();
   Checkpoint ckpt = Checkpoint::open(dir.empty() ? "." : dir);
-  auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt));
+  std::function<bool(int64_t)> keep;
+  if (options.launch.multi() && options.backend == "cuda") {  // one rank per process: read only its experts
+    const auto [first, count] = rank_experts(config, TpPlan{options.tp, options.ep}, options.launch.rank);
+    keep = [first = first, count = count](int64_t e) { return e >= first && e < first + count; };
+  }
+  auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt, keep));
   return std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
 }
 

@@ -254,6 +254,11 @@ void check_tp_plan(const ModelConfig& c, const TpPlan& p) {
   }
 }
 
+std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, int64_t rank) {
+  const int64_t per = c.num_experts > 0 ? c.num_experts / p.ep : 0;
+  return {(rank / (p.tp / p.ep)) * per, per};
+}
+
 RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
                          const BackendOptions& base) {
   check_tp_plan(c, p);
@@ -261,8 +266,8 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   const int64_t tp = p.tp, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
   const int64_t nh_r = nh / tp, h0 = r * nh_r;
   const int64_t nkv_r = nkv >= tp ? nkv / tp : 1, g0 = nkv >= tp ? r * nkv_r : h0 / (nh / nkv);
-  const int64_t group = tp / p.ep, e_per = c.num_experts > 0 ? c.num_experts / p.ep : 0;
-  const int64_t e0 = (r / group) * e_per, shard = r % group;
+  const int64_t group = tp / p.ep, shard = r % group;
+  const auto [e0, e_per] = rank_experts(c, p, r);
   RankModel m;
   m.config = c;
   m.config.num_attention_heads = nh_r;

@@ -79,7 +79,22 @@ Mat fuse_rows(Mat a, const Mat& b) {
 
 }  // namespace
 
-ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
+namespace {
+// Routed-expert index of a tensor name "model.layers.L.mlp.experts.E.…", or −1.
+int64_t expert_of(const std::string& name) {
+  const std::string key = ".mlp.experts.";
+  const size_t at = name.find(key);
+  if (at == std::string::npos) return -1;
+  const size_t b = at + key.size(), e = name.find('.', b);
+  if (e == std::string::npos || e == b) return -1;
+  for (size_t i = b; i < e; ++i)
+    if (name[i] < '0' || name[i] > '9') return -1;
+  return std::stoll(name.substr(b, e - b));
+}
+}  // namespace
+
+ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
+                          const std::function<bool(int64_t expert)>& keep_expert) {
   const std::string where = ckpt.path();
   Pool pool{{}, where};
   std::set<std::string> known;
@@ -102,6 +117,10 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
                  "' scales '", spec.name, "', which is ", dtype_name(t->dtype), ", not FP8");
     }
     if (mtp) continue;
+    if (keep_expert) {
+      const int64_t e = expert_of(spec.name);
+      if (e >= 0 && !keep_expert(e)) continue;  // another rank's expert: checked, not loaded
+    }
     Mat m = to_mat(*t, where);
     if (scale) apply_block_scale(m, *t, *scale, where);
     if (spec.role == TensorRole::Linear && !stored_set) {
@@ -169,6 +188,10 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt) {
       for (int64_t e = 0; e < config.num_experts; ++e) {
         const std::string ep = m + "experts." + std::to_string(e) + ".";
         ExpertWeights ew;
+        if (keep_expert && !keep_expert(e)) {
+          L.experts.push_back(std::move(ew));  // held by another rank
+          continue;
+        }
         ew.gate_up = fuse_rows(pool.take(ep + "gate_proj.weight"), pool.take(ep + "up_proj.weight"));
         ew.down = pool.take(ep + "down_proj.weight");
         L.experts.push_back(std::move(ew));

@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "ling/engine/backend.h"
@@ -35,6 +36,9 @@ struct RankModel {
   std::shared_ptr<const ModelWeights> weights;  // rank-local slices (host copies)
   BackendOptions options;                      // base options + head_offset / total_heads
 };
+// Routed experts [first, first + count) held by `rank` (its expert-parallel group's share).
+std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, int64_t rank);
+
 RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t rank,
                          const BackendOptions& base);
 

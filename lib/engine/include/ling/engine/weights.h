@@ -4,6 +4,7 @@
 // Gate and up projections are fused at load ([2I, H]: gate rows first); experts are kept one matrix per expert.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -57,6 +58,9 @@ struct ModelWeights {
 // Load and check every tensor of `ckpt` against tensor_schema(config). Tensors of MTP layers are accepted and
 // skipped; an MLX-style `attention.slope` or a `rotary_emb.inv_freq` buffer is ignored. An FP8 weight with a
 // `<name>_scale_inv` tensor [ceil(out/128), ceil(in/128)] is dequantised block-wise (128×128 blocks).
-ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt);
+// keep_expert(e): whether routed expert e is loaded (an expert-parallel rank reads only its experts; the others
+// stay empty after their names and shapes are checked). Empty: every expert.
+ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
+                          const std::function<bool(int64_t expert)>& keep_expert = {});
 
 }  // namespace ling
