@@ -151,6 +151,50 @@ TEST(TensorParallelGolden, FixturesThroughTwoRanks) {
 
 // A rank process reads only its experts (load_weights with keep_expert): its slice equals the slice of the
 // fully loaded model, and the other experts stay empty.
+// DP attention (attention replicated, each sequence's caches on one rank, FFN still split): three sequences of
+// different lengths prefilled together then decoded together give TP 1's logits, for all three families.
+TEST(TensorParallelDp, SequencesSpreadOverRanksMatchOneRank) {
+  for (auto [name, config] : std::vector<std::pair<const char*, std::string (*)()>>{
+           {"ling2", ling2_config}, {"ring_linear", ring_linear_config}, {"ling25", ling25_config}}) {
+    const std::string dir = make_tiny_model(std::string("tp_dp_") + name, config(), 31);
+    auto run_batch = [&](Engine& e) {
+      std::vector<std::unique_ptr<Sequence>> seqs;
+      std::vector<Sequence*> ptrs;
+      std::vector<std::vector<int32_t>> prompts;
+      for (int i = 0; i < 3; ++i) {
+        seqs.push_back(e.new_sequence());
+        ptrs.push_back(seqs.back().get());
+        std::vector<int32_t> p;
+        for (int t = 0; t < 5 + 6 * i; ++t) p.push_back(int32_t((t * 13 + i * 7 + 1) % 80));
+        prompts.push_back(p);
+      }
+      std::vector<float> out = e.forward(ptrs, prompts, true);
+      for (int step = 0; step < 3; ++step) {
+        std::vector<float> d = e.decode(ptrs, {int32_t(3 + step), int32_t(9 + step), int32_t(27 + step)});
+        out.insert(out.end(), d.begin(), d.end());
+      }
+      return out;
+    };
+    const std::vector<float> ref1 = run_batch(*open_engine(dir));
+    for (int64_t tp : {2, 4}) {
+      ModelConfig cfg = load_config(dir);
+      Checkpoint ck = Checkpoint::open(dir);
+      auto w = std::make_shared<const ModelWeights>(load_weights(cfg, ck));
+      TpPlan p{tp, 1};
+      p.dp_attention = true;
+      if (cfg.intermediate_size % tp != 0) continue;
+      Engine e(std::move(cfg), std::move(w),
+               make_tp_backend(p, BackendOptions{}, [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); }));
+      const std::vector<float> got = run_batch(e);
+      ASSERT_EQ(got.size(), ref1.size()) << name;
+      size_t bad = 0;
+      for (size_t i = 0; i < got.size(); ++i) bad += std::fabs(got[i] - ref1[i]) > 1e-5 + 1e-4 * std::fabs(ref1[i]);
+      EXPECT_EQ(bad, 0u) << name << " dp tp" << tp;
+    }
+    std::filesystem::remove_all(dir);
+  }
+}
+
 TEST(TensorParallelLoad, RankReadsOnlyItsExperts) {
   const std::string dir = make_tiny_model("tp_load", ling25_config(), 5);
   const ModelConfig cfg = load_config(dir);

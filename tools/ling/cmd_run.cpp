@@ -48,6 +48,7 @@ struct RunOptions {
   int64_t max_batch = 16;        // --max-batch
   int64_t prefill_chunk = 512;   // --prefill-chunk
   int64_t tp = 1, ep = 1;        // --tp, --ep
+  bool dp_attention = false;     // --dp-attention
   LaunchEnv launch;              // from the environment (multi-process launch)
   bool quiet = false;            // ranks other than 0 of a multi-process launch print nothing
 };
@@ -94,6 +95,7 @@ std::unique_ptr<Engine> open_engine(const RunOptions& o) {
   eo.decay = o.decay;
   eo.tp = o.tp;
   eo.ep = o.ep;
+  eo.dp_attention = o.dp_attention;
   eo.launch = o.launch;
   return Engine::open(o.model, eo);
 }
@@ -271,6 +273,8 @@ Command register_run(CLI::App& app) {
   c.app->add_option("--tp", o->tp, "Tensor-parallel ranks (cpu: simulated ranks, the oracle of the layout)")
       ->check(CLI::PositiveNumber);
   c.app->add_option("--ep", o->ep, "Expert-parallel rank groups (divides --tp)")->check(CLI::PositiveNumber);
+  c.app->add_flag("--dp-attention", o->dp_attention,
+                  "With --tp: replicate attention and spread the sequences over the ranks (cpu ranks)");
   c.app->add_option("--prompts", o->prompts, "One text prompt per line, run together (continuous batching)");
   c.app->add_option("--max-batch", o->max_batch, "--prompts: requests in flight (default 16)");
   c.app->add_option("--prefill-chunk", o->prefill_chunk, "--prompts: prompt tokens per step (default 512)");

@@ -33,7 +33,8 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
   LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
   std::unique_ptr<Backend> backend;
   if (options.tp > 1 || options.ep > 1) {
-    const TpPlan plan{options.tp, options.ep};
+    TpPlan plan{options.tp, options.ep};
+    plan.dp_attention = options.dp_attention;
     if (options.backend == "cpu") {
       backend = make_tp_backend(plan, options.backend_options,
                                 [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });

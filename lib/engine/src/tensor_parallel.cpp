@@ -1,6 +1,7 @@
 // Tensor/expert-parallel Backend over rank backends (tensor_parallel.h).
 #include "ling/engine/tensor_parallel.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
@@ -72,6 +73,7 @@ ExpertWeights swiglu_slice(const ExpertWeights& e, int64_t j, int64_t s) {
 
 struct TpSeqState : SeqState {
   std::vector<std::unique_ptr<SeqState>> ranks;
+  int64_t owner = 0;  // DP attention: the rank that holds this sequence's attention caches
 };
 
 // A Buffer of the TP backend: one buffer per rank (the residual stream is replicated); data = rank 0's.
@@ -107,11 +109,12 @@ class TpBackend final : public Backend {
     head_dim_ = c.head_dim;
     group_norm_size_ = c.group_norm_size;
     eps_ = c.rms_norm_eps;
-    span_ = c.has_lightning() && c.group_norm_size < plan_.tp;
+    span_ = !plan_.dp_attention && c.has_lightning() && c.group_norm_size < plan_.tp;
   }
   std::unique_ptr<SeqState> new_state() override {
     auto s = std::make_unique<TpSeqState>();
     for (auto& r : ranks_) s->ranks.push_back(r->new_state());
+    s->owner = next_owner_++ % plan_.tp;  // DP attention: round-robin placement
     return s;
   }
   Buffer alloc(int64_t rows, int64_t cols) override {
@@ -139,9 +142,14 @@ class TpBackend final : public Backend {
   }
 
   void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    if (plan_.dp_attention)
+      return dp_reduce(out, plan, [&](Backend& b, size_t r, const BatchPlan& p) { b.attn_gqa(layer, part(x, r), p, part(out, r)); });
     reduce(out, [&](Backend& b, size_t r) { b.attn_gqa(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
   }
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    if (plan_.dp_attention)
+      return dp_reduce(out, plan,
+                       [&](Backend& b, size_t r, const BatchPlan& p) { b.attn_lightning(layer, part(x, r), p, part(out, r)); });
     if (!span_) {
       reduce(out, [&](Backend& b, size_t r) { b.attn_lightning(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
       return;
@@ -176,6 +184,8 @@ class TpBackend final : public Backend {
           for (int64_t h = 0; h < H; ++h) part(out, r).data[t * H + h] += bias.v[size_t(h)];
   }
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    if (plan_.dp_attention)
+      return dp_reduce(out, plan, [&](Backend& b, size_t r, const BatchPlan& p) { b.attn_mla(layer, part(x, r), p, part(out, r)); });
     reduce(out, [&](Backend& b, size_t r) { b.attn_mla(layer, part(x, r), rank_plan(plan, r), part(out, r)); });
   }
   void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
@@ -195,6 +205,33 @@ class TpBackend final : public Backend {
     BatchPlan q = p;
     for (SeqSlice& s : q.seqs) s.state = static_cast<TpSeqState*>(s.state)->ranks[r].get();
     return q;
+  }
+  // DP attention: each rank runs the block for the sequences it owns (its caches), the rows of the other
+  // sequences are cleared, and the all-reduce assembles the full output on every rank (host buffers).
+  template <class F>
+  void dp_reduce(Buffer& out, const BatchPlan& plan, F&& block) {
+    LING_CHECK(int64_t(ranks_.size()) == plan_.tp && ranks_[0]->name() == "cpu",
+               "DP attention runs on CPU ranks in this build (it needs every rank in this process and host buffers)");
+    for (size_t r = 0; r < ranks_.size(); ++r) {
+      BatchPlan mine = plan;
+      mine.seqs.clear();
+      std::vector<char> owned(size_t(out.rows), 0);
+      for (const SeqSlice& s : plan.seqs) {
+        auto* ts = static_cast<TpSeqState*>(s.state);
+        if (ts->owner != int64_t(r)) continue;
+        SeqSlice q = s;
+        q.state = ts->ranks[r].get();
+        mine.seqs.push_back(q);
+        std::fill(owned.begin() + s.row0, owned.begin() + s.row0 + s.count, 1);
+      }
+      Buffer& o = part(out, r);
+      if (!mine.seqs.empty()) block(*ranks_[r], r, mine);
+      for (int64_t t = 0; t < out.rows; ++t)
+        if (!owned[size_t(t)] || mine.seqs.empty()) std::fill(o.data + t * out.cols, o.data + (t + 1) * out.cols, 0.0f);
+    }
+    std::vector<Buffer*> parts;
+    for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
+    all_reduce_(parts);
   }
   // Every rank writes its partial block output, then the all-reduce leaves the sum on every rank.
   template <class F>
@@ -222,6 +259,7 @@ class TpBackend final : public Backend {
   int64_t heads_ = 0, head_dim_ = 0, group_norm_size_ = 1;
   double eps_ = 1e-6;
   bool span_ = false;           // Lightning GroupRMSNorm groups span ranks
+  int64_t next_owner_ = 0;      // DP attention: the next new sequence's rank
   std::vector<std::unique_ptr<Backend>> ranks_;
 };
 
@@ -230,16 +268,17 @@ class TpBackend final : public Backend {
 void check_tp_plan(const ModelConfig& c, const TpPlan& p) {
   LING_CHECK(p.tp >= 1 && p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
   const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  LING_CHECK(nh % p.tp == 0, c.source, ": num_attention_heads ", nh, " is not divisible by --tp ", p.tp);
+  if (!p.dp_attention)
+    LING_CHECK(nh % p.tp == 0, c.source, ": num_attention_heads ", nh, " is not divisible by --tp ", p.tp);
   bool gqa = false, lightning = false;
   for (const LayerSpec& l : c.layers) {
     gqa = gqa || (!l.mtp && l.attn == AttnKind::GQA);
     lightning = lightning || (!l.mtp && l.attn == AttnKind::Lightning);
   }
-  if (gqa)
+  if (gqa && !p.dp_attention)
     LING_CHECK(nkv >= p.tp ? nkv % p.tp == 0 : p.tp % nkv == 0, c.source, ": num_key_value_heads ", nkv,
                " and --tp ", p.tp, " do not divide one another");
-  if (lightning)
+  if (lightning && !p.dp_attention)
     LING_CHECK(c.group_norm_size % p.tp == 0 || p.tp % c.group_norm_size == 0, c.source, ": group_norm_size ",
                c.group_norm_size, " and --tp ", p.tp, " do not divide one another (each rank must hold whole "
                "GroupRMSNorm groups or part of one)");
@@ -270,14 +309,17 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   const auto [e0, e_per] = rank_experts(c, p, r);
   RankModel m;
   m.config = c;
-  m.config.num_attention_heads = nh_r;
-  m.config.num_key_value_heads = nkv_r;
-  const bool span = c.group_norm_size < tp;  // a GroupRMSNorm group spans tp/group_norm_size ranks
-  m.config.group_norm_size = span ? 1 : c.group_norm_size / tp;
+  const bool dp = p.dp_attention;
+  const bool span = !dp && c.group_norm_size < tp;  // a GroupRMSNorm group spans tp/group_norm_size ranks
+  if (!dp) {
+    m.config.num_attention_heads = nh_r;
+    m.config.num_key_value_heads = nkv_r;
+    m.config.group_norm_size = span ? 1 : c.group_norm_size / tp;
+  }
   m.config.intermediate_size = c.intermediate_size / tp;
   m.config.moe_intermediate_size = c.moe_intermediate_size / group;
   m.options = base;
-  m.options.head_offset = h0;
+  m.options.head_offset = dp ? 0 : h0;
   m.options.total_heads = nh;
   auto out = std::make_shared<ModelWeights>();
   out->stored_dtype = w.stored_dtype;
@@ -291,41 +333,51 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
     o.input_norm = L.input_norm;
     o.post_norm = L.post_norm;
     const bool bias_here = r == 0;
-    switch (L.spec.attn) {
-      case AttnKind::GQA: {
-        const std::vector<std::pair<int64_t, int64_t>> rr = {
-            {h0 * hd, nh_r * hd}, {(nh + g0) * hd, nkv_r * hd}, {(nh + nkv + g0) * hd, nkv_r * hd}};
-        slice_qkv(L, o, rr);
-        o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
-        break;
+    if (dp) {  // attention replicated: every tensor whole (the TP backend keeps each sequence's rows on its rank)
+      for (Mat LayerWeights::*f : {&LayerWeights::qkv, &LayerWeights::qkv_bias, &LayerWeights::q_norm,
+                                   &LayerWeights::k_norm, &LayerWeights::g_proj, &LayerWeights::g_norm,
+                                   &LayerWeights::dense, &LayerWeights::dense_bias, &LayerWeights::q_a,
+                                   &LayerWeights::q_a_bias, &LayerWeights::q_a_norm, &LayerWeights::q_b,
+                                   &LayerWeights::q_proj, &LayerWeights::q_proj_bias, &LayerWeights::kv_a,
+                                   &LayerWeights::kv_a_bias, &LayerWeights::kv_a_norm, &LayerWeights::kv_b})
+        o.*f = L.*f;
+    } else {
+      switch (L.spec.attn) {
+        case AttnKind::GQA: {
+          const std::vector<std::pair<int64_t, int64_t>> rr = {
+              {h0 * hd, nh_r * hd}, {(nh + g0) * hd, nkv_r * hd}, {(nh + nkv + g0) * hd, nkv_r * hd}};
+          slice_qkv(L, o, rr);
+          o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
+          break;
+        }
+        case AttnKind::Lightning: {
+          const std::vector<std::pair<int64_t, int64_t>> rr = {
+              {h0 * hd, nh_r * hd}, {(nh + h0) * hd, nh_r * hd}, {(2 * nh + h0) * hd, nh_r * hd}};
+          slice_qkv(L, o, rr);
+          o.g_proj = row_slice(L.g_proj, h0 * hd, nh_r * hd);
+          o.g_norm = vec_slice(L.g_norm, h0 * hd, nh_r * hd);
+          o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
+          break;
+        }
+        case AttnKind::MLA: {
+          const int64_t dqk = dn + dr;
+          o.q_a = L.q_a;
+          o.q_a_bias = L.q_a_bias;
+          o.q_a_norm = L.q_a_norm;
+          o.q_b = row_slice(L.q_b, h0 * dqk, nh_r * dqk);
+          o.q_proj = row_slice(L.q_proj, h0 * dqk, nh_r * dqk);
+          o.q_proj_bias = vec_slice(L.q_proj_bias, h0 * dqk, nh_r * dqk);
+          o.kv_a = L.kv_a;
+          o.kv_a_bias = L.kv_a_bias;
+          o.kv_a_norm = L.kv_a_norm;
+          o.kv_b = row_slice(L.kv_b, h0 * (dn + dv), nh_r * (dn + dv));
+          o.dense = col_slice(L.dense, h0 * dv, nh_r * dv);
+          break;
+        }
       }
-      case AttnKind::Lightning: {
-        const std::vector<std::pair<int64_t, int64_t>> rr = {
-            {h0 * hd, nh_r * hd}, {(nh + h0) * hd, nh_r * hd}, {(2 * nh + h0) * hd, nh_r * hd}};
-        slice_qkv(L, o, rr);
-        o.g_proj = row_slice(L.g_proj, h0 * hd, nh_r * hd);
-        o.g_norm = vec_slice(L.g_norm, h0 * hd, nh_r * hd);
-        o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
-        break;
-      }
-      case AttnKind::MLA: {
-        const int64_t dqk = dn + dr;
-        o.q_a = L.q_a;
-        o.q_a_bias = L.q_a_bias;
-        o.q_a_norm = L.q_a_norm;
-        o.q_b = row_slice(L.q_b, h0 * dqk, nh_r * dqk);
-        o.q_proj = row_slice(L.q_proj, h0 * dqk, nh_r * dqk);
-        o.q_proj_bias = vec_slice(L.q_proj_bias, h0 * dqk, nh_r * dqk);
-        o.kv_a = L.kv_a;
-        o.kv_a_bias = L.kv_a_bias;
-        o.kv_a_norm = L.kv_a_norm;
-        o.kv_b = row_slice(L.kv_b, h0 * (dn + dv), nh_r * (dn + dv));
-        o.dense = col_slice(L.dense, h0 * dv, nh_r * dv);
-        break;
-      }
+      // Output bias: added once, by rank 0 (by the TP backend itself when the Lightning norm spans ranks).
+      if (bias_here && !(span && L.spec.attn == AttnKind::Lightning)) o.dense_bias = L.dense_bias;
     }
-    // Output bias: added once, by rank 0 (by the TP backend itself when the Lightning norm spans ranks).
-    if (bias_here && !(span && L.spec.attn == AttnKind::Lightning)) o.dense_bias = L.dense_bias;
     if (L.spec.ffn == FfnKind::Dense) {
       const ExpertWeights d = swiglu_slice(ExpertWeights{L.gate_up, L.down}, r, tp);
       o.gate_up = d.gate_up;

@@ -27,6 +27,7 @@ struct EngineOptions {
   BackendOptions backend_options;
   std::string decay;            // Lightning decay variant hf|engine|mlx ("" = from the config, default hf)
   int64_t tp = 1, ep = 1;       // tensor / expert parallelism (tensor_parallel.h)
+  bool dp_attention = false;    // with tp > 1: attention replicated, sequences spread over the ranks
   LaunchEnv launch;             // world > 1: this process is launch.rank of a multi-process group (cuda, tp = world)
 };
 

@@ -26,6 +26,8 @@ struct TpPlan {
   int64_t tp = 1;  // ranks
   int64_t ep = 1;  // expert-parallel groups (divides tp)
   bool replicate_lm_head = false;  // every rank holds the LM head (one process per rank picks its own tokens)
+  bool dp_attention = false;  // attention replicated, sequences spread over the ranks (each sequence's caches
+                              // live on one rank); the FFN stays tensor/expert parallel
 };
 
 // Throws one line naming the config field a plan does not divide.
