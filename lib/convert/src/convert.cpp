@@ -59,6 +59,9 @@ json output_config(const json& src, const ModelConfig& c, const ConvertOptions& 
   j["rope_interleave"] = true;
   j["head_dim"] = c.head_dim;
   j["num_nextn_predict_layers"] = 0;
+  // Keys the released BailingMoeV2_5 configs carry (the routing is the same sigmoid + bias group top-k).
+  if (!j.contains("scoring_func")) j["scoring_func"] = j.value("score_function", std::string("sigmoid"));
+  if (!j.contains("topk_method")) j["topk_method"] = "noaux_tc";
   if (opt.to == "mla") j["use_qk_norm"] = false;
   return j;
 }
