@@ -21,7 +21,9 @@ if [[ -z "$calib_text" ]]; then
   if [[ -f $root/.carry/train-data/kjv.txt ]]; then
     head -c 300000 "$root/.carry/train-data/kjv.txt" > "$out/calib.txt"
   elif command -v bible > /dev/null; then
-    bible -f Gen1:1-Deut34:12 | head -c 300000 > "$out/calib.txt"
+    # verse references stripped as prepare_data.py does; the whole range first (head would cut the pipe)
+    bible -f Gen1:1-Deut34:12 > "$out/bible.txt"
+    sed -E 's/^[0-9A-Za-z]+[0-9]+:[0-9]+ //' "$out/bible.txt" | head -c 300000 > "$out/calib.txt" || true
   else
     echo "convert-quality: no calibration text: pass CALIB_TEXT or apt-get install bible-kjv" >&2
     exit 1
