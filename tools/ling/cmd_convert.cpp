@@ -30,7 +30,9 @@ std::string pct(const nlohmann::json& v) {
 int run_convert(const ConvertCliOptions& o, Context& ctx) {
   convert::ConvertOptions opt = o.conv;
   if (!o.method.empty()) opt.qk_method = convert::parse_qk_method(o.method);
-  nlohmann::json r = convert::convert_checkpoint(opt);
+  nlohmann::json r = convert::convert_checkpoint(opt, [](const std::string& line) {
+    if (!line.empty() && line[0] != '{') std::cerr << "ling: " << line << "\n";  // notes; the layer rows go to the table
+  });
   if (o.json) {
     std::cout << r.dump(2) << "\n";
   } else {

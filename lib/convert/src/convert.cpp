@@ -167,6 +167,9 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
 
   int64_t group_norm = opt.group_norm_size;
   if (group_norm == 0) group_norm = (nh * d) % 4 == 0 ? 4 : 1;
+  if (cfg.num_nextn_predict_layers > 0)
+    log(opt.in + ": its " + std::to_string(cfg.num_nextn_predict_layers) +
+        " MTP layer(s) are not converted (the output has num_nextn_predict_layers 0)");
   const json src_cfg = json::parse(read_file((in / "config.json").string()));
   const json out_cfg = output_config(src_cfg, cfg, opt, group_norm);
   ModelConfig ocfg = parse_config(out_cfg.dump(), (out / "config.json").string());
@@ -354,7 +357,9 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
                {"calibration", opt.calib.empty() ? json("none (data-free: weights only)") : json(opt.calib)},
                {"qk_method", cfg.use_qk_norm ? qk_method_name(method) : "none"},
                {"kv_values_per_token_per_softmax_layer", {{"before", kv_before}, {"after", kv_after}}},
-               {"trained_after_conversion", false}, {"layers", report}, {"seconds", secs},
+               {"trained_after_conversion", false},
+               {"dropped_mtp_layers", cfg.num_nextn_predict_layers},  // MTP layers are not converted
+               {"layers", report}, {"seconds", secs},
                {"bytes_read", bytes_read}, {"bytes_written", bytes_written},
                {"gb_per_s", (bytes_read + bytes_written) / 1e9 / std::max(secs, 1e-9)},
                {"peak_rss_bytes", peak_rss_bytes()}};
