@@ -10,6 +10,35 @@
 
 namespace ling::calib {
 
+namespace {
+
+// out[i] += KL(p ‖ softmax(base·m_i·b)) for the grid multipliers m_i, p = softmax(a_scale·a) over m keys
+// (left in `p` for the caller).
+void add_kl_grid(const double* a, double a_scale, const double* b, double base, size_t m, double* out,
+                 std::vector<double>& p) {
+  p.resize(m);
+  double mx = -1e300;
+  for (size_t u = 0; u < m; ++u) mx = std::max(mx, a_scale * a[u]);
+  double z = 0;
+  for (size_t u = 0; u < m; ++u) z += (p[u] = std::exp(a_scale * a[u] - mx));
+  const double logz = std::log(z) + mx;
+  for (size_t u = 0; u < m; ++u) p[u] /= z;
+  for (int gi = 0; gi < convert::kKlGrid; ++gi) {
+    const double c = base * convert::kl_grid_multiplier(gi);
+    double mc = -1e300;
+    for (size_t u = 0; u < m; ++u) mc = std::max(mc, c * b[u]);
+    double zc = 0;
+    for (size_t u = 0; u < m; ++u) zc += std::exp(c * b[u] - mc);
+    const double logzc = std::log(zc) + mc;
+    double kl = 0;
+    for (size_t u = 0; u < m; ++u)
+      if (p[u] > 0) kl += p[u] * ((a_scale * a[u] - logz) - (c * b[u] - logzc));
+    out[gi] += kl;
+  }
+}
+
+}  // namespace
+
 QkAccumulator::QkAccumulator(const ModelConfig& c, const ref::RopeFreqs& rf, int64_t logit_rows)
     : nh_(c.num_attention_heads), nkv_(c.num_key_value_heads), d_(c.head_dim), rd_(c.rope_dim()),
       rows_(logit_rows), H_(c.hidden_size), eps_(c.rms_norm_eps), scale_(float(1.0 / std::sqrt(double(c.head_dim)))), rf_(rf) {}
@@ -85,25 +114,7 @@ void QkAccumulator::add(convert::QkStats& s, const float* qkv, int64_t n, const 
     // KL(p_normed ‖ p_c) for every grid product c.
     for (size_t i = 0; i < rows.size(); ++i) {
       const size_t m = L[i].size();
-      p.resize(m);
-      double mx = -1e300;
-      for (size_t u = 0; u < m; ++u) mx = std::max(mx, scale_ * Lh[i][u]);
-      double z = 0;
-      for (size_t u = 0; u < m; ++u) z += (p[u] = std::exp(scale_ * Lh[i][u] - mx));
-      const double logz = std::log(z) + mx;
-      for (size_t u = 0; u < m; ++u) p[u] /= z;
-      for (int gi = 0; gi < convert::kKlGrid; ++gi) {
-        const double c = ref_prod * convert::kl_grid_multiplier(gi) * scale_;
-        double mc = -1e300;
-        for (size_t u = 0; u < m; ++u) mc = std::max(mc, c * L[i][u]);
-        double zc = 0;
-        for (size_t u = 0; u < m; ++u) zc += std::exp(c * L[i][u] - mc);
-        const double logzc = std::log(zc) + mc;
-        double kl = 0;
-        for (size_t u = 0; u < m; ++u)
-          if (p[u] > 0) kl += p[u] * ((scale_ * Lh[i][u] - logz) - (c * L[i][u] - logzc));
-        s.kl_sum[size_t(h * convert::kKlGrid + gi)] += kl;
-      }
+      add_kl_grid(Lh[i].data(), scale_, L[i].data(), ref_prod * scale_, m, s.kl_sum.data() + h * convert::kKlGrid, p);
       // Expected rotation of each frequency under this attention row.
       const int64_t t = rows[i], half = rd_ / 2;
       const double af2 = double(rf_.attention_factor) * rf_.attention_factor;
@@ -169,25 +180,7 @@ void QkAccumulator::add_temperature(convert::QkStats& s, const float* qkv_orig, 
         lh[u] = scale_ * a;
         lf[u] = scale_ * b;
       }
-      double mx = -1e300;
-      for (double v : lh) mx = std::max(mx, v);
-      p.resize(m);
-      double z = 0;
-      for (size_t u = 0; u < m; ++u) z += (p[u] = std::exp(lh[u] - mx));
-      const double logz = std::log(z) + mx;
-      for (double& v : p) v /= z;
-      for (int gi = 0; gi < convert::kKlGrid; ++gi) {
-        const double c = convert::kl_grid_multiplier(gi);
-        double mc = -1e300;
-        for (double v : lf) mc = std::max(mc, c * v);
-        double zc = 0;
-        for (double v : lf) zc += std::exp(c * v - mc);
-        const double logzc = std::log(zc) + mc;
-        double kl = 0;
-        for (size_t u = 0; u < m; ++u)
-          if (p[u] > 0) kl += p[u] * ((lh[u] - logz) - (c * lf[u] - logzc));
-        s.t_kl[size_t(h * convert::kKlGrid + gi)] += kl;
-      }
+      add_kl_grid(lh.data(), 1.0, lf.data(), 1.0, m, s.t_kl.data() + h * convert::kKlGrid, p);
     }
     s.t_rows += 1;
   }

@@ -1,7 +1,6 @@
 // The streaming checkpoint converter behind `ling convert` (see convert.h).
 #include "ling/convert/convert.h"
 
-#include <sys/mman.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -10,7 +9,6 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
-#include <set>
 
 #include "ling/convert/calibration.h"
 #include "ling/convert/mla.h"
@@ -89,12 +87,17 @@ LayerCalibration data_free_stats(const std::vector<float>& qkv, const std::vecto
 // Covariances of the fused projections from the weights alone (see data_free_stats).
 KvCovariance data_free_cov(const std::vector<float>& fused, const std::vector<float>& gamma_in, int64_t H,
                            int64_t nh, int64_t nkv, int64_t d) {
-  MatD wkv = mat_rows(fused, nh * d, 2 * nkv * d, H), wq = mat_rows(fused, 0, nh * d, H);
-  MatD dg(H, H);
-  for (int64_t i = 0; i < H; ++i) dg(i, i) = double(gamma_in[size_t(i)]) * gamma_in[size_t(i)];
+  // W·diag(γ²)·Wᵀ with the diagonal applied to W's columns (no dense H×H matrix).
+  auto cov = [&](int64_t row0, int64_t n) {
+    const MatD w = mat_rows(fused, row0, n, H);
+    MatD wg = w;
+    for (int64_t r = 0; r < n; ++r)
+      for (int64_t i = 0; i < H; ++i) wg(r, i) *= double(gamma_in[size_t(i)]) * gamma_in[size_t(i)];
+    return matmul(wg, transpose(w));
+  };
   KvCovariance c;
-  c.kv = congruence(wkv, dg);
-  c.q = congruence(wq, dg);
+  c.kv = cov(nh * d, 2 * nkv * d);
+  c.q = cov(0, nh * d);
   c.tokens = 1;
   return c;
 }
@@ -183,7 +186,6 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
 
   // Plan: every output tensor from the schema; copies keep their dtype, generated ones take the qkv dtype.
   const std::vector<TensorSpec> schema = tensor_schema(ocfg);
-  std::set<std::string> generated_layers_attn;
   std::map<std::string, const TensorInfo*> copies;
   const std::string tmp = opt.out + ".tmp." + std::to_string(::getpid());
   std::error_code ec;

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "ling/core/error.h"
+#include "ling/model/parallel.h"
 
 namespace ling {
 
@@ -265,33 +266,7 @@ class TpBackend final : public Backend {
 
 }  // namespace
 
-void check_tp_plan(const ModelConfig& c, const TpPlan& p) {
-  LING_CHECK(p.tp >= 1 && p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
-  const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
-  if (!p.dp_attention)
-    LING_CHECK(nh % p.tp == 0, c.source, ": num_attention_heads ", nh, " is not divisible by --tp ", p.tp);
-  bool gqa = false, lightning = false;
-  for (const LayerSpec& l : c.layers) {
-    gqa = gqa || (!l.mtp && l.attn == AttnKind::GQA);
-    lightning = lightning || (!l.mtp && l.attn == AttnKind::Lightning);
-  }
-  if (gqa && !p.dp_attention)
-    LING_CHECK(nkv >= p.tp ? nkv % p.tp == 0 : p.tp % nkv == 0, c.source, ": num_key_value_heads ", nkv,
-               " and --tp ", p.tp, " do not divide one another");
-  if (lightning && !p.dp_attention)
-    LING_CHECK(c.group_norm_size % p.tp == 0 || p.tp % c.group_norm_size == 0, c.source, ": group_norm_size ",
-               c.group_norm_size, " and --tp ", p.tp, " do not divide one another (each rank must hold whole "
-               "GroupRMSNorm groups or part of one)");
-  LING_CHECK(c.intermediate_size % p.tp == 0, c.source, ": intermediate_size ", c.intermediate_size,
-             " is not divisible by --tp ", p.tp);
-  if (c.num_experts > 0) {
-    LING_CHECK(c.num_experts % p.ep == 0, c.source, ": num_experts ", c.num_experts, " is not divisible by --ep ", p.ep);
-    LING_CHECK(c.moe_intermediate_size % (p.tp / p.ep) == 0, c.source, ": moe_intermediate_size ",
-               c.moe_intermediate_size, " is not divisible by tp/ep = ", p.tp / p.ep);
-    LING_CHECK(c.shared_expert_width() % p.tp == 0, c.source, ": the shared expert width ", c.shared_expert_width(),
-               " is not divisible by --tp ", p.tp);
-  }
-}
+void check_tp_plan(const ModelConfig& c, const TpPlan& p) { check_plan(c, ParallelPlan{p.tp, p.ep, p.dp_attention}); }
 
 std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, int64_t rank) {
   const int64_t per = c.num_experts > 0 ? c.num_experts / p.ep : 0;

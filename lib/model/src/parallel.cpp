@@ -21,13 +21,22 @@ bool has(const std::string& s, const std::string& t) { return s.find(t) != std::
 void check_plan(const ModelConfig& c, const ParallelPlan& p) {
   LING_CHECK(p.tp >= 1, "--tp must be at least 1");
   LING_CHECK(p.ep >= 1 && p.tp % p.ep == 0, "--ep ", p.ep, " must divide --tp ", p.tp);
-  if (!p.dp_attention)
-    LING_CHECK(c.num_attention_heads % p.tp == 0, c.source, ": num_attention_heads ", c.num_attention_heads,
-               " is not divisible by --tp ", p.tp);
-  if (c.num_key_value_heads >= p.tp && !p.dp_attention && c.layers.size() &&
-      std::any_of(c.layers.begin(), c.layers.end(), [](const LayerSpec& l) { return l.attn == AttnKind::GQA; }))
-    LING_CHECK(c.num_key_value_heads % p.tp == 0, c.source, ": num_key_value_heads ", c.num_key_value_heads,
-               " is not divisible by --tp ", p.tp);
+  const int64_t nh = c.num_attention_heads, nkv = c.num_key_value_heads;
+  bool gqa = false, lightning = false;
+  for (const LayerSpec& l : c.layers) {
+    gqa = gqa || (!l.mtp && l.attn == AttnKind::GQA);
+    lightning = lightning || (!l.mtp && l.attn == AttnKind::Lightning);
+  }
+  if (!p.dp_attention) {
+    LING_CHECK(nh % p.tp == 0, c.source, ": num_attention_heads ", nh, " is not divisible by --tp ", p.tp);
+    if (gqa)
+      LING_CHECK(nkv >= p.tp ? nkv % p.tp == 0 : p.tp % nkv == 0, c.source, ": num_key_value_heads ", nkv,
+                 " and --tp ", p.tp, " do not divide one another");
+    if (lightning)
+      LING_CHECK(c.group_norm_size % p.tp == 0 || p.tp % c.group_norm_size == 0, c.source, ": group_norm_size ",
+                 c.group_norm_size, " and --tp ", p.tp, " do not divide one another (each rank must hold whole "
+                 "GroupRMSNorm groups or part of one)");
+  }
   LING_CHECK(c.intermediate_size % p.tp == 0, c.source, ": intermediate_size ", c.intermediate_size,
              " is not divisible by --tp ", p.tp);
   if (c.num_experts > 0) {

@@ -30,7 +30,7 @@ struct TpPlan {
                               // live on one rank); the FFN stays tensor/expert parallel
 };
 
-// Throws one line naming the config field a plan does not divide.
+// Throws one line naming the config field a plan does not divide (ling::check_plan of lib/model/parallel.h).
 void check_tp_plan(const ModelConfig& c, const TpPlan& p);
 
 struct RankModel {

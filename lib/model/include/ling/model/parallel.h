@@ -30,7 +30,8 @@ struct ParallelPlan {
 };
 
 // Throws one line naming the field when the plan does not fit the model (tp must divide the head counts and
-// FFN widths, ep must divide tp and num_experts).
+// FFN widths — or, for GQA KV heads and Lightning GroupRMSNorm groups, be divided by them —, ep must divide tp
+// and num_experts). The engine's tensor-parallel backend checks its plans with this too.
 void check_plan(const ModelConfig& c, const ParallelPlan& p);
 
 struct RankFootprint {
