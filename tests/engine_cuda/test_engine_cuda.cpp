@@ -1,12 +1,15 @@
 // CUDA backend (label gpu; every test skips without a device): both fixtures through the golden decode protocol
 // (decode_ids equal, router_topk sets equal, every logit / hidden / router weight within atol 1e-4 + rtol 1e-4
-// of golden.safetensors), the trained models' parity logits, and CUDA vs CPU on random checkpoints of all three families (every prefill hidden
-// state, router choice and logit, cached decode logits). LING_FIXTURES_DIR overrides the fixtures folder.
+// of golden.safetensors), the trained models' parity logits, CUDA vs CPU on random checkpoints of all three
+// families (every prefill hidden state, router choice and logit, cached decode logits), and the decode steps
+// (graphs replayed = the same steps run eagerly, bit for bit, across cache growth; batched = one at a time).
+// LING_FIXTURES_DIR overrides the fixtures folder.
 #include <gtest/gtest.h>
 
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 
 #include "common/compare.h"
 #include "common/golden_io.h"
@@ -121,7 +124,6 @@ TEST_P(CudaTrainedParity, Bf16WeightsMatchTheBf16CpuOracle) {
     EngineOptions eo;
     eo.backend = backend;
     eo.backend_options.weight_dtype = "bf16";
-    eo.backend_options.mla_absorbed_decode = false;  // the CUDA backend decodes MLA in the non-absorbed form
     auto engine = Engine::open(dir, eo);
     GenerateOptions o;
     o.max_new_tokens = 8;
@@ -200,6 +202,71 @@ INSTANTIATE_TEST_SUITE_P(All, CudaVsCpu,
                          ::testing::Values(Family{"ling2", ling2_config}, Family{"ring_linear", ring_linear_config},
                                            Family{"ling25", ling25_config}),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// Decode steps: 58 prompt tokens then 12 greedy steps, so the caches (64 rows at first) move once mid-way and
+// the step graph is captured again. With graphs the logits equal the eager steps bit for bit; both match CPU.
+TEST_P(CudaVsCpu, DecodeStepGraphsEqualEagerSteps) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string dir = make_tiny_model(std::string("cuda_steps_") + GetParam().name, GetParam().config(), 23);
+  BackendOptions graphs, eager;
+  eager.cuda_graphs = false;
+  auto cpu = open_engine(dir, graphs);
+  auto g = cuda_engine(dir, graphs);
+  auto e = cuda_engine(dir, eager);
+  std::mt19937 rng(5);
+  std::vector<int32_t> prompt(58);
+  for (auto& x : prompt) x = int32_t(rng() % uint32_t(cpu->config().vocab_size));
+  GenerateOptions o;
+  o.max_new_tokens = 12;
+  const GenerateResult rg = generate(*g, prompt, o), re = generate(*e, prompt, o), rc = generate(*cpu, prompt, o);
+  EXPECT_EQ(rg.decode_ids, re.decode_ids);
+  ASSERT_EQ(rg.decode_logits.size(), re.decode_logits.size());
+  EXPECT_EQ(0, std::memcmp(rg.decode_logits.data(), re.decode_logits.data(), sizeof(float) * rg.decode_logits.size()))
+      << "graph replay differs from the eager steps";
+  EXPECT_EQ(rg.decode_ids, rc.decode_ids);
+  const std::vector<int64_t> shape = {int64_t(rg.decode_ids.size()), rg.vocab};
+  EXPECT_TRUE(close_reported("decode_logits", shape, rg.decode_logits.data(), rc.decode_logits.data()));
+}
+
+// Three sequences of different lengths decoded together (one graph per batch composition) give each one's
+// logits of decoding it alone.
+TEST_P(CudaVsCpu, BatchedDecodeStepsEqualSingleSequences) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string dir = make_tiny_model(std::string("cuda_batch_") + GetParam().name, GetParam().config(), 29);
+  auto gpu = cuda_engine(dir);
+  const int64_t V = gpu->config().vocab_size;
+  std::mt19937 rng(7);
+  std::vector<std::vector<int32_t>> prompts = {std::vector<int32_t>(5), std::vector<int32_t>(17), std::vector<int32_t>(9)};
+  for (auto& p : prompts)
+    for (auto& x : p) x = int32_t(rng() % uint32_t(V));
+  std::vector<std::vector<int32_t>> steps(6, std::vector<int32_t>(3));
+  for (auto& st : steps)
+    for (auto& x : st) x = int32_t(rng() % uint32_t(V));
+  std::vector<std::unique_ptr<Sequence>> seqs;
+  std::vector<Sequence*> ptrs;
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    seqs.push_back(gpu->new_sequence());
+    ptrs.push_back(seqs.back().get());
+  }
+  gpu->forward(ptrs, prompts, false);
+  std::vector<float> batched;
+  for (const auto& st : steps) {
+    const auto l = gpu->decode(ptrs, st);
+    batched.insert(batched.end(), l.begin(), l.end());
+  }
+  for (size_t b = 0; b < prompts.size(); ++b) {
+    auto one = gpu->new_sequence();
+    gpu->prefill(*one, prompts[b]);
+    std::vector<float> alone, mine;
+    for (size_t s = 0; s < steps.size(); ++s) {
+      const auto l = gpu->decode({one.get()}, {steps[s][b]});
+      alone.insert(alone.end(), l.begin(), l.end());
+      mine.insert(mine.end(), batched.begin() + int64_t((s * prompts.size() + b) * V),
+                  batched.begin() + int64_t((s * prompts.size() + b + 1) * V));
+    }
+    EXPECT_TRUE(close_reported("decode_logits", {int64_t(steps.size()), V}, mine.data(), alone.data())) << "sequence " << b;
+  }
+}
 
 TEST(CudaBackend, NoDeviceIsOneClearError) {
   if (have_device()) GTEST_SKIP() << "a device is present";

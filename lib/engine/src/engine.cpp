@@ -20,6 +20,10 @@ namespace ling {
 int cuda_device_count() { return 0; }
 #endif
 
+std::vector<uint64_t> Backend::step_begin(const std::vector<int32_t>&, const BatchPlan&) {
+  LING_THROW(name(), " backend: decode-step graphs are not supported");
+}
+
 void Backend::attn_lightning_unnormed(int, const Buffer&, const BatchPlan&, Buffer&, std::vector<double>&) {
   LING_THROW(name(), " backend: Lightning GroupRMSNorm groups spanning tensor-parallel ranks are not supported");
 }
@@ -143,12 +147,58 @@ std::vector<float> Engine::forward(const std::vector<Sequence*>& seqs, const std
   }
   Backend& be = *backend_;
   const int64_t n = int64_t(ids.size()), H = c.hidden_size;
-  Buffer h = be.alloc(n, H), a = be.alloc(n, H), o = be.alloc(n, H);
+  bool single = true;
+  for (const SeqSlice& sl : plan.seqs) single = single && sl.count == 1;
+  Buffer lg;
+  if (single && !all_logits && !obs && be.step_graphs()) {
+    // Decode step: eager the first time its key is seen, captured the second time, replayed from then on.
+    const std::vector<uint64_t> key = be.step_begin(ids, plan);
+    struct StepGuard {
+      Backend& be;
+      ~StepGuard() { be.step_end(); }  // also when an op throws: the backend leaves step mode (and any capture)
+    } guard{be};
+    if (steps_.size() > 64) steps_.clear();  // keys of finished sequences are never seen again
+    StepEntry& e = steps_[key];
+    if (!e.h.data) {
+      e.h = be.alloc(n, H);
+      e.a = be.alloc(n, H);
+      e.o = be.alloc(n, H);
+      e.lg = be.alloc(int64_t(out_rows.size()), c.vocab_size);
+    }
+    if (e.graph) {
+      be.replay(*e.graph);
+    } else if (e.runs > 0 && be.graphs_enabled()) {
+      be.capture_begin();
+      run_layers(plan, ids, out_rows, e.h, e.a, e.o, e.lg, nullptr);
+      e.graph = be.capture_end();
+      be.replay(*e.graph);
+    } else {
+      run_layers(plan, ids, out_rows, e.h, e.a, e.o, e.lg, nullptr);
+    }
+    ++e.runs;
+    lg = e.lg;
+  } else {
+    Buffer h = be.alloc(n, H), a = be.alloc(n, H), o = be.alloc(n, H);
+    lg = be.alloc(int64_t(out_rows.size()), c.vocab_size);
+    run_layers(plan, ids, out_rows, h, a, o, lg, obs);
+  }
+  std::vector<float> logits(size_t(lg.rows * lg.cols));
+  be.to_host(lg, logits.data());
+  if (obs && obs->wants("logits")) obs->on_f32("logits", {lg.rows, lg.cols}, logits.data());
+  for (size_t i = 0; i < seqs.size(); ++i) seqs[i]->length_ += int64_t(tokens[i].size());
+  return logits;
+}
+
+void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, const std::vector<int64_t>& out_rows,
+                        Buffer& h, Buffer& a, Buffer& o, Buffer& lg, Observer* obs) {
+  const ModelConfig& c = config_;
+  Backend& be = *backend_;
+  const int64_t n = int64_t(ids.size());
   be.embed(ids, h);
   MoeTrace trace;
   for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
     const LayerSpec& ls = c.layers[il];
-    const std::string pre = "blk." + std::to_string(il) + ".";
+    const std::string pre = obs ? "blk." + std::to_string(il) + "." : std::string();
     be.norm(NormSlot::Input, int(il), h, a);
     observe(obs, be, pre + "attn_in", a);
     switch (ls.attn) {
@@ -176,13 +226,7 @@ std::vector<float> Engine::forward(const std::vector<Sequence*>& seqs, const std
   }
   be.norm(NormSlot::Final, 0, h, a);
   observe(obs, be, "final_norm", a);
-  Buffer lg = be.alloc(int64_t(out_rows.size()), c.vocab_size);
   be.lm_head(a, out_rows, lg);
-  std::vector<float> logits(size_t(lg.rows * lg.cols));
-  be.to_host(lg, logits.data());
-  if (obs && obs->wants("logits")) obs->on_f32("logits", {lg.rows, lg.cols}, logits.data());
-  for (size_t i = 0; i < seqs.size(); ++i) seqs[i]->length_ += int64_t(tokens[i].size());
-  return logits;
 }
 
 std::vector<float> Engine::prefill(Sequence& seq, const std::vector<int32_t>& tokens, bool all_logits, Observer* obs) {

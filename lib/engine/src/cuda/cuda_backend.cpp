@@ -4,9 +4,11 @@
 // embedding and the MoE router stay f32 (the router GEMM always runs in fp32). Simple kernels (kernels.cu) for
 // norms, RoPE, attention, Lightning and the MoE combine; the router runs ref::moe_route on the host copy of the
 // fp32 router logits (same tie rule as the CPU backend). A memory plan (weights, GEMM workspace, margin) is
-// checked before anything is uploaded. Limits: MLA always uses the non-absorbed form (equal in exact
-// arithmetic); the Lightning prefill is the token-by-token recurrence; scratch comes from the device's
-// stream-ordered memory pool.
+// checked before anything is uploaded. Decode steps (Backend::step_begin) run without host round trips and are
+// replayed as CUDA graphs: ids and positions in backend memory, caches grown ahead with doubling capacity and
+// written at device-side positions, routing and routed experts on the device (step_kernels.cu), the absorbed
+// MLA form, scratch from a per-step arena. Limits: prefill uses the non-absorbed MLA form and the
+// token-by-token Lightning recurrence; its scratch comes from the device's stream-ordered memory pool.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -77,19 +79,61 @@ struct DevVec {
   std::shared_ptr<void> own;
   float* p = nullptr;
   int64_t size = 0, cap = 0;
+  // Capacity for `total` floats (doubling, at least `min_cap`); true when the storage moved.
+  bool reserve(int64_t total, int64_t min_cap, cudaStream_t s) {
+    if (total <= cap) return false;
+    const int64_t nc = std::max({2 * cap, total, min_cap});
+    std::shared_ptr<void> o = dev_alloc(sizeof(float) * size_t(nc));
+    if (size) LING_CUDA_CHECK(cudaMemcpyAsync(o.get(), p, sizeof(float) * size, cudaMemcpyDeviceToDevice, s));
+    own = o;
+    p = static_cast<float*>(o.get());
+    cap = nc;
+    return true;
+  }
   void append(const float* src, int64_t n, cudaStream_t s) {
-    if (size + n > cap) {
-      const int64_t nc = std::max<int64_t>(2 * cap, size + n);
-      std::shared_ptr<void> o = dev_alloc(sizeof(float) * size_t(nc));
-      if (size) LING_CUDA_CHECK(cudaMemcpyAsync(o.get(), p, sizeof(float) * size, cudaMemcpyDeviceToDevice, s));
-      own = o;
-      p = static_cast<float*>(o.get());
-      cap = nc;
-    }
+    reserve(size + n, 0, s);
     if (n) LING_CUDA_CHECK(cudaMemcpyAsync(p + size, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, s));
     size += n;
   }
 };
+
+// Scratch of one decode step: bump allocation from chunks that are never freed (addresses stay valid for the
+// graphs that captured them); reset at every step.
+class StepArena {
+ public:
+  float* get(int64_t n) {
+    const size_t bytes = (sizeof(float) * size_t(std::max<int64_t>(n, 1)) + 255) & ~size_t(255);
+    while (at_ < chunks_.size() && used_ + bytes > sizes_[at_]) {
+      ++at_;
+      used_ = 0;
+    }
+    if (at_ == chunks_.size()) {
+      const size_t sz = std::max(bytes, size_t(64) << 20);
+      void* p = nullptr;
+      LING_CUDA_CHECK(cudaMalloc(&p, sz));
+      chunks_.emplace_back(p, [](void* q) { cudaFree(q); });
+      sizes_.push_back(sz);
+      used_ = 0;
+    }
+    float* r = reinterpret_cast<float*>(static_cast<char*>(chunks_[at_].get()) + used_);
+    used_ += bytes;
+    return r;
+  }
+  void reset() { at_ = 0; used_ = 0; }
+
+ private:
+  std::vector<std::shared_ptr<void>> chunks_;
+  std::vector<size_t> sizes_;
+  size_t at_ = 0, used_ = 0;
+};
+
+struct CudaGraph final : StepGraph {
+  cudaGraphExec_t exec = nullptr;
+  ~CudaGraph() override { if (exec) cudaGraphExecDestroy(exec); }
+};
+
+// Rows of the caches reserved at a time beyond need (decode steps re-capture their graph when a cache moves).
+constexpr int64_t kCacheMinRows = 64;
 
 struct CudaLayerCache {
   DevVec k, v, latent;
@@ -97,6 +141,8 @@ struct CudaLayerCache {
 };
 struct CudaSeqState : SeqState {
   std::vector<CudaLayerCache> layers;
+  uint64_t uid = 0;  // unique per backend (never reused, unlike addresses)
+  uint64_t gen = 0;  // bumped whenever one of its caches moves
 };
 
 class CudaBackend final : public Backend {
@@ -118,6 +164,10 @@ class CudaBackend final : public Backend {
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
+    // A fixed cuBLAS workspace: sgemm then allocates nothing, so it can be captured in a decode-step graph.
+    blas_ws_ = dev_alloc(kBlasWorkspace);
+    LING_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
+    LING_CUDA_CHECK(cudaMallocHost(&stage_, kStageBytes));
   }
   ~CudaBackend() override {
     cudaSetDevice(device_);
@@ -126,6 +176,7 @@ class CudaBackend final : public Backend {
     xbf_.reset();
     lt_.reset();
     if (blas_) cublasDestroy(blas_);
+    if (stage_) cudaFreeHost(stage_);
     if (stream_) cudaStreamDestroy(stream_);
   }
   std::string name() const override { return "cuda"; }
@@ -179,13 +230,104 @@ class CudaBackend final : public Backend {
       if (c.layers[il].attn == AttnKind::Lightning)
         decay_[il] = to_dev(lightning_decays(c, il, opt_));
     inv_freq_ = to_dev(freqs_.inv_freq);
+    // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
+    expert_tables_.assign(c.num_hidden_layers, {});
+    for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
+      const LayerWeights& L = w_->layers[il];
+      if (L.experts.empty()) continue;
+      std::vector<const void*> tab(2 * L.experts.size(), nullptr);
+      for (size_t e = 0; e < L.experts.size(); ++e) {
+        tab[e] = weight_ptr(L.experts[e].gate_up);
+        tab[L.experts.size() + e] = weight_ptr(L.experts[e].down);
+      }
+      expert_tables_[il] = to_dev_raw(tab.data(), sizeof(void*) * tab.size());
+    }
     sync();
+  }
+
+  bool step_graphs() const override {
+    return cfg_.num_experts == 0 ||
+           cuda::moe_route_supported(cfg_.num_experts, cfg_.num_experts_per_tok, cfg_.n_group);
+  }
+  bool graphs_enabled() const override { return opt_.cuda_graphs; }
+
+  std::vector<uint64_t> step_begin(const std::vector<int32_t>& ids, const BatchPlan& plan) override {
+    use_device();
+    const int64_t n = int64_t(ids.size());
+    LING_CHECK(size_t(n) * (sizeof(int32_t) + sizeof(int64_t)) <= kStageBytes, "cuda: decode batch of ", n,
+               " sequences exceeds the step staging buffer");
+    if (n > step_cap_) {
+      step_cap_ = std::max<int64_t>(n, 2 * step_cap_);
+      step_ids_ = dev_alloc(sizeof(int32_t) * size_t(step_cap_));
+      step_pos_ = dev_alloc(sizeof(int64_t) * size_t(step_cap_));
+    }
+    // The previous step ended with a synchronising copy of its logits: the staging buffer is free.
+    std::memcpy(stage_, plan.pos.data(), sizeof(int64_t) * size_t(n));
+    std::memcpy(static_cast<char*>(stage_) + sizeof(int64_t) * size_t(n), ids.data(), sizeof(int32_t) * size_t(n));
+    LING_CUDA_CHECK(cudaMemcpyAsync(step_pos_.get(), stage_, sizeof(int64_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
+    LING_CUDA_CHECK(cudaMemcpyAsync(step_ids_.get(), static_cast<char*>(stage_) + sizeof(int64_t) * size_t(n),
+                                    sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
+    std::vector<uint64_t> key = {uint64_t(n)};
+    const int64_t kvw = cfg_.num_key_value_heads * cfg_.head_dim, lc = cfg_.kv_lora_rank + cfg_.qk_rope_head_dim;
+    for (const SeqSlice& sl : plan.seqs) {
+      auto* st = static_cast<CudaSeqState*>(sl.state);
+      for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il) {
+        CudaLayerCache& c = st->layers[il];
+        const AttnKind kind = cfg_.layers[il].attn;
+        auto grow = [&](DevVec& v, int64_t width) {
+          LING_CHECK(v.size == sl.pos0 * width, "internal error: cache of layer ", il, " out of step");
+          if (v.reserve((sl.pos0 + 1) * width, kCacheMinRows * width, stream_)) ++st->gen;
+          v.size = (sl.pos0 + 1) * width;  // the step's ops write row pos0
+        };
+        if (kind == AttnKind::GQA) {
+          grow(c.k, kvw);
+          grow(c.v, kvw);
+        } else if (kind == AttnKind::MLA) {
+          grow(c.latent, lc);
+        }
+      }
+      key.push_back(st->uid);
+      key.push_back(st->gen);
+    }
+    arena_.reset();
+    step_ = true;
+    return key;
+  }
+  void step_end() override {
+    if (capturing_) {  // an op threw during capture: end it and drop the partial graph
+      cudaGraph_t g = nullptr;
+      cudaStreamEndCapture(stream_, &g);
+      if (g) cudaGraphDestroy(g);
+      capturing_ = false;
+    }
+    step_ = false;
+  }
+  void capture_begin() override {
+    use_device();
+    arena_.reset();
+    LING_CUDA_CHECK(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+    capturing_ = true;
+  }
+  std::unique_ptr<StepGraph> capture_end() override {
+    cudaGraph_t g = nullptr;
+    capturing_ = false;
+    LING_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
+    auto out = std::make_unique<CudaGraph>();
+    const cudaError_t e = cudaGraphInstantiate(&out->exec, g, 0);
+    cudaGraphDestroy(g);
+    LING_CUDA_CHECK(e);
+    return out;
+  }
+  void replay(StepGraph& graph) override {
+    use_device();
+    LING_CUDA_CHECK(cudaGraphLaunch(static_cast<CudaGraph&>(graph).exec, stream_));
   }
 
   std::unique_ptr<SeqState> new_state() override {
     use_device();
     auto s = std::make_unique<CudaSeqState>();
     s->layers.resize(cfg_.num_hidden_layers);
+    s->uid = ++next_uid_;
     const int64_t nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il)
       if (cfg_.layers[il].attn == AttnKind::Lightning) {
@@ -214,7 +356,7 @@ class CudaBackend final : public Backend {
 
   void embed(const std::vector<int32_t>& ids, Buffer& out) override {
     use_device();
-    auto d = to_dev_raw(ids.data(), ids.size() * sizeof(int32_t));
+    std::shared_ptr<void> d = step_ ? step_ids_ : to_dev_raw(ids.data(), ids.size() * sizeof(int32_t));
     cuda::embed(static_cast<const int32_t*>(d.get()), W(w_->embed), out.data, int64_t(ids.size()), cfg_.hidden_size, stream_);
     launched();
     sync();
@@ -239,10 +381,25 @@ class CudaBackend final : public Backend {
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
     const int64_t hd = cfg_.head_dim, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
-    DevF qkv(n * width), o(n * nh * hd);
+    DevF qkv = scratch(n * width), o = scratch(n * nh * hd);
     auto pos = positions(plan);
     lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
     qk_norm_rope(L, qkv.p, n, width, nh, nkv, pos);
+    if (step_) {  // one token per sequence: rows written at the device-side position, keys up to the capacity
+      for (const SeqSlice& s : plan.seqs) {
+        CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
+        const float* row = qkv.p + s.row0 * width;
+        cuda::write_row_at(row + nh * hd, c.k.p, kvw, pos + s.row0, stream_);
+        cuda::write_row_at(row + nh * hd + kvw, c.v.p, kvw, pos + s.row0, stream_);
+        const int64_t S = c.k.cap / kvw;
+        DevF sc = scratch(nh * S);
+        cuda::attention(row, width, c.k.p, 0, c.v.p, 0, o.p + s.row0 * nh * hd, 0, pos + s.row0, 1, S, nh, nkv, hd,
+                        hd, float(1.0 / std::sqrt(double(hd))), sc.p, stream_);
+        launched();
+      }
+      lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
+      return;
+    }
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       LING_CHECK(c.k.size == s.pos0 * kvw, "internal error: GQA cache of layer ", layer, " out of step");
@@ -267,7 +424,7 @@ class CudaBackend final : public Backend {
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     const int64_t width = 3 * nh * hd, inner = nh * hd;
-    DevF qkv(n * width), o(n * inner), gate(n * inner);
+    DevF qkv = scratch(n * width), o = scratch(n * inner), gate = scratch(n * inner);
     auto pos = positions(plan);
     lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
     qk_norm_rope(L, qkv.p, n, width, nh, nh, pos);
@@ -293,11 +450,11 @@ class CudaBackend final : public Backend {
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads;
     const int64_t dn = cfg_.qk_nope_head_dim, dr = cfg_.qk_rope_head_dim, dv = cfg_.v_head_dim;
     const int64_t r = cfg_.kv_lora_rank, dqk = dn + dr, lc = r + dr;
-    DevF q(n * nh * dqk), ckv(n * lc), o(n * nh * dv);
+    DevF q = scratch(n * nh * dqk), ckv = scratch(n * lc), o = scratch(n * nh * dv);
     auto pos = positions(plan);
     if (!L.q_a.empty()) {
       const int64_t rq = cfg_.q_lora_rank;
-      DevF qa(n * rq);
+      DevF qa = scratch(n * rq);
       lin(x.data, n, H, L.q_a, L.q_a_bias, qa.p);
       cuda::rms_norm(qa.p, W(L.q_a_norm), qa.p, n, rq, 1, 0, 0, 1e-6, stream_);
       launched();
@@ -312,6 +469,20 @@ class CudaBackend final : public Backend {
     cuda::rope(ckv.p + r, pos, inv_freq_.p, n, 1, lc, lc, dr, freqs_.attention_factor, true, stream_);
     launched();
     const float scale = float(std::pow(double(dqk), -0.5) * freqs_.mla_mscale2);
+    if (step_) {  // absorbed form over the latent cache, the new row written at the device-side position
+      const auto [kvb, kvb16] = weight_ref(L.kv_b);
+      for (const SeqSlice& s : plan.seqs) {
+        CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
+        cuda::write_row_at(ckv.p + s.row0 * lc, c.latent.p, lc, pos + s.row0, stream_);
+        const int64_t S = c.latent.cap / lc;
+        DevF sc = scratch(nh * S);
+        cuda::mla_absorbed(q.p + s.row0 * nh * dqk, nh * dqk, c.latent.p, kvb, kvb16, o.p + s.row0 * nh * dv,
+                           pos + s.row0, 1, S, nh, dn, dr, dv, r, scale, sc.p, stream_);
+        launched();
+      }
+      lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
+      return;
+    }
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       LING_CHECK(c.latent.size == s.pos0 * lc, "internal error: MLA cache of layer ", layer, " out of step");
@@ -340,8 +511,22 @@ class CudaBackend final : public Backend {
     use_device();
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
-    DevF dlogits(n * E);
+    DevF dlogits = scratch(n * E);
     lin(x.data, n, H, L.router, Mat{}, dlogits.p);
+    if (step_) {  // routing and the routed experts on the device (no trace: steps run unobserved)
+      const int64_t I = cfg_.moe_intermediate_size;
+      DevF ids = scratch(n * k), wts = scratch(n * k), act = scratch(n * k * I);
+      int32_t* dids = reinterpret_cast<int32_t*>(ids.p);
+      cuda::moe_route(dlogits.p, L.router_bias.empty() ? nullptr : W(L.router_bias), dids, wts.p, n, E, k,
+                      cfg_.n_group, cfg_.topk_group, float(cfg_.routed_scaling_factor), stream_);
+      const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
+      cuda::moe_gate_up(x.data, n, H, dids, k, tab, bf16_, act.p, I, stream_);
+      const bool shared = !L.shared.gate_up.empty();
+      if (shared) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
+      cuda::moe_down(act.p, I, dids, wts.p, k, tab + L.experts.size(), bf16_, out.data, n, H, shared, stream_);
+      launched();
+      return;
+    }
     std::vector<float> logits(n * E), wts(n * k);
     std::vector<int32_t> ids(n * k);
     LING_CUDA_CHECK(cudaMemcpyAsync(logits.data(), dlogits.p, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
@@ -383,6 +568,13 @@ class CudaBackend final : public Backend {
   void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) override {
     use_device();
     const int64_t H = cfg_.hidden_size, m = int64_t(rows.size());
+    bool identity = m == x.rows;
+    for (int64_t i = 0; i < m && identity; ++i) identity = rows[i] == i;
+    if (identity) {  // every row (decode steps): no gather
+      lin(x.data, m, H, w_->lm_head, Mat{}, logits.data);
+      sync();
+      return;
+    }
     auto drows = to_dev_raw(rows.data(), sizeof(int64_t) * m);
     DevF xs(m * H);
     cuda::gather_rows(x.data, H, static_cast<const int64_t*>(drows.get()), xs.p, m, H, stream_);
@@ -394,7 +586,25 @@ class CudaBackend final : public Backend {
  private:
   // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device.
   void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
-  void sync() { LING_CUDA_CHECK(cudaStreamSynchronize(stream_)); }
+  // Host waits are skipped inside decode steps (they run without round trips and may be captured).
+  void sync() {
+    if (!step_) LING_CUDA_CHECK(cudaStreamSynchronize(stream_));
+  }
+  // Scratch of n floats: from the step arena inside a decode step, else from the stream-ordered pool.
+  DevF scratch(int64_t n) {
+    if (!step_) return DevF(n);
+    DevF d;
+    d.p = arena_.get(n);
+    return d;
+  }
+  // Device address of a projection weight (bf16 or f32 copy) and whether it is bf16; null for an empty Mat.
+  std::pair<const void*, bool> weight_ref(const Mat& m) const {
+    if (m.empty()) return {nullptr, false};
+    auto it = dev16_.find(m.data());
+    if (it != dev16_.end()) return {it->second.get(), true};
+    return {W(m), false};
+  }
+  const void* weight_ptr(const Mat& m) const { return weight_ref(m).first; }
   void launched() { LING_CUDA_CHECK(cudaGetLastError()); }
 
   void upload(const Mat& m) {
@@ -412,8 +622,9 @@ class CudaBackend final : public Backend {
     LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * h.size(), cudaMemcpyHostToDevice));
     dev16_.emplace(m.data(), d);
   }
-  // Scratch for the bf16 copy of a GEMM's activations (grows, kept).
+  // Scratch for the bf16 copy of a GEMM's activations (grows, kept; from the arena inside a decode step).
   void* bf16_scratch(size_t n) {
+    if (step_) return arena_.get(int64_t((n + 1) / 2));
     if (n > xbf_cap_) {
       xbf_ = dev_alloc(sizeof(uint16_t) * n);
       xbf_cap_ = n;
@@ -441,6 +652,7 @@ class CudaBackend final : public Backend {
     return d;
   }
   const int64_t* positions(const BatchPlan& plan) {
+    if (step_) return static_cast<const int64_t*>(step_pos_.get());
     pos_ = to_dev_raw(plan.pos.data(), sizeof(int64_t) * plan.pos.size());
     return static_cast<const int64_t*>(pos_.get());
   }
@@ -475,12 +687,8 @@ class CudaBackend final : public Backend {
                     const int64_t* pos) {
     const int64_t hd = cfg_.head_dim;
     if (!L.q_norm.empty()) {
-      // Each token's nq (nk) heads are hd-sized groups at stride width; treat (token, head) as rows.
-      for (int64_t t = 0; t < n; ++t) {
-        cuda::rms_norm(qkv + t * width, W(L.q_norm), qkv + t * width, nq, hd, 1, 0, 0, cfg_.rms_norm_eps, stream_);
-        cuda::rms_norm(qkv + t * width + nq * hd, W(L.k_norm), qkv + t * width + nq * hd, nk, hd, 1, 0, 0,
-                       cfg_.rms_norm_eps, stream_);
-      }
+      cuda::head_rms_norm(qkv, W(L.q_norm), n, nq, hd, width, cfg_.rms_norm_eps, stream_);
+      cuda::head_rms_norm(qkv + nq * hd, W(L.k_norm), n, nk, hd, width, cfg_.rms_norm_eps, stream_);
       launched();
     }
     cuda::rope(qkv, pos, inv_freq_.p, n, nq, width, hd, cfg_.rope_dim(), freqs_.attention_factor, false, stream_);
@@ -491,7 +699,7 @@ class CudaBackend final : public Backend {
 
   void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y) {
     const int64_t H = cfg_.hidden_size, I = gate_up.rows / 2;
-    DevF gu(n * 2 * I), act(n * I);
+    DevF gu = scratch(n * 2 * I), act = scratch(n * I);
     lin(x, n, H, gate_up, Mat{}, gu.p);
     cuda::swiglu(gu.p, act.p, n, I, stream_);
     launched();
@@ -515,6 +723,16 @@ class CudaBackend final : public Backend {
   std::vector<DevF> decay_;                     // [L] Lightning log decays [nh] on the device
   DevF inv_freq_;
   std::shared_ptr<void> pos_;                   // positions of the current plan
+  std::vector<std::shared_ptr<void>> expert_tables_;  // [L] device [2E] pointers: gate_up[e], then down[e]
+  // Decode steps.
+  static constexpr size_t kBlasWorkspace = size_t(4) << 20, kStageBytes = size_t(1) << 16;
+  std::shared_ptr<void> blas_ws_;
+  void* stage_ = nullptr;                       // pinned staging of a step's positions and ids
+  std::shared_ptr<void> step_ids_, step_pos_;   // device [step_cap_] int32 / int64
+  int64_t step_cap_ = 0;
+  StepArena arena_;
+  bool step_ = false, capturing_ = false;
+  uint64_t next_uid_ = 0;
 };
 
 }  // namespace

@@ -42,4 +42,28 @@ void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t
 // y[r, c] = bf16(x[r·ldx + c]) (round to nearest even) for rows × cols values; y is [rows, cols] bf16.
 void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s);
 
+
+// Decode-step kernels (step_kernels.cu): no host round trip, positions read from device memory.
+// x[r, h, :] = RMSNorm(x[r, h, :]) · w for `heads` heads of hd values per row (row stride ld), in place.
+void head_rms_norm(float* x, const float* w, int64_t rows, int64_t heads, int64_t hd, int64_t ld, double eps,
+                   cudaStream_t s);
+// dst[*pos, :] = src[:] for a row of `width` values (cache append at a device-side position).
+void write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos, cudaStream_t s);
+// ref::moe_route on the device for n tokens: fp32 logits [n, E] → ids [n, k], weights [n, k].
+bool moe_route_supported(int64_t E, int64_t k, int64_t n_group);
+void moe_route(const float* logits, const float* bias, int32_t* ids, float* weights, int64_t n, int64_t E, int64_t k,
+               int64_t n_group, int64_t topk_group, float routed_scaling, cudaStream_t s);
+// Routed experts for n tokens × k slots through per-expert weight pointers (bf16 or f32; null = not held):
+// act[t·k + j, :] = silu(x_t·gateᵀ) · (x_t·upᵀ) with gate_up[e] = [2I, H]; then
+// out[t, :] (+)= Σ_j w[t, j] · act[t·k + j]·downᵀ with down[e] = [H, I], j ascending.
+void moe_gate_up(const float* x, int64_t n, int64_t H, const int32_t* ids, int64_t k, const void* const* gate_up,
+                 bool bf16, float* act, int64_t I, cudaStream_t s);
+void moe_down(const float* act, int64_t I, const int32_t* ids, const float* weights, int64_t k,
+              const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, cudaStream_t s);
+// Absorbed MLA decode (ref::mla_decode_absorbed) for T queries over a latent cache [S, r + dr] (fp32), kv_b
+// [nh·(dn + dv), r] bf16 or f32; query t sees rows j ≤ pos[t]; scratch T·nh·S floats.
+void mla_absorbed(const float* q, int64_t ldq, const float* cache, const void* kv_b, bool bf16, float* o,
+                  const int64_t* pos, int64_t T, int64_t S, int64_t nh, int64_t dn, int64_t dr, int64_t dv, int64_t r,
+                  float scale, float* scratch, cudaStream_t s);
+
 }  // namespace ling::cuda

@@ -63,6 +63,12 @@ struct BackendOptions {
   int64_t head_offset = 0;
   int64_t total_heads = 0;
   int device = 0;               // CUDA device ordinal
+  bool cuda_graphs = true;      // CUDA backend: replay decode steps as CUDA graphs (false: run them eagerly)
+};
+
+// A recorded decode step that the backend can replay (see Backend::step_begin).
+struct StepGraph {
+  virtual ~StepGraph() = default;
 };
 
 class Backend {
@@ -93,6 +99,21 @@ class Backend {
   virtual void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) = 0;
   // logits [rows.size(), V] (f32) for the listed rows of x.
   virtual void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) = 0;
+
+  // Decode steps without host round trips (optional; the CUDA backend). For a forward call in which every
+  // sequence gets one token and nothing is observed, Engine calls step_begin, which uploads the token ids and
+  // positions to backend-owned memory and grows the caches ahead of the step (outside any graph), and returns
+  // a key that changes whenever an address the step's ops use changes (another batch composition, a cache that
+  // was reallocated). Between step_begin and step_end every op reads ids and positions from that memory,
+  // allocates only from a per-step arena and never synchronises, so the ops can be captured once
+  // (capture_begin/capture_end) and replayed for every later step with the same key.
+  virtual bool step_graphs() const { return false; }
+  virtual std::vector<uint64_t> step_begin(const std::vector<int32_t>& ids, const BatchPlan& plan);
+  virtual void step_end() {}
+  virtual bool graphs_enabled() const { return false; }
+  virtual void capture_begin() {}
+  virtual std::unique_ptr<StepGraph> capture_end() { return nullptr; }
+  virtual void replay(StepGraph& graph) { (void)graph; }
 };
 
 // The CPU backend on ling_ref (OpenBLAS + OpenMP).

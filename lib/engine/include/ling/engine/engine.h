@@ -10,6 +10,7 @@
 // Errors (bad ids, prompt past max_position_embeddings, weights not matching the config) throw ling::Error.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -63,9 +64,20 @@ class Engine {
                             Observer* observer = nullptr);
 
  private:
+  // embed → layers → final norm → lm_head over buffers h, a, o [n, H] into lg [out_rows, V].
+  void run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, const std::vector<int64_t>& out_rows,
+                  Buffer& h, Buffer& a, Buffer& o, Buffer& lg, Observer* obs);
+  // Decode steps by key (Backend::step_begin): their buffers and, from the second run on, their graph.
+  struct StepEntry {
+    Buffer h, a, o, lg;
+    std::unique_ptr<StepGraph> graph;
+    int64_t runs = 0;
+  };
+
   ModelConfig config_;
   std::shared_ptr<const ModelWeights> weights_;
   std::unique_ptr<Backend> backend_;
+  std::map<std::vector<uint64_t>, StepEntry> steps_;
 };
 
 }  // namespace ling
