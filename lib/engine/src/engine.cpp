@@ -196,10 +196,10 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
   const int64_t n = int64_t(ids.size());
   be.embed(ids, h);
   MoeTrace trace;
+  be.norm(NormSlot::Input, 0, h, a);
   for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
     const LayerSpec& ls = c.layers[il];
     const std::string pre = obs ? "blk." + std::to_string(il) + "." : std::string();
-    be.norm(NormSlot::Input, int(il), h, a);
     observe(obs, be, pre + "attn_in", a);
     switch (ls.attn) {
       case AttnKind::GQA: be.attn_gqa(int(il), a, plan, o); break;
@@ -207,8 +207,7 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
       case AttnKind::MLA: be.attn_mla(int(il), a, plan, o); break;
     }
     observe(obs, be, pre + "attn_out", o);
-    be.add(h, o);
-    be.norm(NormSlot::PostAttention, int(il), h, a);
+    be.add_norm(h, o, NormSlot::PostAttention, int(il), a);  // h += attn; a = RMSNorm_post(h)
     if (ls.ffn == FfnKind::Dense) {
       be.dense_ffn(int(il), a, o);
     } else {
@@ -221,10 +220,11 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
       }
     }
     observe(obs, be, pre + "ffn_out", o);
-    be.add(h, o);
+    // h += ffn; a = the next layer's input norm of h, or the final norm after the last layer.
+    const bool last = il + 1 == c.num_hidden_layers;
+    be.add_norm(h, o, last ? NormSlot::Final : NormSlot::Input, last ? 0 : int(il + 1), a);
     observe(obs, be, pre + "out", h);
   }
-  be.norm(NormSlot::Final, 0, h, a);
   observe(obs, be, "final_norm", a);
   be.lm_head(a, out_rows, lg);
 }

@@ -18,6 +18,8 @@
 
 #include "gemm_lt.h"
 #include "kernels.cuh"
+#include "op_profile.h"
+#include "ling/kernels/lightning.h"
 #include "model_tables.h"
 #include "ling/core/dtype.h"
 #include "ling/core/error.h"
@@ -168,9 +170,13 @@ class CudaBackend final : public Backend {
     blas_ws_ = dev_alloc(kBlasWorkspace);
     LING_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
     LING_CUDA_CHECK(cudaMallocHost(&stage_, kStageBytes));
+    if (const char* e = std::getenv("LING_CUDA_PROFILE"); e && std::string(e) == "1") prof_.enable(stream_);
   }
   ~CudaBackend() override {
     cudaSetDevice(device_);
+    cudaStreamSynchronize(stream_);
+    prof_.collect();
+    prof_.print();
     dev_.clear();
     dev16_.clear();
     xbf_.reset();
@@ -235,11 +241,15 @@ class CudaBackend final : public Backend {
     for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
       const LayerWeights& L = w_->layers[il];
       if (L.experts.empty()) continue;
-      std::vector<const void*> tab(2 * L.experts.size(), nullptr);
-      for (size_t e = 0; e < L.experts.size(); ++e) {
+      // [gate_up 0..E−1, shared gate_up, down 0..E−1, shared down]: entry E is the shared expert.
+      const size_t E = L.experts.size();
+      std::vector<const void*> tab(2 * (E + 1), nullptr);
+      for (size_t e = 0; e < E; ++e) {
         tab[e] = weight_ptr(L.experts[e].gate_up);
-        tab[L.experts.size() + e] = weight_ptr(L.experts[e].down);
+        tab[E + 1 + e] = weight_ptr(L.experts[e].down);
       }
+      tab[E] = weight_ptr(L.shared.gate_up);
+      tab[2 * E + 1] = weight_ptr(L.shared.down);
       expert_tables_[il] = to_dev_raw(tab.data(), sizeof(void*) * tab.size());
     }
     sync();
@@ -249,7 +259,7 @@ class CudaBackend final : public Backend {
     return cfg_.num_experts == 0 ||
            cuda::moe_route_supported(cfg_.num_experts, cfg_.num_experts_per_tok, cfg_.n_group);
   }
-  bool graphs_enabled() const override { return opt_.cuda_graphs; }
+  bool graphs_enabled() const override { return opt_.cuda_graphs && !prof_.on(); }
 
   std::vector<uint64_t> step_begin(const std::vector<int32_t>& ids, const BatchPlan& plan) override {
     use_device();
@@ -291,6 +301,10 @@ class CudaBackend final : public Backend {
     }
     arena_.reset();
     step_ = true;
+    if (prof_.on()) {
+      cuda::spin(50'000'000, stream_);  // 50 ms: the step's launches queue up behind it
+      prof_.set_prefix("step ");
+    }
     return key;
   }
   void step_end() override {
@@ -301,6 +315,7 @@ class CudaBackend final : public Backend {
       capturing_ = false;
     }
     step_ = false;
+    prof_.set_prefix("");
   }
   void capture_begin() override {
     use_device();
@@ -356,6 +371,7 @@ class CudaBackend final : public Backend {
 
   void embed(const std::vector<int32_t>& ids, Buffer& out) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "embed");
     std::shared_ptr<void> d = step_ ? step_ids_ : to_dev_raw(ids.data(), ids.size() * sizeof(int32_t));
     cuda::embed(static_cast<const int32_t*>(d.get()), W(w_->embed), out.data, int64_t(ids.size()), cfg_.hidden_size, stream_);
     launched();
@@ -364,20 +380,29 @@ class CudaBackend final : public Backend {
 
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
     use_device();
-    const Mat& w = slot == NormSlot::Final ? w_->norm
-                   : slot == NormSlot::Input ? w_->layers[layer].input_norm : w_->layers[layer].post_norm;
-    cuda::rms_norm(x.data, W(w), out.data, x.rows, x.cols, 1, 0, 0, cfg_.rms_norm_eps, stream_);
+    cuda::OpScope prof_scope(prof_, "norm");
+    cuda::rms_norm(x.data, W(norm_weight(slot, layer)), out.data, x.rows, x.cols, 1, 0, 0, cfg_.rms_norm_eps, stream_);
+    launched();
+  }
+
+  void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) override {
+    use_device();
+    cuda::OpScope prof_scope(prof_, "add_norm");
+    cuda::add_rms_norm(h.data, d.data, W(norm_weight(slot, layer)), out.data, h.rows, h.cols, cfg_.rms_norm_eps,
+                       stream_);
     launched();
   }
 
   void add(Buffer& h, const Buffer& d) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "add");
     cuda::add(h.data, d.data, h.rows * h.cols, stream_);
     launched();
   }
 
   void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "attn_gqa");
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
     const int64_t hd = cfg_.head_dim, width = (nh + 2 * nkv) * hd, kvw = nkv * hd;
@@ -392,9 +417,10 @@ class CudaBackend final : public Backend {
         cuda::write_row_at(row + nh * hd, c.k.p, kvw, pos + s.row0, stream_);
         cuda::write_row_at(row + nh * hd + kvw, c.v.p, kvw, pos + s.row0, stream_);
         const int64_t S = c.k.cap / kvw;
-        DevF sc = scratch(nh * S);
-        cuda::attention(row, width, c.k.p, 0, c.v.p, 0, o.p + s.row0 * nh * hd, 0, pos + s.row0, 1, S, nh, nkv, hd,
-                        hd, float(1.0 / std::sqrt(double(hd))), sc.p, stream_);
+        DevF ws = scratch(cuda::decode_attention_workspace(1, nh, S, hd));
+        cuda::OpScope ps(prof_, ".gqa.decode_attention");
+        cuda::decode_attention(row, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, pos + s.row0, 1, S,
+                               nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_);
         launched();
       }
       lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
@@ -421,6 +447,7 @@ class CudaBackend final : public Backend {
 
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "attn_lightning");
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     const int64_t width = 3 * nh * hd, inner = nh * hd;
@@ -431,14 +458,21 @@ class CudaBackend final : public Backend {
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       const float* q = qkv.p + s.row0 * width;
+      cuda::OpScope ps(prof_, ".lightning.recurrence");
+      if (step_ && hd == kernels::kLightningHeadDim) {  // one token: the bandwidth-bound decode kernel
+        kernels::LightningDecodeParams p;
+        p.q = q; p.k = q + inner; p.v = q + 2 * inner; p.o = o.p + s.row0 * inner; p.state = c.state.p;
+        p.g = decay_[layer].p; p.B = 1; p.nh = nh; p.ldq = p.ldk = p.ldv = width; p.ldo = inner;
+        p.scale = float(1.0 / std::sqrt(double(hd)));
+        kernels::launch_lightning_decode(p, stream_);
+        continue;
+      }
       cuda::lightning(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p, decay_[layer].p,
                       s.count, nh, hd, float(1.0 / std::sqrt(double(hd))), stream_);
       launched();
     }
-    cuda::rms_norm(o.p, W(L.g_norm), o.p, n, inner, cfg_.group_norm_size, 0, 0, cfg_.rms_norm_eps, stream_);
-    launched();
     lin(x.data, n, H, L.g_proj, Mat{}, gate.p);
-    cuda::sigmoid_gate(o.p, gate.p, n * inner, stream_);
+    cuda::group_norm_gate(o.p, W(L.g_norm), gate.p, n, inner, cfg_.group_norm_size, cfg_.rms_norm_eps, stream_);
     launched();
     lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
     sync();
@@ -446,6 +480,7 @@ class CudaBackend final : public Backend {
 
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "attn_mla");
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads;
     const int64_t dn = cfg_.qk_nope_head_dim, dr = cfg_.qk_rope_head_dim, dv = cfg_.v_head_dim;
@@ -476,6 +511,7 @@ class CudaBackend final : public Backend {
         cuda::write_row_at(ckv.p + s.row0 * lc, c.latent.p, lc, pos + s.row0, stream_);
         const int64_t S = c.latent.cap / lc;
         DevF sc = scratch(nh * S);
+        cuda::OpScope ps(prof_, ".mla.absorbed_attention");
         cuda::mla_absorbed(q.p + s.row0 * nh * dqk, nh * dqk, c.latent.p, kvb, kvb16, o.p + s.row0 * nh * dv,
                            pos + s.row0, 1, S, nh, dn, dr, dv, r, scale, sc.p, stream_);
         launched();
@@ -502,6 +538,7 @@ class CudaBackend final : public Backend {
 
   void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "dense_ffn");
     const LayerWeights& L = w_->layers[layer];
     swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data);
     sync();
@@ -509,21 +546,33 @@ class CudaBackend final : public Backend {
 
   void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "moe_ffn");
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
     DevF dlogits = scratch(n * E);
     lin(x.data, n, H, L.router, Mat{}, dlogits.p);
     if (step_) {  // routing and the routed experts on the device (no trace: steps run unobserved)
       const int64_t I = cfg_.moe_intermediate_size;
-      DevF ids = scratch(n * k), wts = scratch(n * k), act = scratch(n * k * I);
-      int32_t* dids = reinterpret_cast<int32_t*>(ids.p);
-      cuda::moe_route(dlogits.p, L.router_bias.empty() ? nullptr : W(L.router_bias), dids, wts.p, n, E, k,
-                      cfg_.n_group, cfg_.topk_group, float(cfg_.routed_scaling_factor), stream_);
-      const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
-      cuda::moe_gate_up(x.data, n, H, dids, k, tab, bf16_, act.p, I, stream_);
       const bool shared = !L.shared.gate_up.empty();
-      if (shared) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
-      cuda::moe_down(act.p, I, dids, wts.p, k, tab + L.experts.size(), bf16_, out.data, n, H, shared, stream_);
+      // A shared expert as wide as a routed one runs as slot k of every token; another width runs on its own.
+      const bool shared_slot = shared && L.shared.gate_up.rows == 2 * I;
+      const int64_t slots = k + (shared_slot ? 1 : 0);
+      DevF ids = scratch(n * slots), wts = scratch(n * slots), act = scratch(n * slots * I);
+      int32_t* dids = reinterpret_cast<int32_t*>(ids.p);
+      {
+        cuda::OpScope pr(prof_, ".moe.route");
+        cuda::moe_route(dlogits.p, L.router_bias.empty() ? nullptr : W(L.router_bias), dids, wts.p, n, E, k,
+                        cfg_.n_group, cfg_.topk_group, float(cfg_.routed_scaling_factor), shared_slot, stream_);
+      }
+      const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
+      {
+        cuda::OpScope ps(prof_, ".moe.gate_up");
+        cuda::moe_gate_up(x.data, n, H, dids, slots, tab, bf16_, act.p, I, stream_);
+      }
+      if (shared && !shared_slot) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
+      cuda::OpScope ps(prof_, ".moe.down");
+      cuda::moe_down(act.p, I, dids, wts.p, slots, tab + E + 1, bf16_, out.data, n, H, shared && !shared_slot,
+                     stream_);
       launched();
       return;
     }
@@ -567,6 +616,7 @@ class CudaBackend final : public Backend {
 
   void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) override {
     use_device();
+    cuda::OpScope prof_scope(prof_, "lm_head");
     const int64_t H = cfg_.hidden_size, m = int64_t(rows.size());
     bool identity = m == x.rows;
     for (int64_t i = 0; i < m && identity; ++i) identity = rows[i] == i;
@@ -588,7 +638,9 @@ class CudaBackend final : public Backend {
   void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
   // Host waits are skipped inside decode steps (they run without round trips and may be captured).
   void sync() {
-    if (!step_) LING_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (step_) return;
+    LING_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (prof_.on()) prof_.collect();
   }
   // Scratch of n floats: from the step arena inside a decode step, else from the stream-ordered pool.
   DevF scratch(int64_t n) {
@@ -596,6 +648,10 @@ class CudaBackend final : public Backend {
     DevF d;
     d.p = arena_.get(n);
     return d;
+  }
+  const Mat& norm_weight(NormSlot slot, int layer) const {
+    return slot == NormSlot::Final ? w_->norm
+           : slot == NormSlot::Input ? w_->layers[layer].input_norm : w_->layers[layer].post_norm;
   }
   // Device address of a projection weight (bf16 or f32 copy) and whether it is bf16; null for an empty Mat.
   std::pair<const void*, bool> weight_ref(const Mat& m) const {
@@ -662,7 +718,15 @@ class CudaBackend final : public Backend {
     LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
     const int64_t N = w.rows;
     if (M == 0 || N == 0) return;
+    cuda::OpScope prof_scope(prof_, prof_.on() ? cat(".lin M", M, " N", N, " K", K, dev16_.count(w.data()) ? " bf16" : " f32")
+                                               : std::string());
     auto w16 = dev16_.find(w.data());
+    const auto [wp, is16] = weight_ref(w);
+    if (cuda::gemv_supported(x, ldx ? ldx : K, wp, M, K, is16)) {  // decode-sized M: a bandwidth-bound GEMV
+      cuda::gemv(x, ldx ? ldx : K, wp, is16, bias.empty() ? nullptr : W(bias), y, N, M, N, K, false, stream_);
+      launched();
+      return;
+    }
     if (w16 != dev16_.end()) {
       void* xb = bf16_scratch(size_t(M * K));
       cuda::f32_to_bf16(x, ldx ? ldx : K, xb, M, K, stream_);
@@ -686,6 +750,13 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
                     const int64_t* pos) {
     const int64_t hd = cfg_.head_dim;
+    if (cuda::qk_norm_rope_supported(hd)) {  // one launch for every head's norm and rotation
+      cuda::qk_norm_rope(qkv, width, n, nq, nk, hd, L.q_norm.empty() ? nullptr : W(L.q_norm),
+                         L.k_norm.empty() ? nullptr : W(L.k_norm), cfg_.rms_norm_eps, pos, inv_freq_.p,
+                         cfg_.rope_dim(), freqs_.attention_factor, stream_);
+      launched();
+      return;
+    }
     if (!L.q_norm.empty()) {
       cuda::head_rms_norm(qkv, W(L.q_norm), n, nq, hd, width, cfg_.rms_norm_eps, stream_);
       cuda::head_rms_norm(qkv + nq * hd, W(L.k_norm), n, nk, hd, width, cfg_.rms_norm_eps, stream_);
@@ -731,6 +802,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> step_ids_, step_pos_;   // device [step_cap_] int32 / int64
   int64_t step_cap_ = 0;
   StepArena arena_;
+  cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;
   uint64_t next_uid_ = 0;
 };

@@ -44,15 +44,29 @@ void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t col
 
 
 // Decode-step kernels (step_kernels.cu): no host round trip, positions read from device memory.
+// h += d; y = RMSNorm(h) · w, rows × dim (residual add fused with the next norm).
+void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
+                  cudaStream_t s);
+// Per row: nq query heads then nk key heads of hd values at row stride ld; each head RMS-normalised with wq / wk
+// (skipped when null), then NeoX RoPE on its first rope_dim values at position pos[row] (in place).
+bool qk_norm_rope_supported(int64_t hd);
+void qk_norm_rope(float* x, int64_t ld, int64_t rows, int64_t nq, int64_t nk, int64_t hd, const float* wq,
+                  const float* wk, double eps, const int64_t* pos, const float* inv_freq, int64_t rope_dim, float af,
+                  cudaStream_t s);
+// o = GroupRMSNorm(o) · w ⊙ sigmoid(gate) over rows × width in `groups` groups of width / groups channels; o and
+// gate are [rows, width].
+void group_norm_gate(float* o, const float* w, const float* gate, int64_t rows, int64_t width, int64_t groups,
+                     double eps, cudaStream_t s);
 // x[r, h, :] = RMSNorm(x[r, h, :]) · w for `heads` heads of hd values per row (row stride ld), in place.
 void head_rms_norm(float* x, const float* w, int64_t rows, int64_t heads, int64_t hd, int64_t ld, double eps,
                    cudaStream_t s);
 // dst[*pos, :] = src[:] for a row of `width` values (cache append at a device-side position).
 void write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos, cudaStream_t s);
-// ref::moe_route on the device for n tokens: fp32 logits [n, E] → ids [n, k], weights [n, k].
+// ref::moe_route on the device for n tokens: fp32 logits [n, E] → ids [n, k'], weights [n, k'] with k' = k, or
+// k + 1 with shared_slot (slot k = id E, weight 1: the shared expert run as one more expert).
 bool moe_route_supported(int64_t E, int64_t k, int64_t n_group);
 void moe_route(const float* logits, const float* bias, int32_t* ids, float* weights, int64_t n, int64_t E, int64_t k,
-               int64_t n_group, int64_t topk_group, float routed_scaling, cudaStream_t s);
+               int64_t n_group, int64_t topk_group, float routed_scaling, bool shared_slot, cudaStream_t s);
 // Routed experts for n tokens × k slots through per-expert weight pointers (bf16 or f32; null = not held):
 // act[t·k + j, :] = silu(x_t·gateᵀ) · (x_t·upᵀ) with gate_up[e] = [2I, H]; then
 // out[t, :] (+)= Σ_j w[t, j] · act[t·k + j]·downᵀ with down[e] = [H, I], j ascending.
@@ -60,6 +74,24 @@ void moe_gate_up(const float* x, int64_t n, int64_t H, const int32_t* ids, int64
                  bool bf16, float* act, int64_t I, cudaStream_t s);
 void moe_down(const float* act, int64_t I, const int32_t* ids, const float* weights, int64_t k,
               const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, cudaStream_t s);
+// Decode attention (ref::attention for one query per row) split over chunks of 128 keys: query t attends over
+// rows j ≤ pos[t] of a cache with room for S rows; ws holds decode_attention_workspace(...) floats.
+int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv);
+void decode_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
+                      int64_t ldo, const int64_t* pos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
+                      int64_t dv, float scale, float* ws, cudaStream_t s);
+// Holds the stream for about ns nanoseconds (profiling: the host queues a whole step meanwhile, so that event
+// times measure back-to-back device work rather than launch latency).
+void spin(int64_t ns, cudaStream_t s);
+// y[m, :] (+)= x[m, :]·Wᵀ (+ bias) for 1 ≤ M ≤ 8 fp32 activation rows (row stride ldx) and W [N, K] in bf16 or
+// f32, fp32 accumulation; the weights stream once for all M rows. gemv_supported: M range, K % 8 == 0, 16-byte
+// alignment of x rows and W.
+bool gemv_supported(const float* x, int64_t ldx, const void* w, int64_t M, int64_t K, bool bf16);
+void gemv(const float* x, int64_t ldx, const void* w, bool bf16, const float* bias, float* y, int64_t ldy, int64_t M,
+          int64_t N, int64_t K, bool accumulate, cudaStream_t s);
+// y[m, :] = x[m, :]·Wᵀ for fp32 weights W [N, K] and small M (one warp per output row).
+void gemv_f32(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t M, int64_t N, int64_t K,
+              cudaStream_t s);
 // Absorbed MLA decode (ref::mla_decode_absorbed) for T queries over a latent cache [S, r + dr] (fp32), kv_b
 // [nh·(dn + dv), r] bf16 or f32; query t sees rows j ≤ pos[t]; scratch T·nh·S floats.
 void mla_absorbed(const float* q, int64_t ldq, const float* cache, const void* kv_b, bool bf16, float* o,

@@ -85,6 +85,11 @@ class Backend {
   virtual void embed(const std::vector<int32_t>& ids, Buffer& out) = 0;      // out [n, H]
   virtual void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) = 0;  // RMSNorm, out may alias x
   virtual void add(Buffer& h, const Buffer& d) = 0;                          // h += d
+  // h += d, then out = RMSNorm_slot(h) (the residual add fused with the next norm; default: add then norm).
+  virtual void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) {
+    add(h, d);
+    norm(slot, layer, h, out);
+  }
   // Attention blocks: x = normalised input [n, H], out = block output [n, H] (before the residual add).
   // They append to the caches of plan.seqs and attend over cache + new rows.
   virtual void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
