@@ -139,18 +139,21 @@ __global__ void k_moe_route(const float* logits, const float* bias, int32_t* ids
       sel[i] = ninf;
     }
   }
-  // Group scores: lane g < n_group scans its group (values gathered through shuffles, in index order).
+  // Group scores: lane g < n_group scans its group in index order (selection scores staged in shared memory).
+  __shared__ float stage[4][32 * kMaxExpertsPerLane];
+  float* st = stage[(threadIdx.x >> 5) & 3];
+  for (int i = 0; i < kMaxExpertsPerLane; ++i)
+    if (lane + 32 * i < E) st[lane + 32 * i] = sel[i];
+  __syncwarp();
   const int per = E / n_group;
   float gscore = ninf;
-  {
+  if (lane < n_group) {
     float a = ninf, b = ninf;
-    for (int e = 0; e < E; ++e) {
-      const float v = __shfl_sync(0xffffffffu, sel[e >> 5], e & 31);
-      if (lane == e / per && lane < n_group) {
-        if (v > a) { b = a; a = v; } else if (v > b) { b = v; }
-      }
+    for (int e = lane * per; e < (lane + 1) * per; ++e) {
+      const float v = st[e];
+      if (v > a) { b = a; a = v; } else if (v > b) { b = v; }
     }
-    if (lane < n_group) gscore = per >= 2 ? a + b : a;
+    gscore = per >= 2 ? a + b : a;
   }
   // Keep topk_group groups (descending, lower index on ties).
   unsigned kept = 0;
@@ -230,12 +233,30 @@ __global__ void k_moe_down(const float* act, int64_t I, const int32_t* ids, cons
   const float* as = act + t * k * I;
   const int64_t h = blockIdx.y * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5);
   if (h >= H) return;
+  const int lane = threadIdx.x & 31;
   float acc = 0.0f;
-  for (int j = 0; j < k; ++j) {
-    const T* w = down[ids[t * k + j]];
-    if (w) acc += wts[t * k + j] * warp_dot_u(as + j * I, w + h * I, I);
+  if ((I & 7) == 0) {
+    // The k rows of output h, cut in 8-value chunks, spread over the lanes: every load is independent.
+    const int64_t per = I / 8, chunks = int64_t(k) * per;
+    for (int64_t c = lane; c < chunks; c += 32) {
+      const int j = int(c / per);
+      const int64_t q = (c - int64_t(j) * per) * 8;
+      const T* w = down[ids[t * k + j]];
+      if (!w) continue;
+      float f[8];
+      load8(w + h * I + q, f);
+      const float* a = as + j * I + q;
+      acc += wts[t * k + j] * (f[0] * a[0] + f[1] * a[1] + f[2] * a[2] + f[3] * a[3] + f[4] * a[4] + f[5] * a[5] +
+                               f[6] * a[6] + f[7] * a[7]);
+    }
+    acc = warp_sum(acc);
+  } else {
+    for (int j = 0; j < k; ++j) {
+      const T* w = down[ids[t * k + j]];
+      if (w) acc += wts[t * k + j] * warp_dot(as + j * I, w + h * I, I);
+    }
   }
-  if ((threadIdx.x & 31) == 0) out[t * H + h] = accumulate ? out[t * H + h] + acc : acc;
+  if (lane == 0) out[t * H + h] = accumulate ? out[t * H + h] + acc : acc;
 }
 
 // grid (T, nh): absorbed MLA decode (ref::mla_decode_absorbed) for query t, head h over cache rows j ≤ pos[t]
@@ -317,7 +338,7 @@ __global__ void k_mla_absorbed(const float* q, int64_t ldq, const float* cache, 
 // Split-KV decode attention, pass 1. grid (T·nh, splits), 8 warps: block (row t, head h, split s) attends over
 // keys [s·chunk, (s+1)·chunk) ∩ [0, pos[t]] and leaves its running max m, sum l = Σ e^{x−m} and
 // acc[dv] = Σ e^{x−m} v in the workspace (m = −inf, l = 0 when its range is empty).
-constexpr int kAttnChunk = 128;
+constexpr int kAttnChunk = 64;
 __global__ void k_decode_attn_part(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v,
                                    int64_t ldv, const int64_t* pos, int64_t nh, int64_t G, int64_t dk, int64_t dv,
                                    float scale, float* ws) {
@@ -360,10 +381,22 @@ __global__ void k_decode_attn_part(const float* q, int64_t ldq, const float* k, 
     part[0] = mx;
     part[1] = l;
   }
-  for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) {
+  // P·V: thread (i, lane group) sums every `groups`-th key of value column i; the groups meet in shared memory.
+  __shared__ float pv[256];
+  const int64_t groups = dv <= int64_t(blockDim.x) ? int64_t(blockDim.x) / dv : 1;
+  for (int64_t i0 = 0; i0 < dv; i0 += int64_t(blockDim.x) / groups) {
+    const int64_t i = i0 + threadIdx.x % (blockDim.x / groups), grp = threadIdx.x / (blockDim.x / groups);
     float a = 0.0f;
-    for (int64_t j = j0; j < j1; ++j) a += sc[j - j0] * v[j * ldv + g * dv + i];
-    part[2 + i] = a;
+    if (i < dv && grp < groups)
+      for (int64_t j = j0 + grp; j < j1; j += groups) a += sc[j - j0] * v[j * ldv + g * dv + i];
+    __syncthreads();
+    pv[threadIdx.x] = a;
+    __syncthreads();
+    if (grp == 0 && i < dv) {
+      float sum = 0.0f;
+      for (int64_t q = 0; q < groups; ++q) sum += pv[q * (blockDim.x / groups) + threadIdx.x % (blockDim.x / groups)];
+      part[2 + i] = sum;
+    }
   }
 }
 // Pass 2. grid T·nh: o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s.
@@ -624,9 +657,56 @@ bool gemv_supported(const float* x, int64_t ldx, const void* w, int64_t M, int64
   return M >= 1 && M <= 8 && K % 8 == 0 && ldx % 4 == 0 && al(x) && al(w);
 }
 
+// Few rows (N ≤ 1024, e.g. the MoE router): one block of 8 warps per weight row, K split over the warps.
+template <int MT, typename T>
+__global__ void __launch_bounds__(256) k_gemv_rowblock(const float* __restrict__ x, int64_t ldx, const T* __restrict__ w,
+                                                       const float* __restrict__ bias, float* __restrict__ y,
+                                                       int64_t ldy, int M, int64_t K, bool accumulate) {
+  __shared__ float red[8][MT];
+  const int64_t r = blockIdx.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const T* wr = w + r * K;
+  float acc[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
+  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 2048) {
+    float f[8];
+    load8(wr + i, f);
+#pragma unroll
+    for (int m = 0; m < MT; ++m) {
+      if (m < M) {
+        const float4 a = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i));
+        const float4 b = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i + 4));
+        acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+      }
+    }
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const float v = warp_sum(acc[m]);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < M) {
+    float v = 0.0f;
+    for (int q = 0; q < 8; ++q) v += red[q][threadIdx.x];
+    v += bias ? bias[r] : 0.0f;
+    y[threadIdx.x * ldy + r] = accumulate ? y[threadIdx.x * ldy + r] + v : v;
+  }
+}
+
 template <int MT>
 static void gemv_mt(const float* x, int64_t ldx, const void* w, bool bf16, const float* bias, float* y, int64_t ldy,
                     int64_t M, int64_t N, int64_t K, bool accumulate, cudaStream_t s) {
+  if (N <= 1024) {
+    if (bf16)
+      k_gemv_rowblock<MT, __nv_bfloat16><<<unsigned(N), 256, 0, s>>>(x, ldx, static_cast<const __nv_bfloat16*>(w), bias,
+                                                                     y, ldy, int(M), K, accumulate);
+    else
+      k_gemv_rowblock<MT, float><<<unsigned(N), 256, 0, s>>>(x, ldx, static_cast<const float*>(w), bias, y, ldy,
+                                                             int(M), K, accumulate);
+    return;
+  }
   const unsigned blocks = unsigned((N + 7) / 8);
   if (bf16)
     k_gemv<MT, __nv_bfloat16><<<blocks, 256, 0, s>>>(x, ldx, static_cast<const __nv_bfloat16*>(w), bias, y, ldy,
