@@ -381,7 +381,8 @@ class CudaBackend final : public Backend {
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
     use_device();
     cuda::OpScope prof_scope(prof_, "norm");
-    cuda::rms_norm(x.data, W(norm_weight(slot, layer)), out.data, x.rows, x.cols, 1, 0, 0, cfg_.rms_norm_eps, stream_);
+    cuda::add_rms_norm(x.data, nullptr, W(norm_weight(slot, layer)), out.data, x.rows, x.cols, cfg_.rms_norm_eps,
+                       stream_);
     launched();
   }
 
@@ -510,10 +511,18 @@ class CudaBackend final : public Backend {
         CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
         cuda::write_row_at(ckv.p + s.row0 * lc, c.latent.p, lc, pos + s.row0, stream_);
         const int64_t S = c.latent.cap / lc;
-        DevF sc = scratch(nh * S);
+        // q̃ for every head, then scores = q̃·cacheᵀ and u = softmax·cache as fp32 GEMMs over the cache's
+        // capacity (rows past the position masked to zero): every cache row is read once for all heads.
         cuda::OpScope ps(prof_, ".mla.absorbed_attention");
-        cuda::mla_absorbed(q.p + s.row0 * nh * dqk, nh * dqk, c.latent.p, kvb, kvb16, o.p + s.row0 * nh * dv,
-                           pos + s.row0, 1, S, nh, dn, dr, dv, r, scale, sc.p, stream_);
+        DevF qa = scratch(nh * lc), sc = scratch(nh * S), u = scratch(nh * r);
+        cuda::mla_q_absorb(q.p + s.row0 * nh * dqk, nh * dqk, kvb, kvb16, qa.p, 1, nh, dn, dr, dv, r, stream_);
+        const float one = 1.0f, zero = 0.0f;
+        LING_CUBLAS_CHECK(cublasSgemm(blas_, CUBLAS_OP_T, CUBLAS_OP_N, int(S), int(nh), int(lc), &one, c.latent.p,
+                                      int(lc), qa.p, int(lc), &zero, sc.p, int(S)));
+        cuda::masked_softmax(sc.p, nh, S, pos + s.row0, scale, stream_);
+        LING_CUBLAS_CHECK(cublasSgemm(blas_, CUBLAS_OP_N, CUBLAS_OP_N, int(r), int(nh), int(S), &one, c.latent.p,
+                                      int(lc), sc.p, int(S), &zero, u.p, int(r)));
+        cuda::mla_out(u.p, kvb, kvb16, o.p + s.row0 * nh * dv, 1, nh, dn, dv, r, stream_);
         launched();
       }
       lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
@@ -571,7 +580,8 @@ class CudaBackend final : public Backend {
       }
       if (shared && !shared_slot) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
       cuda::OpScope ps(prof_, ".moe.down");
-      cuda::moe_down(act.p, I, dids, wts.p, slots, tab + E + 1, bf16_, out.data, n, H, shared && !shared_slot,
+      DevF part = scratch(n * slots * H);
+      cuda::moe_down(act.p, I, dids, wts.p, slots, tab + E + 1, bf16_, out.data, n, H, shared && !shared_slot, part.p,
                      stream_);
       launched();
       return;

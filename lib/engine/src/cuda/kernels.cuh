@@ -44,7 +44,7 @@ void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t col
 
 
 // Decode-step kernels (step_kernels.cu): no host round trip, positions read from device memory.
-// h += d; y = RMSNorm(h) · w, rows × dim (residual add fused with the next norm).
+// h += d; y = RMSNorm(h) · w, rows × dim (residual add fused with the next norm); d null: y = RMSNorm(h) · w.
 void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
                   cudaStream_t s);
 // Per row: nq query heads then nk key heads of hd values at row stride ld; each head RMS-normalised with wq / wk
@@ -72,8 +72,10 @@ void moe_route(const float* logits, const float* bias, int32_t* ids, float* weig
 // out[t, :] (+)= Σ_j w[t, j] · act[t·k + j]·downᵀ with down[e] = [H, I], j ascending.
 void moe_gate_up(const float* x, int64_t n, int64_t H, const int32_t* ids, int64_t k, const void* const* gate_up,
                  bool bf16, float* act, int64_t I, cudaStream_t s);
+// part: scratch of n·k·H floats (the per-slot outputs before the weighted sum).
 void moe_down(const float* act, int64_t I, const int32_t* ids, const float* weights, int64_t k,
-              const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, cudaStream_t s);
+              const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, float* part,
+              cudaStream_t s);
 // Decode attention (ref::attention for one query per row) split over chunks of 128 keys: query t attends over
 // rows j ≤ pos[t] of a cache with room for S rows; ws holds decode_attention_workspace(...) floats.
 int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv);
@@ -92,10 +94,14 @@ void gemv(const float* x, int64_t ldx, const void* w, bool bf16, const float* bi
 // y[m, :] = x[m, :]·Wᵀ for fp32 weights W [N, K] and small M (one warp per output row).
 void gemv_f32(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t M, int64_t N, int64_t K,
               cudaStream_t s);
-// Absorbed MLA decode (ref::mla_decode_absorbed) for T queries over a latent cache [S, r + dr] (fp32), kv_b
-// [nh·(dn + dv), r] bf16 or f32; query t sees rows j ≤ pos[t]; scratch T·nh·S floats.
-void mla_absorbed(const float* q, int64_t ldq, const float* cache, const void* kv_b, bool bf16, float* o,
-                  const int64_t* pos, int64_t T, int64_t S, int64_t nh, int64_t dn, int64_t dr, int64_t dv, int64_t r,
-                  float scale, float* scratch, cudaStream_t s);
+// Absorbed MLA decode pieces (ref::mla_decode_absorbed), kv_b [nh·(dn + dv), r] bf16 or f32: qa [T, nh, r + dr]
+// = (W_UK_hᵀ q_nope_h ‖ q_pe_h) from q [T, nh, dn + dr] (row stride ldq); o [T, nh, dv] = W_UV_h u_h from
+// u [T, nh, r]. The scores and u between them are GEMMs over the latent cache (the backend's cuBLAS calls).
+void mla_q_absorb(const float* q, int64_t ldq, const void* kv_b, bool bf16, float* qa, int64_t T, int64_t nh,
+                  int64_t dn, int64_t dr, int64_t dv, int64_t r, cudaStream_t s);
+void mla_out(const float* u, const void* kv_b, bool bf16, float* o, int64_t T, int64_t nh, int64_t dn, int64_t dv,
+             int64_t r, cudaStream_t s);
+// Per row of x [rows, S]: softmax of scale·x over columns j ≤ *pos (device), zeros after (in place).
+void masked_softmax(float* x, int64_t rows, int64_t S, const int64_t* pos, float scale, cudaStream_t s);
 
 }  // namespace ling::cuda

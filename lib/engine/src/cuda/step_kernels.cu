@@ -225,112 +225,54 @@ __global__ void k_moe_gate_up(const float* x, int64_t H, const int32_t* ids, int
   if ((threadIdx.x & 31) == 0) act[slot * I + i] = (g / (1.0f + expf(-g))) * u;
 }
 
-// grid (n, ceil(H / 8)), 8 warps: out[t, h] (+)= Σ_j w[t, j] · act[t·k + j]·down_hᵀ, j ascending.
+// Down projection in two passes, each as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid
+// (n·k, ceil(H / 8)), warp per output; 0 for an expert not held), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h]
+// with j ascending (deterministic).
 template <typename T>
-__global__ void k_moe_down(const float* act, int64_t I, const int32_t* ids, const float* wts, int k,
-                           const T* const* down, float* out, int64_t H, bool accumulate) {
-  const int64_t t = blockIdx.x;
-  const float* as = act + t * k * I;
+__global__ void k_moe_down_part(const float* act, int64_t I, const int32_t* ids, const T* const* down, float* part,
+                                int64_t H) {
+  const int64_t slot = blockIdx.x;
+  const T* w = down[ids[slot]];
   const int64_t h = blockIdx.y * int64_t(blockDim.x >> 5) + (threadIdx.x >> 5);
   if (h >= H) return;
-  const int lane = threadIdx.x & 31;
+  const float v = w ? warp_dot_u(act + slot * I, w + h * I, I) : 0.0f;
+  if ((threadIdx.x & 31) == 0) part[slot * H + h] = v;
+}
+__global__ void k_moe_combine_parts(const float* part, const float* wts, float* out, int64_t n, int k, int64_t H,
+                                    bool accumulate) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i >= n * H) return;
+  const int64_t t = i / H, h = i % H;
   float acc = 0.0f;
-  if ((I & 7) == 0) {
-    // The k rows of output h, cut in 8-value chunks, spread over the lanes: every load is independent.
-    const int64_t per = I / 8, chunks = int64_t(k) * per;
-    for (int64_t c = lane; c < chunks; c += 32) {
-      const int j = int(c / per);
-      const int64_t q = (c - int64_t(j) * per) * 8;
-      const T* w = down[ids[t * k + j]];
-      if (!w) continue;
-      float f[8];
-      load8(w + h * I + q, f);
-      const float* a = as + j * I + q;
-      acc += wts[t * k + j] * (f[0] * a[0] + f[1] * a[1] + f[2] * a[2] + f[3] * a[3] + f[4] * a[4] + f[5] * a[5] +
-                               f[6] * a[6] + f[7] * a[7]);
-    }
-    acc = warp_sum(acc);
-  } else {
-    for (int j = 0; j < k; ++j) {
-      const T* w = down[ids[t * k + j]];
-      if (w) acc += wts[t * k + j] * warp_dot(as + j * I, w + h * I, I);
-    }
-  }
-  if (lane == 0) out[t * H + h] = accumulate ? out[t * H + h] + acc : acc;
+  for (int j = 0; j < k; ++j) acc += wts[t * k + j] * part[(t * k + j) * H + h];
+  out[i] = accumulate ? out[i] + acc : acc;
 }
 
-// grid (T, nh): absorbed MLA decode (ref::mla_decode_absorbed) for query t, head h over cache rows j ≤ pos[t]
-// (at most S). Shared: q̃ [r] and u [r]; scratch: S scores per block.
+// grid (T, nh): the absorbed query q̃_h = W_UK_hᵀ q_nope_h [r] followed by q_pe_h [dr], into qa [T, nh, r + dr].
 template <typename T>
-__global__ void k_mla_absorbed(const float* q, int64_t ldq, const float* cache, const T* kv_b, float* o,
-                               const int64_t* pos, int64_t S, int64_t nh, int64_t dn, int64_t dr, int64_t dv,
-                               int64_t r, float scale, float* scratch) {
-  extern __shared__ float sm[];
-  float* qt = sm;       // [r]
-  float* u = sm + r;    // [r]
-  __shared__ float red[32];
-  __shared__ double redd[32];
-  const int64_t t = blockIdx.x, h = blockIdx.y, lc = r + dr, stride = dn + dv;
+__global__ void k_mla_q_absorb(const float* q, int64_t ldq, const T* kv_b, float* qa, int64_t nh, int64_t dn,
+                               int64_t dr, int64_t dv, int64_t r) {
+  const int64_t t = blockIdx.x, h = blockIdx.y;
   const float* qn = q + t * ldq + h * (dn + dr);
-  const float* qp = qn + dn;
-  const T* wuk = kv_b + h * stride * r;
-  const T* wuv = kv_b + (h * stride + dn) * r;
+  const T* wuk = kv_b + h * (dn + dv) * r;
+  float* out = qa + (t * nh + h) * (r + dr);
   for (int64_t c = threadIdx.x; c < r; c += blockDim.x) {
     float a = 0.0f;
+#pragma unroll 8
     for (int64_t d = 0; d < dn; ++d) a += ld(wuk + d * r + c) * qn[d];
-    qt[c] = a;
+    out[c] = a;
   }
-  __syncthreads();
-  const int64_t n = min(pos[t] + 1, S);
-  float* sc = scratch + (t * nh + h) * S;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
-  float mx = -INFINITY;
-  for (int64_t j = warp; j < n; j += nw) {
-    const float* row = cache + j * lc;
-    float d = 0.0f;
-    for (int64_t c = lane; c < r; c += 32) d += qt[c] * row[c];
-    for (int64_t c = lane; c < dr; c += 32) d += qp[c] * row[r + c];
-    d = warp_sum(d) * scale;
-    if (lane == 0) sc[j] = d;
-    mx = fmaxf(mx, d);
-  }
-  for (int o2 = 16; o2 > 0; o2 >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o2));
-  if (lane == 0) red[warp] = mx;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float m = red[0];
-    for (int i = 1; i < nw; ++i) m = fmaxf(m, red[i]);
-    red[0] = m;
-  }
-  __syncthreads();
-  mx = red[0];
-  double sum = 0.0;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    sc[j] = expf(sc[j] - mx);
-    sum += sc[j];
-  }
-  for (int o2 = 16; o2 > 0; o2 >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o2);
-  if (lane == 0) redd[warp] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double s = 0.0;
-    for (int i = 0; i < nw; ++i) s += redd[i];
-    redd[0] = s;
-  }
-  __syncthreads();
-  const float inv = n > 0 ? float(1.0 / redd[0]) : 0.0f;
-  for (int64_t c = threadIdx.x; c < r; c += blockDim.x) {
-    float a = 0.0f;
-    for (int64_t j = 0; j < n; ++j) a += sc[j] * cache[j * lc + c];
-    u[c] = a * inv;
-  }
-  __syncthreads();
-  float* orow = o + (t * nh + h) * dv;
-  for (int64_t i = warp; i < dv; i += nw) {
-    float a = 0.0f;
-    for (int64_t c = lane; c < r; c += 32) a += ld(wuv + i * r + c) * u[c];
-    a = warp_sum(a);
-    if (lane == 0) orow[i] = a;
+  for (int64_t c = threadIdx.x; c < dr; c += blockDim.x) out[r + c] = qn[dn + c];
+}
+// grid (T, nh), 8 warps: o_h[i] = W_UV_h[i, :]·u_h for i < dv (warp per output).
+template <typename T>
+__global__ void k_mla_out(const float* u, const T* kv_b, float* o, int64_t nh, int64_t dn, int64_t dv, int64_t r) {
+  const int64_t t = blockIdx.x, h = blockIdx.y;
+  const float* ur = u + (t * nh + h) * r;
+  const T* wuv = kv_b + (h * (dn + dv) + dn) * r;
+  for (int64_t i = threadIdx.x >> 5; i < dv; i += blockDim.x >> 5) {
+    const float a = warp_dot_u(ur, wuv + i * r, r);
+    if ((threadIdx.x & 31) == 0) o[(t * nh + h) * dv + i] = a;
   }
 }
 
@@ -453,17 +395,63 @@ __device__ double block_sum_d(double v, double* red) {
 __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t dim, double eps) {
   __shared__ double red[32];
   float* hr = h + blockIdx.x * dim;
-  const float* dr = d + blockIdx.x * dim;
+  const float* dr = d ? d + blockIdx.x * dim : nullptr;
   float* yr = y + blockIdx.x * dim;
   double ss = 0.0;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-    const float v = hr[i] + dr[i];
-    hr[i] = v;
+    const float v = dr ? hr[i] + dr[i] : hr[i];
+    if (dr) hr[i] = v;
     ss += double(v) * double(v);
   }
   ss = block_sum_d(ss, red);
   const float inv = float(1.0 / sqrt(ss / double(dim) + eps));
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (hr[i] * inv) * w[i];
+}
+
+// The same with float4 accesses and the row held in registers (dim % 4 == 0, dim ≤ 16384, 1024 threads): every
+// load of the row is in flight at once instead of one latency per strided step. d may be null (plain norm).
+__global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
+                                                         int64_t dim, double eps) {
+  __shared__ double red[32];
+  const int64_t n4 = dim / 4;
+  float4* hr = reinterpret_cast<float4*>(h + blockIdx.x * dim);
+  const float4* dr = d ? reinterpret_cast<const float4*>(d + blockIdx.x * dim) : nullptr;
+  float4 v[4];
+  double ss = 0.0;
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
+    if (i < n4) v[u] = hr[i];
+  }
+  if (dr) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t i = threadIdx.x + int64_t(u) * 1024;
+      if (i < n4) {
+        const float4 a = dr[i];
+        v[u].x += a.x; v[u].y += a.y; v[u].z += a.z; v[u].w += a.w;
+        hr[i] = v[u];
+      }
+    }
+  }
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
+    if (i < n4)
+      ss += double(v[u].x) * v[u].x + double(v[u].y) * v[u].y + double(v[u].z) * v[u].z + double(v[u].w) * v[u].w;
+  }
+  ss = block_sum_d(ss, red);
+  const float inv = float(1.0 / sqrt(ss / double(dim) + eps));
+  const float4* wr = reinterpret_cast<const float4*>(w);
+  float4* yr = reinterpret_cast<float4*>(y + blockIdx.x * dim);
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
+    if (i < n4) {
+      const float4 g = wr[i];
+      yr[i] = make_float4((v[u].x * inv) * g.x, (v[u].y * inv) * g.y, (v[u].z * inv) * g.z, (v[u].w * inv) * g.w);
+    }
+  }
 }
 
 // grid (rows, nq + nk), one head of hd values per block: optional per-head RMSNorm (q heads with wq, k heads
@@ -571,11 +559,44 @@ __global__ void __launch_bounds__(256) k_gemv(const float* __restrict__ x, int64
   }
 }
 
+// grid rows (heads of one query): x[row, j] = softmax_j(scale · x[row, j]) over j ≤ *pos, 0 for j > *pos
+// (ref::attention's arithmetic: fp32 exponentials, fp64 sum).
+__global__ void k_masked_softmax(float* x, int64_t S, const int64_t* pos, float scale) {
+  __shared__ float redf[32];
+  __shared__ double redd[32];
+  float* xr = x + blockIdx.x * S;
+  const int64_t n = min(*pos + 1, S);
+  float mx = -INFINITY;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    xr[j] *= scale;
+    mx = fmaxf(mx, xr[j]);
+  }
+  for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+  if ((threadIdx.x & 31) == 0) redf[threadIdx.x >> 5] = mx;
+  __syncthreads();
+  mx = redf[0];
+  for (int i = 1; i < int(blockDim.x >> 5); ++i) mx = fmaxf(mx, redf[i]);
+  double sum = 0.0;
+  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    const float e = expf(xr[j] - mx);
+    xr[j] = e;
+    sum += e;
+  }
+  sum = block_sum_d(sum, redd);
+  const float inv = n > 0 ? float(1.0 / sum) : 0.0f;
+  for (int64_t j = threadIdx.x; j < S; j += blockDim.x) xr[j] = j < n ? xr[j] * inv : 0.0f;
+}
+
 }  // namespace
 
 void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
                   cudaStream_t s) {
-  if (rows > 0) k_add_rms_norm<<<unsigned(rows), 512, 0, s>>>(h, d, w, y, dim, eps);
+  if (rows == 0) return;
+  const auto al = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  if (dim % 4 == 0 && dim <= 4 * 4 * 1024 && al(h) && (!d || al(d)) && al(w) && al(y))
+    k_add_rms_norm_v<<<unsigned(rows), 1024, 0, s>>>(h, d, w, y, dim, eps);
+  else
+    k_add_rms_norm<<<unsigned(rows), 512, 0, s>>>(h, d, w, y, dim, eps);
 }
 
 bool qk_norm_rope_supported(int64_t hd) { return hd <= 1024; }
@@ -627,15 +648,16 @@ void moe_gate_up(const float* x, int64_t n, int64_t H, const int32_t* ids, int64
 }
 
 void moe_down(const float* act, int64_t I, const int32_t* ids, const float* weights, int64_t k,
-              const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, cudaStream_t s) {
+              const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, float* part,
+              cudaStream_t s) {
   if (n == 0) return;
-  const dim3 grid{unsigned(n), unsigned((H + 7) / 8)};
+  const dim3 grid{unsigned(n * k), unsigned((H + 7) / 8)};
   if (bf16)
-    k_moe_down<__nv_bfloat16><<<grid, 256, 0, s>>>(act, I, ids, weights, int(k),
-                                                      reinterpret_cast<const __nv_bfloat16* const*>(down), out, H, accumulate);
+    k_moe_down_part<__nv_bfloat16><<<grid, 256, 0, s>>>(act, I, ids, reinterpret_cast<const __nv_bfloat16* const*>(down),
+                                                        part, H);
   else
-    k_moe_down<float><<<grid, 256, 0, s>>>(act, I, ids, weights, int(k), reinterpret_cast<const float* const*>(down),
-                                             out, H, accumulate);
+    k_moe_down_part<float><<<grid, 256, 0, s>>>(act, I, ids, reinterpret_cast<const float* const*>(down), part, H);
+  k_moe_combine_parts<<<unsigned((n * H + 255) / 256), 256, 0, s>>>(part, weights, out, n, int(k), H, accumulate);
 }
 
 int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv) {
@@ -733,18 +755,29 @@ void gemv_f32(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy
   k_gemv_f32<<<unsigned((N + 7) / 8), 256, 0, s>>>(x, ldx, w, y, ldy, M, N, K);
 }
 
-void mla_absorbed(const float* q, int64_t ldq, const float* cache, const void* kv_b, bool bf16, float* o,
-                  const int64_t* pos, int64_t T, int64_t S, int64_t nh, int64_t dn, int64_t dr, int64_t dv, int64_t r,
-                  float scale, float* scratch, cudaStream_t s) {
+void mla_q_absorb(const float* q, int64_t ldq, const void* kv_b, bool bf16, float* qa, int64_t T, int64_t nh,
+                  int64_t dn, int64_t dr, int64_t dv, int64_t r, cudaStream_t s) {
   if (T * nh == 0) return;
   const dim3 grid{unsigned(T), unsigned(nh)};
-  const size_t shm = sizeof(float) * size_t(2 * r);
   if (bf16)
-    k_mla_absorbed<__nv_bfloat16><<<grid, 256, shm, s>>>(q, ldq, cache, static_cast<const __nv_bfloat16*>(kv_b), o,
-                                                          pos, S, nh, dn, dr, dv, r, scale, scratch);
+    k_mla_q_absorb<__nv_bfloat16><<<grid, 256, 0, s>>>(q, ldq, static_cast<const __nv_bfloat16*>(kv_b), qa, nh, dn, dr,
+                                                       dv, r);
   else
-    k_mla_absorbed<float><<<grid, 256, shm, s>>>(q, ldq, cache, static_cast<const float*>(kv_b), o, pos, S, nh, dn,
-                                                 dr, dv, r, scale, scratch);
+    k_mla_q_absorb<float><<<grid, 256, 0, s>>>(q, ldq, static_cast<const float*>(kv_b), qa, nh, dn, dr, dv, r);
+}
+
+void mla_out(const float* u, const void* kv_b, bool bf16, float* o, int64_t T, int64_t nh, int64_t dn, int64_t dv,
+             int64_t r, cudaStream_t s) {
+  if (T * nh == 0) return;
+  const dim3 grid{unsigned(T), unsigned(nh)};
+  if (bf16)
+    k_mla_out<__nv_bfloat16><<<grid, 256, 0, s>>>(u, static_cast<const __nv_bfloat16*>(kv_b), o, nh, dn, dv, r);
+  else
+    k_mla_out<float><<<grid, 256, 0, s>>>(u, static_cast<const float*>(kv_b), o, nh, dn, dv, r);
+}
+
+void masked_softmax(float* x, int64_t rows, int64_t S, const int64_t* pos, float scale, cudaStream_t s) {
+  if (rows * S > 0) k_masked_softmax<<<unsigned(rows), 256, 0, s>>>(x, S, pos, scale);
 }
 
 }  // namespace ling::cuda
