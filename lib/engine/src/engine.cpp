@@ -24,6 +24,15 @@ std::vector<uint64_t> Backend::step_begin(const std::vector<int32_t>&, const Bat
   LING_THROW(name(), " backend: decode-step graphs are not supported");
 }
 
+void Backend::scale_rows(Buffer& x, const std::vector<float>& f) {
+  for (int64_t t = 0; t < x.rows; ++t)
+    for (int64_t c = 0; c < x.cols; ++c) x.data[t * x.cols + c] *= f[size_t(t)];
+}
+void Backend::add_row_vector(Buffer& x, const std::vector<float>& v) {
+  for (int64_t t = 0; t < x.rows; ++t)
+    for (int64_t c = 0; c < x.cols; ++c) x.data[t * x.cols + c] += v[size_t(c)];
+}
+
 void Backend::attn_lightning_unnormed(int, const Buffer&, const BatchPlan&, Buffer&, std::vector<double>&) {
   LING_THROW(name(), " backend: Lightning GroupRMSNorm groups spanning tensor-parallel ranks are not supported");
 }

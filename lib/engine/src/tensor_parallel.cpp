@@ -159,30 +159,27 @@ class TpBackend final : public Backend {
     // of squares; the group's RMS scales the partials (a scalar per token for all of a rank's channels, which
     // commutes with the rank's slice of the dense projection); then the all-reduce and the output bias.
     LING_CHECK(int64_t(ranks_.size()) == plan_.tp, "Lightning GroupRMSNorm groups spanning ranks need every rank in "
-               "this process (host buffers)");
+               "this process (their sums of squares meet on the host)");
     std::vector<std::vector<double>> ss(ranks_.size());
     for (size_t r = 0; r < ranks_.size(); ++r)
       ranks_[r]->attn_lightning_unnormed(layer, part(x, r), rank_plan(plan, r), part(out, r), ss[r]);
-    const int64_t per_group = plan_.tp / group_norm_size_, n = out.rows, H = out.cols;
+    const int64_t per_group = plan_.tp / group_norm_size_, n = out.rows;
     const double channels = double(heads_ * head_dim_) / double(group_norm_size_);
-    for (int64_t g = 0; g < group_norm_size_; ++g)
+    for (int64_t g = 0; g < group_norm_size_; ++g) {
+      std::vector<float> inv(static_cast<size_t>(n));
       for (int64_t t = 0; t < n; ++t) {
         double s = 0;
         for (int64_t r = g * per_group; r < (g + 1) * per_group; ++r) s += ss[size_t(r)][size_t(t)];
-        const float inv = float(1.0 / std::sqrt(s / channels + eps_));
-        for (int64_t r = g * per_group; r < (g + 1) * per_group; ++r) {
-          float* row = part(out, size_t(r)).data + t * H;
-          for (int64_t h = 0; h < H; ++h) row[h] *= inv;
-        }
+        inv[size_t(t)] = float(1.0 / std::sqrt(s / channels + eps_));
       }
+      for (int64_t r = g * per_group; r < (g + 1) * per_group; ++r) ranks_[size_t(r)]->scale_rows(part(out, size_t(r)), inv);
+    }
     std::vector<Buffer*> parts;
     for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
     all_reduce_(parts);
     const Mat& bias = weights_->layers[size_t(layer)].dense_bias;
     if (!bias.empty())
-      for (size_t r = 0; r < ranks_.size(); ++r)
-        for (int64_t t = 0; t < n; ++t)
-          for (int64_t h = 0; h < H; ++h) part(out, r).data[t * H + h] += bias.v[size_t(h)];
+      for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->add_row_vector(part(out, r), bias.v);
   }
   void attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
     if (plan_.dp_attention)

@@ -447,6 +447,32 @@ class CudaBackend final : public Backend {
   }
 
   void attn_lightning(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
+    lightning_block(layer, x, plan, out, nullptr);
+  }
+  void attn_lightning_unnormed(int layer, const Buffer& x, const BatchPlan& plan, Buffer& y,
+                               std::vector<double>& sumsq) override {
+    LING_CHECK(!step_, "internal error: tensor-parallel Lightning in a decode-step graph");
+    lightning_block(layer, x, plan, y, &sumsq);
+  }
+  void scale_rows(Buffer& x, const std::vector<float>& f) override {
+    use_device();
+    LING_CHECK(int64_t(f.size()) == x.rows, "internal error: scale_rows with ", f.size(), " factors for ", x.rows, " rows");
+    auto d = to_dev_raw(f.data(), sizeof(float) * f.size());
+    cuda::scale_rows(x.data, static_cast<const float*>(d.get()), x.rows, x.cols, stream_);
+    launched();
+    sync();
+  }
+  void add_row_vector(Buffer& x, const std::vector<float>& v) override {
+    use_device();
+    LING_CHECK(int64_t(v.size()) == x.cols, "internal error: add_row_vector of ", v.size(), " values on ", x.cols, " columns");
+    auto d = to_dev_raw(v.data(), sizeof(float) * v.size());
+    cuda::add_bias(x.data, static_cast<const float*>(d.get()), x.rows, x.cols, x.cols, stream_);
+    launched();
+    sync();
+  }
+  // The Lightning block; with `sumsq` the group normalisation and the output bias are left to the caller
+  // (cpu_backend.cpp's twin), and the per-token sums of squares come back to the host.
+  void lightning_block(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out, std::vector<double>* sumsq) {
     use_device();
     cuda::OpScope prof_scope(prof_, "attn_lightning");
     const LayerWeights& L = w_->layers[layer];
@@ -473,6 +499,17 @@ class CudaBackend final : public Backend {
       launched();
     }
     lin(x.data, n, H, L.g_proj, Mat{}, gate.p);
+    if (sumsq) {
+      auto dss = dev_alloc(sizeof(double) * size_t(n));
+      cuda::gate_unnormed(o.p, W(L.g_norm), gate.p, n, inner, static_cast<double*>(dss.get()), stream_);
+      launched();
+      lin(o.p, n, inner, L.dense, Mat{}, out.data);
+      sumsq->assign(size_t(n), 0.0);
+      LING_CUDA_CHECK(cudaMemcpyAsync(sumsq->data(), dss.get(), sizeof(double) * size_t(n), cudaMemcpyDeviceToHost,
+                                      stream_));
+      sync();
+      return;
+    }
     cuda::group_norm_gate(o.p, W(L.g_norm), gate.p, n, inner, cfg_.group_norm_size, cfg_.rms_norm_eps, stream_);
     launched();
     lin(o.p, n, inner, L.dense, L.dense_bias, out.data);

@@ -57,6 +57,12 @@ void qk_norm_rope(float* x, int64_t ld, int64_t rows, int64_t nq, int64_t nk, in
 // gate are [rows, width].
 void group_norm_gate(float* o, const float* w, const float* gate, int64_t rows, int64_t width, int64_t groups,
                      double eps, cudaStream_t s);
+// x[r, :] *= f[r] for rows × cols values.
+void scale_rows(float* x, const float* f, int64_t rows, int64_t cols, cudaStream_t s);
+// sumsq[r] = Σ_c o[r, c]² (fp64), then o = o · w ⊙ sigmoid(gate): the Lightning gate before a group
+// normalisation that spans tensor-parallel ranks.
+void gate_unnormed(float* o, const float* w, const float* gate, int64_t rows, int64_t width, double* sumsq,
+                   cudaStream_t s);
 // x[r, h, :] = RMSNorm(x[r, h, :]) · w for `heads` heads of hd values per row (row stride ld), in place.
 void head_rms_norm(float* x, const float* w, int64_t rows, int64_t heads, int64_t hd, int64_t ld, double eps,
                    cudaStream_t s);

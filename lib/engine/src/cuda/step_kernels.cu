@@ -587,6 +587,25 @@ __global__ void k_masked_softmax(float* x, int64_t S, const int64_t* pos, float 
   for (int64_t j = threadIdx.x; j < S; j += blockDim.x) xr[j] = j < n ? xr[j] * inv : 0.0f;
 }
 
+// grid rows: sumsq[row] = Σ_c o[row, c]² (fp64), then o = o · w ⊙ sigmoid(gate) — the Lightning output gate
+// without its group normalisation (tensor-parallel ranks whose norm groups span ranks finish it together).
+__global__ void k_gate_unnormed(float* o, const float* w, const float* gate, int64_t width, double* sumsq) {
+  __shared__ double red[32];
+  float* orow = o + blockIdx.x * width;
+  const float* grow = gate + blockIdx.x * width;
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x) ss += double(orow[i]) * double(orow[i]);
+  ss = block_sum_d(ss, red);
+  if (threadIdx.x == 0) sumsq[blockIdx.x] = ss;
+  for (int64_t i = threadIdx.x; i < width; i += blockDim.x)
+    orow[i] = (orow[i] * w[i]) * (1.0f / (1.0f + expf(-grow[i])));
+}
+
+__global__ void k_scale_rows(float* x, const float* f, int64_t rows, int64_t cols) {
+  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (i < rows * cols) x[i] *= f[i / cols];
+}
+
 }  // namespace
 
 void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
@@ -612,6 +631,15 @@ void qk_norm_rope(float* x, int64_t ld, int64_t rows, int64_t nq, int64_t nk, in
 void group_norm_gate(float* o, const float* w, const float* gate, int64_t rows, int64_t width, int64_t groups,
                      double eps, cudaStream_t s) {
   if (rows > 0) k_group_norm_gate<<<unsigned(rows), 256, 0, s>>>(o, w, gate, width, width / groups, eps);
+}
+
+void scale_rows(float* x, const float* f, int64_t rows, int64_t cols, cudaStream_t s) {
+  if (rows * cols > 0) k_scale_rows<<<unsigned((rows * cols + 255) / 256), 256, 0, s>>>(x, f, rows, cols);
+}
+
+void gate_unnormed(float* o, const float* w, const float* gate, int64_t rows, int64_t width, double* sumsq,
+                   cudaStream_t s) {
+  if (rows > 0) k_gate_unnormed<<<unsigned(rows), 256, 0, s>>>(o, w, gate, width, sumsq);
 }
 
 void head_rms_norm(float* x, const float* w, int64_t rows, int64_t heads, int64_t hd, int64_t ld, double eps,

@@ -100,6 +100,10 @@ class Backend {
   // plus sumsq[t] = Σ o[t, c]² over this backend's channels (all of one group). Optional (default: throws).
   virtual void attn_lightning_unnormed(int layer, const Buffer& x, const BatchPlan& plan, Buffer& y,
                                        std::vector<double>& sumsq);
+  // Row-wise helpers of that path: x[t, :] *= f[t]; x[t, :] += v (v has x.cols values). The defaults work on host
+  // buffers (CPU); device backends override them.
+  virtual void scale_rows(Buffer& x, const std::vector<float>& f);
+  virtual void add_row_vector(Buffer& x, const std::vector<float>& v);
   virtual void dense_ffn(int layer, const Buffer& x, Buffer& out) = 0;
   virtual void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) = 0;
   // logits [rows.size(), V] (f32) for the listed rows of x.
