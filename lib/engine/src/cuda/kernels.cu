@@ -153,10 +153,6 @@ __global__ void k_lightning(const float* q, const float* k, const float* v, int6
     __syncthreads();
   }
 }
-__global__ void k_sigmoid_gate(float* o, const float* gate, int64_t n) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i < n) o[i] *= 1.0f / (1.0f + expf(-gate[i]));
-}
 // out must not alias gu (threads of other rows read gu concurrently).
 __global__ void k_swiglu(const float* gu, float* out, int64_t rows, int64_t I) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
@@ -232,9 +228,6 @@ void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const f
 void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
                const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s) {
   if (T * nh > 0) k_lightning<<<unsigned(nh), kThreads, 0, s>>>(q, k, v, ld, o, ldo, state, g, T, nh, d, scale);
-}
-void sigmoid_gate(float* o, const float* gate, int64_t n, cudaStream_t s) {
-  if (n > 0) k_sigmoid_gate<<<blocks_for(n), kThreads, 0, s>>>(o, gate, n);
 }
 void swiglu(const float* gu, float* out, int64_t rows, int64_t I, cudaStream_t s) {
   if (rows * I > 0) k_swiglu<<<blocks_for(rows * I), kThreads, 0, s>>>(gu, out, rows, I);

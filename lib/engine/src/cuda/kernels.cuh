@@ -28,8 +28,6 @@ void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const f
 // Lightning recurrence token by token (ref::lightning_recurrent), state [nh, d, d] updated in place.
 void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
                const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s);
-// o[i] *= sigmoid(gate[i]).
-void sigmoid_gate(float* o, const float* gate, int64_t n, cudaStream_t s);
 // out[r, i] = silu(gu[r, i]) · gu[r, I + i] (ref::swiglu), out row stride I; out must not alias gu.
 void swiglu(const float* gu, float* out, int64_t rows, int64_t I, cudaStream_t s);
 // MLA: K [S, nh, dn+dr] and V [S, nh, dv] from kv [S, nh, dn+dv] and the latent cache [S, r+dr].
@@ -43,7 +41,8 @@ void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t
 void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s);
 
 
-// Decode-step kernels (step_kernels.cu): no host round trip, positions read from device memory.
+// Decode-step and fused kernels (gemv_moe.cu, decode_attention.cu, fused_norms.cu): no host round trip,
+// positions read from device memory.
 // h += d; y = RMSNorm(h) · w, rows × dim (residual add fused with the next norm); d null: y = RMSNorm(h) · w.
 void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
                   cudaStream_t s);
@@ -97,9 +96,6 @@ void spin(int64_t ns, cudaStream_t s);
 bool gemv_supported(const float* x, int64_t ldx, const void* w, int64_t M, int64_t K, bool bf16);
 void gemv(const float* x, int64_t ldx, const void* w, bool bf16, const float* bias, float* y, int64_t ldy, int64_t M,
           int64_t N, int64_t K, bool accumulate, cudaStream_t s);
-// y[m, :] = x[m, :]·Wᵀ for fp32 weights W [N, K] and small M (one warp per output row).
-void gemv_f32(const float* x, int64_t ldx, const float* w, float* y, int64_t ldy, int64_t M, int64_t N, int64_t K,
-              cudaStream_t s);
 // Absorbed MLA decode pieces (ref::mla_decode_absorbed), kv_b [nh·(dn + dv), r] bf16 or f32: qa [T, nh, r + dr]
 // = (W_UK_hᵀ q_nope_h ‖ q_pe_h) from q [T, nh, dn + dr] (row stride ldq); o [T, nh, dv] = W_UV_h u_h from
 // u [T, nh, r]. The scores and u between them are GEMMs over the latent cache (the backend's cuBLAS calls).

@@ -1,0 +1,106 @@
+// Device helpers shared by the decode-step kernels (gemv_moe.cu, decode_attention.cu, fused_norms.cu): warp and
+// block reductions, fp32 dot products of an activation row with a bf16 or f32 weight row, 8-wide weight loads.
+// Internal linkage (anonymous namespace): each .cu file gets its own copy.
+#pragma once
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace ling::cuda {
+namespace {
+
+__device__ __forceinline__ float ld(const float* p) { return *p; }
+__device__ __forceinline__ float ld(const __nv_bfloat16* p) { return __bfloat162float(*p); }
+
+__device__ __forceinline__ float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Dot product of an fp32 vector x[K] with a weight row w[K] by one warp (lanes stride K; 8 bf16 per 16-byte
+// load when K and the row are 8-aligned).
+__device__ __forceinline__ float warp_dot(const float* x, const float* w, int64_t K) {
+  float acc = 0.0f;
+  for (int64_t i = threadIdx.x & 31; i < K; i += 32) acc += x[i] * w[i];
+  return warp_sum(acc);
+}
+__device__ __forceinline__ float warp_dot(const float* x, const __nv_bfloat16* w, int64_t K) {
+  float acc = 0.0f;
+  const int lane = threadIdx.x & 31;
+  if ((K & 7) == 0 && (reinterpret_cast<uintptr_t>(w) & 15) == 0) {
+    for (int64_t i = int64_t(lane) * 8; i < K; i += 256) {
+      const uint4 raw = *reinterpret_cast<const uint4*>(w + i);
+      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        const float2 f = __bfloat1622float2(h[j]);
+        acc += x[i + 2 * j] * f.x + x[i + 2 * j + 1] * f.y;
+      }
+    }
+  } else {
+    for (int64_t i = lane; i < K; i += 32) acc += x[i] * __bfloat162float(w[i]);
+  }
+  return warp_sum(acc);
+}
+
+// 8 consecutive weights as floats (one 16-byte load for bf16, two for f32).
+__device__ __forceinline__ void load8(const __nv_bfloat16* w, float (&f)[8]) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w));
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 v = __bfloat1622float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(w)), b = __ldg(reinterpret_cast<const float4*>(w + 4));
+  f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
+}
+
+// Dot product of x[K] (fp32) and a weight row by one warp with four 16-byte weight loads in flight per lane
+// (K % 8 == 0, 16-byte aligned row and x); falls back to warp_dot otherwise.
+template <typename T>
+__device__ __forceinline__ float warp_dot_u(const float* __restrict__ x, const T* __restrict__ w, int64_t K) {
+  if ((K & 7) != 0 || (reinterpret_cast<uintptr_t>(w) & 15) != 0 || (reinterpret_cast<uintptr_t>(x) & 15) != 0)
+    return warp_dot(x, w, K);
+  float acc = 0.0f;
+  int64_t i = int64_t(threadIdx.x & 31) * 8;
+  for (; i + 768 < K; i += 1024) {
+    float f[4][8];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) load8(w + i + u * 256, f[u]);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const float4 a = __ldg(reinterpret_cast<const float4*>(x + i + u * 256));
+      const float4 b = __ldg(reinterpret_cast<const float4*>(x + i + u * 256 + 4));
+      acc += f[u][0] * a.x + f[u][1] * a.y + f[u][2] * a.z + f[u][3] * a.w + f[u][4] * b.x + f[u][5] * b.y +
+             f[u][6] * b.z + f[u][7] * b.w;
+    }
+  }
+  for (; i < K; i += 256) {
+    float f[8];
+    load8(w + i, f);
+    const float4 a = __ldg(reinterpret_cast<const float4*>(x + i));
+    const float4 b = __ldg(reinterpret_cast<const float4*>(x + i + 4));
+    acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+  }
+  return warp_sum(acc);
+}
+
+
+// Block-wide fp64 sum (blockDim a multiple of 32, ≤ 1024).
+__device__ double block_sum_d(double v, double* red) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  __syncthreads();
+  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
+  __syncthreads();
+  double s = 0.0;
+  for (int i = 0; i < int(blockDim.x >> 5); ++i) s += red[i];
+  return s;
+}
+
+
+}  // namespace
+}  // namespace ling::cuda
