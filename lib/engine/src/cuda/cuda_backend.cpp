@@ -7,9 +7,8 @@
 // checked before anything is uploaded. Decode steps (Backend::step_begin) run without host round trips and are
 // replayed as CUDA graphs: ids and positions in backend memory, caches grown ahead with doubling capacity and
 // written at device-side positions, routing and routed experts on the device (gemv_moe.cu), the absorbed
-// MLA form, scratch from a per-step arena. Prefill runs the Lightning chunked form (lightning_chunked.cu).
-// Limits: prefill uses the non-absorbed MLA form and naive attention; its scratch comes from the device's
-// stream-ordered memory pool.
+// MLA form, scratch from a per-step arena. Limits: prefill uses the non-absorbed MLA form and the
+// token-by-token Lightning recurrence; its scratch comes from the device's stream-ordered memory pool.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -391,12 +390,6 @@ class CudaBackend final : public Backend {
         p.g = decay_[layer].p; p.B = 1; p.nh = nh; p.ldq = p.ldk = p.ldv = width; p.ldo = inner;
         p.scale = float(1.0 / std::sqrt(double(hd)));
         kernels::launch_lightning_decode(p, stream_);
-        continue;
-      }
-      if (s.count > 1 && cuda::lightning_chunked_supported(hd)) {  // prefill: the state stays on the SM
-        cuda::lightning_chunked(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p,
-                                decay_[layer].p, s.count, nh, hd, float(1.0 / std::sqrt(double(hd))), stream_);
-        launched();
         continue;
       }
       cuda::lightning(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p, decay_[layer].p,
