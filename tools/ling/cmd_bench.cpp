@@ -2,7 +2,8 @@
 // --backend cpu: prefill and decode tokens/s through the engine, and every prefill GEMM shape through the
 // engine's path beside bare sgemm of the same BLAS (lib/engine bench_cpu.h). Rows go to the results store's
 // perf table. --backend cuda: the GPU kernels (Lightning prefill/decode) beside the copy-bandwidth ceiling measured
-// in the same process (lib/engine bench_cuda.h); no model folder needed.
+// in the same process (lib/engine bench_cuda.h); no model folder needed. --tp N [--ep M]: the tensor/expert-
+// parallel scaling table of a model's decode (lib/engine bench_scaling.h), CPU or CUDA ranks.
 #include <algorithm>
 #include <iomanip>
 #include <iostream>
@@ -13,6 +14,7 @@
 #include "ling/core/error.h"
 #include "ling/core/table.h"
 #include "ling/engine/bench_cpu.h"
+#include "ling/engine/bench_scaling.h"
 #if LING_HAS_CUDA
 #include "ling/engine/bench_cuda.h"
 #endif
@@ -33,6 +35,8 @@ struct BenchOptions {
   bool json = false;
   bool prefill_given = false, batch_given = false;  // --prefill / --batch on the command line
   std::vector<int64_t> prefill_blocks{0};            // --backend cuda: Lightning prefill sequence blocks (0 = auto)
+  int64_t tp = 0, ep = 1;                            // --tp N: scaling table over TP 1, 2, 4, … N (0 = off)
+  int64_t context = 256;                             // --tp: prompt tokens before the timed decode steps
 };
 
 std::string f(double v, int digits) {
@@ -154,7 +158,67 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
 }
 #endif
 
+int run_bench_scaling(const BenchOptions& o, Context& ctx) {
+  LING_CHECK(!o.model.empty(), "ling bench --tp: the model folder argument is required");
+  LING_CHECK(o.backend == "cpu" || o.backend == "cuda", "--backend: '", o.backend, "' is not cpu or cuda");
+  ScalingOptions so;
+  so.model = o.model;
+  so.backend = o.backend;
+  so.tp = o.tp;
+  so.ep = o.ep;
+  so.batch = o.batch;
+  so.context = o.context;
+  so.steps = o.steps;
+  so.threads = o.threads;
+  const std::vector<ScalingRow> rows = run_scaling_bench(so);
+  if (ctx.store) {
+    ctx.store->set_run_settings(ctx.run_id, nlohmann::json{{"backend", o.backend}, {"model", o.model}, {"tp", o.tp},
+                                                            {"ep", o.ep}, {"batch", o.batch}, {"context", o.context},
+                                                            {"steps", o.steps}}.dump());
+    for (const auto& r : rows) {
+      PerfRow row;
+      row.run_id = ctx.run_id;
+      row.phase = "decode";
+      row.op = "engine.decode.tp";
+      row.shape_json = nlohmann::json{{"tp", r.tp}, {"ep", r.ep}, {"comm_share", r.comm_share},
+                                      {"comm_ms_per_step", r.comm_ms_per_step},
+                                      {"all_reduces_per_step", r.all_reduces_per_step}, {"speedup", r.speedup}}.dump();
+      row.batch = r.batch;
+      row.ctx = r.context;
+      row.reps = r.steps;
+      row.median_ns = int64_t(r.ms_per_step * 1e6);
+      row.tokens_per_s = r.tokens_per_s;
+      ctx.store->add_perf(row);
+    }
+  }
+  if (o.json) {
+    nlohmann::ordered_json j;
+    j["model"] = o.model;
+    j["backend"] = o.backend;
+    j["rows"] = nlohmann::ordered_json::array();
+    for (const auto& r : rows)
+      j["rows"].push_back({{"tp", r.tp}, {"ep", r.ep}, {"batch", r.batch}, {"context", r.context}, {"steps", r.steps},
+                           {"ms_per_step", r.ms_per_step}, {"tokens_per_s", r.tokens_per_s},
+                           {"tokens_per_s_per_rank", r.tokens_per_s_per_rank}, {"speedup", r.speedup},
+                           {"comm_ms_per_step", r.comm_ms_per_step}, {"comm_share", r.comm_share},
+                           {"all_reduces_per_step", r.all_reduces_per_step}});
+    std::cout << j.dump(2) << "\n";
+    return 0;
+  }
+  std::cout << "model " << o.model << ", " << o.backend << " ranks, decode after " << o.context
+            << " prompt tokens, median of " << o.steps << " steps\n\n";
+  Table t({"tp", "ep", "batch", "ms/step", "tok/s", "tok/s per rank", "speed-up", "all-reduce ms/step",
+           "comm share", "all-reduces/step"});
+  for (const auto& r : rows)
+    t.row({std::to_string(r.tp), std::to_string(r.ep), std::to_string(r.batch), f(r.ms_per_step, 3),
+           f(r.tokens_per_s, 1), f(r.tokens_per_s_per_rank, 1), f(r.speedup, 2) + "x", f(r.comm_ms_per_step, 3),
+           f(100.0 * r.comm_share, 1) + "%", std::to_string(r.all_reduces_per_step)});
+  t.print(std::cout);
+  return 0;
+}
+
 int run_bench(const BenchOptions& o, Context& ctx) {
+  if (o.tp > 0) return run_bench_scaling(o, ctx);
   if (o.backend == "cuda") {
 #if LING_HAS_CUDA
     return run_bench_cuda(o, ctx);
@@ -240,6 +304,12 @@ Command register_bench(CLI::App& app) {
   c.app->add_option("--reps", o->reps, "Timed repetitions (median) after one warm-up");
   c.app->add_option("--threads", o->threads, "CPU threads (0 = library default)");
   c.app->add_flag("--json", o->json, "JSON report on stdout");
+  c.app->add_option("--tp", o->tp, "Scaling table of tensor parallelism: TP 1, 2, 4, ... up to this (decode)")
+      ->check(CLI::PositiveNumber);
+  c.app->add_option("--ep", o->ep, "With --tp: expert-parallel groups of the largest layout (divides --tp)")
+      ->check(CLI::PositiveNumber);
+  c.app->add_option("--context", o->context, "With --tp: prompt tokens before the timed decode steps (default 256)")
+      ->check(CLI::PositiveNumber);
   c.run = [o, prefill, batch](Context& ctx) {
     o->prefill_given = prefill->count() > 0;
     o->batch_given = batch->count() > 0;

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <chrono>
 #include <cstring>
 
 #include "ling/core/error.h"
@@ -176,7 +177,7 @@ class TpBackend final : public Backend {
     }
     std::vector<Buffer*> parts;
     for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
-    all_reduce_(parts);
+    timed_all_reduce(parts);
     const Mat& bias = weights_->layers[size_t(layer)].dense_bias;
     if (!bias.empty())
       for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->add_row_vector(part(out, r), bias.v);
@@ -229,7 +230,7 @@ class TpBackend final : public Backend {
     }
     std::vector<Buffer*> parts;
     for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
-    all_reduce_(parts);
+    timed_all_reduce(parts);
   }
   // Every rank writes its partial block output, then the all-reduce leaves the sum on every rank.
   template <class F>
@@ -237,8 +238,21 @@ class TpBackend final : public Backend {
     for (size_t r = 0; r < ranks_.size(); ++r) block(*ranks_[r], r);
     std::vector<Buffer*> parts;
     for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
-    all_reduce_(parts);
+    timed_all_reduce(parts);
   }
+  // The all-reduce with its host wall time counted (comm_stats): for NCCL ranks this includes waiting until every
+  // device has reached the call, since the call synchronises the devices around the collective.
+  void timed_all_reduce(std::vector<Buffer*>& parts) {
+    const auto t0 = std::chrono::steady_clock::now();
+    all_reduce_(parts);
+    comm_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    ++comm_.calls;
+  }
+
+ public:
+  TpCommStats comm_stats() const { return comm_; }
+
+ private:
   // Host all-reduce for rank backends whose buffers are host memory (CPU): sum into rank 0, copy back.
   static AllReduce host_sum(std::vector<std::unique_ptr<Backend>>& ranks) {
     return [&ranks](std::vector<Buffer*>& parts) {
@@ -257,6 +271,7 @@ class TpBackend final : public Backend {
   int64_t heads_ = 0, head_dim_ = 0, group_norm_size_ = 1;
   double eps_ = 1e-6;
   bool span_ = false;           // Lightning GroupRMSNorm groups span ranks
+  TpCommStats comm_;
   int64_t next_owner_ = 0;      // DP attention: the next new sequence's rank
   std::vector<std::unique_ptr<Backend>> ranks_;
 };
@@ -365,6 +380,11 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   }
   m.weights = out;
   return m;
+}
+
+TpCommStats tp_comm_stats(const Backend& b) {
+  const auto* tp = dynamic_cast<const TpBackend*>(&b);
+  return tp ? tp->comm_stats() : TpCommStats{};
 }
 
 std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory,

@@ -52,4 +52,12 @@ using AllReduce = std::function<void(std::vector<Buffer*>& parts)>;
 std::unique_ptr<Backend> make_tp_backend(const TpPlan& p, const BackendOptions& base, RankBackendFactory factory,
                                          AllReduce all_reduce = {}, std::vector<int64_t> local_ranks = {});
 
+// Time spent in the all-reduce calls of a TP backend since it was made: host wall seconds and calls (zero for
+// any other backend). `ling bench --tp` reports it as the share of step time spent communicating.
+struct TpCommStats {
+  int64_t calls = 0;
+  double seconds = 0.0;
+};
+TpCommStats tp_comm_stats(const Backend& backend);
+
 }  // namespace ling
