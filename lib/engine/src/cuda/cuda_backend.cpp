@@ -90,6 +90,8 @@ class CudaBackend final : public Backend {
     cfg_ = c;
     w_ = std::move(w);
     freqs_ = ref::rope_freqs(rope_freq_params(c));
+    LING_CHECK(cuda::qk_norm_rope_supported(c.head_dim), c.source, ": head_dim ", c.head_dim,
+               " is larger than the CUDA backend's 1024 (QK-norm + RoPE kernel)");
     if (c.has_mla())
       LING_CHECK(c.rope_dim() == c.qk_rope_head_dim, c.source, ": head_dim·partial_rotary_factor = ", c.rope_dim(),
                  " must equal qk_rope_head_dim = ", c.qk_rope_head_dim, " for MLA layers");
@@ -692,24 +694,13 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // Per-head QK-norm and NeoX RoPE of the q and k heads of a fused qkv row, one launch (head dims ≤ 1024,
+  // checked at load).
   void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
                     const int64_t* pos) {
-    const int64_t hd = cfg_.head_dim;
-    if (cuda::qk_norm_rope_supported(hd)) {  // one launch for every head's norm and rotation
-      cuda::qk_norm_rope(qkv, width, n, nq, nk, hd, L.q_norm.empty() ? nullptr : W(L.q_norm),
-                         L.k_norm.empty() ? nullptr : W(L.k_norm), cfg_.rms_norm_eps, pos, inv_freq_.p,
-                         cfg_.rope_dim(), freqs_.attention_factor, stream_);
-      launched();
-      return;
-    }
-    if (!L.q_norm.empty()) {
-      cuda::head_rms_norm(qkv, W(L.q_norm), n, nq, hd, width, cfg_.rms_norm_eps, stream_);
-      cuda::head_rms_norm(qkv + nq * hd, W(L.k_norm), n, nk, hd, width, cfg_.rms_norm_eps, stream_);
-      launched();
-    }
-    cuda::rope(qkv, pos, inv_freq_.p, n, nq, width, hd, cfg_.rope_dim(), freqs_.attention_factor, false, stream_);
-    cuda::rope(qkv + nq * hd, pos, inv_freq_.p, n, nk, width, hd, cfg_.rope_dim(), freqs_.attention_factor, false,
-               stream_);
+    cuda::qk_norm_rope(qkv, width, n, nq, nk, cfg_.head_dim, L.q_norm.empty() ? nullptr : W(L.q_norm),
+                       L.k_norm.empty() ? nullptr : W(L.k_norm), cfg_.rms_norm_eps, pos, inv_freq_.p, cfg_.rope_dim(),
+                       freqs_.attention_factor, stream_);
     launched();
   }
 

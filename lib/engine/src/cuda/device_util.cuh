@@ -59,6 +59,14 @@ __device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
   f[0] = a.x; f[1] = a.y; f[2] = a.z; f[3] = a.w; f[4] = b.x; f[5] = b.y; f[6] = b.z; f[7] = b.w;
 }
 
+// f · x[0..8) for 8 weights already loaded and 16-byte aligned fp32 activations (read through the read-only
+// path), summed in index order.
+__device__ __forceinline__ float dot8(const float (&f)[8], const float* __restrict__ x) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(x));
+  const float4 b = __ldg(reinterpret_cast<const float4*>(x + 4));
+  return f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+}
+
 // Dot product of x[K] (fp32) and a weight row by one warp with four 16-byte weight loads in flight per lane
 // (K % 8 == 0, 16-byte aligned row and x); falls back to warp_dot otherwise.
 template <typename T>
@@ -72,19 +80,12 @@ __device__ __forceinline__ float warp_dot_u(const float* __restrict__ x, const T
 #pragma unroll
     for (int u = 0; u < 4; ++u) load8(w + i + u * 256, f[u]);
 #pragma unroll
-    for (int u = 0; u < 4; ++u) {
-      const float4 a = __ldg(reinterpret_cast<const float4*>(x + i + u * 256));
-      const float4 b = __ldg(reinterpret_cast<const float4*>(x + i + u * 256 + 4));
-      acc += f[u][0] * a.x + f[u][1] * a.y + f[u][2] * a.z + f[u][3] * a.w + f[u][4] * b.x + f[u][5] * b.y +
-             f[u][6] * b.z + f[u][7] * b.w;
-    }
+    for (int u = 0; u < 4; ++u) acc += dot8(f[u], x + i + u * 256);
   }
   for (; i < K; i += 256) {
     float f[8];
     load8(w + i, f);
-    const float4 a = __ldg(reinterpret_cast<const float4*>(x + i));
-    const float4 b = __ldg(reinterpret_cast<const float4*>(x + i + 4));
-    acc += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
+    acc += dot8(f, x + i);
   }
   return warp_sum(acc);
 }

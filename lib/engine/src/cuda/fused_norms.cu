@@ -12,26 +12,6 @@
 namespace ling::cuda {
 namespace {
 
-// grid (rows, heads): y[r, h, :] = x[r, h, :] / rms · w (fp64 sum of squares like ref::rms_norm).
-__global__ void k_head_rms_norm(float* x, const float* w, int64_t hd, int64_t ld, double eps) {
-  __shared__ double red[32];
-  float* xr = x + blockIdx.x * ld + blockIdx.y * hd;
-  double ss = 0.0;
-  for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) ss += double(xr[i]) * double(xr[i]);
-  for (int o = 16; o > 0; o >>= 1) ss += __shfl_down_sync(0xffffffffu, ss, o);
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = ss;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double s = 0.0;
-    for (int i = 0; i < int(blockDim.x >> 5); ++i) s += red[i];
-    red[0] = s;
-  }
-  __syncthreads();
-  const float inv = float(1.0 / sqrt(red[0] / double(hd) + eps));
-  for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) xr[i] = (xr[i] * inv) * w[i];
-}
-
-
 // grid rows: h += d; y = h / rms(h) · w (ref::rms_norm after the residual add).
 __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t dim, double eps) {
   __shared__ double red[32];
@@ -218,10 +198,6 @@ void gate_unnormed(float* o, const float* w, const float* gate, int64_t rows, in
 }
 
 
-void head_rms_norm(float* x, const float* w, int64_t rows, int64_t heads, int64_t hd, int64_t ld, double eps,
-                   cudaStream_t s) {
-  if (rows * heads > 0) k_head_rms_norm<<<dim3(unsigned(rows), unsigned(heads)), 128, 0, s>>>(x, w, hd, ld, eps);
-}
 
 
 void spin(int64_t ns, cudaStream_t s) { k_spin<<<1, 1, 0, s>>>(ns); }

@@ -36,12 +36,7 @@ __global__ void __launch_bounds__(256) k_gemv(const float* __restrict__ x, int64
     for (int m = 0; m < MT; ++m) {
       if (m < M) {
 #pragma unroll
-        for (int u = 0; u < U; ++u) {
-          const float4 a = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i + u * 256));
-          const float4 b = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i + u * 256 + 4));
-          acc[m] += f[u][0] * a.x + f[u][1] * a.y + f[u][2] * a.z + f[u][3] * a.w + f[u][4] * b.x + f[u][5] * b.y +
-                    f[u][6] * b.z + f[u][7] * b.w;
-        }
+        for (int u = 0; u < U; ++u) acc[m] += dot8(f[u], x + m * ldx + i + u * 256);
       }
     }
   }
@@ -50,11 +45,7 @@ __global__ void __launch_bounds__(256) k_gemv(const float* __restrict__ x, int64
     load8(wr + i, f);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
-      if (m < M) {
-        const float4 a = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i + 4));
-        acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-      }
+      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
     }
   }
 #pragma unroll
@@ -84,11 +75,7 @@ __global__ void __launch_bounds__(256) k_gemv_rowblock(const float* __restrict__
     load8(wr + i, f);
 #pragma unroll
     for (int m = 0; m < MT; ++m) {
-      if (m < M) {
-        const float4 a = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i));
-        const float4 b = __ldg(reinterpret_cast<const float4*>(x + m * ldx + i + 4));
-        acc[m] += f[0] * a.x + f[1] * a.y + f[2] * a.z + f[3] * a.w + f[4] * b.x + f[5] * b.y + f[6] * b.z + f[7] * b.w;
-      }
+      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
     }
   }
 #pragma unroll

@@ -62,9 +62,6 @@ void scale_rows(float* x, const float* f, int64_t rows, int64_t cols, cudaStream
 // normalisation that spans tensor-parallel ranks.
 void gate_unnormed(float* o, const float* w, const float* gate, int64_t rows, int64_t width, double* sumsq,
                    cudaStream_t s);
-// x[r, h, :] = RMSNorm(x[r, h, :]) · w for `heads` heads of hd values per row (row stride ld), in place.
-void head_rms_norm(float* x, const float* w, int64_t rows, int64_t heads, int64_t hd, int64_t ld, double eps,
-                   cudaStream_t s);
 // dst[*pos, :] = src[:] for a row of `width` values (cache append at a device-side position).
 void write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos, cudaStream_t s);
 // ref::moe_route on the device for n tokens: fp32 logits [n, E] → ids [n, k'], weights [n, k'] with k' = k, or
