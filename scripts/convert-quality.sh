@@ -14,6 +14,7 @@ calib_text=${3:-}
 ling=$build/tools/ling/ling
 src=$root/models/ling20-gqa-6m
 mkdir -p "$out"
+rm -f "$out"/calib-*.safetensors  # calibrations are shared between methods of this run only
 db=$out/quality.sqlite
 if [[ -z "$calib_text" ]]; then
   # Genesis onward from the `bible` reader of Debian's bible-kjv (the training text; the held-out perplexity
@@ -30,7 +31,9 @@ if [[ -z "$calib_text" ]]; then
   fi
   calib_text=$out/calib.txt
 fi
-methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq"}
+# <qk>-refit-<target>: the <qk> conversion followed by `--refit <target>` on the same calibration text
+# (sequential data refit of the MLA layers, calib/refit.h), e.g. lsq-refit-dense.
+methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq lsq-refit-dense"}
 ranks=${RANKS:-"224 128 64 32"}
 metric() {  # metric JSON NAME → value of the run-level metric NAME
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print([m['value'] for m in d if m['name']==sys.argv[2] and not m.get('bucket')][0])" "$1" "$2"
@@ -47,13 +50,16 @@ pk0=$(metric "$out/src-passkey.json" score)
 for m in $methods; do
   # ant-plain: Ant's constant with TransMLA's plain BKV-PCA and plain NoPE residue (the published recipe).
   qk=${m%-plain}
+  qk=${qk%%-refit-*}
   extra=""
   [[ $m == *-plain ]] && extra="--plain-pca --no-expected-rotation"
-  "$ling" --db "$db" calibrate "$src" --data "$calib_text" --tokens 16384 --seq-len 512 --qk-method "$qk" \
-    --out "$out/calib-$m.safetensors" 2>/dev/null >/dev/null
+  [[ $m == *-refit-* ]] && extra="--refit ${m#*-refit-} --refit-data $calib_text"
+  [[ -f $out/calib-$qk.safetensors ]] ||
+    "$ling" --db "$db" calibrate "$src" --data "$calib_text" --tokens 16384 --seq-len 512 --qk-method "$qk" \
+      --out "$out/calib-$qk.safetensors" 2>/dev/null >/dev/null
   for r in $ranks; do
     dst=$out/mla-$m-$r
-    "$ling" --db "$db" convert "$src" "$dst" --to mla --kv-lora-rank "$r" --calib "$out/calib-$m.safetensors" \
+    "$ling" --db "$db" convert "$src" "$dst" --to mla --kv-lora-rank "$r" --calib "$out/calib-$qk.safetensors" \
       $extra --force --json > "$out/convert-$m-$r.json" 2>/dev/null
     "$ling" --db "$db" eval "$dst" -t kld --reference "$src" --data "$root/models/heldout-kjv.txt" --ctx 1024 \
       --json > "$out/kld-$m-$r.json" 2>/dev/null

@@ -7,6 +7,7 @@
 #include <nlohmann/json.hpp>
 
 #include "commands.h"
+#include "ling/calib/refit.h"
 #include "ling/convert/convert.h"
 #include "ling/core/error.h"
 #include "ling/core/table.h"
@@ -18,6 +19,7 @@ namespace {
 struct ConvertCliOptions {
   convert::ConvertOptions conv;
   std::string method;
+  calib::RefitOptions refit;
   bool json = false;
 };
 
@@ -30,6 +32,16 @@ std::string pct(const nlohmann::json& v) {
 int run_convert(const ConvertCliOptions& o, Context& ctx) {
   convert::ConvertOptions opt = o.conv;
   if (!o.method.empty()) opt.qk_method = convert::parse_qk_method(o.method);
+  if (!o.refit.target.empty()) {
+    calib::RefitOptions ro = o.refit;
+    ro.source = opt.in;
+    calib::check_refit_options(ro);
+    opt.finish = [ro](const std::string& folder) {
+      return calib::refit_converted(ro, folder, [](const std::string& line) { std::cerr << "ling: refit " << line << "\n"; });
+    };
+  } else {
+    LING_CHECK(o.refit.data.empty(), "--refit-data is given without --refit");
+  }
   nlohmann::json r = convert::convert_checkpoint(opt, [](const std::string& line) {
     if (!line.empty() && line[0] != '{') std::cerr << "ling: " << line << "\n";  // notes; the layer rows go to the table
   });
@@ -102,6 +114,15 @@ Command register_convert(CLI::App& app) {
                   "TransMLA's plain balanced K/V PCA instead of the query/output-weighted PCA");
   c.app->add_flag("--no-expected-rotation", o->conv.no_expected_rotation,
                   "Keep the rotated NoPE residue as plain NoPE (TransMLA) instead of folding its expected rotation");
+  o->refit.target.clear();
+  c.app->add_option("--refit", o->refit.target,
+                    "Sequential data refit of the MLA layers: dense | dense-residual | keys | keys+dense | "
+                    "keys+dense-residual (needs --refit-data)");
+  c.app->add_option("--refit-data", o->refit.data, "Calibration text for --refit (training text)");
+  c.app->add_option("--refit-tokens", o->refit.tokens, "Tokens of --refit-data used (default 16384)");
+  c.app->add_option("--refit-seq-len", o->refit.seq_len, "Window length of the refit passes (default 512)");
+  c.app->add_option("--refit-ridge", o->refit.ridge, "Ridge factor of the refits, relative to the mean diagonal (default 1e-3)");
+  c.app->add_option("--refit-rows", o->refit.rows, "keys: query rows sampled per window (default 16)");
   c.app->add_flag("--json", o->json, "Print the report as JSON");
   c.run = [o](Context& ctx) -> int { return run_convert(*o, ctx); };
   return c;

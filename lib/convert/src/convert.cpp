@@ -352,6 +352,8 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
     if (!e.is_regular_file() || !keep) continue;
     fs::copy_file(e.path(), fs::path(tmp) / n);
   }
+  json refit;
+  if (opt.finish) refit = opt.finish(tmp);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   const int64_t kv_before = 2 * nkv * d, kv_after = opt.kv_lora_rank + rd;
   json full = {{"source", opt.in}, {"to", opt.to}, {"kv_lora_rank", opt.kv_lora_rank},
@@ -365,6 +367,7 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
                {"bytes_read", bytes_read}, {"bytes_written", bytes_written},
                {"gb_per_s", (bytes_read + bytes_written) / 1e9 / std::max(secs, 1e-9)},
                {"peak_rss_bytes", peak_rss_bytes()}};
+  if (opt.finish) full["refit"] = refit;
   write_file_atomic((fs::path(tmp) / "conversion.json").string(), full.dump(2) + "\n");
   guard.commit(opt.out, opt.force);
   return full;
