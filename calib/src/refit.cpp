@@ -331,7 +331,7 @@ nlohmann::json refit_converted(const RefitOptions& o, const std::string& folder,
         sums.add(oc.data(), y.data(), n);
       }
       const double before = convert::projection_rel_error(sums, L.dense.data(), H, m);
-      const convert::MatD W = convert::ridge_projection(sums, o.ridge);
+      const convert::MatD W = convert::ridge_projection(sums, o.ridge, L.dense.data());
       const DType dt = dck.get("model.layers." + std::to_string(l) + ".attention.dense.weight").dtype;
       std::vector<float> nw(size_t(H * m));
       for (size_t i = 0; i < nw.size(); ++i) nw[i] = round_to(float(W.v[i]), dt);

@@ -66,6 +66,11 @@ TEST(Refit, RidgeProjectionRecoversAnExactlyRepresentableTarget) {
   double a = 0, b = 0;
   for (int64_t i = 0; i < H * m; ++i) { a += shrunk.v[size_t(i)] * shrunk.v[size_t(i)]; b += double(W[size_t(i)]) * W[size_t(i)]; }
   EXPECT_LT(a, 0.5 * b);
+  // A strong ridge toward a given projection keeps it; a weak one still finds the exact solution.
+  const MatD kept = convert::ridge_projection(sums, 1e8, bad.data());
+  for (int64_t i = 0; i < H * m; ++i) EXPECT_NEAR(kept.v[size_t(i)], bad[size_t(i)], 1e-4) << "element " << i;
+  const MatD exact = convert::ridge_projection(sums, 1e-12, bad.data());
+  for (int64_t i = 0; i < H * m; ++i) EXPECT_NEAR(exact.v[size_t(i)], W[size_t(i)], 1e-4) << "element " << i;
 }
 
 TEST(Refit, KeyRefitRecoversAnExactlyRepresentableKeyMapUpToTheSoftmaxShift) {
@@ -181,9 +186,24 @@ TEST(RefitCli, RefitLowersEveryLayersProjectionErrorAndBadOptionsFailCleanly) {
     EXPECT_LT(l["rel_err_after"].get<double>(), l["rel_err_before"].get<double>()) << l.dump();
   }
   EXPECT_EQ(sh(kLing + " --no-db inspect --check-weights " + out).rc, 0);
+  // Keys then the projection: every head's second-order KL objective drops on the calibration rows.
+  const std::string out2 = (dir / "mla_keys").string();
+  r = sh(kLing + " --no-db convert " + kSrc + " " + out2 + " --to mla --kv-lora-rank 16 --refit keys+dense"
+         " --refit-data " + kText + " --refit-tokens 1024 --refit-seq-len 256 --refit-rows 8");
+  ASSERT_EQ(r.rc, 0) << r.text;
+  const nlohmann::json rep2 = nlohmann::json::parse(std::ifstream(fs::path(out2) / "conversion.json"));
+  ASSERT_EQ(rep2["refit"].size(), 6u);
+  for (const auto& l : rep2["refit"]) {
+    ASSERT_EQ(l["keys"].size(), 4u) << l.dump();
+    for (const auto& h : l["keys"]) {
+      EXPECT_EQ(h["rows"].get<double>(), 32.0);
+      EXPECT_LT(h["rel_obj_after"].get<double>(), h["rel_obj_before"].get<double>()) << h.dump();
+    }
+    EXPECT_LT(l["rel_err_after"].get<double>(), l["rel_err_before"].get<double>()) << l.dump();
+  }
   for (const auto& [args, what] : std::vector<std::pair<std::string, std::string>>{
            {"--refit dense", "--refit needs --refit-data"},
-           {"--refit keys --refit-data " + kText, "'keys' is not dense or dense-residual"},
+           {"--refit values --refit-data " + kText, "'values' is not dense"},
            {"--refit dense --refit-data " + kText + " --refit-tokens 100000", "--refit-tokens asks for 100000"},
            {"--refit-data " + kText, "--refit-data is given without --refit"}}) {
     const std::string bad = (dir / "bad").string();

@@ -30,7 +30,7 @@ void ProjectionSums::add(const float* o, const float* y, int64_t n) {
   tokens += double(n);
 }
 
-MatD ridge_projection(const ProjectionSums& s, double ridge) {
+MatD ridge_projection(const ProjectionSums& s, double ridge, const float* w0) {
   LING_CHECK(s.tokens > 0, "output-projection refit: no calibration tokens were gathered");
   LING_CHECK(ridge > 0, "output-projection refit: ridge must be positive");
   const int64_t m = s.oo.rows;
@@ -43,7 +43,11 @@ MatD ridge_projection(const ProjectionSums& s, double ridge) {
   MatD vs = e.vectors;
   for (int64_t i = 0; i < m; ++i)
     for (int64_t k = 0; k < m; ++k) vs(i, k) /= e.values[size_t(k)];
-  const MatD x = matmul(vs, matmul_tn(e.vectors, s.oy));  // [m, H]
+  MatD rhs = s.oy;  // Σ o yᵀ + λ·W0ᵀ
+  if (w0)
+    for (int64_t i = 0; i < m; ++i)
+      for (int64_t h = 0; h < rhs.cols; ++h) rhs(i, h) += lambda * double(w0[h * m + i]);
+  const MatD x = matmul(vs, matmul_tn(e.vectors, rhs));  // [m, H]
   return transpose(x);
 }
 

@@ -10,7 +10,8 @@
 //                   convert/refit.h against the source attention rows (sampled query rows per window)
 //   keys+dense, keys+dense-residual: the key refit, then the projection refit on the refit keys
 // Because every layer sees the inputs the converted earlier layers produce, later layers compensate earlier
-// errors (GPTQ-style). Sums are fp64 and per layer, so memory does not depend on the number of tokens; the
+// errors (GPTQ-style). Every refit is a ridge least squares pulled toward the weights it replaces. Sums are
+// fp64 and per layer, so memory does not depend on the number of tokens; the
 // cost is two forward passes of the calibration text per MLA layer. Lightning layers are left as they are.
 #pragma once
 #include <cstdint>
@@ -31,7 +32,8 @@ struct RefitOptions {
   std::string target = "dense";  // dense | dense-residual
   int64_t tokens = 16384;      // whole windows from the start of the text
   int64_t seq_len = 512;
-  double ridge = 1e-3;         // λ = ridge·tr(normal matrix)/unknowns (dense and keys)
+  double ridge = 1.0;          // λ = ridge·tr(normal matrix)/unknowns (dense and keys); the ridge pulls toward the
+                               // converted weights, so a large ridge keeps them
   int64_t rows = 16;           // keys: query rows sampled per window
   int threads = 0;
 };

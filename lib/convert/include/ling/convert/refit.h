@@ -31,8 +31,9 @@ struct ProjectionSums {
   void add(const float* o, const float* y, int64_t n);
 };
 
-// The ridge solution W [H, m] (row-major, as a Linear weight). Throws when the sums hold no tokens.
-MatD ridge_projection(const ProjectionSums& s, double ridge);
+// The ridge solution W [H, m] (row-major, as a Linear weight). With w0 ([H, m]) the ridge pulls toward w0
+// instead of 0: W = (Bᵀ + λ·W0)(A + λI)^−1. Throws when the sums hold no tokens.
+MatD ridge_projection(const ProjectionSums& s, double ridge, const float* w0 = nullptr);
 // Σ‖y − W o‖² / Σ‖y‖² for a projection W [H, m] (float weights, row-major).
 double projection_rel_error(const ProjectionSums& s, const float* w, int64_t H, int64_t m);
 
