@@ -14,8 +14,11 @@
 
 #include "ling/core/error.h"
 #include "ling/kernels/fill.h"
+#include "ling/kernels/gemv.h"
 #include "ling/kernels/lightning.h"
 #include "ling/kernels/mla_decode.h"
+#include "ling/kernels/moe.h"
+#include "ling/kernels/sampling.h"
 
 namespace ling {
 namespace {
@@ -176,6 +179,101 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
   return r;
 }
 
+// Decode GEMV y[M, N] = x[M, K]·Wᵀ, bf16 weights (f32: the router's fp32 weights).
+CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBenchOptions& o, Buf& flush) {
+  Buf x(size_t(M * K) * 4), w(size_t(N * K) * (f32 ? 4 : 2)), y(size_t(M * N) * 4);
+  kernels::launch_fill_uniform_f32(x.as<float>(), M * K, -1.f, 1.f, o.seed + 11, nullptr);
+  if (f32) kernels::launch_fill_uniform_f32(w.as<float>(), N * K, -1.f, 1.f, o.seed + 12, nullptr);
+  else kernels::launch_fill_uniform_bf16(w.as<uint16_t>(), N * K, -1.f, 1.f, o.seed + 12, nullptr);
+  kernels::GemvParams p;
+  p.x = x.as<float>(), p.y = y.as<float>(), p.M = M, p.N = N, p.K = K;
+  if (f32) p.w_f32 = w.as<float>();
+  else p.w = w.as<uint16_t>();
+  CudaBenchRow r;
+  r.op = f32 ? "gemv.f32" : "gemv.bf16";
+  r.batch = M;
+  r.shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
+  r.bytes = double(N) * double(K) * (f32 ? 4 : 2) + double(M) * double(K + N) * 4;
+  r.flops = 2.0 * double(M) * double(N) * double(K);
+  time_calls([&] { kernels::launch_gemv(p, nullptr); }, o, flush, r);
+  return r;
+}
+
+// MoE router at Ling-2.5-1T settings (E 256, k 8, 8 groups, 4 kept) for n tokens.
+CudaBenchRow moe_route_row(int64_t n, const CudaBenchOptions& o, Buf& flush) {
+  const int64_t E = 256, k = 8;
+  Buf logits(size_t(n * E) * 4), bias(size_t(E) * 4), ids(size_t(n * k) * 4), wts(size_t(n * k) * 4);
+  kernels::launch_fill_uniform_f32(logits.as<float>(), n * E, -4.f, 4.f, o.seed + 13, nullptr);
+  kernels::launch_fill_uniform_f32(bias.as<float>(), E, -0.5f, 0.5f, o.seed + 14, nullptr);
+  kernels::MoeRouteDevParams p;
+  p.logits = logits.as<float>(), p.bias = bias.as<float>(), p.topk_ids = ids.as<int32_t>();
+  p.topk_weights = wts.as<float>(), p.n = n, p.E = E, p.k = k, p.n_group = 8, p.topk_group = 4;
+  p.routed_scaling_factor = 2.5f;
+  CudaBenchRow r;
+  r.op = "moe.route";
+  r.batch = n;
+  r.shape = "n=" + std::to_string(n) + " E=256 k=8 groups 8/4";
+  r.bytes = double(n * E + E) * 4 + double(n * k) * 8;
+  time_calls([&] { kernels::launch_moe_route(p, nullptr); }, o, flush, r);
+  return r;
+}
+
+// Routed experts for one token, k = 8 distinct experts out of 16 allocated: gate_up + SwiGLU, down + combine,
+// and both in sequence (the bytes of the experts touched over the time of both kernels).
+std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, const CudaBenchOptions& o, Buf& flush) {
+  const int64_t E = 16, n = 1, k = 8, S = n * k;
+  Buf gu(size_t(E * 2 * I * H) * 2), dn(size_t(E * H * I) * 2), tgu(size_t(E) * 8), tdn(size_t(E) * 8);
+  Buf x(size_t(n * H) * 4), act(size_t(S * I) * 4), out(size_t(n * H) * 4), ids(size_t(S) * 4), wts(size_t(S) * 4);
+  kernels::launch_fill_uniform_bf16(gu.as<uint16_t>(), E * 2 * I * H, -0.1f, 0.1f, o.seed + 15, nullptr);
+  kernels::launch_fill_uniform_bf16(dn.as<uint16_t>(), E * H * I, -0.1f, 0.1f, o.seed + 16, nullptr);
+  kernels::launch_fill_uniform_f32(x.as<float>(), n * H, -1.f, 1.f, o.seed + 17, nullptr);
+  kernels::launch_fill_uniform_f32(wts.as<float>(), S, 0.f, 1.f, o.seed + 18, nullptr);
+  std::vector<const uint16_t*> pg(static_cast<size_t>(E)), pd(static_cast<size_t>(E));
+  for (int64_t e = 0; e < E; ++e) {
+    pg[size_t(e)] = gu.as<uint16_t>() + e * 2 * I * H;
+    pd[size_t(e)] = dn.as<uint16_t>() + e * H * I;
+  }
+  std::vector<int32_t> hid(static_cast<size_t>(S));
+  for (int64_t j = 0; j < S; ++j) hid[size_t(j)] = int32_t((2 * j + 1) % E);  // 8 distinct, scattered experts
+  BENCH_CUDA(cudaMemcpy(tgu.p, pg.data(), pg.size() * 8, cudaMemcpyHostToDevice));
+  BENCH_CUDA(cudaMemcpy(tdn.p, pd.data(), pd.size() * 8, cudaMemcpyHostToDevice));
+  BENCH_CUDA(cudaMemcpy(ids.p, hid.data(), hid.size() * 4, cudaMemcpyHostToDevice));
+  kernels::MoeGateUpParams g;
+  g.x = x.as<float>(), g.ids = ids.as<int32_t>(), g.gate_up = tgu.as<const uint16_t*>(), g.act = act.as<float>();
+  g.n = n, g.k = k, g.H = H, g.I = I;
+  kernels::MoeDownParams d;
+  d.act = act.as<float>(), d.ids = ids.as<int32_t>(), d.weights = wts.as<float>(), d.down = tdn.as<const uint16_t*>();
+  d.out = out.as<float>(), d.n = n, d.k = k, d.H = H, d.I = I;
+  const std::string shape = "n=1 k=8 H=" + std::to_string(H) + " I=" + std::to_string(I);
+  std::vector<CudaBenchRow> rows(3);
+  rows[0].op = "moe.gate_up_swiglu", rows[0].bytes = double(S) * double(2 * I * H) * 2;
+  rows[1].op = "moe.down_combine", rows[1].bytes = double(S) * double(H * I) * 2;
+  rows[2].op = "moe.experts", rows[2].bytes = rows[0].bytes + rows[1].bytes;
+  for (auto& r : rows) r.shape = shape, r.batch = n, r.flops = r.bytes;  // 2 FLOPs per 2-byte weight
+  time_calls([&] { kernels::launch_moe_gate_up_swiglu(g, nullptr); }, o, flush, rows[0]);
+  time_calls([&] { kernels::launch_moe_down_combine(d, nullptr); }, o, flush, rows[1]);
+  time_calls([&] {
+    kernels::launch_moe_gate_up_swiglu(g, nullptr);
+    kernels::launch_moe_down_combine(d, nullptr);
+  }, o, flush, rows[2]);
+  return rows;
+}
+
+// Greedy sampling over an lm_head's logits.
+CudaBenchRow argmax_row(int64_t n, int64_t V, const CudaBenchOptions& o, Buf& flush) {
+  Buf x(size_t(n * V) * 4), ids(size_t(n) * 4);
+  kernels::launch_fill_uniform_f32(x.as<float>(), n * V, -8.f, 8.f, o.seed + 19, nullptr);
+  kernels::ArgmaxRowsParams p;
+  p.logits = x.as<float>(), p.ids = ids.as<int32_t>(), p.n = n, p.V = V;
+  CudaBenchRow r;
+  r.op = "argmax.rows";
+  r.batch = n;
+  r.shape = "n=" + std::to_string(n) + " V=" + std::to_string(V);
+  r.bytes = double(n) * double(V) * 4;
+  time_calls([&] { kernels::launch_argmax_rows(p, nullptr); }, o, flush, r);
+  return r;
+}
+
 }  // namespace
 
 CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
@@ -207,6 +305,13 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (int64_t B : o.decode_batch) rep.rows.push_back(lightning_decode(B, o.decode_heads, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
+  for (const auto& g : o.gemv)
+    for (int64_t M : o.gemv_batch) rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush));
+  for (const auto& g : o.gemv_router) rep.rows.push_back(gemv_row(1, g.N, g.K, true, o, flush));
+  for (int64_t n : {1, 64}) rep.rows.push_back(moe_route_row(n, o, flush));
+  for (const auto& m : o.moe)
+    for (auto& r : moe_expert_rows(m.H, m.I, o, flush)) rep.rows.push_back(r);
+  for (int64_t n : {1, 8}) rep.rows.push_back(argmax_row(n, 157184, o, flush));
   for (auto& r : rep.rows) r.ceiling_pct = rep.copy_gbps > 0 ? 100.0 * r.gbps / rep.copy_gbps : 0.0;
   return rep;
 }

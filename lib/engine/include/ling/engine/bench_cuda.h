@@ -5,6 +5,10 @@
 //   Lightning prefill: bytes T·nh·128·2·4 (q, k, v, o bf16), FLOPs nh·T·(4·64·128 + 4·128²) (chunk-64 form);
 //   Lightning decode: bytes 2·B·nh·128²·4 (fp32 state read + written), FLOPs 4·B·nh·128²;
 //   MLA absorbed decode: bytes B·ctx·576·2 (the bf16 latent cache read once), FLOPs 2·B·nh·ctx·(576 + 512).
+//   Decode GEMV (gemv.h): bytes N·K·2 (bf16 weights; 4 for the fp32 router) + M·K·4 + M·N·4, FLOPs 2·M·N·K;
+//   MoE route: bytes n·E·4 + E·4 + n·k·8; MoE experts (n tokens, k distinct experts each): gate_up bytes
+//   n·k·2I·H·2, down + combine n·k·H·I·2, both together n·k·3·I·H·2 (activations ignored: < 0.1%);
+//   argmax: bytes n·V·4.
 // Throws ling::Error when no CUDA device is present or a launch fails.
 #pragma once
 #include <cstdint>
@@ -22,6 +26,14 @@ struct CudaBenchOptions {
   struct MlaShape { int64_t batch, context, heads; };
   std::vector<MlaShape> mla{{64, 32768, 64}, {64, 32768, 8}, {32, 16384, 64}};  // paged cache, page 64
   int reps = 20;                                             // timed calls per shape (median)
+  // Decode GEMV rows: every (N, K) at every M (bf16 weights), and the fp32 router GEMV (E × hidden) at M 1.
+  struct GemvShape { int64_t N, K; };
+  std::vector<GemvShape> gemv{{6144, 2048}, {2048, 2048}, {157184, 2048}, {3 * 8192, 8192}, {8192, 8192}};
+  std::vector<int64_t> gemv_batch{1, 4, 8, 16};
+  std::vector<GemvShape> gemv_router{{256, 8192}, {256, 2048}};
+  // MoE decode rows: routed experts (H, I) for one token and k = 8 distinct experts.
+  struct MoeShape { int64_t H, I; };
+  std::vector<MoeShape> moe{{2048, 512}, {8192, 2048}};
   // End to end through the engine (bench_e2e.cpp) when `model` is set (the kernel benches are then skipped):
   // prefill of each e2e_prefill length (batch 1), and decode steps at each e2e_batch over e2e_context cached
   // tokens. Decode bytes per step = projection weights touched (bf16 or f32 as on the device; per MoE layer

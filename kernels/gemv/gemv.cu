@@ -1,0 +1,127 @@
+// Decode GEMV (gemv.h): y[M, N] (+)= x[M, K]·Wᵀ (+ bias), M ≤ 16, bf16 or fp32 weights, fp32 accumulation.
+// Many rows (N > 1024): one warp per weight row, 8 rows per CTA, lanes over K in 16-byte weight loads with four
+// in flight per lane; the row is read once for all M rows of x (x stays in L1/L2). Few rows (N ≤ 1024, e.g. the
+// router's E): one CTA of 8 warps per row, K split over the warps, partial sums added in warp order (fixed order,
+// deterministic, no atomics).
+#include "gemv/vec.cuh"
+#include "common/check.h"
+#include "ling/kernels/gemv.h"
+
+namespace ling::kernels {
+namespace {
+
+template <int MT, typename T>
+__global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
+                                                       const T* __restrict__ w, const float* __restrict__ bias,
+                                                       float* __restrict__ y, int64_t ldy, int M, int64_t N,
+                                                       int64_t K, bool accumulate) {
+  const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  if (r >= N) return;
+  const int lane = threadIdx.x & 31;
+  const T* wr = w + r * K;
+  float acc[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
+  constexpr int U = 4;
+  int64_t i = int64_t(lane) * 8;
+  for (; i + int64_t(U - 1) * 256 < K; i += U * 256) {
+    float f[U][8];
+#pragma unroll
+    for (int u = 0; u < U; ++u) load8(wr + i + u * 256, f[u]);
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+      if (m < M) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) acc[m] += dot8(f[u], x + m * ldx + i + u * 256);
+      }
+  }
+  for (; i < K; i += 256) {
+    float f[8];
+    load8(wr + i, f);
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
+  }
+  const float b = bias ? bias[r] : 0.0f;
+#pragma unroll
+  for (int m = 0; m < MT; ++m)
+    if (m < M) {
+      const float v = warp_sum(acc[m]) + b;
+      if (lane == 0) y[m * ldy + r] = accumulate ? y[m * ldy + r] + v : v;
+    }
+}
+
+template <int MT, typename T>
+__global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict__ x, int64_t ldx,
+                                                        const T* __restrict__ w, const float* __restrict__ bias,
+                                                        float* __restrict__ y, int64_t ldy, int M, int64_t K,
+                                                        bool accumulate) {
+  __shared__ float red[8][MT];
+  const int64_t r = blockIdx.x;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const T* wr = w + r * K;
+  float acc[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
+  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 2048) {
+    float f[8];
+    load8(wr + i, f);
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const float v = warp_sum(acc[m]);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < M) {
+    float v = 0.0f;
+    for (int q = 0; q < 8; ++q) v += red[q][threadIdx.x];
+    v += bias ? bias[r] : 0.0f;
+    float* yp = y + threadIdx.x * ldy + r;
+    *yp = accumulate ? *yp + v : v;
+  }
+}
+
+template <int MT, typename T>
+void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaStream_t s) {
+  if (p.N <= 1024)
+    k_gemv_block_row<MT, T><<<unsigned(p.N), 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate);
+  else
+    k_gemv_warp_row<MT, T><<<unsigned((p.N + 7) / 8), 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
+                                                                   p.accumulate);
+}
+
+template <typename T>
+void launch_typed(const GemvParams& p, const T* w, cudaStream_t s) {
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldy = p.ldy ? p.ldy : p.N;
+  if (p.M == 1) launch_mt<1>(p, w, ldx, ldy, s);
+  else if (p.M == 2) launch_mt<2>(p, w, ldx, ldy, s);
+  else if (p.M <= 4) launch_mt<4>(p, w, ldx, ldy, s);
+  else if (p.M <= 8) launch_mt<8>(p, w, ldx, ldy, s);
+  else launch_mt<16>(p, w, ldx, ldy, s);
+}
+
+}  // namespace
+
+void launch_gemv(const GemvParams& p, cudaStream_t stream) {
+  LING_CHECK(p.M >= 1 && p.M <= kGemvMaxM, "launch_gemv: M = ", p.M, " outside [1, ", kGemvMaxM,
+             "] (larger batches go through cuBLASLt)");
+  LING_CHECK(p.N >= 0 && p.K > 0 && p.K % 8 == 0, "launch_gemv: K = ", p.K, " is not a positive multiple of 8");
+  LING_CHECK((p.w != nullptr) != (p.w_f32 != nullptr), "launch_gemv: exactly one of w (bf16) and w_f32 must be set");
+  const int64_t ldx = p.ldx ? p.ldx : p.K, ldy = p.ldy ? p.ldy : p.N;
+  LING_CHECK(ldx >= p.K && ldx % 4 == 0, "launch_gemv: ldx = ", ldx, " must be >= K and a multiple of 4");
+  LING_CHECK(ldy >= p.N, "launch_gemv: ldy = ", ldy, " is smaller than N = ", p.N);
+  LING_CHECK(p.x && aligned16(p.x), "launch_gemv: x is null or not 16-byte aligned");
+  LING_CHECK(aligned16(p.w ? static_cast<const void*>(p.w) : p.w_f32), "launch_gemv: weights not 16-byte aligned");
+  LING_CHECK(p.y != nullptr, "launch_gemv: y is null");
+  LING_CHECK(p.N < (int64_t(1) << 33), "launch_gemv: N = ", p.N, " too large for one grid");
+  if (p.N == 0) return;
+  if (p.w) launch_typed(p, p.w, stream);
+  else launch_typed(p, p.w_f32, stream);
+  LING_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace ling::kernels

@@ -1,0 +1,45 @@
+// Device helpers of the decode GEMVs (gemv.cu, moe/*.cu): 8 consecutive weights as floats through one 16-byte
+// load (bf16) or two (fp32), the 8-wide dot with fp32 activations, warp sums. Internal linkage: each .cu gets
+// its own copy. Limits: the pointers given to load8 / dot8 must be 16-byte aligned.
+#pragma once
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+namespace ling::kernels {
+namespace {
+
+__device__ __forceinline__ float warp_sum(float v) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ __forceinline__ void load8(const uint16_t* w, float (&f)[8]) {
+  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w));
+  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    const float2 v = __bfloat1622float2(h[j]);
+    f[2 * j] = v.x;
+    f[2 * j + 1] = v.y;
+  }
+}
+__device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(w)), b = __ldg(reinterpret_cast<const float4*>(w + 4));
+  f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+}
+
+// Σ f[i]·x[i] over 8 values in index order (fp32 FMA chain), x read through the read-only path.
+__device__ __forceinline__ float dot8(const float (&f)[8], const float* __restrict__ x) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(x)), b = __ldg(reinterpret_cast<const float4*>(x + 4));
+  float s = f[0] * a.x;
+  s = fmaf(f[1], a.y, s), s = fmaf(f[2], a.z, s), s = fmaf(f[3], a.w, s);
+  s = fmaf(f[4], b.x, s), s = fmaf(f[5], b.y, s), s = fmaf(f[6], b.z, s), s = fmaf(f[7], b.w, s);
+  return s;
+}
+
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
+}  // namespace
+}  // namespace ling::kernels

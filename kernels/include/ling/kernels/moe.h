@@ -1,0 +1,50 @@
+// MoE decode kernels (architecture.md §2.4): the router on the device and the routed experts' GEMVs for small
+// token counts, all sizes from params and all ids/weights from device memory (CUDA-graph safe: asynchronous on
+// `stream`, no allocation, no synchronisation).
+//   route:   fp32 logits [n, E] → topk_ids [n, k], topk_weights [n, k] with exactly ref::moe_route's rule.
+//   gate_up: act[n·k, I] = silu(x_t·W_gateᵀ) ⊙ (x_t·W_upᵀ) per slot (t, j), expert ids[t·k + j].
+//   down:    out[n, H] (+)= Σ_j w[t, j]·(act[t·k + j]·W_downᵀ), j ascending in one fixed order (no atomics).
+// Expert weights come as device arrays of per-expert pointers; a null pointer is an expert this rank does not
+// hold (its slots give 0). Limits: E ≤ 512, E % n_group == 0, n_group ≤ 32, k ≤ 32; H and I multiples of 8,
+// x / act / weights 16-byte aligned; written for decode (n·k up to ~128 slots: each slot streams its expert).
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+
+namespace ling::kernels {
+
+constexpr int64_t kMoeRouteMaxExperts = 512;
+constexpr int64_t kMoeMaxTopK = 32;
+
+struct MoeRouteDevParams {
+  const float* logits = nullptr;   // [n, E] fp32 router logits
+  const float* bias = nullptr;     // [E] selection bias (e_score_correction_bias) or null
+  int32_t* topk_ids = nullptr;     // [n, k], descending selection score, ties → lower index
+  float* topk_weights = nullptr;   // [n, k], sigmoid scores renormalised (+1e-20 when k > 1) × scaling
+  int64_t n = 0, E = 0, k = 0, n_group = 1, topk_group = 1;
+  float routed_scaling_factor = 1.0f;
+};
+void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
+
+struct MoeGateUpParams {
+  const float* x = nullptr;                  // [n, H] token activations (row stride H)
+  const int32_t* ids = nullptr;              // [n·k] expert of each slot (device), in [0, E)
+  const uint16_t* const* gate_up = nullptr;  // [E] device array; each bf16 [2I, H]: rows [0, I) gate, [I, 2I) up
+  float* act = nullptr;                      // [n·k, I]
+  int64_t n = 0, k = 0, H = 0, I = 0;
+};
+void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
+
+struct MoeDownParams {
+  const float* act = nullptr;             // [n·k, I]
+  const int32_t* ids = nullptr;           // [n·k] (device)
+  const float* weights = nullptr;         // [n·k] routing weights (device)
+  const uint16_t* const* down = nullptr;  // [E] device array; each bf16 [H, I]
+  float* out = nullptr;                   // [n, H]
+  int64_t n = 0, k = 0, H = 0, I = 0;
+  bool accumulate = false;                // out += instead of out =
+};
+void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);
+
+}  // namespace ling::kernels

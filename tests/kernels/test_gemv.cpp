@@ -1,0 +1,105 @@
+// Decode GEMV (kernels/gemv, gemv.h) vs lib/ref: bf16 weights against ref::linear on the same bf16-rounded
+// weights (fp32 kernel tolerance, kernel_test_util.h), fp32 router weights against a double-precision reference
+// at rtol 1e-5. Shapes cover both kernel paths (N ≤ 1024: block per row; larger: warp per row), K tails that are
+// not multiples of the 1024-element unrolled step, every M template (1..16), strides, bias and accumulate.
+// The refusals (M > 16, K % 8, misalignment) need no device.
+#include <gtest/gtest.h>
+
+#include "kernel_test_util.h"
+#include "ling/kernels/gemv.h"
+#include "ling/ref/ops.h"
+
+namespace ling::test {
+namespace {
+
+struct GemvCase {
+  int64_t M, N, K;
+  bool bias, accumulate, f32;
+  int64_t pad_x = 0, pad_y = 0;  // extra row stride of x (multiple of 4) and y
+};
+
+void run_gemv(const GemvCase& c, uint64_t seed) {
+  const int64_t ldx = c.K + c.pad_x, ldy = c.N + c.pad_y;
+  std::vector<float> x = uniform(size_t(c.M * ldx), -1, 1, seed), w = uniform(size_t(c.N * c.K), -1, 1, seed + 1);
+  std::vector<float> bias = uniform(size_t(c.N), -1, 1, seed + 2), y0 = uniform(size_t(c.M * ldy), -1, 1, seed + 3);
+  DeviceBuffer dx(x.size() * 4), dw(w.size() * (c.f32 ? 4 : 2)), db(bias.size() * 4), dy(y0.size() * 4);
+  if (c.f32) dw.upload(w);
+  else dw.upload(to_bf16(w));  // w now holds the bf16-rounded values the kernel sees
+  dx.upload(x), db.upload(bias), dy.upload(y0);
+
+  kernels::GemvParams p;
+  p.x = dx.as<float>(), p.ldx = ldx, p.bias = c.bias ? db.as<float>() : nullptr, p.y = dy.as<float>(), p.ldy = ldy;
+  if (c.f32) p.w_f32 = dw.as<float>();
+  else p.w = dw.as<uint16_t>();
+  p.M = c.M, p.N = c.N, p.K = c.K, p.accumulate = c.accumulate;
+  kernels::launch_gemv(p, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+  const std::vector<float> got = dy.download<float>(y0.size());
+
+  const std::string tag = std::string(c.f32 ? "f32" : "bf16") + " M=" + std::to_string(c.M) + " N=" +
+                          std::to_string(c.N) + " K=" + std::to_string(c.K) + (c.bias ? " bias" : "") +
+                          (c.accumulate ? " accumulate" : "");
+  std::vector<float> want = y0;
+  if (c.f32) {  // double reference, fp32-exact-ish
+    for (int64_t m = 0; m < c.M; ++m)
+      for (int64_t n = 0; n < c.N; ++n) {
+        double s = c.bias ? bias[size_t(n)] : 0.0;
+        for (int64_t k = 0; k < c.K; ++k) s += double(x[size_t(m * ldx + k)]) * double(w[size_t(n * c.K + k)]);
+        float& o = want[size_t(m * ldy + n)];
+        o = c.accumulate ? float(double(o) + s) : float(s);
+      }
+    EXPECT_TRUE(close_reported(tag, got, want, tol(1e-5, 1e-5 * rms(want), 1e-10)));
+  } else {
+    ref::LinearParams r;
+    r.x = x.data(), r.w = w.data(), r.bias = c.bias ? bias.data() : nullptr, r.y = want.data();
+    r.M = c.M, r.N = c.N, r.K = c.K, r.ldx = ldx, r.ldy = ldy, r.accumulate = c.accumulate;
+    ref::linear(r);
+    EXPECT_TRUE(close_f32(tag, got, want));
+  }
+  // The padding columns of y are untouched.
+  for (int64_t m = 0; m < c.M; ++m)
+    for (int64_t n = c.N; n < ldy; ++n) ASSERT_EQ(got[size_t(m * ldy + n)], y0[size_t(m * ldy + n)]) << tag;
+}
+
+TEST(GemvKernel, Bf16EveryBatchSize) {
+  SKIP_WITHOUT_CUDA();
+  uint64_t seed = 10;
+  for (int64_t M : {1, 2, 3, 4, 5, 8, 9, 16}) {
+    run_gemv({M, 2053, 1288, false, false, false}, seed += 7);  // warp per row, K tail
+    run_gemv({M, 300, 2056, true, false, false}, seed += 7);    // block per row
+  }
+}
+
+TEST(GemvKernel, Bf16BiasAccumulateStrides) {
+  SKIP_WITHOUT_CUDA();
+  run_gemv({1, 6144, 2048, true, true, false, 4, 3}, 31);
+  run_gemv({7, 1025, 8, true, true, false, 8, 1}, 32);
+  run_gemv({16, 4096, 4096, false, true, false}, 33);
+  run_gemv({3, 1, 64, true, false, false}, 34);
+}
+
+TEST(GemvKernel, F32RouterWeightsDoubleReference) {
+  SKIP_WITHOUT_CUDA();
+  run_gemv({1, 256, 8192, false, false, true}, 41);   // Ling-2.5-1T router
+  run_gemv({4, 64, 2048, true, false, true}, 42);     // Ling-2.0-like
+  run_gemv({16, 512, 1032, false, true, true, 4, 2}, 43);
+  run_gemv({2, 1500, 2048, true, false, true}, 44);    // many-row path with fp32 weights
+}
+
+TEST(GemvKernel, RefusesUnsupportedShapes) {
+  alignas(16) static float buf[64];
+  kernels::GemvParams p;
+  p.x = buf, p.w_f32 = buf, p.y = buf, p.M = 17, p.N = 2, p.K = 8;
+  EXPECT_THROW(kernels::launch_gemv(p, nullptr), Error);
+  p.M = 1, p.K = 12;
+  EXPECT_THROW(kernels::launch_gemv(p, nullptr), Error);
+  p.K = 8, p.x = buf + 1;
+  EXPECT_THROW(kernels::launch_gemv(p, nullptr), Error);
+  p.x = buf, p.w_f32 = nullptr;
+  EXPECT_THROW(kernels::launch_gemv(p, nullptr), Error);
+  p.w_f32 = buf, p.ldx = 10;
+  EXPECT_THROW(kernels::launch_gemv(p, nullptr), Error);
+}
+
+}  // namespace
+}  // namespace ling::test

@@ -1,0 +1,216 @@
+// MoE decode kernels (kernels/moe, moe.h) and device argmax (sampling.h) vs lib/ref:
+// - route: ids identical to ref::moe_route and weights within 1e-6 relative, on random logits and on logits
+//   quantised to a few values (exact ties in scores, group scores and picks), at Ling-2.5-1T settings (E 256,
+//   k 8, 8 groups, 4 kept) and Ling-2.0-like ones (E 64 / 256, 1 or 8 groups, k 6 / 8), n = 1, 7, 300;
+// - experts: gate_up + SwiGLU against ref::linear on the bf16-rounded weights + ref::swiglu, down + combine
+//   against ref::linear per slot summed in double, with null (not held) experts, repeated experts, H / I tails;
+// - argmax: ref::argmax per row, ties included.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "kernel_test_util.h"
+#include "ling/kernels/moe.h"
+#include "ling/kernels/sampling.h"
+#include "ling/ref/ops.h"
+
+namespace ling::test {
+namespace {
+
+struct RouteCase {
+  int64_t E, k, n_group, topk_group;
+  bool bias;
+};
+
+void run_route(const RouteCase& c, int64_t n, bool ties, uint64_t seed) {
+  std::vector<float> logits = uniform(size_t(n * c.E), -4, 4, seed), bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 1);
+  if (ties) {  // three logit values and two bias values: exact ties everywhere
+    for (auto& v : logits) v = std::round(v / 4.0f);
+    for (auto& v : bias) v = v < 0 ? 0.0f : 0.25f;
+  }
+  DeviceBuffer dl(logits.size() * 4), db(bias.size() * 4), di(size_t(n * c.k) * 4), dw(size_t(n * c.k) * 4);
+  dl.upload(logits), db.upload(bias);
+  kernels::MoeRouteDevParams p;
+  p.logits = dl.as<float>(), p.bias = c.bias ? db.as<float>() : nullptr;
+  p.topk_ids = di.as<int32_t>(), p.topk_weights = dw.as<float>();
+  p.n = n, p.E = c.E, p.k = c.k, p.n_group = c.n_group, p.topk_group = c.topk_group, p.routed_scaling_factor = 2.5f;
+  kernels::launch_moe_route(p, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+  const auto ids = di.download<int32_t>(size_t(n * c.k));
+  const auto wts = dw.download<float>(size_t(n * c.k));
+
+  std::vector<int32_t> rid(ids.size());
+  std::vector<float> rw(wts.size());
+  ref::MoeRouteParams r;
+  r.logits = logits.data(), r.bias = c.bias ? bias.data() : nullptr, r.topk_ids = rid.data(), r.topk_weights = rw.data();
+  r.rows = n, r.E = c.E, r.k = c.k, r.n_group = c.n_group, r.topk_group = c.topk_group, r.routed_scaling_factor = 2.5;
+  ref::moe_route(r);
+  const std::string tag = "E=" + std::to_string(c.E) + " k=" + std::to_string(c.k) + " groups=" +
+                          std::to_string(c.n_group) + "/" + std::to_string(c.topk_group) + " n=" + std::to_string(n) +
+                          (ties ? " ties" : "") + (c.bias ? " bias" : "");
+  for (size_t i = 0; i < ids.size(); ++i) {
+    ASSERT_EQ(ids[i], rid[i]) << tag << " slot " << i;
+    ASSERT_LE(std::fabs(wts[i] - rw[i]), 1e-6f * std::fabs(rw[i])) << tag << " slot " << i;
+  }
+  std::printf("  route %s: %zu ids equal, weights within 1e-6\n", tag.c_str(), ids.size());
+}
+
+TEST(MoeRouteKernel, MatchesRefRandomAndTies) {
+  SKIP_WITHOUT_CUDA();
+  const RouteCase cases[] = {{256, 8, 8, 4, true},  {256, 8, 8, 4, false}, {64, 6, 1, 1, true},
+                             {256, 8, 1, 1, true},  {64, 6, 8, 3, true},   {512, 8, 16, 8, true},
+                             {256, 32, 8, 4, true}, {8, 1, 1, 1, true}};
+  uint64_t seed = 100;
+  for (const auto& c : cases)
+    for (int64_t n : {1, 7, 300})
+      for (bool ties : {false, true}) run_route(c, n, ties, seed += 3);
+}
+
+TEST(MoeRouteKernel, RefusesBadSettings) {
+  kernels::MoeRouteDevParams p;
+  p.n = 1, p.E = 1024, p.k = 8, p.n_group = 8, p.topk_group = 4;
+  EXPECT_THROW(kernels::launch_moe_route(p, nullptr), Error);
+  p.E = 256, p.n_group = 7;
+  EXPECT_THROW(kernels::launch_moe_route(p, nullptr), Error);
+  p.n_group = 8, p.k = 40;
+  EXPECT_THROW(kernels::launch_moe_route(p, nullptr), Error);
+}
+
+// E experts of bf16 weights in one device buffer each for gate_up [2I, H] and down [H, I]; experts with
+// e % 5 == 3 are not held (null table entries).
+struct Experts {
+  int64_t E, H, I;
+  std::vector<float> gu, dn;  // bf16-rounded values, [E, 2I, H] and [E, H, I]
+  DeviceBuffer dgu, ddn, tgu, tdn;
+  Experts(int64_t E_, int64_t H_, int64_t I_, uint64_t seed)
+      : E(E_), H(H_), I(I_), gu(uniform(size_t(E * 2 * I * H), -0.1f, 0.1f, seed)),
+        dn(uniform(size_t(E * H * I), -0.1f, 0.1f, seed + 1)), dgu(gu.size() * 2), ddn(dn.size() * 2),
+        tgu(size_t(E) * 8), tdn(size_t(E) * 8) {
+    dgu.upload(to_bf16(gu)), ddn.upload(to_bf16(dn));
+    std::vector<const uint16_t*> pg(static_cast<size_t>(E)), pd(static_cast<size_t>(E));
+    for (int64_t e = 0; e < E; ++e) {
+      pg[size_t(e)] = held(e) ? dgu.as<uint16_t>() + e * 2 * I * H : nullptr;
+      pd[size_t(e)] = held(e) ? ddn.as<uint16_t>() + e * H * I : nullptr;
+    }
+    tgu.upload(pg), tdn.upload(pd);
+  }
+  static bool held(int64_t e) { return e % 5 != 3; }
+};
+
+void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed) {
+  Experts ex(E, H, I, seed);
+  std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2), w = uniform(size_t(n * k), 0.05f, 1, seed + 3);
+  std::vector<float> out0 = uniform(size_t(n * H), -1, 1, seed + 4);
+  std::vector<int32_t> ids(size_t(n * k));
+  std::mt19937_64 rng(seed + 5);
+  for (int64_t t = 0; t < n; ++t) {  // k distinct experts per token
+    std::vector<int32_t> all(static_cast<size_t>(E));
+    std::iota(all.begin(), all.end(), 0);
+    std::shuffle(all.begin(), all.end(), rng);
+    std::copy(all.begin(), all.begin() + k, ids.begin() + t * k);
+  }
+  const int64_t S = n * k;
+  DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), di(ids.size() * 4), dact(size_t(S * I) * 4),
+      dact_ref(size_t(S * I) * 4), dout(out0.size() * 4);
+  dx.upload(x), dw.upload(w), di.upload(ids), dout.upload(out0);
+
+  // Reference activations: ref::linear on the bf16-rounded weights + ref::swiglu; 0 for experts not held.
+  std::vector<float> act_ref(size_t(S * I), 0.0f), gu(size_t(2 * I));
+  for (int64_t s = 0; s < S; ++s) {
+    const int64_t e = ids[size_t(s)];
+    if (!Experts::held(e)) continue;
+    ref::LinearParams l;
+    l.x = x.data() + (s / k) * H, l.w = ex.gu.data() + e * 2 * I * H, l.y = gu.data(), l.M = 1, l.N = 2 * I, l.K = H;
+    ref::linear(l);
+    ref::SwigluParams sw;
+    sw.gu = gu.data(), sw.out = act_ref.data() + s * I, sw.rows = 1, sw.I = I;
+    ref::swiglu(sw);
+  }
+  dact_ref.upload(act_ref);
+
+  kernels::MoeGateUpParams g;
+  g.x = dx.as<float>(), g.ids = di.as<int32_t>(), g.gate_up = ex.tgu.as<const uint16_t*>(), g.act = dact.as<float>();
+  g.n = n, g.k = k, g.H = H, g.I = I;
+  kernels::launch_moe_gate_up_swiglu(g, nullptr);
+  kernels::MoeDownParams d;
+  d.act = dact_ref.as<float>(), d.ids = di.as<int32_t>(), d.weights = dw.as<float>();
+  d.down = ex.tdn.as<const uint16_t*>(), d.out = dout.as<float>();
+  d.n = n, d.k = k, d.H = H, d.I = I, d.accumulate = accumulate;
+  kernels::launch_moe_down_combine(d, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+
+  // Reference combine: per slot ref::linear, weighted sum over j ascending in double.
+  std::vector<float> out_ref(static_cast<size_t>(n * H)), y(static_cast<size_t>(H));
+  for (int64_t t = 0; t < n; ++t) {
+    std::vector<double> acc(size_t(H), 0.0);
+    for (int64_t j = 0; j < k; ++j) {
+      const int64_t s = t * k + j, e = ids[size_t(s)];
+      if (!Experts::held(e)) continue;
+      ref::LinearParams l;
+      l.x = act_ref.data() + s * I, l.w = ex.dn.data() + e * H * I, l.y = y.data(), l.M = 1, l.N = H, l.K = I;
+      ref::linear(l);
+      for (int64_t h = 0; h < H; ++h) acc[size_t(h)] += double(w[size_t(s)]) * y[size_t(h)];
+    }
+    for (int64_t h = 0; h < H; ++h)
+      out_ref[size_t(t * H + h)] = float(acc[size_t(h)] + (accumulate ? out0[size_t(t * H + h)] : 0.0));
+  }
+  const std::string tag = "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I) +
+                          " n=" + std::to_string(n) + " k=" + std::to_string(k) + (accumulate ? " accumulate" : "");
+  const auto act = dact.download<float>(size_t(S * I));
+  EXPECT_TRUE(close_f32("gate_up+swiglu " + tag, act, act_ref));
+  for (int64_t s = 0; s < S; ++s) {  // slots of experts not held are exactly 0
+    if (Experts::held(ids[size_t(s)])) continue;
+    for (int64_t i = 0; i < I; ++i) ASSERT_EQ(act[size_t(s * I + i)], 0.0f) << tag << " slot " << s;
+  }
+  EXPECT_TRUE(close_f32("down+combine " + tag, dout.download<float>(out_ref.size()), out_ref));
+}
+
+TEST(MoeExpertKernels, MatchRefWithNullExperts) {
+  SKIP_WITHOUT_CUDA();
+  run_experts(16, 2048, 512, 1, 8, false, 200);  // Ling-2.0 mini-like dims, one decode token
+  run_experts(16, 512, 128, 7, 8, true, 210);
+  run_experts(20, 264, 40, 16, 6, false, 220);   // H, I tails (not multiples of 256)
+  run_experts(10, 1032, 8, 3, 1, true, 230);     // k = 1, the smallest I
+  run_experts(64, 768, 256, 16, 8, false, 240);  // 128 slots, experts repeated across tokens
+}
+
+TEST(MoeExpertKernels, RefuseBadShapes) {
+  alignas(16) static float buf[64];
+  const uint16_t* const* table = reinterpret_cast<const uint16_t* const*>(buf);
+  kernels::MoeGateUpParams g;
+  g.x = buf, g.ids = reinterpret_cast<const int32_t*>(buf), g.gate_up = table, g.act = buf;
+  g.n = 1, g.k = 8, g.H = 12, g.I = 8;
+  EXPECT_THROW(kernels::launch_moe_gate_up_swiglu(g, nullptr), Error);
+  kernels::MoeDownParams d;
+  d.act = buf + 1, d.ids = g.ids, d.down = table, d.weights = buf, d.out = buf;
+  d.n = 1, d.k = 8, d.H = 16, d.I = 8;
+  EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
+  d.act = buf, d.k = 33;
+  EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
+}
+
+TEST(ArgmaxRowsKernel, MatchesRefArgmax) {
+  SKIP_WITHOUT_CUDA();
+  for (int64_t V : {1, 7, 1000, 157184}) {
+    const int64_t n = 5, ld = V + 3;
+    std::vector<float> x = uniform(size_t(n * ld), -8, 8, uint64_t(300 + V));
+    for (int64_t r = 0; r < n; ++r) {
+      float* row = x.data() + r * ld;
+      if (r == 1) for (int64_t i = 0; i < V; ++i) row[i] = std::round(row[i] / 8.0f);  // ties at the maximum
+      if (r == 2) std::fill(row, row + V, 0.5f);                                        // all equal → 0
+      if (r == 3) row[V - 1] = 100.0f;                                                   // the last element
+    }
+    DeviceBuffer dx(x.size() * 4), di(size_t(n) * 4);
+    dx.upload(x);
+    kernels::ArgmaxRowsParams p;
+    p.logits = dx.as<float>(), p.ids = di.as<int32_t>(), p.n = n, p.V = V, p.ld = ld;
+    kernels::launch_argmax_rows(p, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const auto got = di.download<int32_t>(size_t(n));
+    for (int64_t r = 0; r < n; ++r) EXPECT_EQ(got[size_t(r)], ref::argmax(x.data() + r * ld, V)) << "V=" << V << " row " << r;
+  }
+}
+
+}  // namespace
+}  // namespace ling::test
