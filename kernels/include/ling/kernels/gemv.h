@@ -2,7 +2,7 @@
 // with fp32 accumulation, W bf16 [N, K] (or fp32 [N, K] for the MoE router, §2.4), each weight row streamed once
 // from memory for all M rows of x. Limits: 1 ≤ M ≤ 16 (larger M belongs to cuBLASLt), K % 8 == 0, x and W
 // 16-byte aligned, ldx % 4 == 0; the launcher throws ling::Error otherwise. Asynchronous on `stream`, allocates
-// nothing, never synchronises (safe inside CUDA graph capture).
+// nothing, never synchronises (safe inside CUDA graph capture). y must not overlap x or W.
 #pragma once
 #include <cuda_runtime_api.h>
 
