@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Quality of training-free GQA → MLA conversion on the trained GQA model (issue: calibrate/convert, §4):
-# for each QK-norm fusion method (and Ant's constant with TransMLA's plain PCA, "ant-plain") and kv_lora_rank at 7/8, 1/2, 1/4 and 1/8 of the GQA cache (2·nkv·head_dim =
+# for each QK-norm fusion method (and Ant's constant with TransMLA's plain PCA, "ant-plain"; "lsq-refit-…":
+# lsq followed by the sequential data refit of `ling convert --refit`) and kv_lora_rank at 7/8, 1/2, 1/4 and 1/8 of the GQA cache (2·nkv·head_dim =
 # 256 values per token per layer), calibrate → convert → `ling eval` perplexity and KL divergence against the
 # source on models/heldout-kjv.txt, and passkey at 1K. Every eval is stored in OUT/quality.sqlite; a Markdown
 # table is printed and written to OUT/quality.md.
@@ -32,8 +33,8 @@ if [[ -z "$calib_text" ]]; then
   calib_text=$out/calib.txt
 fi
 # <qk>-refit-<target>: the <qk> conversion followed by `--refit <target>` on the same calibration text
-# (sequential data refit of the MLA layers, calib/refit.h), e.g. lsq-refit-dense.
-methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq lsq-refit-dense"}
+# (sequential data refit of the MLA layers, calib/refit.h), e.g. lsq-refit-dense-residual.
+methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq lsq-refit-dense-residual"}
 ranks=${RANKS:-"224 128 64 32"}
 metric() {  # metric JSON NAME → value of the run-level metric NAME
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print([m['value'] for m in d if m['name']==sys.argv[2] and not m.get('bucket')][0])" "$1" "$2"

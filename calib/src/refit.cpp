@@ -94,10 +94,30 @@ void source_qk(const ModelConfig& c, const LayerWeights& L, const ref::RopeFreqs
 
 }  // namespace
 
+RefitSteps parse_refit_target(const std::string& target) {
+  RefitSteps st;
+  size_t at = 0;
+  std::string last;
+  while (at <= target.size()) {
+    const size_t plus = target.find('+', at);
+    const std::string part = target.substr(at, plus == std::string::npos ? std::string::npos : plus - at);
+    // Steps in their order of application: inputs, keys, then one projection target.
+    const int rank = part == "inputs" ? 0 : part == "keys" ? 1 : (part == "dense" || part == "dense-residual") ? 2 : -1;
+    const int prev = last.empty() ? -1 : last == "inputs" ? 0 : last == "keys" ? 1 : 2;
+    LING_CHECK(rank >= 0 && rank > prev, "--refit: '", target, "' is not a '+'-list of inputs, keys and dense or ",
+               "dense-residual, in that order");
+    if (rank == 0) st.inputs = true;
+    if (rank == 1) st.keys = true;
+    if (rank == 2) st.dense = part;
+    last = part;
+    if (plus == std::string::npos) break;
+    at = plus + 1;
+  }
+  return st;
+}
+
 void check_refit_options(const RefitOptions& o) {
-  LING_CHECK(o.target == "dense" || o.target == "dense-residual" || o.target == "keys" ||
-                 o.target == "keys+dense" || o.target == "keys+dense-residual",
-             "--refit: '", o.target, "' is not dense, dense-residual, keys, keys+dense or keys+dense-residual");
+  parse_refit_target(o.target);
   LING_CHECK(o.rows > 0, "--refit-rows must be positive");
   LING_CHECK(!o.data.empty(), "--refit needs --refit-data (calibration text)");
   LING_CHECK(o.tokens > 0 && o.seq_len > 0, "--refit-tokens and --refit-seq-len must be positive");
@@ -170,6 +190,47 @@ namespace {
 // Key up-projection refit of MLA layer l (convert/refit.h): per sampled query row of each window, the source
 // attention row (normed q̂·k̂ on the source's inputs) against the converted logits (on the converted model's
 // inputs); W_UK,h of every head is replaced in `dw` (rounded to the stored dtype of kv_b).
+// Input correction of MLA layer l: M = argmin Σ‖x_src − M x'‖² + λ‖M − I‖² (x_src the source layer input,
+// x' the converted one), folded into the layer's input projections (q_proj or q_a_proj, kv_a_proj_with_mqa):
+// W ← W·M, so that on the drifted inputs they reproduce what they give on the source's inputs.
+nlohmann::json refit_inputs(const RefitOptions& o, Engine& src, const ModelConfig& dcfg, ModelWeights& dw, int64_t l,
+                            const std::vector<std::vector<int32_t>>& windows, const Checkpoint& dck) {
+  const int64_t H = dcfg.hidden_size;
+  const std::string in = "blk." + std::to_string(l) + ".attn_in";
+  auto dst = cpu_engine(dcfg, std::shared_ptr<const ModelWeights>(&dw, [](const ModelWeights*) {}), o.threads);
+  convert::ProjectionSums sums;
+  sums.init(H, H);
+  for (const auto& win : windows) {
+    Capture cs({in}), cd({in});
+    src.prefill(*src.new_sequence(), win, false, &cs);
+    dst->prefill(*dst->new_sequence(), win, false, &cd);
+    sums.add(cd.got.at(in).data(), cs.got.at(in).data(), int64_t(win.size()));
+  }
+  std::vector<float> eye(size_t(H * H), 0.0f);
+  for (int64_t i = 0; i < H; ++i) eye[size_t(i * H + i)] = 1.0f;
+  const double before = convert::projection_rel_error(sums, eye.data(), H, H);
+  const convert::MatD M = convert::ridge_projection(sums, o.ridge, eye.data());
+  std::vector<float> mf(M.v.begin(), M.v.end());
+  const double after = convert::projection_rel_error(sums, mf.data(), H, H);
+  LayerWeights& L = dw.layers[size_t(l)];
+  const std::string a = "model.layers." + std::to_string(l) + ".attention.";
+  auto fold = [&](Mat& w, const std::string& name) {  // w [rows, H] ← w·M
+    const DType dt = dck.get(name).dtype;
+    std::vector<float> out(w.v.size());
+    for (int64_t r = 0; r < w.rows; ++r)
+      for (int64_t j = 0; j < H; ++j) {
+        double v = 0;
+        for (int64_t k = 0; k < H; ++k) v += double(w.v[size_t(r * H + k)]) * M(k, j);
+        out[size_t(r * H + j)] = round_to(float(v), dt);
+      }
+    w.v = std::move(out);
+  };
+  fold(L.kv_a, a + "kv_a_proj_with_mqa.weight");
+  if (L.q_a.empty()) fold(L.q_proj, a + "q_proj.weight");
+  else fold(L.q_a, a + "q_a_proj.weight");
+  return {{"rel_err_before", before}, {"rel_err_after", after}};
+}
+
 nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const LayerWeights& SL, Engine& src,
                           const ModelConfig& dcfg, ModelWeights& dw, int64_t l,
                           const std::vector<std::vector<int32_t>>& windows, const Checkpoint& dck) {
@@ -297,10 +358,18 @@ nlohmann::json refit_converted(const RefitOptions& o, const std::string& folder,
       if (dcfg.layers[size_t(l)].attn != AttnKind::MLA) continue;
       const auto t0 = std::chrono::steady_clock::now();
       const std::string pre = "blk." + std::to_string(l) + ".", prev = "blk." + std::to_string(l - 1) + ".out";
-      const bool keys = o.target.rfind("keys", 0) == 0;
-      const std::string dense_target = keys ? (o.target.size() > 5 ? o.target.substr(5) : "") : o.target;
+      const RefitSteps steps = parse_refit_target(o.target);
+      const bool keys = steps.keys;
+      const std::string dense_target = steps.dense;
       const bool resid = dense_target == "dense-residual" && l > 0;
       nlohmann::json row = {{"layer", l}};
+      if (steps.inputs) {
+        row["inputs"] = refit_inputs(o, *src, dcfg, *dw, l, windows, dck);
+        const LayerWeights& L = dw->layers[size_t(l)];
+        const std::string a = "model.layers." + std::to_string(l) + ".attention.";
+        refit[a + "kv_a_proj_with_mqa.weight"] = L.kv_a.v;
+        refit[L.q_a.empty() ? a + "q_proj.weight" : a + "q_a_proj.weight"] = L.q_a.empty() ? L.q_proj.v : L.q_a.v;
+      }
       if (keys) {
         row["keys"] = refit_keys(o, scfg, sw->layers[size_t(l)], *src, dcfg, *dw, l, windows, dck);
         refit["model.layers." + std::to_string(l) + ".attention.kv_b_proj.weight"] = dw->layers[size_t(l)].kv_b.v;

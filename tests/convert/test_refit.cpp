@@ -186,14 +186,21 @@ TEST(RefitCli, RefitLowersEveryLayersProjectionErrorAndBadOptionsFailCleanly) {
     EXPECT_LT(l["rel_err_after"].get<double>(), l["rel_err_before"].get<double>()) << l.dump();
   }
   EXPECT_EQ(sh(kLing + " --no-db inspect --check-weights " + out).rc, 0);
-  // Keys then the projection: every head's second-order KL objective drops on the calibration rows.
+  // Inputs, keys, then the projection: layer 0 sees the source's own inputs (nothing to correct), later layers'
+  // input error drops; every head's second-order KL objective drops on the calibration rows.
   const std::string out2 = (dir / "mla_keys").string();
-  r = sh(kLing + " --no-db convert " + kSrc + " " + out2 + " --to mla --kv-lora-rank 16 --refit keys+dense"
+  r = sh(kLing + " --no-db convert " + kSrc + " " + out2 + " --to mla --kv-lora-rank 16 --refit inputs+keys+dense"
          " --refit-data " + kText + " --refit-tokens 1024 --refit-seq-len 256 --refit-rows 8");
   ASSERT_EQ(r.rc, 0) << r.text;
   const nlohmann::json rep2 = nlohmann::json::parse(std::ifstream(fs::path(out2) / "conversion.json"));
   ASSERT_EQ(rep2["refit"].size(), 6u);
   for (const auto& l : rep2["refit"]) {
+    if (l["layer"] == 0) {
+      EXPECT_LT(l["inputs"]["rel_err_before"].get<double>(), 1e-9) << l.dump();
+    } else {
+      EXPECT_GT(l["inputs"]["rel_err_before"].get<double>(), 1e-3) << l.dump();
+      EXPECT_LT(l["inputs"]["rel_err_after"].get<double>(), l["inputs"]["rel_err_before"].get<double>()) << l.dump();
+    }
     ASSERT_EQ(l["keys"].size(), 4u) << l.dump();
     for (const auto& h : l["keys"]) {
       EXPECT_EQ(h["rows"].get<double>(), 32.0);
@@ -203,7 +210,8 @@ TEST(RefitCli, RefitLowersEveryLayersProjectionErrorAndBadOptionsFailCleanly) {
   }
   for (const auto& [args, what] : std::vector<std::pair<std::string, std::string>>{
            {"--refit dense", "--refit needs --refit-data"},
-           {"--refit values --refit-data " + kText, "'values' is not dense"},
+           {"--refit values --refit-data " + kText, "'values' is not a '+'-list"},
+           {"--refit dense+keys --refit-data " + kText, "'dense+keys' is not a '+'-list"},
            {"--refit dense --refit-data " + kText + " --refit-tokens 100000", "--refit-tokens asks for 100000"},
            {"--refit-data " + kText, "--refit-data is given without --refit"}}) {
     const std::string bad = (dir / "bad").string();

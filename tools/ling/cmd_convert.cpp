@@ -116,8 +116,8 @@ Command register_convert(CLI::App& app) {
                   "Keep the rotated NoPE residue as plain NoPE (TransMLA) instead of folding its expected rotation");
   o->refit.target.clear();
   c.app->add_option("--refit", o->refit.target,
-                    "Sequential data refit of the MLA layers: dense | dense-residual | keys | keys+dense | "
-                    "keys+dense-residual (needs --refit-data)");
+                    "Sequential data refit of the MLA layers: a '+'-list of inputs, keys, dense | dense-residual, "
+                    "in that order, e.g. dense-residual (needs --refit-data)");
   c.app->add_option("--refit-data", o->refit.data, "Calibration text for --refit (training text)");
   c.app->add_option("--refit-tokens", o->refit.tokens, "Tokens of --refit-data used (default 16384)");
   c.app->add_option("--refit-seq-len", o->refit.seq_len, "Window length of the refit passes (default 512)");

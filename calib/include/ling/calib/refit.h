@@ -8,7 +8,9 @@
 //                   (blk.(L−1).out), so the layer also cancels the drift the earlier layers left behind
 //   keys            first the key up-projections W_UK,h (kv_b key rows) by the second-order KL fit of
 //                   convert/refit.h against the source attention rows (sampled query rows per window)
-//   keys+dense, keys+dense-residual: the key refit, then the projection refit on the refit keys
+//   inputs          first the input correction M = argmin Σ‖x_src − M x'‖² + λ‖M − I‖² (source vs converted
+//                   layer input) folded into q_proj / q_a_proj and kv_a_proj_with_mqa (W ← W·M)
+//   Steps chain with '+' in the order inputs, keys, dense*: e.g. inputs+dense-residual, keys+dense.
 // Because every layer sees the inputs the converted earlier layers produce, later layers compensate earlier
 // errors (GPTQ-style). Every refit is a ridge least squares pulled toward the weights it replaces. Sums are
 // fp64 and per layer, so memory does not depend on the number of tokens; the
@@ -37,6 +39,13 @@ struct RefitOptions {
   int64_t rows = 16;           // keys: query rows sampled per window
   int threads = 0;
 };
+
+// The steps of a --refit target ('+'-list: inputs, keys, then dense or dense-residual, in that order).
+struct RefitSteps {
+  bool inputs = false, keys = false;
+  std::string dense;  // "", "dense" or "dense-residual"
+};
+RefitSteps parse_refit_target(const std::string& target);  // throws one line for anything else
 
 // Checks the option values (one-line ling::Error).
 void check_refit_options(const RefitOptions& o);
