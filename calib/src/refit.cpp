@@ -10,6 +10,7 @@
 #include <map>
 #include <memory>
 
+#include "ling/convert/qk_fusion.h"
 #include "ling/convert/refit.h"
 #include "ling/core/dtype.h"
 #include "ling/core/error.h"
@@ -102,13 +103,16 @@ RefitSteps parse_refit_target(const std::string& target) {
     const size_t plus = target.find('+', at);
     const std::string part = target.substr(at, plus == std::string::npos ? std::string::npos : plus - at);
     // Steps in their order of application: inputs, keys, then one projection target.
-    const int rank = part == "inputs" ? 0 : part == "keys" ? 1 : (part == "dense" || part == "dense-residual") ? 2 : -1;
-    const int prev = last.empty() ? -1 : last == "inputs" ? 0 : last == "keys" ? 1 : 2;
-    LING_CHECK(rank >= 0 && rank > prev, "--refit: '", target, "' is not a '+'-list of inputs, keys and dense or ",
-               "dense-residual, in that order");
+    auto rank_of = [](const std::string& x) {
+      return x == "inputs" ? 0 : x == "keys" ? 1 : x == "temperature" ? 2 : (x == "dense" || x == "dense-residual") ? 3 : -1;
+    };
+    const int rank = rank_of(part), prev = last.empty() ? -1 : rank_of(last);
+    LING_CHECK(rank >= 0 && rank > prev, "--refit: '", target, "' is not a '+'-list of inputs, keys, temperature ",
+               "and dense or dense-residual, in that order");
     if (rank == 0) st.inputs = true;
     if (rank == 1) st.keys = true;
-    if (rank == 2) st.dense = part;
+    if (rank == 2) st.temperature = true;
+    if (rank == 3) st.dense = part;
     last = part;
     if (plus == std::string::npos) break;
     at = plus + 1;
@@ -229,6 +233,89 @@ nlohmann::json refit_inputs(const RefitOptions& o, Engine& src, const ModelConfi
   if (L.q_a.empty()) fold(L.q_proj, a + "q_proj.weight");
   else fold(L.q_a, a + "q_a_proj.weight");
   return {{"rel_err_before", before}, {"rel_err_after", after}};
+}
+
+// Per-head temperature of MLA layer l: the multiplier m of each head's query rows that minimises
+// Σ_rows KL(p_src ‖ softmax(m·ℓ')) over the KL grid of qk_fusion.h (parabola-refined), ℓ' the converted logits on
+// the converted inputs, p_src the source attention row on the source's inputs (sampled query rows per window).
+nlohmann::json refit_temperature(const RefitOptions& o, const ModelConfig& scfg, const LayerWeights& SL, Engine& src,
+                                 const ModelConfig& dcfg, ModelWeights& dw, int64_t l,
+                                 const std::vector<std::vector<int32_t>>& windows) {
+  const int64_t nh = dcfg.num_attention_heads, dn = dcfg.qk_nope_head_dim, dr = dcfg.qk_rope_head_dim;
+  const int64_t dv = dcfg.v_head_dim, r = dcfg.kv_lora_rank, dqk = dn + dr, lc = r + dr;
+  const int64_t nkv = scfg.num_key_value_heads, ds = scfg.head_dim, G = nh / nkv;
+  const ref::RopeFreqs srf = ref::rope_freqs(rope_freq_params(scfg)), drf = ref::rope_freqs(rope_freq_params(dcfg));
+  const double sscale = 1.0 / std::sqrt(double(ds));
+  LayerWeights& L = dw.layers[size_t(l)];
+  convert::QkStats st;
+  st.nh = nh;
+  st.t_kl.assign(size_t(nh * convert::kKlGrid), 0.0);
+  const std::string in = "blk." + std::to_string(l) + ".attn_in";
+  auto dst = cpu_engine(dcfg, std::shared_ptr<const ModelWeights>(&dw, [](const ModelWeights*) {}), o.threads);
+  std::vector<double> ls, lc_, p;
+  for (const auto& win : windows) {
+    const int64_t n = int64_t(win.size());
+    Capture cs({in}), cd({in});
+    src.prefill(*src.new_sequence(), win, false, &cs);
+    dst->prefill(*dst->new_sequence(), win, false, &cd);
+    const MlaParts P = mla_parts(dcfg, L, drf, cd.got.at(in).data(), n);
+    std::vector<float> sq, sk;
+    source_qk(scfg, SL, srf, cs.got.at(in).data(), n, sq, sk);
+    // Converted keys [nh][n, dn] = W_UK,h·c_s.
+    std::vector<std::vector<double>> kn(static_cast<size_t>(nh), std::vector<double>(size_t(n * dn), 0.0));
+    for (int64_t h = 0; h < nh; ++h)
+      for (int64_t s = 0; s < n; ++s)
+        for (int64_t i = 0; i < dn; ++i) {
+          const float* wr = L.kv_b.v.data() + (h * (dn + dv) + i) * r;
+          double v = 0;
+          for (int64_t j = 0; j < r; ++j) v += double(wr[j]) * P.ckv[size_t(s * lc + j)];
+          kn[size_t(h)][size_t(s * dn + i)] = v;
+        }
+    const int64_t stride = std::max<int64_t>(1, n / o.rows);
+    for (int64_t t = n - 1, taken = 0; t >= 0 && taken < o.rows; t -= stride, ++taken) {
+      const int64_t m = t + 1;
+      ls.resize(size_t(m));
+      lc_.resize(size_t(m));
+      p.resize(size_t(m));
+      for (int64_t h = 0; h < nh; ++h) {
+        const float* qs = sq.data() + (t * nh + h) * ds;
+        const float* qd = P.q.data() + (t * nh + h) * dqk;
+        double mx = -1e300;
+        for (int64_t s = 0; s < m; ++s) {
+          const float* kk = sk.data() + (s * nkv + h / G) * ds;
+          double dot = 0, pe = 0, nope = 0;
+          for (int64_t j = 0; j < ds; ++j) dot += double(qs[j]) * kk[j];
+          for (int64_t j = 0; j < dr; ++j) pe += double(qd[dn + j]) * P.ckv[size_t(s * lc + r + j)];
+          for (int64_t j = 0; j < dn; ++j) nope += double(qd[j]) * kn[size_t(h)][size_t(s * dn + j)];
+          ls[size_t(s)] = sscale * dot;
+          lc_[size_t(s)] = double(P.scale) * (pe + nope);
+          mx = std::max(mx, ls[size_t(s)]);
+        }
+        double z = 0;
+        for (int64_t s = 0; s < m; ++s) z += (p[size_t(s)] = std::exp(ls[size_t(s)] - mx));
+        const double logz = std::log(z) + mx;
+        for (double& v : p) v /= z;
+        for (int gi = 0; gi < convert::kKlGrid; ++gi) {
+          const double mul = convert::kl_grid_multiplier(gi);
+          double mc = -1e300;
+          for (int64_t s = 0; s < m; ++s) mc = std::max(mc, mul * lc_[size_t(s)]);
+          double zc = 0;
+          for (int64_t s = 0; s < m; ++s) zc += std::exp(mul * lc_[size_t(s)] - mc);
+          const double logzc = std::log(zc) + mc;
+          double kl = 0;
+          for (int64_t s = 0; s < m; ++s)
+            if (p[size_t(s)] > 0) kl += p[size_t(s)] * ((ls[size_t(s)] - logz) - (mul * lc_[size_t(s)] - logzc));
+          st.t_kl[size_t(h * convert::kKlGrid + gi)] += kl;
+        }
+      }
+      st.t_rows += 1;
+    }
+  }
+  const std::vector<double> temp = convert::lsq_temperatures(st);
+  Mat& q = L.q_a.empty() ? L.q_proj : L.q_b;  // the rows of head h: [h·dqk, (h+1)·dqk)
+  for (int64_t h = 0; h < nh; ++h)
+    for (int64_t i = h * dqk * q.cols; i < (h + 1) * dqk * q.cols; ++i) q.v[size_t(i)] *= float(temp[size_t(h)]);
+  return temp;
 }
 
 nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const LayerWeights& SL, Engine& src,
@@ -373,6 +460,12 @@ nlohmann::json refit_converted(const RefitOptions& o, const std::string& folder,
       if (keys) {
         row["keys"] = refit_keys(o, scfg, sw->layers[size_t(l)], *src, dcfg, *dw, l, windows, dck);
         refit["model.layers." + std::to_string(l) + ".attention.kv_b_proj.weight"] = dw->layers[size_t(l)].kv_b.v;
+      }
+      if (steps.temperature) {
+        row["temperature"] = refit_temperature(o, scfg, sw->layers[size_t(l)], *src, dcfg, *dw, l, windows);
+        const LayerWeights& L = dw->layers[size_t(l)];
+        const std::string a = "model.layers." + std::to_string(l) + ".attention.";
+        refit[L.q_a.empty() ? a + "q_proj.weight" : a + "q_b_proj.weight"] = L.q_a.empty() ? L.q_proj.v : L.q_b.v;
       }
       if (dense_target.empty()) {
         row["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

@@ -186,10 +186,10 @@ TEST(RefitCli, RefitLowersEveryLayersProjectionErrorAndBadOptionsFailCleanly) {
     EXPECT_LT(l["rel_err_after"].get<double>(), l["rel_err_before"].get<double>()) << l.dump();
   }
   EXPECT_EQ(sh(kLing + " --no-db inspect --check-weights " + out).rc, 0);
-  // Inputs, keys, then the projection: layer 0 sees the source's own inputs (nothing to correct), later layers'
+  // Inputs, keys, temperatures, then the projection: layer 0 sees the source's own inputs (nothing to correct), later layers'
   // input error drops; every head's second-order KL objective drops on the calibration rows.
   const std::string out2 = (dir / "mla_keys").string();
-  r = sh(kLing + " --no-db convert " + kSrc + " " + out2 + " --to mla --kv-lora-rank 16 --refit inputs+keys+dense"
+  r = sh(kLing + " --no-db convert " + kSrc + " " + out2 + " --to mla --kv-lora-rank 16 --refit inputs+keys+temperature+dense"
          " --refit-data " + kText + " --refit-tokens 1024 --refit-seq-len 256 --refit-rows 8");
   ASSERT_EQ(r.rc, 0) << r.text;
   const nlohmann::json rep2 = nlohmann::json::parse(std::ifstream(fs::path(out2) / "conversion.json"));
@@ -200,6 +200,11 @@ TEST(RefitCli, RefitLowersEveryLayersProjectionErrorAndBadOptionsFailCleanly) {
     } else {
       EXPECT_GT(l["inputs"]["rel_err_before"].get<double>(), 1e-3) << l.dump();
       EXPECT_LT(l["inputs"]["rel_err_after"].get<double>(), l["inputs"]["rel_err_before"].get<double>()) << l.dump();
+    }
+    ASSERT_EQ(l["temperature"].size(), 4u) << l.dump();
+    for (const auto& t : l["temperature"]) {  // inside the KL grid 2^[−2, 2]
+      EXPECT_GT(t.get<double>(), 0.25);
+      EXPECT_LT(t.get<double>(), 4.0);
     }
     ASSERT_EQ(l["keys"].size(), 4u) << l.dump();
     for (const auto& h : l["keys"]) {

@@ -122,7 +122,7 @@ Command register_convert(CLI::App& app) {
   c.app->add_option("--refit-tokens", o->refit.tokens, "Tokens of --refit-data used (default 16384)");
   c.app->add_option("--refit-seq-len", o->refit.seq_len, "Window length of the refit passes (default 512)");
   c.app->add_option("--refit-ridge", o->refit.ridge, "Ridge of the refits toward the converted weights, relative to the mean diagonal (default 1)");
-  c.app->add_option("--refit-rows", o->refit.rows, "keys: query rows sampled per window (default 16)");
+  c.app->add_option("--refit-rows", o->refit.rows, "keys, temperature: query rows sampled per window (default 64)");
   c.app->add_flag("--json", o->json, "Print the report as JSON");
   c.run = [o](Context& ctx) -> int { return run_convert(*o, ctx); };
   return c;

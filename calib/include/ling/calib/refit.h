@@ -10,7 +10,9 @@
 //                   convert/refit.h against the source attention rows (sampled query rows per window)
 //   inputs          first the input correction M = argmin Σ‖x_src − M x'‖² + λ‖M − I‖² (source vs converted
 //                   layer input) folded into q_proj / q_a_proj and kv_a_proj_with_mqa (W ← W·M)
-//   Steps chain with '+' in the order inputs, keys, dense*: e.g. inputs+dense-residual, keys+dense.
+//   temperature     a per-head multiplier of the query rows, KL-optimal against the source attention rows
+//                   (grid of qk_fusion.h over sampled query rows)
+//   Steps chain with '+' in the order inputs, keys, temperature, dense*: e.g. temperature+dense-residual.
 // Because every layer sees the inputs the converted earlier layers produce, later layers compensate earlier
 // errors (GPTQ-style). Every refit is a ridge least squares pulled toward the weights it replaces. Sums are
 // fp64 and per layer, so memory does not depend on the number of tokens; the
@@ -36,13 +38,13 @@ struct RefitOptions {
   int64_t seq_len = 512;
   double ridge = 1.0;          // λ = ridge·tr(normal matrix)/unknowns (dense and keys); the ridge pulls toward the
                                // converted weights, so a large ridge keeps them
-  int64_t rows = 16;           // keys: query rows sampled per window
+  int64_t rows = 64;           // keys, temperature: query rows sampled per window
   int threads = 0;
 };
 
-// The steps of a --refit target ('+'-list: inputs, keys, then dense or dense-residual, in that order).
+// The steps of a --refit target ('+'-list: inputs, keys, temperature, then dense or dense-residual, in order).
 struct RefitSteps {
-  bool inputs = false, keys = false;
+  bool inputs = false, keys = false, temperature = false;
   std::string dense;  // "", "dense" or "dense-residual"
 };
 RefitSteps parse_refit_target(const std::string& target);  // throws one line for anything else
