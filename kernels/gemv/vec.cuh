@@ -2,8 +2,6 @@
 // load (bf16) or two (fp32), the 8-wide dot with fp32 activations, warp sums. Internal linkage: each .cu gets
 // its own copy. Limits: the pointers given to load8 / dot8 must be 16-byte aligned.
 #pragma once
-#include <cuda_bf16.h>
-
 #include <cstdint>
 
 namespace ling::kernels {
@@ -15,14 +13,14 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// bf16 → fp32 is exact: the 16 bits become the high half of the float (element 0 is the low half of a word).
 __device__ __forceinline__ void load8(const uint16_t* w, float (&f)[8]) {
   const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w));
-  const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
+  const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
-    const float2 v = __bfloat1622float2(h[j]);
-    f[2 * j] = v.x;
-    f[2 * j + 1] = v.y;
+    f[2 * j] = __uint_as_float(u[j] << 16);
+    f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
   }
 }
 __device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
