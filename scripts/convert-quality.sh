@@ -33,8 +33,8 @@ if [[ -z "$calib_text" ]]; then
   calib_text=$out/calib.txt
 fi
 # <qk>-refit-<target>: the <qk> conversion followed by `--refit <target>` on the same calibration text
-# (sequential data refit of the MLA layers, calib/refit.h), e.g. lsq-refit-dense-residual.
-methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq lsq-refit-dense-residual"}
+# (sequential data refit of the MLA layers, calib/refit.h), e.g. lsq-refit-temperature+dense-residual.
+methods=${METHODS:-"ant-plain ant inv-rms vec-mse logit kl lsq lsq-refit-temperature+dense-residual"}
 ranks=${RANKS:-"224 128 64 32"}
 metric() {  # metric JSON NAME → value of the run-level metric NAME
   python3 -c "import json,sys; d=json.load(open(sys.argv[1])); print([m['value'] for m in d if m['name']==sys.argv[2] and not m.get('bucket')][0])" "$1" "$2"
