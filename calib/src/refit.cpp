@@ -197,6 +197,22 @@ namespace {
 // Input correction of MLA layer l: M = argmin Σ‖x_src − M x'‖² + λ‖M − I‖² (x_src the source layer input,
 // x' the converted one), folded into the layer's input projections (q_proj or q_a_proj, kv_a_proj_with_mqa):
 // W ← W·M, so that on the drifted inputs they reproduce what they give on the source's inputs.
+// The converted model's keys W_UK,h·c_s [nh][n, dn] (fp64) from the latent rows c [n] (row stride ldc, the first r
+// values of each row are the latent).
+std::vector<std::vector<double>> converted_keys(const LayerWeights& L, const float* c, int64_t ldc, int64_t n,
+                                                int64_t nh, int64_t dn, int64_t dv, int64_t r) {
+  std::vector<std::vector<double>> kn(static_cast<size_t>(nh), std::vector<double>(size_t(n * dn), 0.0));
+  for (int64_t h = 0; h < nh; ++h)
+    for (int64_t s = 0; s < n; ++s)
+      for (int64_t i = 0; i < dn; ++i) {
+        const float* wr = L.kv_b.v.data() + (h * (dn + dv) + i) * r;
+        double v = 0;
+        for (int64_t j = 0; j < r; ++j) v += double(wr[j]) * c[s * ldc + j];
+        kn[size_t(h)][size_t(s * dn + i)] = v;
+      }
+  return kn;
+}
+
 nlohmann::json refit_inputs(const RefitOptions& o, Engine& src, const ModelConfig& dcfg, ModelWeights& dw, int64_t l,
                             const std::vector<std::vector<int32_t>>& windows, const Checkpoint& dck) {
   const int64_t H = dcfg.hidden_size;
@@ -262,15 +278,7 @@ nlohmann::json refit_temperature(const RefitOptions& o, const ModelConfig& scfg,
     std::vector<float> sq, sk;
     source_qk(scfg, SL, srf, cs.got.at(in).data(), n, sq, sk);
     // Converted keys [nh][n, dn] = W_UK,h·c_s.
-    std::vector<std::vector<double>> kn(static_cast<size_t>(nh), std::vector<double>(size_t(n * dn), 0.0));
-    for (int64_t h = 0; h < nh; ++h)
-      for (int64_t s = 0; s < n; ++s)
-        for (int64_t i = 0; i < dn; ++i) {
-          const float* wr = L.kv_b.v.data() + (h * (dn + dv) + i) * r;
-          double v = 0;
-          for (int64_t j = 0; j < r; ++j) v += double(wr[j]) * P.ckv[size_t(s * lc + j)];
-          kn[size_t(h)][size_t(s * dn + i)] = v;
-        }
+    const auto kn = converted_keys(L, P.ckv.data(), lc, n, nh, dn, dv, r);
     const int64_t stride = std::max<int64_t>(1, n / o.rows);
     for (int64_t t = n - 1, taken = 0; t >= 0 && taken < o.rows; t -= stride, ++taken) {
       const int64_t m = t + 1;
@@ -347,15 +355,7 @@ nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const 
     for (int64_t s = 0; s < n; ++s)
       for (int64_t j = 0; j < r; ++j) c[size_t(s * r + j)] = P.ckv[size_t(s * lc + j)];
     // Current converted keys W_UK,h·c_s [nh][n, dn], for the converted attention rows.
-    std::vector<std::vector<double>> kn(static_cast<size_t>(nh), std::vector<double>(size_t(n * dn), 0.0));
-    for (int64_t h = 0; h < nh; ++h)
-      for (int64_t s = 0; s < n; ++s)
-        for (int64_t i = 0; i < dn; ++i) {
-          const float* wr = L.kv_b.v.data() + (h * (dn + dv) + i) * r;
-          double v = 0;
-          for (int64_t j = 0; j < r; ++j) v += double(wr[j]) * c[size_t(s * r + j)];
-          kn[size_t(h)][size_t(s * dn + i)] = v;
-        }
+    const auto kn = converted_keys(L, P.ckv.data(), lc, n, nh, dn, dv, r);
     const int64_t stride = std::max<int64_t>(1, n / o.rows);
     for (int64_t t = n - 1, taken = 0; t >= 0 && taken < o.rows; t -= stride, ++taken) {
       const int64_t m = t + 1;
