@@ -16,6 +16,7 @@
 #include "ling/ref/ops.h"
 #include "ling/tokenizer/tokenizer.h"
 #include "qk_accumulate.h"
+#include "windows.h"
 
 namespace ling::calib {
 
@@ -85,14 +86,7 @@ Calibration calibrate(const CalibOptions& opt, const std::function<void(const st
   LING_CHECK(fs::exists(tok_path), tok_path.string(), ": no tokenizer.json (calibration tokenises --data with it)");
   Tokenizer tok = Tokenizer::load(tok_path.string());
   const std::string text = read_file(opt.data);
-  std::vector<int32_t> ids = tok.encode(text, false);
-  LING_CHECK(int64_t(ids.size()) >= opt.tokens, opt.data, ": holds ", ids.size(), " tokens, --tokens asks for ",
-             opt.tokens);
-  std::vector<std::vector<int32_t>> windows;
-  for (int64_t at = 0; at < opt.tokens; at += opt.seq_len) {
-    const int64_t n = std::min(opt.seq_len, opt.tokens - at);
-    windows.emplace_back(ids.begin() + at, ids.begin() + at + n);
-  }
+  const auto windows = token_windows(tok, text, opt.data, opt.tokens, opt.seq_len, "--tokens");
 
   Checkpoint ck = Checkpoint::open(dir.string());
   auto weights = std::make_shared<ModelWeights>(load_weights(cfg, ck));

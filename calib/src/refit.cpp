@@ -18,6 +18,7 @@
 #include "ling/core/safetensors.h"
 #include "ling/engine/engine.h"
 #include "ling/engine/rope.h"
+#include "windows.h"
 #include "ling/tokenizer/tokenizer.h"
 
 namespace ling::calib {
@@ -197,6 +198,25 @@ namespace {
 // Input correction of MLA layer l: M = argmin Σ‖x_src − M x'‖² + λ‖M − I‖² (x_src the source layer input,
 // x' the converted one), folded into the layer's input projections (q_proj or q_a_proj, kv_a_proj_with_mqa):
 // W ← W·M, so that on the drifted inputs they reproduce what they give on the source's inputs.
+// One window through both models up to layer l's attention input: the converted layer's query / latent parts
+// and the source layer's normalised, rotated queries and keys (host recomputation from the captured inputs).
+struct WindowQk {
+  MlaParts P;
+  std::vector<float> sq, sk;
+};
+WindowQk window_qk(Engine& src, Engine& dst, const std::vector<int32_t>& win, const std::string& in,
+                   const ModelConfig& scfg, const LayerWeights& SL, const ref::RopeFreqs& srf, const ModelConfig& dcfg,
+                   const LayerWeights& L, const ref::RopeFreqs& drf) {
+  const int64_t n = int64_t(win.size());
+  Capture cs({in}), cd({in});
+  src.prefill(*src.new_sequence(), win, false, &cs);
+  dst.prefill(*dst.new_sequence(), win, false, &cd);
+  WindowQk w;
+  w.P = mla_parts(dcfg, L, drf, cd.got.at(in).data(), n);
+  source_qk(scfg, SL, srf, cs.got.at(in).data(), n, w.sq, w.sk);
+  return w;
+}
+
 // The converted model's keys W_UK,h·c_s [nh][n, dn] (fp64) from the latent rows c [n] (row stride ldc, the first r
 // values of each row are the latent).
 std::vector<std::vector<double>> converted_keys(const LayerWeights& L, const float* c, int64_t ldc, int64_t n,
@@ -271,12 +291,10 @@ nlohmann::json refit_temperature(const RefitOptions& o, const ModelConfig& scfg,
   std::vector<double> ls, lc_, p;
   for (const auto& win : windows) {
     const int64_t n = int64_t(win.size());
-    Capture cs({in}), cd({in});
-    src.prefill(*src.new_sequence(), win, false, &cs);
-    dst->prefill(*dst->new_sequence(), win, false, &cd);
-    const MlaParts P = mla_parts(dcfg, L, drf, cd.got.at(in).data(), n);
-    std::vector<float> sq, sk;
-    source_qk(scfg, SL, srf, cs.got.at(in).data(), n, sq, sk);
+    const WindowQk w = window_qk(src, *dst, win, in, scfg, SL, srf, dcfg, L, drf);
+    const MlaParts& P = w.P;
+    const std::vector<float>& sq = w.sq;
+    const std::vector<float>& sk = w.sk;
     // Converted keys [nh][n, dn] = W_UK,h·c_s.
     const auto kn = converted_keys(L, P.ckv.data(), lc, n, nh, dn, dv, r);
     const int64_t stride = std::max<int64_t>(1, n / o.rows);
@@ -345,12 +363,10 @@ nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const 
   std::vector<double> a(static_cast<size_t>(dn)), u, p, pc, c;
   for (const auto& win : windows) {
     const int64_t n = int64_t(win.size());
-    Capture cs({in}), cd({in});
-    src.prefill(*src.new_sequence(), win, false, &cs);
-    dst->prefill(*dst->new_sequence(), win, false, &cd);
-    const MlaParts P = mla_parts(dcfg, L, drf, cd.got.at(in).data(), n);
-    std::vector<float> sq, sk;
-    source_qk(scfg, SL, srf, cs.got.at(in).data(), n, sq, sk);
+    const WindowQk w = window_qk(src, *dst, win, in, scfg, SL, srf, dcfg, L, drf);
+    const MlaParts& P = w.P;
+    const std::vector<float>& sq = w.sq;
+    const std::vector<float>& sk = w.sk;
     c.resize(size_t(n * r));
     for (int64_t s = 0; s < n; ++s)
       for (int64_t j = 0; j < r; ++j) c[size_t(s * r + j)] = P.ckv[size_t(s * lc + j)];
@@ -423,14 +439,7 @@ nlohmann::json refit_converted(const RefitOptions& o, const std::string& folder,
 
   Tokenizer tok = Tokenizer::load(o.source);
   const std::string text = read_file(o.data);
-  const std::vector<int32_t> ids = tok.encode(text, false);
-  LING_CHECK(int64_t(ids.size()) >= o.tokens, o.data, ": holds ", ids.size(), " tokens, --refit-tokens asks for ",
-             o.tokens);
-  std::vector<std::vector<int32_t>> windows;
-  for (int64_t at = 0; at < o.tokens; at += o.seq_len) {
-    const int64_t n = std::min(o.seq_len, o.tokens - at);
-    windows.emplace_back(ids.begin() + at, ids.begin() + at + n);
-  }
+  const auto windows = token_windows(tok, text, o.data, o.tokens, o.seq_len, "--refit-tokens");
 
   Checkpoint sck = Checkpoint::open(o.source);
   auto sw = std::make_shared<const ModelWeights>(load_weights(scfg, sck));
