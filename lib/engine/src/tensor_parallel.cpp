@@ -93,6 +93,7 @@ class TpBackend final : public Backend {
     for (int64_t r : local_) LING_CHECK(r >= 0 && r < p.tp, "rank ", r, " is outside --tp ", p.tp);
     LING_CHECK(all_reduce_ || int64_t(local_.size()) == p.tp, "internal error: ranks outside this process need an all-reduce");
   }
+  TpCommStats comm_stats() const { return comm_; }  // all-reduce calls and their host wall time so far
   std::string name() const override {
     return ranks_.empty() ? "tp" : "tp" + std::to_string(plan_.tp) + "(" + ranks_[0]->name() + ")";
   }
@@ -249,10 +250,6 @@ class TpBackend final : public Backend {
     ++comm_.calls;
   }
 
- public:
-  TpCommStats comm_stats() const { return comm_; }
-
- private:
   // Host all-reduce for rank backends whose buffers are host memory (CPU): sum into rank 0, copy back.
   static AllReduce host_sum(std::vector<std::unique_ptr<Backend>>& ranks) {
     return [&ranks](std::vector<Buffer*>& parts) {
