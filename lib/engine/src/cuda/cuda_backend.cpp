@@ -1,5 +1,5 @@
 // CUDA backend (architecture.md §2): fp32 activations on the device; projection weights in bf16 (cuBLASLt GEMMs,
-// bf16 inputs, fp32 accumulation and outputs; gemm_lt.h) or in f32 (cuBLAS sgemm, default math mode, TF32 off),
+// bf16 inputs, fp32 accumulation and outputs; kernels/gemm_lt.h) or in f32 (cuBLAS sgemm, default math mode, TF32 off),
 // chosen by BackendOptions::weight_dtype ("auto": as the checkpoint stores them). Norm weights, biases, the
 // embedding and the MoE router stay f32 (the router GEMM always runs in fp32). Simple kernels (kernels.cu) for
 // norms, RoPE, attention, Lightning and the MoE combine; the router runs ref::moe_route on the host copy of the
@@ -16,7 +16,7 @@
 #include <cstring>
 #include <unordered_map>
 
-#include "gemm_lt.h"
+#include "ling/kernels/gemm_lt.h"
 #include "kernels.cuh"
 #include "op_profile.h"
 #include "ling/kernels/lightning.h"
@@ -118,7 +118,7 @@ class CudaBackend final : public Backend {
     size_t lin_bytes = 0, f32_bytes = 0;
     for (const Mat* m : lin_mats) lin_bytes += (bf16_ ? 2 : 4) * m->v.size();
     for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
-    const size_t weights = lin_bytes + f32_bytes, workspace = bf16_ ? cuda::LtGemm::kWorkspace : 0;
+    const size_t weights = lin_bytes + f32_bytes, workspace = bf16_ ? kernels::LtGemm::kWorkspace : 0;
     const size_t want = weights + workspace + weights / 10 + (size_t(256) << 20);
     size_t free_b = 0, total_b = 0;
     LING_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -128,7 +128,7 @@ class CudaBackend final : public Backend {
                " MiB) but the device has ", free_b >> 20, " MiB free: short by ", (want - free_b) >> 20, " MiB");
     log_info("cuda: memory plan ", want >> 20, " MiB of ", free_b >> 20, " MiB free (", bf16_ ? "bf16" : "f32",
              " projections ", lin_bytes >> 20, " MiB)");
-    if (bf16_) lt_ = std::make_unique<cuda::LtGemm>(stream_);
+    if (bf16_) lt_ = std::make_unique<kernels::LtGemm>(stream_);
     for (const Mat* m : lin_mats) bf16_ ? upload16(*m) : upload(*m);
     for (const Mat* m : f32_mats) upload(*m);
     decay_.assign(c.num_hidden_layers, DevF());
@@ -717,7 +717,7 @@ class CudaBackend final : public Backend {
   BackendOptions opt_;
   int device_ = 0;
   bool bf16_ = false;
-  std::unique_ptr<cuda::LtGemm> lt_;
+  std::unique_ptr<kernels::LtGemm> lt_;
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
   size_t xbf_cap_ = 0;

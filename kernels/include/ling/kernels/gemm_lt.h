@@ -1,5 +1,5 @@
-// bf16 GEMMs through cuBLASLt for the CUDA backend: y[M, N] (fp32) = x[M, K] (bf16) · W[N, K]ᵀ (bf16), fp32
-// accumulation (CUBLAS_COMPUTE_32F). The algorithm is chosen once per (M, N, K) by cuBLASLt's heuristic and
+// bf16 GEMMs through cuBLASLt (CUDA backend, MoE prefill): y[M, N] (fp32) = x[M, K] (bf16) · W[N, K]ᵀ (bf16),
+// fp32 accumulation (CUBLAS_COMPUTE_32F). The algorithm is chosen once per (M, N, K) by cuBLASLt's heuristic and
 // cached; one workspace (32 MiB) serves every call on the backend's stream.
 #pragma once
 #include <cublasLt.h>
@@ -10,7 +10,7 @@
 #include <memory>
 #include <tuple>
 
-namespace ling::cuda {
+namespace ling::kernels {
 
 class LtGemm {
  public:
@@ -34,4 +34,4 @@ class LtGemm {
   std::map<std::tuple<int64_t, int64_t, int64_t>, Plan> plans_;
 };
 
-}  // namespace ling::cuda
+}  // namespace ling::kernels

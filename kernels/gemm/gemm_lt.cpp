@@ -1,6 +1,6 @@
 // cuBLASLt bf16 GEMM with a per-shape plan cache (see gemm_lt.h). Row-major y = x·Wᵀ is the column-major
 // product yᵀ[N, M] = W[N, K]·xᵀ: A = W seen as a column-major [K, N] matrix, transposed; B = x as [K, M].
-#include "gemm_lt.h"
+#include "ling/kernels/gemm_lt.h"
 
 #include "ling/core/error.h"
 
@@ -11,7 +11,7 @@
       LING_THROW(#stmt, " failed at ", __FILE__, ":", __LINE__, ": cuBLASLt status ", int(ling_s_));          \
   } while (0)
 
-namespace ling::cuda {
+namespace ling::kernels {
 
 LtGemm::LtGemm(cudaStream_t stream) : stream_(stream) {
   LING_LT_CHECK(cublasLtCreate(&handle_));
@@ -63,4 +63,4 @@ void LtGemm::run(const void* w, const void* x, float* y, int64_t M, int64_t N, i
                                kWorkspace, stream_));
 }
 
-}  // namespace ling::cuda
+}  // namespace ling::kernels
