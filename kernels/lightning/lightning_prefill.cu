@@ -6,8 +6,10 @@
 //   pass 3 (output CTAs, every block): per chunk c with incoming state S (registers)
 //     o_i = scale · [ e^{g(i+1)} q_i S + Σ_{j≤i} e^{g(i−j)} (q_i·k_j) v_j ],  S ← e^{gn} S + Σ_j e^{g(n−1−j)} k_jᵀ v_j
 //   and the last block writes the final state.
-// Precision: q/k/v are exact bf16 operands; every fp32 operand that must enter an MMA (the decayed scores P, the
-// decayed keys, the state) is split into bf16 hi + lo (two MMAs), so outputs and state keep ~fp32 accuracy.
+// Precision (kExact): q/k/v are exact bf16 operands; every fp32 operand that must enter an MMA (the decayed scores
+// P, the decayed keys, the state) is split into bf16 hi + lo (two MMAs), so outputs and state keep ~fp32
+// accuracy. Without kExact (params.exact = false) only the hi parts enter the MMAs: bf16 operands, fp32
+// accumulation — the precision class of the usual chunked kernels — with 2.25× fewer MMAs.
 // Layout per CTA (256 threads = 8 warps): warp w owns the state transposed, Sᵀ[dv 16w..16w+15][dk 0..127], as
 // mma accumulators; that register layout is exactly the B fragment of Q·S, so Q·S needs no shared memory.
 #include <cuda_bf16.h>
@@ -81,6 +83,7 @@ __device__ __forceinline__ void build_decayed_keys(Smem& s, int n) {
 }
 
 // Sᵀ ← e^{gn} Sᵀ + Vᵀ K̃ for this warp's 16 dv rows. acc[j] = Sᵀ[16w + {g, g+8}][8j + 2t + {0,1}].
+template <bool kExact>
 __device__ __forceinline__ void state_update(const Smem& s, const Tile* v, float (&acc)[16][4], float decay_n, int warp,
                                              int lane) {
 #pragma unroll
@@ -94,13 +97,16 @@ __device__ __forceinline__ void state_update(const Smem& s, const Tile* v, float
     ldsm_x4_t(a, &v[16 * ks + (mi >> 1) * 8 + r][16 * warp + (mi & 1) * 8]);
 #pragma unroll
     for (int jp = 0; jp < 8; ++jp) {  // B = K̃ (k = token, n = dk) from K̃[token][dk]
-      uint32_t bh[4], bl[4];
+      uint32_t bh[4];
       ldsm_x4_t(bh, &s.khi[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
-      ldsm_x4_t(bl, &s.klo[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
       mma_bf16(acc[2 * jp], a, bh[0], bh[1]);
-      mma_bf16(acc[2 * jp], a, bl[0], bl[1]);
       mma_bf16(acc[2 * jp + 1], a, bh[2], bh[3]);
-      mma_bf16(acc[2 * jp + 1], a, bl[2], bl[3]);
+      if constexpr (kExact) {
+        uint32_t bl[4];
+        ldsm_x4_t(bl, &s.klo[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
+        mma_bf16(acc[2 * jp], a, bl[0], bl[1]);
+        mma_bf16(acc[2 * jp + 1], a, bl[2], bl[3]);
+      }
     }
   }
 }
@@ -139,7 +145,7 @@ __device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile*
 }
 
 // O[:, 16w..16w+15] = scale · (diag(e^{g(i+1)}) Q S + P V), rows < n stored to global.
-template <bool kF32>
+template <bool kF32, bool kExact>
 __device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const PTile* phi, const PTile* plo,
                                              const float (&acc)[16][4], const Args& a,
                                              int64_t t0, int n, int64_t h, int warp, int lane) {
@@ -160,7 +166,7 @@ __device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const
 #pragma unroll
       for (int nb = 0; nb < 2; ++nb) {
         mma_bf16(o[mt][nb], q, bh[nb][0], bh[nb][1]);
-        mma_bf16(o[mt][nb], q, bl[nb][0], bl[nb][1]);
+        if constexpr (kExact) mma_bf16(o[mt][nb], q, bl[nb][0], bl[nb][1]);
       }
     }
   }
@@ -182,13 +188,15 @@ __device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt) {
       if (mt < ks) continue;  // P is zero above the diagonal
-      uint32_t ph[4], pl[4];
+      uint32_t ph[4];
       ldsm_x4(ph, &phi[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
-      ldsm_x4(pl, &plo[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
 #pragma unroll
-      for (int nb = 0; nb < 2; ++nb) {
-        mma_bf16(o[mt][nb], ph, b[2 * nb], b[2 * nb + 1]);
-        mma_bf16(o[mt][nb], pl, b[2 * nb], b[2 * nb + 1]);
+      for (int nb = 0; nb < 2; ++nb) mma_bf16(o[mt][nb], ph, b[2 * nb], b[2 * nb + 1]);
+      if constexpr (kExact) {
+        uint32_t pl[4];
+        ldsm_x4(pl, &plo[16 * mt + (mi & 1) * 8 + r][16 * ks + (mi >> 1) * 8]);
+#pragma unroll
+        for (int nb = 0; nb < 2; ++nb) mma_bf16(o[mt][nb], pl, b[2 * nb], b[2 * nb + 1]);
       }
     }
   }
@@ -212,7 +220,7 @@ __device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const
 }
 
 // One CTA = one (block b, head h). kOut: pass 3 (outputs + final state); otherwise pass 1 (local state U_b).
-template <bool kOut, bool kF32>
+template <bool kOut, bool kF32, bool kExact>
 __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
@@ -254,7 +262,7 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     __syncthreads();  // K is free
     if (has_next) load_tile(s.k, a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
     if constexpr (kOut) {
-      chunk_output<kF32>(s, v, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), acc, a, t0, n, h, warp, lane);
+      chunk_output<kF32, kExact>(s, v, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), acc, a, t0, n, h, warp, lane);
       __syncthreads();  // Q and the P region are free
       if (has_next) {
         load_tile(s.q, a.q, a.ldq, t0 + C, chunk_len(t0 + C), h);
@@ -263,7 +271,7 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     }
     cp_async_commit();
     // An output CTA's final state is needed only in the last block (the scan gave every other block's successor).
-    if (!kOut || has_next || b == a.nb - 1) state_update(s, v, acc, s.decay[n], warp, lane);
+    if (!kOut || has_next || b == a.nb - 1) state_update<kExact>(s, v, acc, s.decay[n], warp, lane);
   }
 
   float* dst = nullptr;
@@ -376,13 +384,14 @@ void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stre
     a.ws_u = a.ws + p.nh * nb * D * D;
   }
   const size_t smem = sizeof(Smem);
-  auto out_kernel = p.o_fp32 ? lightning_block_kernel<true, true> : lightning_block_kernel<true, false>;
+  auto out_kernel = p.exact ? (p.o_fp32 ? lightning_block_kernel<true, true, true> : lightning_block_kernel<true, false, true>)
+                            : (p.o_fp32 ? lightning_block_kernel<true, true, false> : lightning_block_kernel<true, false, false>);
   LING_CUDA_CHECK(cudaFuncSetAttribute(out_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
   if (nb > 1) {
-    LING_CUDA_CHECK(cudaFuncSetAttribute(lightning_block_kernel<false, false>,
-                                         cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    auto state_kernel = p.exact ? lightning_block_kernel<false, false, true> : lightning_block_kernel<false, false, false>;
+    LING_CUDA_CHECK(cudaFuncSetAttribute(state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
     const unsigned n_sub = unsigned((nb - 1) * pl.R);
-    lightning_block_kernel<false, false><<<dim3(n_sub, unsigned(p.nh)), kThreads, smem, stream>>>(a);
+    state_kernel<<<dim3(n_sub, unsigned(p.nh)), kThreads, smem, stream>>>(a);
     LING_CUDA_CHECK(cudaGetLastError());
     lightning_scan_kernel<<<dim3(D * D / 256, unsigned(p.nh)), 256, 0, stream>>>(p.state, a.ws, a.ws_u, p.g, a.nb,
                                                                                a.R, a.L / a.R);

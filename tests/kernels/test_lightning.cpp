@@ -25,6 +25,7 @@ std::vector<float> log_decays(int64_t nh) {
 struct PrefillCase {
   int64_t T, nh, blocks;
   bool o_fp32;
+  bool exact = true;  // false: bf16 MMA operands, checked by the bf16 rules
 };
 
 void run_prefill(const PrefillCase& c, uint64_t seed) {
@@ -44,6 +45,7 @@ void run_prefill(const PrefillCase& c, uint64_t seed) {
   p.q = dq.as<uint16_t>(), p.k = dk.as<uint16_t>(), p.v = dv.as<uint16_t>(), p.o = dout.ptr;
   p.state = dstate.as<float>(), p.g = dg.as<float>(), p.workspace = ws.ptr;
   p.T = c.T, p.nh = c.nh, p.scale = 1.0f / std::sqrt(float(D)), p.o_fp32 = c.o_fp32, p.blocks = c.blocks;
+  p.exact = c.exact;
   kernels::launch_lightning_prefill(p, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
 
@@ -52,7 +54,13 @@ void run_prefill(const PrefillCase& c, uint64_t seed) {
 
   const std::vector<float> out = c.o_fp32 ? dout.download<float>(n) : from_bf16(dout.download<uint16_t>(n));
   const std::string tag = "T=" + std::to_string(c.T) + " nh=" + std::to_string(c.nh) +
-                          " blocks=" + std::to_string(kernels::lightning_prefill_blocks(c.T, c.nh, c.blocks, sms));
+                          " blocks=" + std::to_string(kernels::lightning_prefill_blocks(c.T, c.nh, c.blocks, sms)) +
+                          (c.exact ? "" : " bf16 operands");
+  if (!c.exact) {
+    EXPECT_TRUE(close_bf16("state " + tag, dstate.download<float>(ns), ref_state));
+    EXPECT_TRUE(close_bf16("o " + tag, out, ref_o));
+    return;
+  }
   EXPECT_TRUE(close_f32("state " + tag, dstate.download<float>(ns), ref_state));
   if (c.o_fp32)
     EXPECT_TRUE(close_f32("o (fp32) " + tag, out, ref_o));
@@ -82,6 +90,16 @@ TEST(LightningPrefill, LingDims) {
   run_prefill({320, 64, 0, false}, 301);   // Ling-2.5-1T: 64 heads × 128
   run_prefill({4099, 8, 0, false}, 302);   // one TP8 shard, long prompt, 33 blocks
   run_prefill({2053, 8, 0, true}, 303);
+}
+
+// exact = false: bf16 operands for the decayed scores, decayed keys and state (outputs and state to bf16
+// accuracy) at the same awkward shapes, block scans and Ling dims.
+TEST(LightningPrefill, Bf16OperandsMatchByBf16Rules) {
+  SKIP_WITHOUT_CUDA();
+  for (const PrefillCase& c : {PrefillCase{1, 3, 0, true, false}, PrefillCase{65, 5, 0, true, false},
+                               PrefillCase{1009, 2, 7, true, false}, PrefillCase{1000, 2, 16, false, false},
+                               PrefillCase{320, 64, 0, false, false}, PrefillCase{4099, 8, 0, true, false}})
+    run_prefill(c, 500 + uint64_t(c.T));
 }
 
 TEST(LightningPrefill, RejectsBadParams) {

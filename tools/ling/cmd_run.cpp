@@ -46,7 +46,7 @@ struct RunOptions {
   bool ignore_eos = false;
   std::string prompts;           // --prompts FILE: one text prompt per line, batched
   int64_t max_batch = 16;        // --max-batch
-  int64_t prefill_chunk = 512;   // --prefill-chunk
+  int64_t prefill_chunk = 0;     // --prefill-chunk (0: the backend's limit; 512 with --prompts)
   int64_t tp = 1, ep = 1;        // --tp, --ep
   bool dp_attention = false;     // --dp-attention
   LaunchEnv launch;              // from the environment (multi-process launch)
@@ -97,6 +97,7 @@ std::unique_ptr<Engine> open_engine(const RunOptions& o) {
   eo.ep = o.ep;
   eo.dp_attention = o.dp_attention;
   eo.launch = o.launch;
+  eo.prefill_chunk = o.prefill_chunk;
   return Engine::open(o.model, eo);
 }
 
@@ -108,7 +109,7 @@ int run_batched(const RunOptions& o, Engine& engine) {
   LING_CHECK(in, o.prompts, ": cannot open the prompts file");
   BatcherOptions bo;
   bo.max_batch = o.max_batch;
-  bo.prefill_chunk = o.prefill_chunk;
+  bo.prefill_chunk = o.prefill_chunk > 0 ? o.prefill_chunk : 512;
   ContinuousBatcher b(engine, bo);
   std::string line;
   std::vector<std::string> texts;
@@ -150,7 +151,7 @@ int run_batched(const RunOptions& o, Engine& engine) {
 int run(const RunOptions& o) {
   const int modes = int(!o.prompt_ids.empty()) + int(!o.prompt.empty()) + int(!o.chat.empty()) + int(!o.prompts.empty());
   LING_CHECK(modes == 1, "give exactly one of --prompt-ids, --prompt, --chat, --prompts");
-  LING_CHECK(o.max_batch >= 1 && o.prefill_chunk >= 1, "--max-batch and --prefill-chunk must be at least 1");
+  LING_CHECK(o.max_batch >= 1 && o.prefill_chunk >= 0, "--max-batch must be at least 1 and --prefill-chunk at least 0");
   LING_CHECK(o.temperature >= 0.0f, "--temperature must be >= 0");
   LING_CHECK(o.top_p > 0.0f && o.top_p <= 1.0f, "--top-p must be in (0, 1]");
   LING_CHECK(o.top_k >= 0, "--top-k must be >= 0");
@@ -277,7 +278,8 @@ Command register_run(CLI::App& app) {
                   "With --tp: replicate attention and spread the sequences over the ranks (cpu ranks)");
   c.app->add_option("--prompts", o->prompts, "One text prompt per line, run together (continuous batching)");
   c.app->add_option("--max-batch", o->max_batch, "--prompts: requests in flight (default 16)");
-  c.app->add_option("--prefill-chunk", o->prefill_chunk, "--prompts: prompt tokens per step (default 512)");
+  c.app->add_option("--prefill-chunk", o->prefill_chunk,
+                    "Prompt tokens per forward call (default 0: the backend's limit, 8192 on cuda; --prompts: 512)");
   c.run = [o](Context&) -> int { return run_entry(*o); };
   return c;
 }

@@ -102,7 +102,10 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
     keep = [first = first, count = count](int64_t e) { return e >= first && e < first + count; };
   }
   auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt, keep));
-  return std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
+  auto engine = std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
+  LING_CHECK(options.prefill_chunk >= 0, "--prefill-chunk: ", options.prefill_chunk, " is negative");
+  engine->set_prefill_chunk(options.prefill_chunk);
+  return engine;
 }
 
 Engine::Engine(ModelConfig config, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend)
@@ -239,7 +242,26 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
 }
 
 std::vector<float> Engine::prefill(Sequence& seq, const std::vector<int32_t>& tokens, bool all_logits, Observer* obs) {
-  return forward({&seq}, {tokens}, all_logits, obs);
+  const int64_t chunk = prefill_chunk();
+  const int64_t T = int64_t(tokens.size());
+  // An observer sees whole tensors: a prompt under observation runs in one piece.
+  if (obs || chunk <= 0 || T <= chunk) return forward({&seq}, {tokens}, all_logits, obs);
+  LING_CHECK(seq.length_ + T <= config_.max_position_embeddings, "sequence of ", seq.length_ + T,
+             " tokens exceeds max_position_embeddings = ", config_.max_position_embeddings, " of ", config_.source);
+  for (int32_t id : tokens)  // every id checked before the first piece touches a cache
+    LING_CHECK(id >= 0 && id < config_.vocab_size, "token id ", id, " outside the vocabulary [0, ", config_.vocab_size, ")");
+  std::vector<float> logits;
+  for (int64_t t0 = 0; t0 < T; t0 += chunk) {
+    const std::vector<int32_t> piece(tokens.begin() + t0, tokens.begin() + std::min(T, t0 + chunk));
+    std::vector<float> lg = forward({&seq}, {piece}, all_logits, nullptr);
+    if (all_logits) logits.insert(logits.end(), lg.begin(), lg.end());
+    else logits = std::move(lg);
+  }
+  return logits;
+}
+
+int64_t Engine::prefill_chunk() const {
+  return prefill_chunk_ > 0 ? prefill_chunk_ : backend_->prefill_rows();
 }
 
 std::vector<float> Engine::decode(const std::vector<Sequence*>& seqs, const std::vector<int32_t>& tokens, Observer* obs) {

@@ -94,6 +94,8 @@ class TpBackend final : public Backend {
     LING_CHECK(all_reduce_ || int64_t(local_.size()) == p.tp, "internal error: ranks outside this process need an all-reduce");
   }
   TpCommStats comm_stats() const { return comm_; }  // all-reduce calls and their host wall time so far
+  // Every rank cuts prompts the same way (the limit depends on the config only).
+  int64_t prefill_rows() const override { return ranks_.empty() ? 0 : ranks_[0]->prefill_rows(); }
   std::string name() const override {
     return ranks_.empty() ? "tp" : "tp" + std::to_string(plan_.tp) + "(" + ranks_[0]->name() + ")";
   }

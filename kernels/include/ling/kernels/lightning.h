@@ -27,6 +27,9 @@ struct LightningPrefillParams {
   float scale = 1.0f;
   bool o_fp32 = false;          // output dtype: fp32 when true, bf16 otherwise
   int64_t blocks = 0;           // sequence blocks per head (0 = chosen from T, nh and the SM count)
+  // true: fp32-accurate outputs and state (every fp32 MMA operand split into bf16 hi + lo). false: bf16 MMA
+  // operands with fp32 accumulation (outputs and state to bf16 accuracy), 2.25× fewer tensor-core operations.
+  bool exact = true;
 };
 
 constexpr int64_t kLightningHeadDim = 128;

@@ -98,7 +98,9 @@ CudaBenchRow copy_ceiling(const CudaBenchOptions& o, Buf& flush) {
   return r;
 }
 
-CudaBenchRow lightning_prefill(int64_t T, int64_t nh, int64_t blocks, int sms, const CudaBenchOptions& o, Buf& flush) {
+// exact: fp32-accurate outputs and state (hi + lo operands); otherwise bf16 MMA operands (op lightning.prefill.bf16ops).
+CudaBenchRow lightning_prefill(int64_t T, int64_t nh, int64_t blocks, bool exact, int sms, const CudaBenchOptions& o,
+                               Buf& flush) {
   const int64_t d = kernels::kLightningHeadDim, n = T * nh * d;
   Buf q(size_t(n) * 2), k(size_t(n) * 2), v(size_t(n) * 2), out(size_t(n) * 2), state(size_t(nh * d * d) * 4),
       g(size_t(nh) * 4), ws(kernels::lightning_prefill_workspace_bytes(T, nh, blocks, sms));
@@ -111,8 +113,9 @@ CudaBenchRow lightning_prefill(int64_t T, int64_t nh, int64_t blocks, int sms, c
   p.q = q.as<uint16_t>(), p.k = k.as<uint16_t>(), p.v = v.as<uint16_t>(), p.o = out.p;
   p.state = state.as<float>(), p.g = g.as<float>(), p.workspace = ws.p;
   p.T = T, p.nh = nh, p.scale = 1.0f / std::sqrt(float(d)), p.blocks = blocks;
+  p.exact = exact;
   CudaBenchRow r;
-  r.op = "lightning.prefill";
+  r.op = exact ? "lightning.prefill" : "lightning.prefill.bf16ops";
   r.T = T, r.nh = nh, r.batch = 1, r.blocks = blocks;
   r.shape = "T=" + std::to_string(T) + " nh=" + std::to_string(nh) + " d=128 bf16, blocks=" +
             std::to_string(kernels::lightning_prefill_blocks(T, nh, blocks, sms));
@@ -301,7 +304,8 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   }
   for (int64_t nh : o.prefill_heads)
     for (int64_t T : o.prefill_tokens)
-      for (int64_t blocks : o.prefill_blocks) rep.rows.push_back(lightning_prefill(T, nh, blocks, rep.sms, o, flush));
+      for (int64_t blocks : o.prefill_blocks)
+        for (bool exact : {true, false}) rep.rows.push_back(lightning_prefill(T, nh, blocks, exact, rep.sms, o, flush));
   for (int64_t B : o.decode_batch) rep.rows.push_back(lightning_decode(B, o.decode_heads, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));

@@ -7,8 +7,9 @@
 // checked before anything is uploaded. Decode steps (Backend::step_begin) run without host round trips and are
 // replayed as CUDA graphs: ids and positions in backend memory, caches grown ahead with doubling capacity and
 // written at device-side positions, routing and routed experts on the device (gemv_moe.cu), the absorbed
-// MLA form, scratch from a per-step arena. Limits: prefill uses the non-absorbed MLA form and the
-// token-by-token Lightning recurrence; its scratch comes from the device's stream-ordered memory pool.
+// MLA form, scratch from a per-step arena. Prefill runs the Lightning chunked form (lightning_chunked.cu).
+// Limits: prefill uses the non-absorbed MLA form and naive attention; its scratch comes from the device's
+// stream-ordered memory pool.
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
@@ -68,6 +69,7 @@ class CudaBackend final : public Backend {
     blas_ws_ = dev_alloc(kBlasWorkspace);
     LING_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
     LING_CUDA_CHECK(cudaMallocHost(&stage_, kStageBytes));
+    LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device_));
     if (const char* e = std::getenv("LING_CUDA_PROFILE"); e && std::string(e) == "1") prof_.enable(stream_);
   }
   ~CudaBackend() override {
@@ -155,6 +157,9 @@ class CudaBackend final : public Backend {
     sync();
   }
 
+  // Prefill activations and MoE scratch grow with the rows (about 4·(3 + 2k)·hidden bytes each): prompts run
+  // in pieces of at most this many tokens.
+  int64_t prefill_rows() const override { return kPrefillRows; }
   bool step_graphs() const override {
     return cfg_.num_experts == 0 ||
            cuda::moe_route_supported(cfg_.num_experts, cfg_.num_experts_per_tok, cfg_.n_group);
@@ -392,6 +397,32 @@ class CudaBackend final : public Backend {
         p.g = decay_[layer].p; p.B = 1; p.nh = nh; p.ldq = p.ldk = p.ldv = width; p.ldo = inner;
         p.scale = float(1.0 / std::sqrt(double(hd)));
         kernels::launch_lightning_decode(p, stream_);
+        continue;
+      }
+      if (s.count > 1 && bf16_ && hd == kernels::kLightningHeadDim) {
+        // bf16 model, prefill: the tensor-core chunked kernel over bf16 q/k/v (the GEMMs round their inputs to
+        // bf16 too), fp32 outputs and state.
+        cuda::OpScope pk(prof_, ".lightning.prefill_tc");
+        void* qkv16 = bf16_scratch(size_t(s.count * width));
+        cuda::f32_to_bf16(q, width, qkv16, s.count, width, stream_);
+        const uint16_t* b = static_cast<const uint16_t*>(qkv16);
+        kernels::LightningPrefillParams p;
+        p.q = b; p.k = b + inner; p.v = b + 2 * inner; p.ldq = p.ldk = p.ldv = width;
+        p.o = o.p + s.row0 * inner; p.ldo = inner; p.o_fp32 = true;
+        p.state = c.state.p; p.g = decay_[layer].p; p.T = s.count; p.nh = nh;
+        p.scale = float(1.0 / std::sqrt(double(hd)));
+        const size_t ws = kernels::lightning_prefill_workspace_bytes(p.T, nh, 0, sms_);
+        DevF wsb = scratch(int64_t((ws + 3) / 4));
+        p.workspace = ws ? wsb.p : nullptr;
+        kernels::launch_lightning_prefill(p, stream_);
+        launched();
+        sync();  // the bf16 copy and the workspace die here
+        continue;
+      }
+      if (s.count > 1 && cuda::lightning_chunked_supported(hd)) {  // prefill: the state stays on the SM
+        cuda::lightning_chunked(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p,
+                                decay_[layer].p, s.count, nh, hd, float(1.0 / std::sqrt(double(hd))), stream_);
+        launched();
         continue;
       }
       cuda::lightning(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p, decay_[layer].p,
@@ -732,6 +763,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> pos_;                   // positions of the current plan
   std::vector<std::shared_ptr<void>> expert_tables_;  // [L] device [2E] pointers: gate_up[e], then down[e]
   // Decode steps.
+  static constexpr int64_t kPrefillRows = 8192;
   static constexpr size_t kBlasWorkspace = size_t(4) << 20, kStageBytes = size_t(1) << 16;
   std::shared_ptr<void> blas_ws_;
   void* stage_ = nullptr;                       // pinned staging of a step's positions and ids
@@ -740,6 +772,7 @@ class CudaBackend final : public Backend {
   StepArena arena_;
   cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;
+  int sms_ = 0;                                 // multiprocessors of the device
   uint64_t next_uid_ = 0;
 };
 

@@ -25,6 +25,11 @@ void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int
 void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
                int64_t ldo, const int64_t* qpos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
                int64_t dv, float scale, float* scratch, cudaStream_t s);
+// Lightning prefill in the chunked form (ref::lightning_chunked; lightning_chunked.cu), fp32, state [nh, d, d]
+// updated in place, q/k/v rows at stride ld; supported for head dims whose state fits in shared memory.
+bool lightning_chunked_supported(int64_t d);
+void lightning_chunked(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
+                       const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s);
 // Lightning recurrence token by token (ref::lightning_recurrent), state [nh, d, d] updated in place.
 void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
                const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s);

@@ -116,6 +116,9 @@ class Backend {
   // was reallocated). Between step_begin and step_end every op reads ids and positions from that memory,
   // allocates only from a per-step arena and never synchronises, so the ops can be captured once
   // (capture_begin/capture_end) and replayed for every later step with the same key.
+  // Rows one prefill call should take at most (0 = no limit): activations and scratch grow with the rows, so
+  // long prompts are fed in pieces (Engine::prefill).
+  virtual int64_t prefill_rows() const { return 0; }
   virtual bool step_graphs() const { return false; }
   virtual std::vector<uint64_t> step_begin(const std::vector<int32_t>& ids, const BatchPlan& plan);
   virtual void step_end() {}

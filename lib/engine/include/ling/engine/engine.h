@@ -30,6 +30,9 @@ struct EngineOptions {
   int64_t tp = 1, ep = 1;       // tensor / expert parallelism (tensor_parallel.h)
   bool dp_attention = false;    // with tp > 1: attention replicated, sequences spread over the ranks
   LaunchEnv launch;             // world > 1: this process is launch.rank of a multi-process group (cuda, tp = world)
+  // Longest prompt piece one forward call takes: Engine::prefill feeds longer prompts in pieces of this many
+  // tokens, each continuing the caches of the previous ones (0 = the backend's limit, Backend::prefill_rows).
+  int64_t prefill_chunk = 0;
 };
 
 class Sequence {
@@ -56,9 +59,13 @@ class Engine {
   // sequence: [rows, V] row-major.
   std::vector<float> forward(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
                              bool all_logits, Observer* observer = nullptr);
-  // Prefill one sequence: logits of every token [T, V] when all_logits, else of the last one [V].
+  // Prefill one sequence: logits of every token [T, V] when all_logits, else of the last one [V]. Prompts longer
+  // than prefill_chunk() run as several forward calls (not under an observer, which sees whole tensors).
   std::vector<float> prefill(Sequence& seq, const std::vector<int32_t>& tokens, bool all_logits = false,
                              Observer* observer = nullptr);
+  // Tokens per prefill piece (0 = whole prompts); set_prefill_chunk(0) returns to the backend's limit.
+  int64_t prefill_chunk() const;
+  void set_prefill_chunk(int64_t tokens) { prefill_chunk_ = tokens; }
   // One token per sequence: [B, V].
   std::vector<float> decode(const std::vector<Sequence*>& seqs, const std::vector<int32_t>& tokens,
                             Observer* observer = nullptr);
@@ -78,6 +85,7 @@ class Engine {
   std::shared_ptr<const ModelWeights> weights_;
   std::unique_ptr<Backend> backend_;
   std::map<std::vector<uint64_t>, StepEntry> steps_;
+  int64_t prefill_chunk_ = 0;
 };
 
 }  // namespace ling
