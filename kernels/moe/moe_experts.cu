@@ -1,5 +1,5 @@
-// Routed experts for decode-sized token counts (moe.h, architecture.md §2.4): per-expert bf16 weights reached
-// through device arrays of pointers, expert ids and routing weights read from device memory.
+// Routed experts for decode-sized token counts (moe.h, architecture.md §2.4): per-expert bf16 (or fp32) weights
+// reached through device arrays of pointers, expert ids and routing weights read from device memory.
 // gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i and the up row I + i of the
 //   slot's expert streamed together (16-byte loads, four in flight per lane), act = silu(g)·u.
 // down:    grid (n, ⌈H/8⌉), one warp per output h of token t: the k slots' rows h laid end to end and streamed
@@ -13,16 +13,17 @@
 namespace ling::kernels {
 namespace {
 
-__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p) {
+template <typename T>
+__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
   const int64_t slot = blockIdx.x, t = slot / p.k, I = p.I, H = p.H;
   const int64_t i = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (i >= I) return;
   const int lane = threadIdx.x & 31;
-  const uint16_t* w = p.gate_up[p.ids[slot]];
+  const T* w = table[p.ids[slot]];
   float g = 0.0f, u = 0.0f;
   if (w) {
-    const uint16_t* wg = w + i * H;
-    const uint16_t* wu = w + (I + i) * H;
+    const T* wg = w + i * H;
+    const T* wu = w + (I + i) * H;
     const float* xs = p.x + t * H;
     int64_t c = int64_t(lane) * 8;
     for (; c + 256 < H; c += 512) {
@@ -41,13 +42,14 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p) {
   if (lane == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
 
-__global__ void __launch_bounds__(256) k_down_combine(MoeDownParams p) {
-  __shared__ const uint16_t* ptr[kMoeMaxTopK];
+template <typename T>
+__global__ void __launch_bounds__(256) k_down_combine(MoeDownParams p, const T* const* table) {
+  __shared__ const T* ptr[kMoeMaxTopK];
   __shared__ float wt[kMoeMaxTopK];
   const int64_t t = blockIdx.x, H = p.H, I = p.I;
   const int k = int(p.k);
   if (threadIdx.x < k) {
-    ptr[threadIdx.x] = p.down[p.ids[t * k + threadIdx.x]];
+    ptr[threadIdx.x] = table[p.ids[t * k + threadIdx.x]];
     wt[threadIdx.x] = p.weights[t * k + threadIdx.x];
   }
   __syncthreads();
@@ -67,7 +69,7 @@ __global__ void __launch_bounds__(256) k_down_combine(MoeDownParams p) {
       const int64_t c = base + 32 * u;
       j[u] = c < total ? int(c / C) : -1;
       off[u] = c < total ? (c - int64_t(j[u]) * C) * 8 : 0;
-      const uint16_t* w = j[u] >= 0 ? ptr[j[u]] : nullptr;
+      const T* w = j[u] >= 0 ? ptr[j[u]] : nullptr;
       if (w) load8(w + h * I + off[u], f[u]);
       else j[u] = -1;
     }
@@ -95,19 +97,29 @@ void check_common(const char* who, int64_t n, int64_t k, int64_t H, int64_t I, c
 }  // namespace
 
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
-  check_common("launch_moe_gate_up_swiglu", p.n, p.k, p.H, p.I, p.x, p.ids, p.gate_up, p.act);
+  LING_CHECK((p.gate_up != nullptr) != (p.gate_up_f32 != nullptr),
+             "launch_moe_gate_up_swiglu: exactly one of gate_up (bf16) and gate_up_f32 must be set");
+  check_common("launch_moe_gate_up_swiglu", p.n, p.k, p.H, p.I, p.x, p.ids,
+               p.gate_up ? static_cast<const void*>(p.gate_up) : p.gate_up_f32, p.act);
   if (p.n == 0) return;
   LING_CHECK((p.I + 7) / 8 < 65536, "launch_moe_gate_up_swiglu: I = ", p.I, " too large for the grid");
-  k_gate_up_swiglu<<<dim3(unsigned(p.n * p.k), unsigned((p.I + 7) / 8)), 256, 0, stream>>>(p);
+  const dim3 grid(unsigned(p.n * p.k), unsigned((p.I + 7) / 8));
+  if (p.gate_up) k_gate_up_swiglu<<<grid, 256, 0, stream>>>(p, p.gate_up);
+  else k_gate_up_swiglu<<<grid, 256, 0, stream>>>(p, p.gate_up_f32);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
-  check_common("launch_moe_down_combine", p.n, p.k, p.H, p.I, p.act, p.ids, p.down, p.out);
+  LING_CHECK((p.down != nullptr) != (p.down_f32 != nullptr),
+             "launch_moe_down_combine: exactly one of down (bf16) and down_f32 must be set");
+  check_common("launch_moe_down_combine", p.n, p.k, p.H, p.I, p.act, p.ids,
+               p.down ? static_cast<const void*>(p.down) : p.down_f32, p.out);
   LING_CHECK(p.weights != nullptr, "launch_moe_down_combine: weights is null");
   if (p.n == 0) return;
   LING_CHECK((p.H + 7) / 8 < 65536, "launch_moe_down_combine: H = ", p.H, " too large for the grid");
-  k_down_combine<<<dim3(unsigned(p.n), unsigned((p.H + 7) / 8)), 256, 0, stream>>>(p);
+  const dim3 grid(unsigned(p.n), unsigned((p.H + 7) / 8));
+  if (p.down) k_down_combine<<<grid, 256, 0, stream>>>(p, p.down);
+  else k_down_combine<<<grid, 256, 0, stream>>>(p, p.down_f32);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

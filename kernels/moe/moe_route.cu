@@ -92,13 +92,23 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
     if (lane == i) my_id = bi, my_s = sv;
   }
   const float denom = k > 1 ? sum + 1e-20f : 1.0f;
+  const int ld = k + (p.shared_slot ? 1 : 0);
   if (lane < k) {
-    p.topk_ids[t * k + lane] = my_id;
-    p.topk_weights[t * k + lane] = (my_s / denom) * p.routed_scaling_factor;
+    p.topk_ids[t * ld + lane] = my_id;
+    p.topk_weights[t * ld + lane] = (my_s / denom) * p.routed_scaling_factor;
+  } else if (lane == k && p.shared_slot) {  // the shared expert: table entry E, weight 1
+    p.topk_ids[t * ld + k] = int32_t(E);
+    p.topk_weights[t * ld + k] = 1.0f;
   }
 }
 
 }  // namespace
+
+bool moe_route_supported(int64_t E, int64_t k, int64_t n_group, int64_t topk_group, bool shared_slot) {
+  return E >= 1 && E <= kMoeRouteMaxExperts && n_group >= 1 && n_group <= 32 && E % n_group == 0 && topk_group >= 1 &&
+         topk_group <= n_group && k >= 1 && k <= kMoeMaxTopK && k <= topk_group * (E / n_group) &&
+         (!shared_slot || k < 32);
+}
 
 void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
   LING_CHECK(p.E >= 1 && p.E <= kMoeRouteMaxExperts, "launch_moe_route: E = ", p.E, " outside [1, ",
@@ -109,6 +119,7 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
              " outside [1, n_group = ", p.n_group, "]");
   LING_CHECK(p.k >= 1 && p.k <= kMoeMaxTopK && p.k <= p.topk_group * (p.E / p.n_group), "launch_moe_route: k = ", p.k,
              " outside [1, min(32, experts of the kept groups)]");
+  LING_CHECK(!p.shared_slot || p.k < 32, "launch_moe_route: a shared-expert slot needs k < 32 (k = ", p.k, ")");
   LING_CHECK(p.n >= 0 && p.n < (int64_t(1) << 36), "launch_moe_route: n = ", p.n, " out of range");
   if (p.n == 0) return;
   LING_CHECK(p.logits && p.topk_ids && p.topk_weights, "launch_moe_route: logits, topk_ids or topk_weights is null");

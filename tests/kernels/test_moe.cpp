@@ -3,7 +3,8 @@
 //   quantised to a few values (exact ties in scores, group scores and picks), at Ling-2.5-1T settings (E 256,
 //   k 8, 8 groups, 4 kept) and Ling-2.0-like ones (E 64 / 256, 1 or 8 groups, k 6 / 8), n = 1, 7, 300;
 // - experts: gate_up + SwiGLU against ref::linear on the bf16-rounded weights + ref::swiglu, down + combine
-//   against ref::linear per slot summed in double, with null (not held) experts, repeated experts, H / I tails;
+//   against ref::linear per slot summed in double, with null (not held) experts, repeated experts, H / I tails,
+//   bf16 and fp32 weight tables; route with the shared expert as slot k;
 // - argmax: ref::argmax per row, ties included.
 #include <gtest/gtest.h>
 
@@ -23,22 +24,35 @@ struct RouteCase {
   bool bias;
 };
 
-void run_route(const RouteCase& c, int64_t n, bool ties, uint64_t seed) {
+// shared: rows of k + 1 slots, the last one the shared expert (id E, weight 1).
+void run_route(const RouteCase& c, int64_t n, bool ties, uint64_t seed, bool shared = false) {
   std::vector<float> logits = uniform(size_t(n * c.E), -4, 4, seed), bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 1);
   if (ties) {  // three logit values and two bias values: exact ties everywhere
     for (auto& v : logits) v = std::round(v / 4.0f);
     for (auto& v : bias) v = v < 0 ? 0.0f : 0.25f;
   }
-  DeviceBuffer dl(logits.size() * 4), db(bias.size() * 4), di(size_t(n * c.k) * 4), dw(size_t(n * c.k) * 4);
+  const int64_t ld = c.k + (shared ? 1 : 0);
+  DeviceBuffer dl(logits.size() * 4), db(bias.size() * 4), di(size_t(n * ld) * 4), dw(size_t(n * ld) * 4);
   dl.upload(logits), db.upload(bias);
   kernels::MoeRouteDevParams p;
   p.logits = dl.as<float>(), p.bias = c.bias ? db.as<float>() : nullptr;
   p.topk_ids = di.as<int32_t>(), p.topk_weights = dw.as<float>();
   p.n = n, p.E = c.E, p.k = c.k, p.n_group = c.n_group, p.topk_group = c.topk_group, p.routed_scaling_factor = 2.5f;
+  p.shared_slot = shared;
   kernels::launch_moe_route(p, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
-  const auto ids = di.download<int32_t>(size_t(n * c.k));
-  const auto wts = dw.download<float>(size_t(n * c.k));
+  const auto got_ids = di.download<int32_t>(size_t(n * ld));
+  const auto got_wts = dw.download<float>(size_t(n * ld));
+  std::vector<int32_t> ids;
+  std::vector<float> wts;
+  for (int64_t t = 0; t < n; ++t) {  // the routed slots; the shared slot checked here
+    ids.insert(ids.end(), got_ids.begin() + t * ld, got_ids.begin() + t * ld + c.k);
+    wts.insert(wts.end(), got_wts.begin() + t * ld, got_wts.begin() + t * ld + c.k);
+    if (shared) {
+      ASSERT_EQ(got_ids[size_t(t * ld + c.k)], c.E) << "shared slot of token " << t;
+      ASSERT_EQ(got_wts[size_t(t * ld + c.k)], 1.0f) << "shared slot of token " << t;
+    }
+  }
 
   std::vector<int32_t> rid(ids.size());
   std::vector<float> rw(wts.size());
@@ -48,7 +62,7 @@ void run_route(const RouteCase& c, int64_t n, bool ties, uint64_t seed) {
   ref::moe_route(r);
   const std::string tag = "E=" + std::to_string(c.E) + " k=" + std::to_string(c.k) + " groups=" +
                           std::to_string(c.n_group) + "/" + std::to_string(c.topk_group) + " n=" + std::to_string(n) +
-                          (ties ? " ties" : "") + (c.bias ? " bias" : "");
+                          (ties ? " ties" : "") + (c.bias ? " bias" : "") + (shared ? " shared slot" : "");
   for (size_t i = 0; i < ids.size(); ++i) {
     ASSERT_EQ(ids[i], rid[i]) << tag << " slot " << i;
     ASSERT_LE(std::fabs(wts[i] - rw[i]), 1e-6f * std::fabs(rw[i])) << tag << " slot " << i;
@@ -65,6 +79,8 @@ TEST(MoeRouteKernel, MatchesRefRandomAndTies) {
   for (const auto& c : cases)
     for (int64_t n : {1, 7, 300})
       for (bool ties : {false, true}) run_route(c, n, ties, seed += 3);
+  run_route({256, 8, 8, 4, true}, 7, false, 900, true);  // the shared expert as slot k
+  run_route({64, 6, 1, 1, true}, 300, true, 901, true);
 }
 
 TEST(MoeRouteKernel, RefusesBadSettings) {
@@ -82,23 +98,31 @@ TEST(MoeRouteKernel, RefusesBadSettings) {
 struct Experts {
   int64_t E, H, I;
   std::vector<float> gu, dn;  // bf16-rounded values, [E, 2I, H] and [E, H, I]
-  DeviceBuffer dgu, ddn, tgu, tdn;
+  DeviceBuffer dgu, ddn, tgu, tdn;          // bf16 copies and their tables
+  DeviceBuffer fgu, fdn, tgu32, tdn32;      // the same values in fp32 and their tables
   Experts(int64_t E_, int64_t H_, int64_t I_, uint64_t seed)
       : E(E_), H(H_), I(I_), gu(uniform(size_t(E * 2 * I * H), -0.1f, 0.1f, seed)),
         dn(uniform(size_t(E * H * I), -0.1f, 0.1f, seed + 1)), dgu(gu.size() * 2), ddn(dn.size() * 2),
-        tgu(size_t(E) * 8), tdn(size_t(E) * 8) {
-    dgu.upload(to_bf16(gu)), ddn.upload(to_bf16(dn));
+        tgu(size_t(E) * 8), tdn(size_t(E) * 8), fgu(gu.size() * 4), fdn(dn.size() * 4), tgu32(size_t(E) * 8),
+        tdn32(size_t(E) * 8) {
+    dgu.upload(to_bf16(gu)), ddn.upload(to_bf16(dn));  // rounds gu and dn in place
+    fgu.upload(gu), fdn.upload(dn);
     std::vector<const uint16_t*> pg(static_cast<size_t>(E)), pd(static_cast<size_t>(E));
+    std::vector<const float*> fg(static_cast<size_t>(E)), fd(static_cast<size_t>(E));
     for (int64_t e = 0; e < E; ++e) {
       pg[size_t(e)] = held(e) ? dgu.as<uint16_t>() + e * 2 * I * H : nullptr;
       pd[size_t(e)] = held(e) ? ddn.as<uint16_t>() + e * H * I : nullptr;
+      fg[size_t(e)] = held(e) ? fgu.as<float>() + e * 2 * I * H : nullptr;
+      fd[size_t(e)] = held(e) ? fdn.as<float>() + e * H * I : nullptr;
     }
-    tgu.upload(pg), tdn.upload(pd);
+    tgu.upload(pg), tdn.upload(pd), tgu32.upload(fg), tdn32.upload(fd);
   }
   static bool held(int64_t e) { return e % 5 != 3; }
 };
 
-void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed) {
+// f32: the expert tables point at fp32 copies of the same (bf16-representable) weights.
+void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed,
+                 bool f32 = false) {
   Experts ex(E, H, I, seed);
   std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2), w = uniform(size_t(n * k), 0.05f, 1, seed + 3);
   std::vector<float> out0 = uniform(size_t(n * H), -1, 1, seed + 4);
@@ -130,12 +154,16 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   dact_ref.upload(act_ref);
 
   kernels::MoeGateUpParams g;
-  g.x = dx.as<float>(), g.ids = di.as<int32_t>(), g.gate_up = ex.tgu.as<const uint16_t*>(), g.act = dact.as<float>();
+  g.x = dx.as<float>(), g.ids = di.as<int32_t>(), g.act = dact.as<float>();
+  if (f32) g.gate_up_f32 = ex.tgu32.as<const float*>();
+  else g.gate_up = ex.tgu.as<const uint16_t*>();
   g.n = n, g.k = k, g.H = H, g.I = I;
   kernels::launch_moe_gate_up_swiglu(g, nullptr);
   kernels::MoeDownParams d;
   d.act = dact_ref.as<float>(), d.ids = di.as<int32_t>(), d.weights = dw.as<float>();
-  d.down = ex.tdn.as<const uint16_t*>(), d.out = dout.as<float>();
+  if (f32) d.down_f32 = ex.tdn32.as<const float*>();
+  else d.down = ex.tdn.as<const uint16_t*>();
+  d.out = dout.as<float>();
   d.n = n, d.k = k, d.H = H, d.I = I, d.accumulate = accumulate;
   kernels::launch_moe_down_combine(d, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
@@ -156,7 +184,8 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
       out_ref[size_t(t * H + h)] = float(acc[size_t(h)] + (accumulate ? out0[size_t(t * H + h)] : 0.0));
   }
   const std::string tag = "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I) +
-                          " n=" + std::to_string(n) + " k=" + std::to_string(k) + (accumulate ? " accumulate" : "");
+                          " n=" + std::to_string(n) + " k=" + std::to_string(k) + (accumulate ? " accumulate" : "") +
+                          (f32 ? " f32 weights" : "");
   const auto act = dact.download<float>(size_t(S * I));
   EXPECT_TRUE(close_f32("gate_up+swiglu " + tag, act, act_ref));
   for (int64_t s = 0; s < S; ++s) {  // slots of experts not held are exactly 0
@@ -173,6 +202,8 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(20, 264, 40, 16, 6, false, 220);   // H, I tails (not multiples of 256)
   run_experts(10, 1032, 8, 3, 1, true, 230);     // k = 1, the smallest I
   run_experts(64, 768, 256, 16, 8, false, 240);  // 128 slots, experts repeated across tokens
+  run_experts(16, 512, 128, 7, 8, true, 250, true);  // fp32 weights (fp32 checkpoints)
+  run_experts(20, 264, 40, 3, 6, false, 260, true);
 }
 
 TEST(MoeExpertKernels, RefuseBadShapes) {
@@ -187,6 +218,8 @@ TEST(MoeExpertKernels, RefuseBadShapes) {
   d.n = 1, d.k = 8, d.H = 16, d.I = 8;
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
   d.act = buf, d.k = 33;
+  EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
+  d.k = 8, d.down_f32 = reinterpret_cast<const float* const*>(buf);  // both weight tables set
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
 }
 

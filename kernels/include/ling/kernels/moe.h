@@ -24,13 +24,19 @@ struct MoeRouteDevParams {
   float* topk_weights = nullptr;   // [n, k], sigmoid scores renormalised (+1e-20 when k > 1) × scaling
   int64_t n = 0, E = 0, k = 0, n_group = 1, topk_group = 1;
   float routed_scaling_factor = 1.0f;
+  // true: rows of k + 1 slots, slot k = the shared expert (id E, weight 1), so that the expert kernels run it
+  // with the routed ones from tables of E + 1 entries. Needs k < 32.
+  bool shared_slot = false;
 };
 void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
+// Whether launch_moe_route accepts these settings (for callers that pick a host path otherwise).
+bool moe_route_supported(int64_t E, int64_t k, int64_t n_group, int64_t topk_group, bool shared_slot);
 
 struct MoeGateUpParams {
   const float* x = nullptr;                  // [n, H] token activations (row stride H)
   const int32_t* ids = nullptr;              // [n·k] expert of each slot (device), in [0, E)
   const uint16_t* const* gate_up = nullptr;  // [E] device array; each bf16 [2I, H]: rows [0, I) gate, [I, 2I) up
+  const float* const* gate_up_f32 = nullptr; // or fp32 weights (exactly one of gate_up / gate_up_f32 is set)
   float* act = nullptr;                      // [n·k, I]
   int64_t n = 0, k = 0, H = 0, I = 0;
 };
@@ -41,6 +47,7 @@ struct MoeDownParams {
   const int32_t* ids = nullptr;           // [n·k] (device)
   const float* weights = nullptr;         // [n·k] routing weights (device)
   const uint16_t* const* down = nullptr;  // [E] device array; each bf16 [H, I]
+  const float* const* down_f32 = nullptr; // or fp32 weights (exactly one of down / down_f32 is set)
   float* out = nullptr;                   // [n, H]
   int64_t n = 0, k = 0, H = 0, I = 0;
   bool accumulate = false;                // out += instead of out =

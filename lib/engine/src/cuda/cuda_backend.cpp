@@ -6,7 +6,7 @@
 // fp32 router logits (same tie rule as the CPU backend). A memory plan (weights, GEMM workspace, margin) is
 // checked before anything is uploaded. Decode steps (Backend::step_begin) run without host round trips and are
 // replayed as CUDA graphs: ids and positions in backend memory, caches grown ahead with doubling capacity and
-// written at device-side positions, routing and routed experts on the device (gemv_moe.cu), the absorbed
+// written at device-side positions, routing and routed experts on the device (kernels/moe), the absorbed
 // MLA form, scratch from a per-step arena. Prefill runs the Lightning chunked form (lightning_chunked.cu).
 // Limits: prefill uses the non-absorbed MLA form and naive attention; its scratch comes from the device's
 // stream-ordered memory pool.
@@ -20,7 +20,9 @@
 #include "ling/kernels/gemm_lt.h"
 #include "kernels.cuh"
 #include "op_profile.h"
+#include "ling/kernels/gemv.h"
 #include "ling/kernels/lightning.h"
+#include "ling/kernels/moe.h"
 #include "model_tables.h"
 #include "ling/core/dtype.h"
 #include "ling/core/error.h"
@@ -161,8 +163,8 @@ class CudaBackend final : public Backend {
   // in pieces of at most this many tokens.
   int64_t prefill_rows() const override { return kPrefillRows; }
   bool step_graphs() const override {
-    return cfg_.num_experts == 0 ||
-           cuda::moe_route_supported(cfg_.num_experts, cfg_.num_experts_per_tok, cfg_.n_group);
+    return cfg_.num_experts == 0 || kernels::moe_route_supported(cfg_.num_experts, cfg_.num_experts_per_tok,
+                                                                  cfg_.n_group, cfg_.topk_group, true);
   }
   bool graphs_enabled() const override { return opt_.cuda_graphs && !prof_.on(); }
 
@@ -538,20 +540,31 @@ class CudaBackend final : public Backend {
       int32_t* dids = reinterpret_cast<int32_t*>(ids.p);
       {
         cuda::OpScope pr(prof_, ".moe.route");
-        cuda::moe_route(dlogits.p, L.router_bias.empty() ? nullptr : W(L.router_bias), dids, wts.p, n, E, k,
-                        cfg_.n_group, cfg_.topk_group, float(cfg_.routed_scaling_factor), shared_slot, stream_);
+        kernels::MoeRouteDevParams rp;
+        rp.logits = dlogits.p; rp.bias = L.router_bias.empty() ? nullptr : W(L.router_bias);
+        rp.topk_ids = dids; rp.topk_weights = wts.p; rp.n = n; rp.E = E; rp.k = k;
+        rp.n_group = cfg_.n_group; rp.topk_group = cfg_.topk_group;
+        rp.routed_scaling_factor = float(cfg_.routed_scaling_factor); rp.shared_slot = shared_slot;
+        kernels::launch_moe_route(rp, stream_);
       }
+      // Expert tables: gate_up of experts 0..E−1 and the shared expert, then their down projections.
       const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
       {
         cuda::OpScope ps(prof_, ".moe.gate_up");
-        cuda::moe_gate_up(x.data, n, H, dids, slots, tab, bf16_, act.p, I, stream_);
+        kernels::MoeGateUpParams gp;
+        gp.x = x.data; gp.ids = dids; gp.act = act.p; gp.n = n; gp.k = slots; gp.H = H; gp.I = I;
+        if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
+        else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
+        kernels::launch_moe_gate_up_swiglu(gp, stream_);
       }
       if (shared && !shared_slot) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
       cuda::OpScope ps(prof_, ".moe.down");
-      DevF part = scratch(n * slots * H);
-      cuda::moe_down(act.p, I, dids, wts.p, slots, tab + E + 1, bf16_, out.data, n, H, shared && !shared_slot, part.p,
-                     stream_);
-      launched();
+      kernels::MoeDownParams dp;
+      dp.act = act.p; dp.ids = dids; dp.weights = wts.p; dp.out = out.data; dp.n = n; dp.k = slots; dp.H = H; dp.I = I;
+      dp.accumulate = shared && !shared_slot;
+      if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
+      else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
+      kernels::launch_moe_down_combine(dp, stream_);
       return;
     }
     std::vector<float> logits(n * E), wts(n * k);
@@ -700,9 +713,14 @@ class CudaBackend final : public Backend {
                                                : std::string());
     auto w16 = dev16_.find(w.data());
     const auto [wp, is16] = weight_ref(w);
-    if (cuda::gemv_supported(x, ldx ? ldx : K, wp, M, K, is16)) {  // decode-sized M: a bandwidth-bound GEMV
-      cuda::gemv(x, ldx ? ldx : K, wp, is16, bias.empty() ? nullptr : W(bias), y, N, M, N, K, false, stream_);
-      launched();
+    const auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+    if (M <= kGemvRows && K % 8 == 0 && (ldx ? ldx : K) % 4 == 0 && aligned(x) && aligned(wp)) {
+      // decode-sized M: the bandwidth-bound GEMV (weights streamed once for all rows)
+      kernels::GemvParams gp;
+      gp.x = x; gp.ldx = ldx ? ldx : K; gp.bias = bias.empty() ? nullptr : W(bias); gp.y = y; gp.M = M; gp.N = N; gp.K = K;
+      if (is16) gp.w = static_cast<const uint16_t*>(wp);
+      else gp.w_f32 = static_cast<const float*>(wp);
+      kernels::launch_gemv(gp, stream_);
       return;
     }
     if (w16 != dev16_.end()) {
@@ -764,6 +782,7 @@ class CudaBackend final : public Backend {
   std::vector<std::shared_ptr<void>> expert_tables_;  // [L] device [2E] pointers: gate_up[e], then down[e]
   // Decode steps.
   static constexpr int64_t kPrefillRows = 8192;
+  static constexpr int64_t kGemvRows = 8;  // M up to which projections run as GEMVs (cuBLASLt beyond)
   static constexpr size_t kBlasWorkspace = size_t(4) << 20, kStageBytes = size_t(1) << 16;
   std::shared_ptr<void> blas_ws_;
   void* stage_ = nullptr;                       // pinned staging of a step's positions and ids

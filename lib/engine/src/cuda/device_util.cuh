@@ -1,4 +1,4 @@
-// Device helpers shared by the decode-step kernels (gemv_moe.cu, decode_attention.cu, fused_norms.cu): warp and
+// Device helpers shared by the decode-step kernels (decode_attention.cu, fused_norms.cu): warp and
 // block reductions, fp32 dot products of an activation row with a bf16 or f32 weight row, 8-wide weight loads.
 // Internal linkage (anonymous namespace): each .cu file gets its own copy.
 #pragma once
@@ -15,32 +15,6 @@ __device__ __forceinline__ float ld(const __nv_bfloat16* p) { return __bfloat162
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
   return v;
-}
-
-// Dot product of an fp32 vector x[K] with a weight row w[K] by one warp (lanes stride K; 8 bf16 per 16-byte
-// load when K and the row are 8-aligned).
-__device__ __forceinline__ float warp_dot(const float* x, const float* w, int64_t K) {
-  float acc = 0.0f;
-  for (int64_t i = threadIdx.x & 31; i < K; i += 32) acc += x[i] * w[i];
-  return warp_sum(acc);
-}
-__device__ __forceinline__ float warp_dot(const float* x, const __nv_bfloat16* w, int64_t K) {
-  float acc = 0.0f;
-  const int lane = threadIdx.x & 31;
-  if ((K & 7) == 0 && (reinterpret_cast<uintptr_t>(w) & 15) == 0) {
-    for (int64_t i = int64_t(lane) * 8; i < K; i += 256) {
-      const uint4 raw = *reinterpret_cast<const uint4*>(w + i);
-      const __nv_bfloat162* h = reinterpret_cast<const __nv_bfloat162*>(&raw);
-#pragma unroll
-      for (int j = 0; j < 4; ++j) {
-        const float2 f = __bfloat1622float2(h[j]);
-        acc += x[i + 2 * j] * f.x + x[i + 2 * j + 1] * f.y;
-      }
-    }
-  } else {
-    for (int64_t i = lane; i < K; i += 32) acc += x[i] * __bfloat162float(w[i]);
-  }
-  return warp_sum(acc);
 }
 
 // 8 consecutive weights as floats (one 16-byte load for bf16, two for f32).
@@ -68,12 +42,14 @@ __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restri
 }
 
 // Dot product of x[K] (fp32) and a weight row by one warp with four 16-byte weight loads in flight per lane
-// (K % 8 == 0, 16-byte aligned row and x); falls back to warp_dot otherwise.
+// (K % 8 == 0, 16-byte aligned row and x); one element per lane and step otherwise.
 template <typename T>
 __device__ __forceinline__ float warp_dot_u(const float* __restrict__ x, const T* __restrict__ w, int64_t K) {
-  if ((K & 7) != 0 || (reinterpret_cast<uintptr_t>(w) & 15) != 0 || (reinterpret_cast<uintptr_t>(x) & 15) != 0)
-    return warp_dot(x, w, K);
   float acc = 0.0f;
+  if ((K & 7) != 0 || (reinterpret_cast<uintptr_t>(w) & 15) != 0 || (reinterpret_cast<uintptr_t>(x) & 15) != 0) {
+    for (int64_t i = threadIdx.x & 31; i < K; i += 32) acc += x[i] * ld(w + i);
+    return warp_sum(acc);
+  }
   int64_t i = int64_t(threadIdx.x & 31) * 8;
   for (; i + 768 < K; i += 1024) {
     float f[4][8];

@@ -46,8 +46,8 @@ void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t
 void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s);
 
 
-// Decode-step and fused kernels (gemv_moe.cu, decode_attention.cu, fused_norms.cu): no host round trip,
-// positions read from device memory.
+// Decode-step and fused kernels (decode_attention.cu, fused_norms.cu; the GEMV, routing and expert kernels are
+// kernels/gemv and kernels/moe): no host round trip, positions read from device memory.
 // h += d; y = RMSNorm(h) · w, rows × dim (residual add fused with the next norm); d null: y = RMSNorm(h) · w.
 void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
                   cudaStream_t s);
@@ -69,20 +69,6 @@ void gate_unnormed(float* o, const float* w, const float* gate, int64_t rows, in
                    cudaStream_t s);
 // dst[*pos, :] = src[:] for a row of `width` values (cache append at a device-side position).
 void write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos, cudaStream_t s);
-// ref::moe_route on the device for n tokens: fp32 logits [n, E] → ids [n, k'], weights [n, k'] with k' = k, or
-// k + 1 with shared_slot (slot k = id E, weight 1: the shared expert run as one more expert).
-bool moe_route_supported(int64_t E, int64_t k, int64_t n_group);
-void moe_route(const float* logits, const float* bias, int32_t* ids, float* weights, int64_t n, int64_t E, int64_t k,
-               int64_t n_group, int64_t topk_group, float routed_scaling, bool shared_slot, cudaStream_t s);
-// Routed experts for n tokens × k slots through per-expert weight pointers (bf16 or f32; null = not held):
-// act[t·k + j, :] = silu(x_t·gateᵀ) · (x_t·upᵀ) with gate_up[e] = [2I, H]; then
-// out[t, :] (+)= Σ_j w[t, j] · act[t·k + j]·downᵀ with down[e] = [H, I], j ascending.
-void moe_gate_up(const float* x, int64_t n, int64_t H, const int32_t* ids, int64_t k, const void* const* gate_up,
-                 bool bf16, float* act, int64_t I, cudaStream_t s);
-// part: scratch of n·k·H floats (the per-slot outputs before the weighted sum).
-void moe_down(const float* act, int64_t I, const int32_t* ids, const float* weights, int64_t k,
-              const void* const* down, bool bf16, float* out, int64_t n, int64_t H, bool accumulate, float* part,
-              cudaStream_t s);
 // Decode attention (ref::attention for one query per row) split over chunks of 128 keys: query t attends over
 // rows j ≤ pos[t] of a cache with room for S rows; ws holds decode_attention_workspace(...) floats.
 int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv);
@@ -92,12 +78,6 @@ void decode_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, 
 // Holds the stream for about ns nanoseconds (profiling: the host queues a whole step meanwhile, so that event
 // times measure back-to-back device work rather than launch latency).
 void spin(int64_t ns, cudaStream_t s);
-// y[m, :] (+)= x[m, :]·Wᵀ (+ bias) for 1 ≤ M ≤ 8 fp32 activation rows (row stride ldx) and W [N, K] in bf16 or
-// f32, fp32 accumulation; the weights stream once for all M rows. gemv_supported: M range, K % 8 == 0, 16-byte
-// alignment of x rows and W.
-bool gemv_supported(const float* x, int64_t ldx, const void* w, int64_t M, int64_t K, bool bf16);
-void gemv(const float* x, int64_t ldx, const void* w, bool bf16, const float* bias, float* y, int64_t ldy, int64_t M,
-          int64_t N, int64_t K, bool accumulate, cudaStream_t s);
 // Absorbed MLA decode pieces (ref::mla_decode_absorbed), kv_b [nh·(dn + dv), r] bf16 or f32: qa [T, nh, r + dr]
 // = (W_UK_hᵀ q_nope_h ‖ q_pe_h) from q [T, nh, dn + dr] (row stride ldq); o [T, nh, dv] = W_UV_h u_h from
 // u [T, nh, r]. The scores and u between them are GEMMs over the latent cache (the backend's cuBLAS calls).
