@@ -69,16 +69,24 @@ __device__ __forceinline__ void load_tile(__nv_bfloat16 (*dst)[kPitch], const ui
   }
 }
 
+// bf16 pair of (x0, x1) as the MMA's hi operand, and with kExact the lo remainder.
+template <bool kExact>
+__device__ __forceinline__ void to_operands(float x0, float x1, uint32_t& hi, uint32_t& lo) {
+  if constexpr (kExact) split2(x0, x1, hi, lo);
+  else hi = pack_bf16(__float2bfloat16_rn(x0), __float2bfloat16_rn(x1));
+}
+
 // K̃ = e^{g(n−1−j)} k_j split into hi/lo (rows j ≥ n are zero already).
+template <bool kExact>
 __device__ __forceinline__ void build_decayed_keys(Smem& s, int n) {
   for (int idx = threadIdx.x; idx < C * (D / 2); idx += kThreads) {
     const int r = idx >> 6, c = (idx & 63) * 2;
     const float w = r < n ? s.decay[n - 1 - r] : 0.0f;
     const __nv_bfloat162 kv = *reinterpret_cast<const __nv_bfloat162*>(&s.k[r][c]);
     uint32_t hi, lo;
-    split2(__low2float(kv) * w, __high2float(kv) * w, hi, lo);
+    to_operands<kExact>(__low2float(kv) * w, __high2float(kv) * w, hi, lo);
     *reinterpret_cast<uint32_t*>(&s.khi[r][c]) = hi;
-    *reinterpret_cast<uint32_t*>(&s.klo[r][c]) = lo;
+    if constexpr (kExact) *reinterpret_cast<uint32_t*>(&s.klo[r][c]) = lo;
   }
 }
 
@@ -112,6 +120,7 @@ __device__ __forceinline__ void state_update(const Smem& s, const Tile* v, float
 }
 
 // P[i][j] = (q_i·k_j) e^{g(i−j)} for j ≤ i, else 0; warp w covers rows 16(w/2).., cols 32(w%2)...
+template <bool kExact>
 __device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile* plo, int warp, int lane) {
   const int mt = warp >> 1, col0 = (warp & 1) * 32, mi = lane >> 3, r = lane & 7;
   const int gi = lane >> 2, ti = lane & 3;
@@ -138,9 +147,9 @@ __device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile*
       const float x0 = j <= i ? p[nb][2 * half] * s.decay[i - j] : 0.0f;
       const float x1 = j + 1 <= i ? p[nb][2 * half + 1] * s.decay[i - j - 1] : 0.0f;
       uint32_t hi, lo;
-      split2(x0, x1, hi, lo);
+      to_operands<kExact>(x0, x1, hi, lo);
       *reinterpret_cast<uint32_t*>(&phi[i][j]) = hi;
-      *reinterpret_cast<uint32_t*>(&plo[i][j]) = lo;
+      if constexpr (kExact) *reinterpret_cast<uint32_t*>(&plo[i][j]) = lo;
     }
 }
 
@@ -156,8 +165,8 @@ __device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const
     uint32_t bh[2][2], bl[2][2];  // B = S (k = dk, n = dv) straight from this warp's Sᵀ accumulators
 #pragma unroll
     for (int nb = 0; nb < 2; ++nb) {
-      split2(acc[2 * ks][2 * nb], acc[2 * ks][2 * nb + 1], bh[nb][0], bl[nb][0]);
-      split2(acc[2 * ks + 1][2 * nb], acc[2 * ks + 1][2 * nb + 1], bh[nb][1], bl[nb][1]);
+      to_operands<kExact>(acc[2 * ks][2 * nb], acc[2 * ks][2 * nb + 1], bh[nb][0], bl[nb][0]);
+      to_operands<kExact>(acc[2 * ks + 1][2 * nb], acc[2 * ks + 1][2 * nb + 1], bh[nb][1], bl[nb][1]);
     }
 #pragma unroll
     for (int mt = 0; mt < 4; ++mt) {
@@ -257,8 +266,8 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     if constexpr (!kOut) {
       if (has_next) load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
     }
-    build_decayed_keys(s, n);
-    if constexpr (kOut) decayed_scores(s, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), warp, lane);
+    build_decayed_keys<kExact>(s, n);
+    if constexpr (kOut) decayed_scores<kExact>(s, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), warp, lane);
     __syncthreads();  // K is free
     if (has_next) load_tile(s.k, a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
     if constexpr (kOut) {

@@ -19,6 +19,7 @@ inline ref::LightningParams to_ref(const kernels::LightningPrefillParams& p, con
   r.ldq = p.ldq, r.ldk = p.ldk, r.ldv = p.ldv, r.ldo = p.ldo;
   r.scale = p.scale;
   r.chunk = kernels::kLightningChunk;
+  r.bf16_operands = !p.exact;
   return r;
 }
 

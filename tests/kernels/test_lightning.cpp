@@ -25,7 +25,7 @@ std::vector<float> log_decays(int64_t nh) {
 struct PrefillCase {
   int64_t T, nh, blocks;
   bool o_fp32;
-  bool exact = true;  // false: bf16 MMA operands, checked by the bf16 rules
+  bool exact = true;  // false: bf16 MMA operands, against the bf16-operand reference by the bf16 rules
 };
 
 void run_prefill(const PrefillCase& c, uint64_t seed) {
@@ -92,8 +92,9 @@ TEST(LightningPrefill, LingDims) {
   run_prefill({2053, 8, 0, true}, 303);
 }
 
-// exact = false: bf16 operands for the decayed scores, decayed keys and state (outputs and state to bf16
-// accuracy) at the same awkward shapes, block scans and Ling dims.
+// exact = false: bf16 operands for the decayed scores, decayed keys and state, against the low-precision
+// reference that rounds the same intermediates (ref bf16_operands), by the bf16 rules, at the same awkward
+// shapes, block scans and Ling dims.
 TEST(LightningPrefill, Bf16OperandsMatchByBf16Rules) {
   SKIP_WITHOUT_CUDA();
   for (const PrefillCase& c : {PrefillCase{1, 3, 0, true, false}, PrefillCase{65, 5, 0, true, false},

@@ -1,8 +1,10 @@
 // Reference Lightning attention (architecture.md §2.6 steps 5–8): the token loop and the chunked form over a
-// fp32 state [nh, d, d]. Inner products accumulate in fp64; the chunked form equals the loop up to rounding.
+// fp32 state [nh, d, d]. Inner products accumulate in fp64; the chunked form equals the loop up to rounding
+// (bf16_operands: it rounds the operands of a bf16 tensor-core kernel, see ops.h).
 #include <cmath>
 #include <vector>
 
+#include "ling/core/dtype.h"
 #include "ling/core/error.h"
 #include "ling/ref/ops.h"
 
@@ -67,6 +69,7 @@ void lightning_chunked(const LightningParams& p) {
 #pragma omp simd reduction(+ : dot)
           for (int64_t a = 0; a < d; ++a) dot += double(q[a]) * double(k[a]);
           qk[i * C + j] = dot * std::exp(g * double(i - j));
+          if (p.bf16_operands) qk[i * C + j] = round_bf16(float(qk[i * C + j]));
         }
       }
       // o_i = scale · [ e^{g(i+1)} q_i S0 + Σ_{j≤i} e^{g(i−j)} (q_i·k_j) v_j ]   (local index i from 0)
@@ -77,6 +80,10 @@ void lightning_chunked(const LightningParams& p) {
         for (int64_t a = 0; a < d; ++a) {
           const double qa = double(q[a]) * di;
           const float* Sa = S + a * d;
+          if (p.bf16_operands) {
+            for (int64_t b = 0; b < d; ++b) acc[b] += qa * double(round_bf16(Sa[b]));
+            continue;
+          }
 #pragma omp simd
           for (int64_t b = 0; b < d; ++b) acc[b] += qa * double(Sa[b]);
         }
@@ -97,7 +104,7 @@ void lightning_chunked(const LightningParams& p) {
         const float* v = p.v + (c0 + j) * s.v + h * d;
         const double w = std::exp(g * double(n - 1 - j));
         for (int64_t a = 0; a < d; ++a) {
-          const double ka = w * double(k[a]);
+          const double ka = p.bf16_operands ? double(round_bf16(float(w * double(k[a])))) : w * double(k[a]);
 #pragma omp simd
           for (int64_t b = 0; b < d; ++b) Snew[a * d + b] += ka * double(v[b]);
         }

@@ -98,6 +98,10 @@ struct LightningParams {
   int64_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
   float scale = 1.0f;
   int64_t chunk = 64;        // chunk size of the chunked form
+  // Chunked form only: round what a bf16-operand tensor-core kernel rounds — the decayed scores
+  // (q_i·k_j)·e^{g(i−j)}, the decayed keys e^{g(n−1−j)}·k_j and the state entering q·S — to bf16 (the
+  // low-precision reference of kernels::LightningPrefillParams::exact = false).
+  bool bf16_operands = false;
 };
 void lightning_recurrent(const LightningParams& p);  // token-by-token loop
 void lightning_chunked(const LightningParams& p);    // chunked form, equal to the loop up to fp32 rounding
