@@ -19,6 +19,7 @@
 #include "ling/kernels/mla_decode.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/sampling.h"
+#include "bench_attention.h"
 
 namespace ling {
 namespace {
@@ -316,6 +317,8 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& m : o.moe)
     for (auto& r : moe_expert_rows(m.H, m.I, o, flush)) rep.rows.push_back(r);
   for (int64_t n : {1, 8}) rep.rows.push_back(argmax_row(n, 157184, o, flush));
+  const CudaTimeFn timed = [&](const std::function<void()>& fn, CudaBenchRow& row) { time_calls(fn, o, flush, row); };
+  for (auto& r : attention_bench_rows(o, timed)) rep.rows.push_back(r);  // gemm.ceiling + attention.prefill
   for (auto& r : rep.rows) r.ceiling_pct = rep.copy_gbps > 0 ? 100.0 * r.gbps / rep.copy_gbps : 0.0;
   return rep;
 }

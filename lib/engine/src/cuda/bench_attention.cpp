@@ -1,0 +1,100 @@
+// Flash-attention prefill bench rows and the GEMM ceiling they are judged against (bench_attention.h,
+// performance.md §6). Host code only: launches go through ling_kernels; random data from the device fills.
+#include "bench_attention.h"
+
+#include <cuda_runtime_api.h>
+
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <string>
+
+#include "ling/core/error.h"
+#include "ling/kernels/attention.h"
+#include "ling/kernels/fill.h"
+#include "ling/kernels/gemm_lt.h"
+
+namespace ling {
+namespace {
+
+#define BENCH_ATTN_CUDA(stmt)                                                                            \
+  do {                                                                                                   \
+    const cudaError_t e_ = (stmt);                                                                       \
+    if (e_ != cudaSuccess) LING_THROW("ling bench --backend cuda: ", #stmt, ": ", cudaGetErrorString(e_)); \
+  } while (0)
+
+struct DevBuf {  // owning device allocation
+  void* p = nullptr;
+  explicit DevBuf(size_t bytes) {
+    if (bytes) BENCH_ATTN_CUDA(cudaMalloc(&p, bytes));
+  }
+  ~DevBuf() { if (p) cudaFree(p); }
+  DevBuf(const DevBuf&) = delete;
+  DevBuf& operator=(const DevBuf&) = delete;
+  template <typename T> T* as() const { return static_cast<T*>(p); }
+};
+
+CudaBenchRow gemm_ceiling(const CudaBenchOptions& o, const CudaTimeFn& time_fn) {
+  const int64_t n = 8192;
+  DevBuf w(size_t(n * n) * 2), x(size_t(n * n) * 2), y(size_t(n * n) * 4);
+  kernels::launch_fill_uniform_bf16(w.as<uint16_t>(), n * n, -1.f, 1.f, o.seed + 40, nullptr);
+  kernels::launch_fill_uniform_bf16(x.as<uint16_t>(), n * n, -1.f, 1.f, o.seed + 41, nullptr);
+  kernels::LtGemm gemm(nullptr);
+  CudaBenchRow r;
+  r.op = "gemm.ceiling";
+  r.batch = 1;
+  r.shape = "cuBLASLt bf16 M=N=K=8192, fp32 out";
+  r.bytes = double(n * n) * (2 + 2 + 4);
+  r.flops = 2.0 * double(n) * double(n) * double(n);
+  time_fn([&] { gemm.run(w.p, x.p, y.as<float>(), n, n, n); }, r);
+  return r;
+}
+
+struct AttnShape {
+  int64_t T, S, nh, nkv, dk, dv;
+};
+
+// One shape, timed at each CTA layout (warp_rows 32: op attention.prefill; 16: attention.prefill.w16).
+void attention_rows(const AttnShape& a, double gemm_tflops, const CudaBenchOptions& o, const CudaTimeFn& time_fn,
+                    std::vector<CudaBenchRow>& rows) {
+  const int64_t pos0 = a.S - a.T;
+  DevBuf q(size_t(a.T * a.nh * a.dk) * 2), k(size_t(a.S * a.nkv * a.dk) * 2), v(size_t(a.S * a.nkv * a.dv) * 2),
+      out(size_t(a.T * a.nh * a.dv) * 4);
+  kernels::launch_fill_uniform_bf16(q.as<uint16_t>(), a.T * a.nh * a.dk, -1.f, 1.f, o.seed + 42, nullptr);
+  kernels::launch_fill_uniform_bf16(k.as<uint16_t>(), a.S * a.nkv * a.dk, -1.f, 1.f, o.seed + 43, nullptr);
+  kernels::launch_fill_uniform_bf16(v.as<uint16_t>(), a.S * a.nkv * a.dv, -1.f, 1.f, o.seed + 44, nullptr);
+  kernels::FlashAttentionParams p;
+  p.q = q.p, p.k = k.p, p.v = v.p, p.o = out.as<float>();
+  p.T = a.T, p.S = a.S, p.q_pos0 = pos0, p.nh = a.nh, p.nkv = a.nkv, p.dk = a.dk, p.dv = a.dv;
+  p.scale = float(1.0 / std::sqrt(double(a.dk)));
+  p.dtype = DType::BF16;
+  const double pairs = double(a.T) * double(pos0) + double(a.T) * double(a.T + 1) / 2;
+  for (int warp_rows : {32, 16}) {
+    p.warp_rows = warp_rows;
+    CudaBenchRow r;
+    r.op = warp_rows == 32 ? "attention.prefill" : "attention.prefill.w16";
+    r.T = a.T, r.nh = a.nh, r.batch = 1;
+    r.flops = 2.0 * double(a.dk + a.dv) * double(a.nh) * pairs;
+    r.bytes = double(a.T * a.nh * a.dk) * 2 + double(a.S * a.nkv * (a.dk + a.dv)) * 2 + double(a.T * a.nh * a.dv) * 4;
+    time_fn([&] { kernels::launch_flash_attention(p, nullptr); }, r);
+    char pct[64];
+    std::snprintf(pct, sizeof pct, ", %.1f%% of gemm.ceiling", gemm_tflops > 0 ? 100.0 * r.tflops / gemm_tflops : 0.0);
+    r.shape = "T=" + std::to_string(a.T) + " S=" + std::to_string(a.S) + " pos0=" + std::to_string(pos0) +
+              " nh=" + std::to_string(a.nh) + " nkv=" + std::to_string(a.nkv) + " dk=" + std::to_string(a.dk) +
+              " dv=" + std::to_string(a.dv) + " bf16 causal" + pct;
+    rows.push_back(r);
+  }
+}
+
+}  // namespace
+
+std::vector<CudaBenchRow> attention_bench_rows(const CudaBenchOptions& o, const CudaTimeFn& time_fn) {
+  std::vector<CudaBenchRow> rows{gemm_ceiling(o, time_fn)};
+  const double gemm_tflops = rows[0].tflops;
+  for (const AttnShape& a : {AttnShape{8192, 8192, 64, 64, 192, 128}, AttnShape{8192, 32768, 64, 64, 192, 128},
+                             AttnShape{8192, 131072, 64, 64, 192, 128}, AttnShape{8192, 8192, 64, 8, 128, 128}})
+    attention_rows(a, gemm_tflops, o, time_fn, rows);
+  return rows;
+}
+
+}  // namespace ling
