@@ -5,11 +5,17 @@ peers at the same shapes in the same job, and prints ratios.
 Peers: flash-linear-attention's Triton kernels chunk_simple_gla (Lightning prefill, chunk 64) and
 fused_recurrent_simple_gla (decode step), called with the head-wise log decay g_gamma = -2^(-8(h+1)/H) like the
 ling bench; a plain-PyTorch absorbed MLA decode (latent 512 + rope 64 bf16 cache, fp32 softmax); and the torch
-device-to-device copy bandwidth. fla is imported from .cache/fla (scripts/peers/prepare_fla.sh) without running
+device-to-device copy bandwidth; for the attention.prefill rows torch.nn.functional.scaled_dot_product_attention
+(bf16, causal; the last chunk of a prefill, q_pos0 = S - T, as causal_lower_right(T, S), any other q_pos0 as an
+explicit offset-causal boolean mask; GQA through enable_gqa) in two forms, the faster one reported: v at its own
+width dv (whichever backend SDPA picks for dk != dv) and v zero-padded to dk (the flash backend needs dk == dv);
+TFLOP/s count the visible pairs at the real dv for both; and torch.mm for the gemm.ceiling row. fla is imported
+from .cache/fla (scripts/peers/prepare_fla.sh) without running
 its package __init__ (which pulls in the model layers and einops): only fla.ops.simple_gla's modules load.
 Timing: triton.testing.do_bench(return_mode="median"), which flushes L2 before every call; random data.
 
 Usage: python3 scripts/peers/bench_peers.py --ling build/tools/ling/ling [--fla .cache/fla] [--json out.json]
+       [--ling-json saved.json]  (ling rows from a saved `ling bench --backend cuda --json` instead of a new run)
 """
 import argparse
 import importlib
@@ -45,6 +51,50 @@ def log_decays(h, torch):
 def median_ms(fn):
     import triton.testing
     return float(triton.testing.do_bench(fn, warmup=25, rep=200, return_mode="median"))
+
+
+def attention_shape(r):
+    """(T, S, pos0, nh, nkv, dk, dv) from an attention.prefill row's shape text ("T=.. S=.. pos0=.. ... bf16 ...")."""
+    f = dict(kv.split("=") for kv in r["shape"].split(" bf16")[0].split())
+    return tuple(int(f[x]) for x in ("T", "S", "pos0", "nh", "nkv", "dk", "dv"))
+
+
+def sdpa_peer(r, torch):
+    """Best of SDPA with v at width dv and with v zero-padded to dk, at the ling row's shape (bf16, causal)."""
+    import torch.nn.functional as F
+    T, S, pos0, H, Hkv, dk, dv = attention_shape(r)
+    q = torch.rand(1, H, T, dk, device="cuda", dtype=torch.bfloat16) - 0.5
+    k = torch.rand(1, Hkv, S, dk, device="cuda", dtype=torch.bfloat16) - 0.5
+    v = torch.rand(1, Hkv, S, dv, device="cuda", dtype=torch.bfloat16) - 0.5
+    if pos0 == 0 and T == S:
+        mask, causal, how = None, True, "is_causal"
+    elif pos0 == S - T:
+        from torch.nn.attention.bias import causal_lower_right
+        mask, causal, how = causal_lower_right(T, S), False, "causal_lower_right"
+    else:
+        mask = torch.arange(S, device="cuda")[None, :] <= (pos0 + torch.arange(T, device="cuda"))[:, None]
+        causal, how = False, "bool mask"
+    gqa = Hkv != H
+    forms = [("v dv=%d" % dv, v)] + ([("v padded to %d" % dk, F.pad(v, (0, dk - dv)))] if dv < dk else [])
+    best = None
+    for name, vv in forms:
+        fn = lambda vv=vv: F.scaled_dot_product_attention(q, k, vv, attn_mask=mask, is_causal=causal,
+                                                          scale=dk ** -0.5, enable_gqa=gqa)[..., :dv]
+        try:
+            ms = median_ms(fn)
+        except Exception as e:  # a form no backend accepts
+            print(f"sdpa {name} at {r['shape']}: {type(e).__name__}: {str(e).splitlines()[0][:120]}")
+            continue
+        if best is None or ms < best[1]:
+            best = (name, ms)
+    del q, k, v, forms
+    if best is None:
+        return None
+    pairs = T * pos0 + T * (T + 1) / 2
+    return {"op": "attention.prefill", "shape": r["shape"], "T": T, "nh": H,
+            "peer": f"torch sdpa ({how}, {best[0]})", "ms": best[1],
+            "gbps": (T * H * dk * 2 + S * Hkv * (dk + dv) * 2 + T * H * dv * 2) / (best[1] * 1e6),
+            "tflops": 2 * (dk + dv) * H * pairs / (best[1] * 1e9)}
 
 
 def peers(ling_rows, fla_path):
@@ -102,11 +152,23 @@ def peers(ling_rows, fla_path):
             out.append({"op": r["op"], "batch": B, "nh": H, "T": S, "peer": "torch absorbed MLA (einsum)", "ms": ms,
                         "gbps": B * S * 576 * 2 / (ms * 1e6)})
             del q, cache
+        elif r["op"] == "attention.prefill":
+            p = sdpa_peer(r, torch)
+            if p:
+                out.append(p)
+        elif r["op"] == "gemm.ceiling":
+            a, b = (torch.rand(8192, 8192, device="cuda", dtype=torch.bfloat16) - 0.5 for _ in range(2))
+            ms = median_ms(lambda: torch.mm(a, b))
+            out.append({"op": r["op"], "batch": r["batch"], "peer": "torch.mm bf16 8192^3", "ms": ms,
+                        "gbps": 8192 * 8192 * 6 / (ms * 1e6), "tflops": 2 * 8192 ** 3 / (ms * 1e9)})
+            del a, b
         torch.cuda.empty_cache()
     return out
 
 
 def key(r):
+    if r["op"].startswith("attention.prefill"):  # both CTA layouts: one peer; the shape text tells the shapes apart
+        return ("attention.prefill", r["shape"].split(" bf16")[0])
     op = "lightning.prefill" if r["op"].startswith("lightning.prefill") else r["op"]  # both precisions: one peer
     return (op, r.get("T", 0) if op != "lightning.decode" else 0, r.get("nh", 0),
             r.get("batch", 0) if op != "lightning.prefill" else 0)
@@ -118,9 +180,13 @@ def main():
     ap.add_argument("--fla", default=os.path.join(os.path.dirname(__file__), "..", "..", ".cache", "fla"))
     ap.add_argument("--json", help="write ling rows, peer rows and ratios here")
     ap.add_argument("--db", default="", help="results database for ling bench (default: ling's own)")
+    ap.add_argument("--ling-json", help="ling rows from this saved `ling bench --backend cuda --json` output")
     a = ap.parse_args()
     cmd = [a.ling, "bench", "--backend", "cuda", "--json"] + (["--db", a.db] if a.db else [])
-    ling = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+    if a.ling_json:
+        ling = json.load(open(a.ling_json))
+    else:
+        ling = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
     import torch
     import triton
     fla_commit = open(os.path.join(a.fla, "COMMIT")).read().strip() if os.path.exists(os.path.join(a.fla, "COMMIT")) else "?"
@@ -141,6 +207,19 @@ def main():
               f"{(p['peer'] if p else '-'):31} {(p['ms'] if p else float('nan')):9.4f} "
               f"{(p['gbps'] if p else float('nan')):9.0f} {su:8.2f}")
     print(f"\nceiling: ling cudaMemcpy {copy_ling:.0f} GB/s, torch copy_ {pmap[key({'op': 'copy.d2d'})]['gbps']:.0f} GB/s")
+    att = [x for x in lines if x["ling"]["op"].startswith("attention.prefill")]
+    gemm = next((x for x in lines if x["ling"]["op"] == "gemm.ceiling"), None)
+    if att and gemm:
+        g = gemm["ling"]["tflops"]
+        gp = gemm["peer"]["tflops"] if gemm["peer"] else float("nan")
+        print(f"\ncausal attention prefill, TFLOP/s of the visible pairs; ceiling: cuBLASLt bf16 8192^3 {g:.0f} "
+              f"TFLOP/s (torch.mm {gp:.0f})")
+        for x in att:
+            r, p = x["ling"], x["peer"]
+            print(f"{r['op']:22} {r['shape'].split(' bf16')[0]:58} {r['ms']:9.3f} ms {r['tflops']:6.1f} TFLOP/s "
+                  f"{100 * r['tflops'] / g:5.1f}% of gemm | {(p['peer'] if p else '-'):46} "
+                  f"{(p['ms'] if p else float('nan')):9.3f} ms {(p['tflops'] if p else float('nan')):6.1f} TFLOP/s "
+                  f"speed-up {x['speedup']:5.2f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"ling": ling, "peers": prow, "pairs": lines}, f, indent=1)
