@@ -20,6 +20,7 @@
 #include "ling/kernels/moe.h"
 #include "ling/kernels/sampling.h"
 #include "bench_attention.h"
+#include "bench_moe_prefill.h"
 
 namespace ling {
 namespace {
@@ -319,6 +320,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (int64_t n : {1, 8}) rep.rows.push_back(argmax_row(n, 157184, o, flush));
   const CudaTimeFn timed = [&](const std::function<void()>& fn, CudaBenchRow& row) { time_calls(fn, o, flush, row); };
   for (auto& r : attention_bench_rows(o, timed)) rep.rows.push_back(r);  // gemm.ceiling + attention.prefill
+  for (auto& r : moe_prefill_bench_rows(o, timed, rep.rows)) rep.rows.push_back(r);  // gemm.bf16 + moe.prefill
   for (auto& r : rep.rows) r.ceiling_pct = rep.copy_gbps > 0 ? 100.0 * r.gbps / rep.copy_gbps : 0.0;
   return rep;
 }
