@@ -37,6 +37,27 @@ __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restri
   return s;
 }
 
+// Σ x[i]·w[i] over K values (K % 8 == 0, x and w 16-byte aligned) by one warp: lanes over K in 8-wide steps,
+// four 16-byte weight loads in flight per lane, then the warp sum.
+template <typename T>
+__device__ __forceinline__ float warp_dot4(const float* __restrict__ x, const T* __restrict__ w, int64_t K) {
+  float acc = 0.0f;
+  int64_t i = int64_t(threadIdx.x & 31) * 8;
+  for (; i + 768 < K; i += 1024) {
+    float f[4][8];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) load8(w + i + u * 256, f[u]);
+#pragma unroll
+    for (int u = 0; u < 4; ++u) acc += dot8(f[u], x + i + u * 256);
+  }
+  for (; i < K; i += 256) {
+    float f[8];
+    load8(w + i, f);
+    acc += dot8(f, x + i);
+  }
+  return warp_sum(acc);
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace

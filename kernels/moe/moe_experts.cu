@@ -1,10 +1,9 @@
 // Routed experts for decode-sized token counts (moe.h, architecture.md §2.4): per-expert bf16 (or fp32) weights
 // reached through device arrays of pointers, expert ids and routing weights read from device memory.
-// gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i and the up row I + i of the
-//   slot's expert streamed together (16-byte loads, four in flight per lane), act = silu(g)·u.
-// down:    grid (n, ⌈H/8⌉), one warp per output h of token t: the k slots' rows h laid end to end and streamed
-//   as one sequence of 8-wide chunks (four loads in flight per lane), each chunk's dot scaled by its slot's
-//   weight; the lane sums and then the warp sum run in one fixed order (deterministic, no atomics).
+// gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i, then the up row I + i of the
+//   slot's expert (four 16-byte loads in flight per lane), act = silu(g)·u.
+// down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
+//   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics).
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
 #include "common/check.h"
 #include "gemv/vec.cuh"
@@ -18,70 +17,32 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
   const int64_t slot = blockIdx.x, t = slot / p.k, I = p.I, H = p.H;
   const int64_t i = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (i >= I) return;
-  const int lane = threadIdx.x & 31;
   const T* w = table[p.ids[slot]];
   float g = 0.0f, u = 0.0f;
   if (w) {
-    const T* wg = w + i * H;
-    const T* wu = w + (I + i) * H;
-    const float* xs = p.x + t * H;
-    int64_t c = int64_t(lane) * 8;
-    for (; c + 256 < H; c += 512) {
-      float fg[2][8], fu[2][8];
-      load8(wg + c, fg[0]), load8(wg + c + 256, fg[1]), load8(wu + c, fu[0]), load8(wu + c + 256, fu[1]);
-      g += dot8(fg[0], xs + c), u += dot8(fu[0], xs + c);
-      g += dot8(fg[1], xs + c + 256), u += dot8(fu[1], xs + c + 256);
-    }
-    for (; c < H; c += 256) {
-      float fg[8], fu[8];
-      load8(wg + c, fg), load8(wu + c, fu);
-      g += dot8(fg, xs + c), u += dot8(fu, xs + c);
-    }
-    g = warp_sum(g), u = warp_sum(u);
+    g = warp_dot4(p.x + t * H, w + i * H, H);
+    u = warp_dot4(p.x + t * H, w + (I + i) * H, H);
   }
-  if (lane == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
+  if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
 
 template <typename T>
-__global__ void __launch_bounds__(256) k_down_combine(MoeDownParams p, const T* const* table) {
-  __shared__ const T* ptr[kMoeMaxTopK];
-  __shared__ float wt[kMoeMaxTopK];
-  const int64_t t = blockIdx.x, H = p.H, I = p.I;
-  const int k = int(p.k);
-  if (threadIdx.x < k) {
-    ptr[threadIdx.x] = table[p.ids[t * k + threadIdx.x]];
-    wt[threadIdx.x] = p.weights[t * k + threadIdx.x];
-  }
-  __syncthreads();
+__global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* const* table) {
+  const int64_t slot = blockIdx.x, H = p.H, I = p.I;
   const int64_t h = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (h >= H) return;
-  const int lane = threadIdx.x & 31;
-  const int64_t C = I / 8, total = C * k;  // 8-wide chunks of the k rows h, slot-major
-  const float* act = p.act + t * k * I;
-  constexpr int U = 4;
+  const T* w = table[p.ids[slot]];
+  const float v = w ? warp_dot4(p.act + slot * I, w + h * I, I) : 0.0f;
+  if ((threadIdx.x & 31) == 0) p.workspace[slot * H + h] = v;
+}
+
+__global__ void k_combine_parts(MoeDownParams p) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= p.n * p.H) return;
+  const int64_t t = i / p.H, h = i % p.H;
   float acc = 0.0f;
-  for (int64_t base = lane; base < total; base += 32 * U) {
-    float f[U][8];
-    int j[U];
-    int64_t off[U];
-#pragma unroll
-    for (int u = 0; u < U; ++u) {
-      const int64_t c = base + 32 * u;
-      j[u] = c < total ? int(c / C) : -1;
-      off[u] = c < total ? (c - int64_t(j[u]) * C) * 8 : 0;
-      const T* w = j[u] >= 0 ? ptr[j[u]] : nullptr;
-      if (w) load8(w + h * I + off[u], f[u]);
-      else j[u] = -1;
-    }
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (j[u] >= 0) acc += wt[j[u]] * dot8(f[u], act + int64_t(j[u]) * I + off[u]);
-  }
-  acc = warp_sum(acc);
-  if (lane == 0) {
-    float* o = p.out + t * H + h;
-    *o = p.accumulate ? *o + acc : acc;
-  }
+  for (int64_t j = 0; j < p.k; ++j) acc += p.weights[t * p.k + j] * p.workspace[(t * p.k + j) * p.H + h];
+  p.out[i] = p.accumulate ? p.out[i] + acc : acc;
 }
 
 void check_common(const char* who, int64_t n, int64_t k, int64_t H, int64_t I, const void* x, const void* ids,
@@ -109,6 +70,8 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
+size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H) { return sizeof(float) * size_t(n * k * H); }
+
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
   LING_CHECK((p.down != nullptr) != (p.down_f32 != nullptr),
              "launch_moe_down_combine: exactly one of down (bf16) and down_f32 must be set");
@@ -116,10 +79,12 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
                p.down ? static_cast<const void*>(p.down) : p.down_f32, p.out);
   LING_CHECK(p.weights != nullptr, "launch_moe_down_combine: weights is null");
   if (p.n == 0) return;
+  LING_CHECK(p.workspace != nullptr, "launch_moe_down_combine: the workspace (moe_down_workspace_bytes) is null");
   LING_CHECK((p.H + 7) / 8 < 65536, "launch_moe_down_combine: H = ", p.H, " too large for the grid");
-  const dim3 grid(unsigned(p.n), unsigned((p.H + 7) / 8));
-  if (p.down) k_down_combine<<<grid, 256, 0, stream>>>(p, p.down);
-  else k_down_combine<<<grid, 256, 0, stream>>>(p, p.down_f32);
+  const dim3 grid(unsigned(p.n * p.k), unsigned((p.H + 7) / 8));
+  if (p.down) k_down_part<<<grid, 256, 0, stream>>>(p, p.down);
+  else k_down_part<<<grid, 256, 0, stream>>>(p, p.down_f32);
+  k_combine_parts<<<unsigned((p.n * p.H + 255) / 256), 256, 0, stream>>>(p);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -165,6 +165,8 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   else d.down = ex.tdn.as<const uint16_t*>();
   d.out = dout.as<float>();
   d.n = n, d.k = k, d.H = H, d.I = I, d.accumulate = accumulate;
+  DeviceBuffer dws(kernels::moe_down_workspace_bytes(n, k, H));
+  d.workspace = dws.as<float>();
   kernels::launch_moe_down_combine(d, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
 
@@ -215,11 +217,13 @@ TEST(MoeExpertKernels, RefuseBadShapes) {
   EXPECT_THROW(kernels::launch_moe_gate_up_swiglu(g, nullptr), Error);
   kernels::MoeDownParams d;
   d.act = buf + 1, d.ids = g.ids, d.down = table, d.weights = buf, d.out = buf;
-  d.n = 1, d.k = 8, d.H = 16, d.I = 8;
+  d.n = 1, d.k = 8, d.H = 16, d.I = 8, d.workspace = buf;
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
   d.act = buf, d.k = 33;
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
   d.k = 8, d.down_f32 = reinterpret_cast<const float* const*>(buf);  // both weight tables set
+  EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
+  d.down_f32 = nullptr, d.workspace = nullptr;  // no workspace
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
 }
 

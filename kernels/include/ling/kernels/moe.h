@@ -3,13 +3,15 @@
 // `stream`, no allocation, no synchronisation).
 //   route:   fp32 logits [n, E] → topk_ids [n, k], topk_weights [n, k] with exactly ref::moe_route's rule.
 //   gate_up: act[n·k, I] = silu(x_t·W_gateᵀ) ⊙ (x_t·W_upᵀ) per slot (t, j), expert ids[t·k + j].
-//   down:    out[n, H] (+)= Σ_j w[t, j]·(act[t·k + j]·W_downᵀ), j ascending in one fixed order (no atomics).
+//   down:    out[n, H] (+)= Σ_j w[t, j]·(act[t·k + j]·W_downᵀ), j ascending in one fixed order (no atomics),
+//            through a workspace of per-slot outputs.
 // Expert weights come as device arrays of per-expert pointers; a null pointer is an expert this rank does not
 // hold (its slots give 0). Limits: E ≤ 512, E % n_group == 0, n_group ≤ 32, k ≤ 32; H and I multiples of 8,
 // x / act / weights 16-byte aligned; written for decode (n·k up to ~128 slots: each slot streams its expert).
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstddef>
 #include <cstdint>
 
 namespace ling::kernels {
@@ -51,7 +53,9 @@ struct MoeDownParams {
   float* out = nullptr;                   // [n, H]
   int64_t n = 0, k = 0, H = 0, I = 0;
   bool accumulate = false;                // out += instead of out =
+  float* workspace = nullptr;             // moe_down_workspace_bytes(n, k, H): the per-slot outputs [n·k, H]
 };
+size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);
 
 }  // namespace ling::kernels

@@ -249,6 +249,8 @@ std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, const CudaBenchO
   kernels::MoeDownParams d;
   d.act = act.as<float>(), d.ids = ids.as<int32_t>(), d.weights = wts.as<float>(), d.down = tdn.as<const uint16_t*>();
   d.out = out.as<float>(), d.n = n, d.k = k, d.H = H, d.I = I;
+  Buf dws(kernels::moe_down_workspace_bytes(n, k, H));
+  d.workspace = dws.as<float>();
   const std::string shape = "n=1 k=8 H=" + std::to_string(H) + " I=" + std::to_string(I);
   std::vector<CudaBenchRow> rows(3);
   rows[0].op = "moe.gate_up_swiglu", rows[0].bytes = double(S) * double(2 * I * H) * 2;

@@ -562,6 +562,8 @@ class CudaBackend final : public Backend {
       kernels::MoeDownParams dp;
       dp.act = act.p; dp.ids = dids; dp.weights = wts.p; dp.out = out.data; dp.n = n; dp.k = slots; dp.H = H; dp.I = I;
       dp.accumulate = shared && !shared_slot;
+      DevF part = scratch(int64_t(kernels::moe_down_workspace_bytes(n, slots, H) / sizeof(float)));
+      dp.workspace = part.p;
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
       else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
       kernels::launch_moe_down_combine(dp, stream_);
