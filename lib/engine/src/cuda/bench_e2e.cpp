@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <random>
 
 #include "ling/core/error.h"
@@ -70,6 +71,17 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
     r.samples_ms = {r.ms};
     r.flops = flops_per_token(c, T).prefill * double(T);
     r.tflops = r.flops / (r.ms * 1e-3) / 1e12;
+    // Time per token, and its ratio to the first (shortest) prefill row: long prompts run in pieces of
+    // Engine::prefill_chunk() tokens, so the ratio shows what attention over the longer cache costs.
+    const double us_tok = 1e3 * r.ms / double(T);
+    char buf[96];
+    std::snprintf(buf, sizeof buf, ", %.2f us/token", us_tok);
+    r.shape += buf;
+    if (!rows.empty()) {
+      std::snprintf(buf, sizeof buf, " (%.2fx T=%lld)", us_tok / (1e3 * rows.front().ms / double(rows.front().T)),
+                    static_cast<long long>(rows.front().T));
+      r.shape += buf;
+    }
     rows.push_back(r);
   }
   CacheDtypes dt;

@@ -20,9 +20,11 @@
 #include "ling/kernels/gemm_lt.h"
 #include "kernels.cuh"
 #include "op_profile.h"
+#include "ling/kernels/attention.h"
 #include "ling/kernels/gemv.h"
 #include "ling/kernels/lightning.h"
 #include "ling/kernels/moe.h"
+#include "ling/kernels/moe_prefill.h"
 #include "model_tables.h"
 #include "ling/core/dtype.h"
 #include "ling/core/error.h"
@@ -122,7 +124,9 @@ class CudaBackend final : public Backend {
     size_t lin_bytes = 0, f32_bytes = 0;
     for (const Mat* m : lin_mats) lin_bytes += (bf16_ ? 2 : 4) * m->v.size();
     for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
-    const size_t weights = lin_bytes + f32_bytes, workspace = bf16_ ? kernels::LtGemm::kWorkspace : 0;
+    // cuBLASLt workspaces: the backend's, and with bf16 experts one per side stream of the MoE prefill.
+    const size_t lt_count = bf16_ ? 1 + (c.num_experts > 0 ? kMoePrefillLanes : 0) : 0;
+    const size_t weights = lin_bytes + f32_bytes, workspace = lt_count * kernels::LtGemm::kWorkspace;
     const size_t want = weights + workspace + weights / 10 + (size_t(256) << 20);
     size_t free_b = 0, total_b = 0;
     LING_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -142,6 +146,8 @@ class CudaBackend final : public Backend {
     inv_freq_ = to_dev(freqs_.inv_freq);
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
+    expert_tables_host_.assign(c.num_hidden_layers, {});
+    if (bf16_ && c.num_experts > 0) moe_prefill_ = std::make_unique<kernels::MoePrefill>(kMoePrefillLanes);
     for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
       const LayerWeights& L = w_->layers[il];
       if (L.experts.empty()) continue;
@@ -155,6 +161,7 @@ class CudaBackend final : public Backend {
       tab[E] = weight_ptr(L.shared.gate_up);
       tab[2 * E + 1] = weight_ptr(L.shared.down);
       expert_tables_[il] = to_dev_raw(tab.data(), sizeof(void*) * tab.size());
+      expert_tables_host_[il] = tab;
     }
     sync();
   }
@@ -337,17 +344,12 @@ class CudaBackend final : public Backend {
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       LING_CHECK(c.k.size == s.pos0 * kvw, "internal error: GQA cache of layer ", layer, " out of step");
-      for (int64_t t = 0; t < s.count; ++t) {
-        const float* row = qkv.p + (s.row0 + t) * width;
-        c.k.append(row + nh * hd, kvw, stream_);
-        c.v.append(row + nh * hd + kvw, kvw, stream_);
-      }
-      const int64_t S = s.pos0 + s.count;
-      DevF scratch(s.count * nh * S);
-      cuda::attention(qkv.p + s.row0 * width, width, c.k.p, 0, c.v.p, 0, o.p + s.row0 * nh * hd, 0, pos + s.row0,
-                      s.count, S, nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), scratch.p, stream_);
-      launched();
-      sync();
+      const float* rows = qkv.p + s.row0 * width;
+      c.k.append_rows(rows + nh * hd, width, s.count, kvw, stream_);
+      c.v.append_rows(rows + nh * hd + kvw, width, s.count, kvw, stream_);
+      cuda::OpScope ps(prof_, ".gqa.flash_attention");
+      flash_attention(rows, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, s.count, s.pos0 + s.count,
+                      s.pos0, nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))));
     }
     lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
     sync();
@@ -502,14 +504,16 @@ class CudaBackend final : public Backend {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       LING_CHECK(c.latent.size == s.pos0 * lc, "internal error: MLA cache of layer ", layer, " out of step");
       c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
+      // Non-absorbed form: K and V of every cached token expanded from the latent (recomputed per prompt piece:
+      // the expansion costs ~5% of the attention it feeds), then causal flash attention from position pos0.
       const int64_t S = s.pos0 + s.count;
-      DevF kv(S * nh * (dn + dv)), K(S * nh * dqk), V(S * nh * dv), scratch(s.count * nh * S);
+      DevF kv(S * nh * (dn + dv)), K(S * nh * dqk), V(S * nh * dv);
       lin(c.latent.p, S, r, L.kv_b, Mat{}, kv.p, lc);
       cuda::mla_expand(kv.p, c.latent.p, K.p, V.p, S, nh, dn, dr, dv, r, stream_);
-      cuda::attention(q.p + s.row0 * nh * dqk, 0, K.p, 0, V.p, 0, o.p + s.row0 * nh * dv, 0, pos + s.row0, s.count,
-                      S, nh, nh, dqk, dv, scale, scratch.p, stream_);
       launched();
-      sync();
+      cuda::OpScope ps(prof_, ".mla.flash_attention");
+      flash_attention(q.p + s.row0 * nh * dqk, nh * dqk, K.p, nh * dqk, V.p, nh * dv, o.p + s.row0 * nh * dv, nh * dv,
+                      s.count, S, s.pos0, nh, nh, dqk, dv, scale);
     }
     lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
     sync();
@@ -569,6 +573,10 @@ class CudaBackend final : public Backend {
       kernels::launch_moe_down_combine(dp, stream_);
       return;
     }
+    if (moe_prefill_ && kernels::moe_route_supported(E, k, cfg_.n_group, cfg_.topk_group, false)) {
+      moe_prefill(layer, x, dlogits.p, out, trace);
+      return;
+    }
     std::vector<float> logits(n * E), wts(n * k);
     std::vector<int32_t> ids(n * k);
     LING_CUDA_CHECK(cudaMemcpyAsync(logits.data(), dlogits.p, sizeof(float) * n * E, cudaMemcpyDeviceToHost, stream_));
@@ -604,6 +612,47 @@ class CudaBackend final : public Backend {
     auto dw = to_dev_raw(wts.data(), sizeof(float) * n * k);
     cuda::moe_combine(ye.p, static_cast<const float*>(dw.get()), out.data, n, k, H, stream_);
     launched();
+    sync();
+  }
+
+  // bf16 prefill of an MoE layer on the device: routing (kernels/moe, the exact rule of ref::moe_route), the
+  // shared expert through cuBLASLt, then the routed experts permuted by expert through grouped GEMMs
+  // (kernels/moe_prefill.h). The trace, when asked for, is the device routing copied back.
+  void moe_prefill(int layer, const Buffer& x, const float* dlogits, Buffer& out, MoeTrace* trace) {
+    const LayerWeights& L = w_->layers[layer];
+    const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
+    const int64_t I = cfg_.moe_intermediate_size;
+    DevF ids(n * k), wts(n * k);
+    {
+      cuda::OpScope pr(prof_, ".moe.route");
+      kernels::MoeRouteDevParams rp;
+      rp.logits = dlogits; rp.bias = L.router_bias.empty() ? nullptr : W(L.router_bias);
+      rp.topk_ids = reinterpret_cast<int32_t*>(ids.p); rp.topk_weights = wts.p; rp.n = n; rp.E = E; rp.k = k;
+      rp.n_group = cfg_.n_group; rp.topk_group = cfg_.topk_group;
+      rp.routed_scaling_factor = float(cfg_.routed_scaling_factor);
+      kernels::launch_moe_route(rp, stream_);
+    }
+    if (trace) {
+      std::vector<int32_t> hid(size_t(n * k));
+      trace->weights.resize(size_t(n * k));
+      LING_CUDA_CHECK(cudaMemcpyAsync(hid.data(), ids.p, sizeof(int32_t) * hid.size(), cudaMemcpyDeviceToHost, stream_));
+      LING_CUDA_CHECK(cudaMemcpyAsync(trace->weights.data(), wts.p, sizeof(float) * hid.size(), cudaMemcpyDeviceToHost,
+                                      stream_));
+      LING_CUDA_CHECK(cudaStreamSynchronize(stream_));
+      trace->ids.assign(hid.begin(), hid.end());
+    }
+    const bool shared = !L.shared.gate_up.empty();
+    if (shared) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
+    const auto* dev = static_cast<const uint16_t* const*>(expert_tables_[layer].get());
+    const auto* host = reinterpret_cast<const uint16_t* const*>(expert_tables_host_[layer].data());
+    kernels::MoePrefillParams p;
+    p.x = x.data; p.topk_ids = reinterpret_cast<const int32_t*>(ids.p); p.topk_weights = wts.p;
+    p.gate_up_dev = dev; p.down_dev = dev + E + 1; p.gate_up_host = host; p.down_host = host + E + 1;
+    p.out = out.data; p.n = n; p.k = k; p.E = E; p.H = H; p.I = I; p.accumulate = shared;
+    DevF ws(int64_t((kernels::moe_prefill_workspace_bytes(n, k, E, H, I) + 3) / 4));
+    p.workspace = ws.p;
+    cuda::OpScope pe(prof_, ".moe.experts_prefill");
+    moe_prefill_->run(p, stream_);
     sync();
   }
 
@@ -745,6 +794,34 @@ class CudaBackend final : public Backend {
     }
   }
 
+  // Causal prefill attention of T queries (positions pos0..pos0+T−1) over S cached keys through the flash
+  // kernels: bf16 tensor cores for bf16 models at the dims they cover (q, k, v rounded to bf16 first), fp32
+  // otherwise. Strides in floats; o fp32.
+  void flash_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
+                       int64_t ldo, int64_t T, int64_t S, int64_t pos0, int64_t nh, int64_t nkv, int64_t dk, int64_t dv,
+                       float scale) {
+    kernels::FlashAttentionParams p;
+    p.o = o; p.ldo = ldo; p.T = T; p.S = S; p.q_pos0 = pos0; p.nh = nh; p.nkv = nkv; p.dk = dk; p.dv = dv;
+    p.scale = scale;
+    if (bf16_ && kernels::flash_attention_bf16_dims(dk, dv)) {
+      const int64_t wq = nh * dk, wk = nkv * dk, wv = nkv * dv;
+      DevF qb((T * wq + 1) / 2), kb((S * wk + 1) / 2), vb((S * wv + 1) / 2);
+      cuda::f32_to_bf16(q, ldq, qb.p, T, wq, stream_);
+      cuda::f32_to_bf16(k, ldk, kb.p, S, wk, stream_);
+      cuda::f32_to_bf16(v, ldv, vb.p, S, wv, stream_);
+      launched();
+      p.q = qb.p; p.k = kb.p; p.v = vb.p; p.ldq = wq; p.ldk = wk; p.ldv = wv;
+      p.dtype = DType::BF16;
+      kernels::launch_flash_attention(p, stream_);
+      sync();  // the bf16 copies die here
+      return;
+    }
+    p.q = q; p.k = k; p.v = v; p.ldq = ldq; p.ldk = ldk; p.ldv = ldv;
+    p.dtype = DType::F32;
+    kernels::launch_flash_attention(p, stream_);
+    sync();
+  }
+
   // Per-head QK-norm and NeoX RoPE of the q and k heads of a fused qkv row, one launch (head dims ≤ 1024,
   // checked at load).
   void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
@@ -782,9 +859,12 @@ class CudaBackend final : public Backend {
   DevF inv_freq_;
   std::shared_ptr<void> pos_;                   // positions of the current plan
   std::vector<std::shared_ptr<void>> expert_tables_;  // [L] device [2E] pointers: gate_up[e], then down[e]
+  std::vector<std::vector<const void*>> expert_tables_host_;  // [L] the same addresses on the host
+  std::unique_ptr<kernels::MoePrefill> moe_prefill_;   // bf16 models: routed experts of prefill calls
   // Decode steps.
   static constexpr int64_t kPrefillRows = 8192;
-  static constexpr int64_t kGemvRows = 8;  // M up to which projections run as GEMVs (cuBLASLt beyond)
+  static constexpr int64_t kGemvRows = 8;
+  static constexpr int kMoePrefillLanes = 4;  // side streams of the per-expert cuBLASLt path  // M up to which projections run as GEMVs (cuBLASLt beyond)
   static constexpr size_t kBlasWorkspace = size_t(4) << 20, kStageBytes = size_t(1) << 16;
   std::shared_ptr<void> blas_ws_;
   void* stage_ = nullptr;                       // pinned staging of a step's positions and ids

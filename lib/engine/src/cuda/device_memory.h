@@ -84,6 +84,14 @@ struct DevVec {
     if (n) LING_CUDA_CHECK(cudaMemcpyAsync(p + size, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, s));
     size += n;
   }
+  // `rows` rows of `width` floats read at row stride `ld` (one strided copy).
+  void append_rows(const float* src, int64_t ld, int64_t rows, int64_t width, cudaStream_t s) {
+    reserve(size + rows * width, 0, s);
+    if (rows > 0 && width > 0)
+      LING_CUDA_CHECK(cudaMemcpy2DAsync(p + size, sizeof(float) * width, src, sizeof(float) * ld, sizeof(float) * width,
+                                        rows, cudaMemcpyDeviceToDevice, s));
+    size += rows * width;
+  }
 };
 
 // Scratch of one decode step: bump allocation from chunks that are never freed (addresses stay valid for the

@@ -1,6 +1,6 @@
 // Simple fp32 kernels of the CUDA backend (architecture.md §2), each mirroring its ling_ref op: fp64 sums where
-// the reference uses them, the same operation order elsewhere. Correctness first: one block per row, head or
-// query; the Lightning prefill runs the recurrence token by token (no chunked form yet).
+// the reference uses them, the same operation order elsewhere. Correctness first: one block per row or head; the
+// Lightning token-by-token recurrence serves head dims the chunked kernels do not cover.
 #include <cuda_bf16.h>
 
 #include <cmath>
@@ -22,20 +22,6 @@ __device__ double block_sum(double v, double* red) {
   if (threadIdx.x == 0) {
     double s = 0.0;
     for (int i = 0; i < int(blockDim.x >> 5); ++i) s += red[i];
-    red[0] = s;
-  }
-  __syncthreads();
-  return red[0];
-}
-__device__ float block_max(float v, float* red) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_down_sync(0xffffffffu, v, o));
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float s = red[0];
-    for (int i = 1; i < int(blockDim.x >> 5); ++i) s = fmaxf(s, red[i]);
     red[0] = s;
   }
   __syncthreads();
@@ -99,38 +85,6 @@ __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int6
     tmp2[0] = x2 * c + x1 * s;
     xr[i] = tmp1[0];
     xr[i + half] = tmp2[0];
-  }
-}
-// grid T·nh; scratch row of S floats per block
-__global__ void k_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv,
-                            float* o, int64_t ldo, const int64_t* qpos, int64_t S, int64_t nh, int64_t G, int64_t dk,
-                            int64_t dv, float scale, float* scratch) {
-  __shared__ double redd[32];
-  __shared__ float redf[32];
-  const int64_t t = blockIdx.x / nh, h = blockIdx.x % nh, g = h / G;
-  const float* qr = q + t * ldq + h * dk;
-  float* orow = o + t * ldo + h * dv;
-  float* sc = scratch + int64_t(blockIdx.x) * S;
-  const int64_t n = min(qpos[t] + 1, S);
-  float mx = -INFINITY;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    const float* kr = k + j * ldk + g * dk;
-    double d = 0.0;
-    for (int64_t i = 0; i < dk; ++i) d += double(qr[i]) * double(kr[i]);
-    sc[j] = float(d) * scale;
-    mx = fmaxf(mx, sc[j]);
-  }
-  mx = block_max(mx, redf);
-  double sum = 0.0;
-  for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-    sc[j] = expf(sc[j] - mx);
-    sum += sc[j];
-  }
-  sum = block_sum(sum, redd);
-  for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) {
-    double acc = 0.0;
-    for (int64_t j = 0; j < n; ++j) acc += (double(sc[j]) / sum) * double(v[j * ldv + g * dv + i]);
-    orow[i] = n > 0 ? float(acc) : 0.0f;
   }
 }
 // grid nh; the state of one head lives in global memory
@@ -216,14 +170,6 @@ void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int
   const unsigned th = unsigned(((half + 31) / 32) * 32);
   k_rope<<<unsigned(rows * heads), th, 0, s>>>(x, pos, inv_freq, heads, row_stride, head_stride, half,
                                                attention_factor, interleaved);
-}
-void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
-               int64_t ldo, const int64_t* qpos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
-               int64_t dv, float scale, float* scratch, cudaStream_t s) {
-  if (T * nh == 0) return;
-  k_attention<<<unsigned(T * nh), kThreads, 0, s>>>(q, ldq ? ldq : nh * dk, k, ldk ? ldk : nkv * dk, v,
-                                                    ldv ? ldv : nkv * dv, o, ldo ? ldo : nh * dv, qpos, S, nh,
-                                                    nh / nkv, dk, dv, scale, scratch);
 }
 void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
                const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s) {

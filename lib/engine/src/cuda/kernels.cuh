@@ -21,10 +21,6 @@ void add_bias(float* y, const float* bias, int64_t M, int64_t N, int64_t ldy, cu
 // RoPE in place (ref::rope).
 void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int64_t heads, int64_t row_stride,
           int64_t head_stride, int64_t rope_dim, float attention_factor, bool interleaved, cudaStream_t s);
-// Causal GQA attention (ref::attention) for T queries over S keys; scratch: T·nh·S floats.
-void attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
-               int64_t ldo, const int64_t* qpos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
-               int64_t dv, float scale, float* scratch, cudaStream_t s);
 // Lightning prefill in the chunked form (ref::lightning_chunked; lightning_chunked.cu), fp32, state [nh, d, d]
 // updated in place, q/k/v rows at stride ld; supported for head dims whose state fits in shared memory.
 bool lightning_chunked_supported(int64_t d);
