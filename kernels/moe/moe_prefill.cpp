@@ -90,6 +90,12 @@ MoePrefill::~MoePrefill() {
   if (host_offsets_) cudaFreeHost(host_offsets_);
 }
 
+MoeGemmPath MoePrefill::resolve(const MoePrefillParams& p) const {
+  if (p.path != MoeGemmPath::Auto) return p.path;
+  const bool big = p.H * p.I >= (int64_t(1) << 23);
+  return big && !lanes_.empty() && p.gate_up_host && p.down_host ? MoeGemmPath::PerExpert : MoeGemmPath::Grouped;
+}
+
 void MoePrefill::run(const MoePrefillParams& p, cudaStream_t stream) {
   check_dims(p.n, p.k, p.E, p.H, p.I);
   const char* who = "moe prefill";
@@ -99,7 +105,7 @@ void MoePrefill::run(const MoePrefillParams& p, cudaStream_t stream) {
   LING_CHECK(p.gate_up_dev && p.down_dev, who, ": the device expert tables (gate_up_dev, down_dev) are null");
   LING_CHECK(aligned16(p.x) && aligned16(p.out), who, ": x and out must be 16-byte aligned");
   LING_CHECK((reinterpret_cast<uintptr_t>(p.workspace) & 255) == 0, who, ": the workspace is not 256-byte aligned");
-  const MoeGemmPath path = p.path == MoeGemmPath::Auto ? MoeGemmPath::Grouped : p.path;
+  const MoeGemmPath path = resolve(p);
   if (path == MoeGemmPath::PerExpert) {
     LING_CHECK(!lanes_.empty(), who, ": the PerExpert path needs a runner built with lanes > 0");
     LING_CHECK(p.gate_up_host && p.down_host, who, ": the PerExpert path needs the host expert tables");

@@ -9,7 +9,11 @@ device-to-device copy bandwidth; for the attention.prefill rows torch.nn.functio
 (bf16, causal; the last chunk of a prefill, q_pos0 = S - T, as causal_lower_right(T, S), any other q_pos0 as an
 explicit offset-causal boolean mask; GQA through enable_gqa) in two forms, the faster one reported: v at its own
 width dv (whichever backend SDPA picks for dk != dv) and v zero-padded to dk (the flash backend needs dk == dv);
-TFLOP/s count the visible pairs at the real dv for both; and torch.mm for the gemm.ceiling row. fla is imported
+TFLOP/s count the visible pairs at the real dv for both; and torch.mm for the gemm.ceiling row; for gemm.bf16
+rows torch.matmul (bf16, same M, N, K); for moe.prefill rows a complete torch MoE layer (bf16 cast, stable sort
+by expert, gather, torch._grouped_mm gate_up, SwiGLU, torch._grouped_mm down, weighted index_add_) on the routing
+that ling used (its device router rebuilt here from the same seeded logits; the peer says "other counts" when the
+rows per expert do not match the ling row's). fla is imported
 from .cache/fla (scripts/peers/prepare_fla.sh) without running
 its package __init__ (which pulls in the model layers and einops): only fla.ops.simple_gla's modules load.
 Timing: triton.testing.do_bench(return_mode="median"), which flushes L2 before every call; random data.
@@ -97,6 +101,86 @@ def sdpa_peer(r, torch):
             "tflops": 2 * (dk + dv) * H * pairs / (best[1] * 1e9)}
 
 
+def fill_uniform(seed, n, lo, hi):
+    """The values of ling's device fills (kernels/common/fill.cu: splitmix64 of (seed, index)), float32."""
+    import numpy as np
+    i = np.arange(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        z = np.uint64(seed) + np.uint64(0x9E3779B97F4A7C15) * (i + np.uint64(1))
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z ^= z >> np.uint64(31)
+    u = (z >> np.uint64(40)).astype(np.float32) * np.float32(1.0 / 16777216.0)
+    return np.float32(lo) + np.float32(hi - lo) * u
+
+
+def ling_route(logits, k, n_group, topk_group, scale):
+    """ref::moe_route / kernels/moe/moe_route.cu on the host (no bias): ids [n, k] int64, weights [n, k] float32."""
+    import numpy as np
+    e = np.exp(-logits.astype(np.float64)).astype(np.float32)
+    s = np.float32(1) / (np.float32(1) + e)
+    n, E = s.shape
+    g = np.sort(s.reshape(n, n_group, E // n_group), axis=2)
+    gs = g[:, :, -1] + g[:, :, -2]
+    keep = np.argsort(-gs, axis=1, kind="stable")[:, :topk_group]
+    mask = np.zeros((n, n_group), dtype=bool)
+    np.put_along_axis(mask, keep, True, axis=1)
+    sel = np.where(np.repeat(mask, E // n_group, axis=1), s, -np.inf)
+    ids = np.argsort(-sel, axis=1, kind="stable")[:, :k]
+    w = np.take_along_axis(s, ids, axis=1)
+    w = w / (w.sum(axis=1, keepdims=True) + np.float32(1e-20)) * np.float32(scale)
+    return ids, w.astype(np.float32)
+
+
+def moe_peer(r, torch):
+    """A complete torch MoE layer (fp32 x in, fp32 out) on the ling row's routing: bf16 cast, stable sort of the
+    slots by expert, gather, torch._grouped_mm for gate_up, SwiGLU, torch._grouped_mm for down, weighted
+    index_add_ of the slots into the tokens."""
+    import numpy as np
+    import torch.nn.functional as F
+    f = dict(kv.split("=") for kv in r["shape"].split() if "=" in kv)
+    n, H, I, E, k, seed = (int(f[x]) for x in ("n", "H", "I", "E", "k", "seed"))
+    ids, w = ling_route(fill_uniform(seed, n * E, -4.0, 4.0).reshape(n, E), k, 8, 4, 2.5)
+    counts = np.bincount(ids.reshape(-1), minlength=E)
+    same = f"rows/expert {counts.min()}..{counts.max()}" in r["shape"]
+    ids = torch.from_numpy(ids).cuda()
+    w = torch.from_numpy(w).cuda()
+    ag, ad = 3.0 / math.sqrt(H), 2.7 / math.sqrt(I)
+    gu = torch.rand(E, 2 * I, H, device="cuda", dtype=torch.bfloat16).mul_(2 * ag).sub_(ag)  # in place: 17 GB at 2.5 dims
+    dn = torch.rand(E, H, I, device="cuda", dtype=torch.bfloat16).mul_(2 * ad).sub_(ad)
+    x = torch.rand(n, H, device="cuda") * 2 - 1
+    gu_t, dn_t = gu.transpose(1, 2), dn.transpose(1, 2)  # [E, K, N] column-major, as _grouped_mm wants
+
+    def layer():
+        flat = ids.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        offs = torch.cumsum(torch.bincount(flat, minlength=E), 0, dtype=torch.int32)
+        tok = order // k
+        xs = x.to(torch.bfloat16).index_select(0, tok)
+        h = torch._grouped_mm(xs, gu_t, offs=offs)
+        a = F.silu(h[:, :I]) * h[:, I:]
+        y = torch._grouped_mm(a, dn_t, offs=offs)
+        yw = y.float() * w.reshape(-1)[order].unsqueeze(1)
+        return torch.zeros(n, H, device="cuda").index_add_(0, tok, yw)
+    ms = median_ms(layer)
+    del gu, dn, gu_t, dn_t
+    return {"op": "moe.prefill", "shape": r["shape"], "batch": n,
+            "peer": "torch _grouped_mm layer" + ("" if same else " (other counts)"), "ms": ms,
+            "gbps": (E * 3 * H * I * 2 + n * H * 8) / (ms * 1e6), "tflops": n * k * 3 * H * I * 2 / (ms * 1e9)}
+
+
+def gemm_peer(r, torch):
+    """torch.matmul at the gemm.bf16 row's M, N, K (bf16 in and out, fp32 accumulation)."""
+    f = dict(kv.split("=") for kv in r["shape"].split() if "=" in kv)
+    M, N, K = (int(f[x]) for x in ("M", "N", "K"))
+    a = torch.rand(M, K, device="cuda", dtype=torch.bfloat16) - 0.5
+    b = torch.rand(N, K, device="cuda", dtype=torch.bfloat16) - 0.5
+    ms = median_ms(lambda: torch.matmul(a, b.t()))
+    del a, b
+    return {"op": "gemm.bf16", "shape": r["shape"], "batch": M, "peer": "torch.matmul bf16", "ms": ms,
+            "gbps": (M * K + N * K + M * N) * 2 / (ms * 1e6), "tflops": 2 * M * N * K / (ms * 1e9)}
+
+
 def peers(ling_rows, fla_path):
     import torch
     torch.manual_seed(0)
@@ -162,11 +246,19 @@ def peers(ling_rows, fla_path):
             out.append({"op": r["op"], "batch": r["batch"], "peer": "torch.mm bf16 8192^3", "ms": ms,
                         "gbps": 8192 * 8192 * 6 / (ms * 1e6), "tflops": 2 * 8192 ** 3 / (ms * 1e9)})
             del a, b
+        elif r["op"].startswith("gemm.bf16"):
+            out.append(gemm_peer(r, torch))
+        elif r["op"].startswith("moe.prefill"):
+            out.append(moe_peer(r, torch))
         torch.cuda.empty_cache()
     return out
 
 
 def key(r):
+    if r["op"].startswith("gemm.bf16"):  # both output types: one peer per (M, N, K)
+        return ("gemm.bf16", " ".join(r["shape"].split()[:3]))
+    if r["op"].startswith("moe.prefill"):  # both GEMM paths: one peer per shape
+        return ("moe.prefill", r["shape"].split(" seed")[0])
     if r["op"].startswith("attention.prefill"):  # both CTA layouts: one peer; the shape text tells the shapes apart
         return ("attention.prefill", r["shape"].split(" bf16")[0])
     op = "lightning.prefill" if r["op"].startswith("lightning.prefill") else r["op"]  # both precisions: one peer
@@ -220,6 +312,14 @@ def main():
                   f"{100 * r['tflops'] / g:5.1f}% of gemm | {(p['peer'] if p else '-'):46} "
                   f"{(p['ms'] if p else float('nan')):9.3f} ms {(p['tflops'] if p else float('nan')):6.1f} TFLOP/s "
                   f"speed-up {x['speedup']:5.2f}")
+    mine = [x for x in lines if x["ling"]["op"].startswith(("gemm.bf16", "moe.prefill"))]
+    if mine:
+        print("\nbf16 GEMMs and MoE prefill layers, TFLOP/s (ling: shape text gives the share of gemm.ceiling)")
+        for x in mine:
+            r, p = x["ling"], x["peer"]
+            print(f"{r['op']:19} {r['shape'][:84]:84} {r['ms']:9.3f} ms {r['tflops']:6.1f} TFLOP/s | "
+                  f"{(p['peer'] if p else '-'):36} {(p['ms'] if p else float('nan')):9.3f} ms "
+                  f"{(p['tflops'] if p else float('nan')):6.1f} TFLOP/s speed-up {x['speedup']:5.2f}")
     if a.json:
         with open(a.json, "w") as f:
             json.dump({"ling": ling, "peers": prow, "pairs": lines}, f, indent=1)

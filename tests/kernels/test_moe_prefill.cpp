@@ -1,12 +1,13 @@
-// MoE prefill (kernels/moe/moe_prefill.*, moe_prefill.h) vs a host reference from lib/ref on the same bf16
-// rounding points: x rounded to bf16, per expert ref::linear (gate_up, fp32) → ref::swiglu → act rounded to bf16 →
-// ref::linear (down), slots summed in double. Both GEMM paths (grouped kernels, per-expert cuBLASLt); every
-// output element by the bf16 rule of house-style.md §4 (rtol 2e-2, atol 1e-3, cosine 1e-5). Routing: k distinct
-// experts per token, one expert never picked, experts e % 7 == 3 not held (null pointers). The permutation
-// (counts, offsets, perm, row_of_slot) is checked bitwise against a stable host sort, and a second run must give
-// bitwise the same output. Shapes: n 1; n 7 with k 2 and H, I not multiples of the tiles; primes; several row
-// tiles per expert; Ling-2.0-mini-like (H 2048, I 512, E 256, k 8, n 300); Ling-2.5 cut (H 8192, I 2048, E 16,
-// k 8, n 64); accumulate on and off. Without a CUDA device only the parameter refusals run.
+// MoE prefill (kernels/moe/moe_prefill.*, moe_prefill.h) vs a host reference from lib/ref, both GEMM paths
+// (grouped kernels, per-expert cuBLASLt), every element by the bf16 rule of house-style.md §4 (rtol 2e-2, atol
+// 1e-3, cosine 1e-5), in two stages: the device's bf16 SwiGLU activations vs ref::linear (gate_up, fp32, on
+// bf16(x) and the bf16 weights) → ref::swiglu; the output vs ref::linear (down) of the device's activations and
+// the weighted slot sum in double. Routing: k distinct experts per token, one expert never picked, experts
+// e % 7 == 3 not held (null pointers). The permutation (counts, offsets, perm, row_of_slot) is checked bitwise
+// against a stable host sort, and a second run must give bitwise the same output. Shapes: n 1; n 7 with k 2 and
+// H, I not multiples of the tiles; primes; several row tiles per expert; Ling-2.0-mini-like (H 2048, I 512,
+// E 256, k 8, n 300); Ling-2.5 cut (H 8192, I 2048, E 16, k 8, n 64); accumulate on and off. Without a CUDA
+// device only the parameter refusals run.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -116,27 +117,38 @@ void run_case(const Case& c, MoeGemmPath path, kernels::MoePrefill& runner) {
   EXPECT_EQ(region(lay.perm, perm.size()), perm) << tag;
   EXPECT_EQ(region(lay.row_of_slot, size_t(nk)), row_of_slot) << tag;
 
-  // Reference, expert by expert on the stable rows.
+  // Reference in two stages, expert by expert on the stable rows. (1) act = SwiGLU of ref::linear on bf16(x),
+  // unrounded, vs the device's bf16 act; (2) out from the device's act (the exact bf16 operands the down GEMM
+  // used) through ref::linear and the weighted slot sum. One end-to-end comparison would judge the device by
+  // the fp32 summation noise of the reference's gate_up flipping bf16 roundings of act (one act ulp × a down
+  // weight, above the absolute tolerance near zero), not by the kernels.
   std::vector<float> xr = x;
   to_bf16(xr);
-  std::vector<float> y(size_t(perm.size() * H));
+  const int64_t rows = int64_t(perm.size());
+  const std::vector<float> act = from_bf16([&] {
+    std::vector<uint16_t> v(size_t(rows * I));
+    EXPECT_EQ(cudaMemcpy(v.data(), static_cast<char*>(ws.ptr) + lay.act, v.size() * 2, cudaMemcpyDeviceToHost),
+              cudaSuccess);
+    return v;
+  }());
+  std::vector<float> act_ref(size_t(rows * I)), y(size_t(rows * H));
   for (int64_t e = 0; e < E; ++e) {
     const int64_t m = counts[size_t(e)], off = offsets[size_t(e)];
     if (m == 0) continue;
-    std::vector<float> xe(size_t(m * H)), gu(size_t(m * 2 * I)), act(size_t(m * I));
+    std::vector<float> xe(size_t(m * H)), gu(size_t(m * 2 * I));
     for (int64_t r = 0; r < m; ++r)
       std::copy_n(xr.begin() + (perm[size_t(off + r)] / k) * H, H, xe.begin() + r * H);
     ref::LinearParams l;
     l.x = xe.data(), l.w = wt.hgu.data() + e * 2 * I * H, l.y = gu.data(), l.M = m, l.N = 2 * I, l.K = H;
     ref::linear(l);
     ref::SwigluParams sw;
-    sw.gu = gu.data(), sw.out = act.data(), sw.rows = m, sw.I = I;
+    sw.gu = gu.data(), sw.out = act_ref.data() + off * I, sw.rows = m, sw.I = I;
     ref::swiglu(sw);
-    to_bf16(act);
     ref::LinearParams d;
-    d.x = act.data(), d.w = wt.hdn.data() + e * H * I, d.y = y.data() + off * H, d.M = m, d.N = H, d.K = I;
+    d.x = act.data() + off * I, d.w = wt.hdn.data() + e * H * I, d.y = y.data() + off * H, d.M = m, d.N = H, d.K = I;
     ref::linear(d);
   }
+  EXPECT_TRUE(close_bf16("moe prefill act " + tag, act, act_ref));
   std::vector<float> want(size_t(n * H));
   for (int64_t t = 0; t < n; ++t)
     for (int64_t h = 0; h < H; ++h) {
@@ -147,7 +159,7 @@ void run_case(const Case& c, MoeGemmPath path, kernels::MoePrefill& runner) {
       }
       want[size_t(t * H + h)] = float(acc);
     }
-  EXPECT_TRUE(close_bf16("moe prefill " + tag, got, want));
+  EXPECT_TRUE(close_bf16("moe prefill out " + tag, got, want));
 
   // Deterministic: the same call again gives the same bits.
   dout.upload(out0);

@@ -10,7 +10,8 @@
 //   Grouped:   own tensor-core grouped GEMMs (gate_up with SwiGLU fused into its epilogue, then down), one launch
 //              each over all experts; no host synchronisation at all (CUDA-graph capturable).
 //   PerExpert: one cuBLASLt GEMM per non-empty held expert (gate_up → fp32, SwiGLU kernel, down), spread over
-//              the runner's side streams; ONE device→host copy of the E counts + stream sync per call.
+//              the runner's side streams; ONE device→host copy of the E + 1 row offsets + stream sync per call.
+//   Auto (default) picks by expert size (MoePrefill::resolve).
 // Limits: n·k < 2^31, 1 ≤ k ≤ 32, 1 ≤ E ≤ 4096, H and I multiples of 8; x, out, workspace and every expert
 // weight 16-byte aligned (the workspace 256-byte aligned).
 #pragma once
@@ -43,7 +44,7 @@ struct MoePrefillParams {
   void* workspace = nullptr;              // moe_prefill_workspace_bytes(n, k, E, H, I) bytes, 256-byte aligned
   int64_t n = 0, k = 0, E = 0, H = 0, I = 0;
   bool accumulate = false;                // out += instead of out =
-  MoeGemmPath path = MoeGemmPath::Auto;   // Auto: Grouped
+  MoeGemmPath path = MoeGemmPath::Auto;   // Auto: see MoePrefill::resolve
 };
 
 // Byte offsets of the workspace regions (all 256-byte aligned). Useful to callers after a run: `counts` holds
@@ -71,6 +72,11 @@ class MoePrefill {
   MoePrefill(const MoePrefill&) = delete;
   MoePrefill& operator=(const MoePrefill&) = delete;
   void run(const MoePrefillParams& p, cudaStream_t stream);
+  // The path run() takes: p.path unless Auto. Auto = PerExpert when this runner has lanes, the host tables are
+  // given and the experts are large (H·I ≥ 2^23, e.g. Ling-2.5-1T's 8192 × 2048: each expert GEMM then streams
+  // ≥ 32 MB of weights, well above the per-GEMM launch cost), else Grouped (measured on an H100: Ring-mini dims
+  // Grouped 2.8× faster, Ling-2.5 dims PerExpert 1.4× faster at n 4096).
+  MoeGemmPath resolve(const MoePrefillParams& p) const;
 
  private:
   struct Lane;

@@ -41,19 +41,29 @@ std::string pct_of(double tflops, double ceiling) {
   return b;
 }
 
-CudaBenchRow gemm_row(int64_t M, int64_t N, int64_t K, const char* what, const CudaBenchOptions& o,
+// op "gemm.bf16": bf16 output (as torch.matmul), algorithm tuned once (LtGemm::tune); "gemm.bf16.f32out": fp32
+// output with cuBLASLt's first heuristic choice (the CUDA backend's projections); "gemm.ceiling": as the latter.
+CudaBenchRow gemm_row(int64_t M, int64_t N, int64_t K, const std::string& op, const CudaBenchOptions& o,
                       const CudaTimeFn& time_fn) {
   DevMem w(size_t(N * K) * 2), x(size_t(M * K) * 2), y(size_t(M * N) * 4);
   kernels::launch_fill_uniform_bf16(w.as<uint16_t>(), N * K, -1.f, 1.f, o.seed + 50, nullptr);
   kernels::launch_fill_uniform_bf16(x.as<uint16_t>(), M * K, -1.f, 1.f, o.seed + 51, nullptr);
   kernels::LtGemm gemm(nullptr);
+  const bool bf16_out = op == "gemm.bf16";
   CudaBenchRow r;
-  r.op = what;  // "gemm.bf16" or "gemm.ceiling"
+  r.op = op;
   r.batch = M;
   r.shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
-  r.bytes = double(M * K + N * K) * 2 + double(M * N) * 4;
+  r.bytes = double(M * K + N * K) * 2 + double(M * N) * (bf16_out ? 2 : 4);
   r.flops = 2.0 * double(M) * double(N) * double(K);
-  time_fn([&] { gemm.run(w.p, x.p, y.as<float>(), M, N, K); }, r);
+  if (bf16_out) {
+    const int pick = gemm.tune(w.p, x.p, y.p, M, N, K, true);
+    r.shape += " bf16 out, tuned (candidate " + std::to_string(pick) + ")";
+    time_fn([&] { gemm.run_bf16(w.p, x.p, y.p, M, N, K); }, r);
+  } else {
+    r.shape += " fp32 out";
+    time_fn([&] { gemm.run(w.p, x.p, y.as<float>(), M, N, K); }, r);
+  }
   return r;
 }
 
@@ -99,10 +109,15 @@ void moe_rows(const MoeDims& d, int64_t n, double ceiling, const CudaBenchOption
                             counts.size() * 4, cudaMemcpyDeviceToHost));
   const auto [cmin, cmax] = std::minmax_element(counts.begin(), counts.end());
   const int64_t used = std::count_if(counts.begin(), counts.end(), [](int32_t c) { return c > 0; });
-  for (auto path : {kernels::MoeGemmPath::Auto, kernels::MoeGemmPath::PerExpert}) {
+  const kernels::MoeGemmPath chosen = runner.resolve(p);
+  const kernels::MoeGemmPath other =
+      chosen == kernels::MoeGemmPath::Grouped ? kernels::MoeGemmPath::PerExpert : kernels::MoeGemmPath::Grouped;
+  auto name = [](kernels::MoeGemmPath x) { return x == kernels::MoeGemmPath::Grouped ? "grouped" : "per-expert"; };
+  for (auto path : {kernels::MoeGemmPath::Auto, other}) {
     p.path = path;
     CudaBenchRow r;
-    r.op = path == kernels::MoeGemmPath::Auto ? "moe.prefill" : "moe.prefill.lt";
+    r.op = path == kernels::MoeGemmPath::Auto ? "moe.prefill"
+           : path == kernels::MoeGemmPath::Grouped ? "moe.prefill.grouped" : "moe.prefill.lt";
     r.batch = n;
     r.T = n;
     r.flops = double(n * k) * 3.0 * double(H) * double(I) * 2.0;
@@ -110,7 +125,23 @@ void moe_rows(const MoeDims& d, int64_t n, double ceiling, const CudaBenchOption
     time_fn([&] { runner.run(p, nullptr); }, r);
     r.shape = "n=" + std::to_string(n) + " H=" + std::to_string(H) + " I=" + std::to_string(I) + " E=256 k=8 " +
               d.name + " seed=" + std::to_string(seed) + " rows/expert " + std::to_string(*cmin) + ".." +
-              std::to_string(*cmax) + pct_of(r.tflops, ceiling);
+              std::to_string(*cmax) + " " + name(path == kernels::MoeGemmPath::Auto ? chosen : other) +
+              pct_of(r.tflops, ceiling);
+    rows.push_back(r);
+  }
+  if (H * I >= (int64_t(1) << 23)) {  // the per-expert path over 8 side streams instead of 4
+    kernels::MoePrefill runner8(8);
+    p.path = kernels::MoeGemmPath::PerExpert;
+    CudaBenchRow r;
+    r.op = "moe.prefill.lt8";
+    r.batch = n;
+    r.T = n;
+    r.flops = double(n * k) * 3.0 * double(H) * double(I) * 2.0;
+    r.bytes = double(used) * 3.0 * double(H) * double(I) * 2.0 + double(n * H) * 8.0;
+    time_fn([&] { runner8.run(p, nullptr); }, r);
+    r.shape = "n=" + std::to_string(n) + " H=" + std::to_string(H) + " I=" + std::to_string(I) + " E=256 k=8 " +
+              d.name + " seed=" + std::to_string(seed) + " rows/expert " + std::to_string(*cmin) + ".." +
+              std::to_string(*cmax) + " per-expert, 8 lanes" + pct_of(r.tflops, ceiling);
     rows.push_back(r);
   }
 }
@@ -130,9 +161,11 @@ std::vector<CudaBenchRow> moe_prefill_bench_rows(const CudaBenchOptions& o, cons
   struct Shape { int64_t N, K; const char* what; };
   for (const Shape& s : {Shape{3 * 8192, 8192, "Lightning qkv"}, Shape{8192, 8192, "dense/gate"},
                          Shape{4096, 8192, "shared gate_up"}, Shape{8192, 2048, "shared down"}}) {
-    CudaBenchRow r = gemm_row(4096, s.N, s.K, "gemm.bf16", o, time_fn);
-    r.shape += std::string(" ") + s.what + pct_of(r.tflops, ceiling);
-    rows.push_back(r);
+    for (const char* op : {"gemm.bf16", "gemm.bf16.f32out"}) {
+      CudaBenchRow r = gemm_row(4096, s.N, s.K, op, o, time_fn);
+      r.shape += std::string(", ") + s.what + pct_of(r.tflops, ceiling);
+      rows.push_back(r);
+    }
   }
   for (const MoeDims& d : {MoeDims{"Ring-mini", 2048, 512}, MoeDims{"Ling-2.5", 8192, 2048}})
     moe_rows(d, 4096, ceiling, o, time_fn, rows);
