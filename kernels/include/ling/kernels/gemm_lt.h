@@ -1,6 +1,6 @@
-// bf16 GEMMs through cuBLASLt (CUDA backend, MoE prefill): y[M, N] (fp32, or bf16 by run_bf16) = x[M, K] (bf16) ·
-// W[N, K]ᵀ (bf16), fp32 accumulation (CUBLAS_COMPUTE_32F). The algorithm is chosen once per (M, N, K) by cuBLASLt's heuristic and
-// cached; one workspace (32 MiB) serves every call on the backend's stream.
+// bf16 GEMMs through cuBLASLt (CUDA backend, MoE prefill): y[M, N] (fp32, or bf16 by run_bf16) = x[M, K] (bf16)
+// · W[N, K]ᵀ (bf16), fp32 accumulation (CUBLAS_COMPUTE_32F). The algorithm is chosen once per (M, N, K, output
+// type) by cuBLASLt's heuristic (or by tune) and cached; one workspace (32 MiB) serves every call on the stream.
 #pragma once
 #include <cublasLt.h>
 #include <cuda_runtime.h>

@@ -6,9 +6,10 @@
 //   moe.prefill (the path MoePrefill picks, named in the shape), moe.prefill.grouped / moe.prefill.lt (the
 //     other path) and moe.prefill.lt8 (per-expert path over 8 side streams, large experts only): the routed
 //     experts of one MoE layer (kernels/moe_prefill.h) for n = 4096 tokens at Ring-mini dims (H 2048, I 512,
-//     E 256, k 8) and Ling-2.5-1T dims (H 8192, I 2048, E 256, k 8: 25.8 GB of bf16 expert weights), routed by the device router from seeded uniform [−4, 4) logits (no bias, 8 groups, 4 kept, scale
-//     2.5); permutation + GEMMs + combine timed; FLOPs n·k·3·H·I·2, bytes = the bf16 weights of the experts with
-//     tokens + x read + out written.
+//     E 256, k 8) and Ling-2.5-1T dims (H 8192, I 2048, E 256, k 8: 25.8 GB of bf16 expert weights), routed by
+//     the device router from seeded uniform [−4, 4) logits (no bias, 8 groups, 4 kept, scale 2.5); permutation +
+//     GEMMs + combine timed; FLOPs n·k·3·H·I·2, bytes = the bf16 weights of the experts with tokens + x read +
+//     out written.
 // The shape text carries the share of the run's gemm.ceiling TFLOP/s (and for moe rows the routing seed and the
 // rows per expert, min..max, so that a peer can rebuild the same routing).
 #pragma once
