@@ -14,6 +14,8 @@ bool flash_attention_bf16_dims(int64_t dk, int64_t dv) {
   return dk > 0 && dk <= 256 && dv > 0 && dv <= 256 && flash::bf16_dims_supported(int(dk), int(dv));
 }
 
+int64_t flash_attention_key_tile(const FlashAttentionParams& p) { return flash::key_tile(p.warp_rows); }
+
 void launch_flash_attention(const FlashAttentionParams& p, cudaStream_t stream) {
   constexpr const char* ctx = "flash attention: ";
   LING_CHECK(p.dtype == DType::BF16 || p.dtype == DType::F32, ctx, "dtype ", dtype_name(p.dtype),

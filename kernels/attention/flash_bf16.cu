@@ -180,10 +180,12 @@ __global__ void __launch_bounds__(Cfg<DK, DV, MT, BN>::kThreads, Cfg<DK, DV, MT,
         }
         l_run[mt][0] = l_run[mt][0] * corr_lo + sum_lo;  // per-lane partial sums; the quad is summed at the end
         l_run[mt][1] = l_run[mt][1] * corr_hi + sum_hi;
+        if (__any_sync(0xffffffffu, corr_lo != 1.0f || corr_hi != 1.0f)) {  // skipped once the maxima settle
 #pragma unroll
-        for (int i = 0; i < DV / 8; ++i) {
-          acc[mt][i][0] *= corr_lo, acc[mt][i][1] *= corr_lo;
-          acc[mt][i][2] *= corr_hi, acc[mt][i][3] *= corr_hi;
+          for (int i = 0; i < DV / 8; ++i) {
+            acc[mt][i][0] *= corr_lo, acc[mt][i][1] *= corr_lo;
+            acc[mt][i][2] *= corr_hi, acc[mt][i][3] *= corr_hi;
+          }
         }
       }
 #pragma unroll
@@ -245,6 +247,8 @@ void launch_dims(const Args& a, int warp_rows, cudaStream_t stream) {
 }
 
 }  // namespace
+
+int key_tile(int warp_rows) { return warp_rows == 16 ? 64 : 32; }
 
 bool bf16_dims_supported(int dk, int dv) {
   return (dk == 64 || dk == 128 || dk == 192) && (dv == 64 || dv == 128);

@@ -49,6 +49,11 @@ struct FlashAttentionParams {
 // True when the BF16 tensor-core path has a kernel for (dk, dv).
 bool flash_attention_bf16_dims(int64_t dk, int64_t dv);
 
+// Keys per tile of the BF16 path for these params (64 at warp_rows 16, else 32). Precision model of that path:
+// scores in fp32 from exact bf16 products; per key tile, weights p = 2^(x − m) against the running row maximum m
+// enter P·V rounded to bf16, the normaliser sums them unrounded (fp32); the tests reproduce exactly this.
+int64_t flash_attention_key_tile(const FlashAttentionParams& p);
+
 // Checks p (throws ling::Error, no device call) and launches on `stream`; asynchronous, no workspace.
 void launch_flash_attention(const FlashAttentionParams& p, cudaStream_t stream);
 
