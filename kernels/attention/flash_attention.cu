@@ -26,8 +26,8 @@ void launch_flash_attention(const FlashAttentionParams& p, cudaStream_t stream) 
   LING_CHECK(p.S >= p.q_pos0 + p.T, ctx, "S = ", p.S, " keys but the last query sits at position ",
              p.q_pos0 + p.T - 1, " (need S >= q_pos0 + T)");
   LING_CHECK(p.S <= std::numeric_limits<int32_t>::max(), ctx, "S = ", p.S, " is out of range (at most 2^31 - 1)");
-  LING_CHECK(p.nh >= 1 && p.nkv >= 1 && p.nh % p.nkv == 0, ctx, "nh = ", p.nh, " query heads are not a multiple of nkv = ",
-             p.nkv, " kv heads");
+  LING_CHECK(p.nh >= 1 && p.nkv >= 1 && p.nh % p.nkv == 0, ctx, "nh = ", p.nh,
+             " query heads are not a multiple of nkv = ", p.nkv, " kv heads");
   LING_CHECK(p.nh <= std::numeric_limits<int32_t>::max(), ctx, "nh = ", p.nh, " is out of range");
   if (bf16)
     LING_CHECK(flash_attention_bf16_dims(p.dk, p.dv), ctx, "the BF16 path has no kernel for dk = ", p.dk,
@@ -56,6 +56,8 @@ void launch_flash_attention(const FlashAttentionParams& p, cudaStream_t stream) 
                "BF16 path: o must be 8-byte aligned with an even ldo (ldo = ", a.ldo, ")");
     LING_CHECK(p.warp_rows == 0 || p.warp_rows == 16 || p.warp_rows == 32, ctx, "warp_rows = ", p.warp_rows,
                " (0, 16 or 32)");
+    LING_CHECK(p.cta_rows == 0 || p.cta_rows == 128 || (p.cta_rows == 256 && p.warp_rows != 16), ctx,
+               "cta_rows = ", p.cta_rows, " with warp_rows = ", p.warp_rows, " (0 or 128; 256 needs warp_rows 32)");
     LING_CHECK((p.T + 127) / 128 <= 65535, ctx, "T = ", p.T, " exceeds the grid limit (65535 tiles of 128)");
   } else {
     LING_CHECK((p.T + 15) / 16 <= 65535, ctx, "T = ", p.T, " exceeds the grid limit (65535 tiles of 16)");
@@ -64,7 +66,7 @@ void launch_flash_attention(const FlashAttentionParams& p, cudaStream_t stream) 
   a.nh = int(p.nh), a.G = int(p.nh / p.nkv), a.dk = int(p.dk), a.dv = int(p.dv);
   a.scale = p.scale;
   if (bf16)
-    flash::launch_bf16(a, p.warp_rows, stream);
+    flash::launch_bf16(a, p.warp_rows == 0 ? 32 : p.warp_rows, p.cta_rows == 0 ? 128 : p.cta_rows, stream);
   else
     flash::launch_f32(a, stream);
 }

@@ -34,8 +34,9 @@ __device__ __forceinline__ void cp_async_wait_group() {
 
 bool bf16_dims_supported(int dk, int dv);
 int key_tile(int warp_rows);  // keys per tile of the BF16 kernel for warp_rows (0 = 32)
-// warp_rows: 16 or 32 query rows per warp (attention.h FlashAttentionParams::warp_rows; 0 = 32).
-void launch_bf16(const Args& a, int warp_rows, cudaStream_t stream);  // dims from bf16_dims_supported
+// warp_rows 16 or 32 query rows per warp, cta_rows 128 or 256 (256 only with warp_rows 32): resolved by the
+// launcher from FlashAttentionParams (attention.h).
+void launch_bf16(const Args& a, int warp_rows, int cta_rows, cudaStream_t stream);  // dims: bf16_dims_supported
 void launch_f32(const Args& a, cudaStream_t stream);   // dk, dv ≤ 256
 
 }  // namespace ling::kernels::flash

@@ -18,24 +18,23 @@
 namespace ling::kernels::flash {
 namespace {
 
-constexpr int kBM = 128;  // query rows per CTA
-
 // MT: m16 tiles per warp (16·MT rows; MT 2 reuses each K/V fragment twice: half the shared-memory reads per MMA),
-// BN: keys per tile. Warps = 128 / (16·MT).
-template <int DK, int DV, int MT, int BN>
+// BN: keys per tile, BM: query rows per CTA (256: each K/V tile loaded once for twice the rows). Warps = BM / (16·MT).
+template <int DK, int DV, int MT, int BN, int BM>
 struct Cfg {
-  static constexpr int kWarps = kBM / (16 * MT), kThreads = kWarps * 32;
+  static constexpr int kBM = BM;
+  static constexpr int kWarps = BM / (16 * MT), kThreads = kWarps * 32;
   static constexpr int QP = DK + 8, KP = DK + 8, VP = DV + 8;  // smem pitches (bf16 elements)
   static constexpr int kQ = kBM * QP, kK = BN * KP, kV = BN * VP, kStage = kK + kV;
   static constexpr size_t kSmem = size_t(kQ + 2 * kStage) * 2;
-  static constexpr int kMinBlocks = MT == 1 ? 1 : 2;
+  static constexpr int kMinBlocks = kWarps == 4 ? 2 : 1;  // 4 warps: two CTAs per SM
 };
 
-template <int DK, int DV, int MT, int BN>
-__global__ void __launch_bounds__(Cfg<DK, DV, MT, BN>::kThreads, Cfg<DK, DV, MT, BN>::kMinBlocks)
+template <int DK, int DV, int MT, int BN, int BM>
+__global__ void __launch_bounds__(Cfg<DK, DV, MT, BN, BM>::kThreads, Cfg<DK, DV, MT, BN, BM>::kMinBlocks)
     flash_bf16_kernel(Args a) {
-  using C = Cfg<DK, DV, MT, BN>;
-  constexpr int kThreads = C::kThreads;
+  using C = Cfg<DK, DV, MT, BN, BM>;
+  constexpr int kThreads = C::kThreads, kBM = C::kBM;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   __nv_bfloat16* sQ = reinterpret_cast<__nv_bfloat16*>(smem_raw);
   __nv_bfloat16* sKV = sQ + C::kQ;  // stage s: K at sKV + s·kStage, V right after it
@@ -137,8 +136,8 @@ __global__ void __launch_bounds__(Cfg<DK, DV, MT, BN>::kThreads, Cfg<DK, DV, MT,
           }
         }
       }
-      // Causal mask: key n0 + c is above row wrow0 + r iff c − r > warp_first − n0. Keys ≥ n_end (zero-filled) are
-      // above every row that is stored, so only the causal test is needed.
+      // Causal mask: key n0 + c is above row wrow0 + r iff c − r > warp_first − n0. Keys ≥ n_end (zero-filled)
+      // are above every row that is stored, so only the causal test is needed.
       const bool mask = n0 + BN - 1 > warp_first;
       const int d0 = int(warp_first - n0);
       uint32_t pa[MT][BN / 16][4];
@@ -228,22 +227,23 @@ __global__ void __launch_bounds__(Cfg<DK, DV, MT, BN>::kThreads, Cfg<DK, DV, MT,
   }
 }
 
-template <int DK, int DV, int MT, int BN>
+template <int DK, int DV, int MT, int BN, int BM>
 void launch_cfg(const Args& a, cudaStream_t stream) {
-  using C = Cfg<DK, DV, MT, BN>;
-  auto kernel = flash_bf16_kernel<DK, DV, MT, BN>;
+  using C = Cfg<DK, DV, MT, BN, BM>;
+  auto kernel = flash_bf16_kernel<DK, DV, MT, BN, BM>;
   LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmem)));
-  const dim3 grid(unsigned(a.nh), unsigned((a.T + kBM - 1) / kBM));
+  const dim3 grid(unsigned(a.nh), unsigned((a.T + BM - 1) / BM));
   kernel<<<grid, C::kThreads, C::kSmem, stream>>>(a);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
-// warp_rows 16: 8 warps × 16 rows, keys in tiles of 64. warp_rows 32 (default): 4 warps × 32 rows, keys in tiles
-// of 32 (register budget).
+// warp_rows 16: 8 warps × 16 rows (128 per CTA), keys in tiles of 64. warp_rows 32: 4 or 8 warps × 32 rows
+// (cta_rows 128 or 256), keys in tiles of 32 (register budget).
 template <int DK, int DV>
-void launch_dims(const Args& a, int warp_rows, cudaStream_t stream) {
-  if (warp_rows == 16) return launch_cfg<DK, DV, 1, 64>(a, stream);
-  return launch_cfg<DK, DV, 2, 32>(a, stream);
+void launch_dims(const Args& a, int warp_rows, int cta_rows, cudaStream_t stream) {
+  if (warp_rows == 16) return launch_cfg<DK, DV, 1, 64, 128>(a, stream);
+  if (cta_rows == 256) return launch_cfg<DK, DV, 2, 32, 256>(a, stream);
+  return launch_cfg<DK, DV, 2, 32, 128>(a, stream);
 }
 
 }  // namespace
@@ -254,9 +254,9 @@ bool bf16_dims_supported(int dk, int dv) {
   return (dk == 64 || dk == 128 || dk == 192) && (dv == 64 || dv == 128);
 }
 
-void launch_bf16(const Args& a, int warp_rows, cudaStream_t stream) {
+void launch_bf16(const Args& a, int warp_rows, int cta_rows, cudaStream_t stream) {
 #define LING_FLASH_DIMS(DK, DV) \
-  if (a.dk == DK && a.dv == DV) return launch_dims<DK, DV>(a, warp_rows, stream);
+  if (a.dk == DK && a.dv == DV) return launch_dims<DK, DV>(a, warp_rows, cta_rows, stream);
   LING_FLASH_DIMS(64, 64)
   LING_FLASH_DIMS(64, 128)
   LING_FLASH_DIMS(128, 64)

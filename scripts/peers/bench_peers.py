@@ -259,7 +259,7 @@ def key(r):
         return ("gemm.bf16", " ".join(r["shape"].split()[:3]))
     if r["op"].startswith("moe.prefill"):  # both GEMM paths: one peer per shape
         return ("moe.prefill", r["shape"].split(" seed")[0])
-    if r["op"].startswith("attention.prefill"):  # both CTA layouts: one peer; the shape text tells the shapes apart
+    if r["op"] == "attention.prefill":  # one peer for every CTA layout; the shape text tells the shapes apart
         return ("attention.prefill", r["shape"].split(" bf16")[0])
     op = "lightning.prefill" if r["op"].startswith("lightning.prefill") else r["op"]  # both precisions: one peer
     return (op, r.get("T", 0) if op != "lightning.decode" else 0, r.get("nh", 0),
@@ -299,7 +299,7 @@ def main():
               f"{(p['peer'] if p else '-'):31} {(p['ms'] if p else float('nan')):9.4f} "
               f"{(p['gbps'] if p else float('nan')):9.0f} {su:8.2f}")
     print(f"\nceiling: ling cudaMemcpy {copy_ling:.0f} GB/s, torch copy_ {pmap[key({'op': 'copy.d2d'})]['gbps']:.0f} GB/s")
-    att = [x for x in lines if x["ling"]["op"].startswith("attention.prefill")]
+    att = [x for x in lines if x["ling"]["op"] == "attention.prefill"]
     gemm = next((x for x in lines if x["ling"]["op"] == "gemm.ceiling"), None)
     if att and gemm:
         g = gemm["ling"]["tflops"]
@@ -308,7 +308,8 @@ def main():
               f"TFLOP/s (torch.mm {gp:.0f})")
         for x in att:
             r, p = x["ling"], x["peer"]
-            print(f"{r['op']:22} {r['shape'].split(' bf16')[0]:58} {r['ms']:9.3f} ms {r['tflops']:6.1f} TFLOP/s "
+            layout = r["shape"].split("rows/warp/CTA ")[-1].split(",")[0]
+            print(f"{r['shape'].split(' bf16')[0]:58} {layout:7} {r['ms']:9.3f} ms {r['tflops']:6.1f} TFLOP/s "
                   f"{100 * r['tflops'] / g:5.1f}% of gemm | {(p['peer'] if p else '-'):46} "
                   f"{(p['ms'] if p else float('nan')):9.3f} ms {(p['tflops'] if p else float('nan')):6.1f} TFLOP/s "
                   f"speed-up {x['speedup']:5.2f}")

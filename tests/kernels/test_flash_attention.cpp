@@ -27,8 +27,13 @@ struct Case {
   int64_t pad = 0;       // extra elements per row of q, k, v and o (0: dense strides)
 };
 
-std::string tag(const Case& c, bool bf16, int warp_rows) {
-  return std::string(bf16 ? "bf16 warp_rows=" + std::to_string(warp_rows) : "f32") + " T=" + std::to_string(c.T) + " S=" + std::to_string(c.S) +
+struct Layout {
+  int warp_rows = 0, cta_rows = 0;
+};
+
+std::string tag(const Case& c, bool bf16, Layout L) {
+  const std::string path = bf16 ? "bf16 " + std::to_string(L.warp_rows) + "/" + std::to_string(L.cta_rows) : "f32";
+  return path + " T=" + std::to_string(c.T) + " S=" + std::to_string(c.S) +
          " pos0=" + std::to_string(c.q_pos0) + " nh=" + std::to_string(c.nh) + " nkv=" + std::to_string(c.nkv) +
          " dk=" + std::to_string(c.dk) + " dv=" + std::to_string(c.dv) + (c.pad ? " padded" : "");
 }
@@ -76,7 +81,7 @@ std::vector<float> ref_bf16_weights(const kernels::FlashAttentionParams& p, cons
   return o;
 }
 
-void run_one(const Case& c, bool bf16, int warp_rows, uint64_t seed) {
+void run_one(const Case& c, bool bf16, Layout L, uint64_t seed) {
   const int64_t ldq = c.nh * c.dk + c.pad, ldk = c.nkv * c.dk + c.pad, ldv = c.nkv * c.dv + c.pad;
   const int64_t ldo = c.nh * c.dv + 2 * c.pad;  // even, as the BF16 path needs
   const size_t nq = size_t(c.T * ldq), nk = size_t(c.S * ldk), nv = size_t(c.S * ldv), no = size_t(c.T * ldo);
@@ -99,7 +104,7 @@ void run_one(const Case& c, bool bf16, int warp_rows, uint64_t seed) {
   p.T = c.T, p.S = c.S, p.q_pos0 = c.q_pos0, p.nh = c.nh, p.nkv = c.nkv, p.dk = c.dk, p.dv = c.dv;
   p.scale = 1.0f / std::sqrt(float(c.dk));
   p.dtype = bf16 ? DType::BF16 : DType::F32;
-  p.warp_rows = warp_rows;
+  p.warp_rows = L.warp_rows, p.cta_rows = L.cta_rows;
   kernels::launch_flash_attention(p, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
   const std::vector<float> out = dout.download<float>(no);
@@ -123,20 +128,20 @@ void run_one(const Case& c, bool bf16, int warp_rows, uint64_t seed) {
         ++pad_changed;
       }
     }
-  EXPECT_EQ(pad_changed, 0u) << tag(c, bf16, warp_rows) << ": the kernel wrote into o's row padding";
+  EXPECT_EQ(pad_changed, 0u) << tag(c, bf16, L) << ": the kernel wrote into o's row padding";
   if (bf16) {
-    EXPECT_TRUE(close_bf16("o " + tag(c, true, warp_rows) + " vs bf16-weight model", got, want_model));
-    EXPECT_TRUE(close_reported("o " + tag(c, true, warp_rows) + " vs ref::attention (cosine)", got, want,
+    EXPECT_TRUE(close_bf16("o " + tag(c, true, L) + " vs bf16-weight model", got, want_model));
+    EXPECT_TRUE(close_reported("o " + tag(c, true, L) + " vs ref::attention (cosine)", got, want,
                                tol(INFINITY, INFINITY, 1e-5)));
   } else {
-    EXPECT_TRUE(close_f32("o " + tag(c, false, 0), got, want));
+    EXPECT_TRUE(close_f32("o " + tag(c, false, L), got, want));
   }
 }
 
-// BF16: both CTA layouts (16 and 32 rows per warp); F32: the one kernel.
+// BF16: every CTA layout (rows per warp / rows per CTA); F32: the one kernel.
 void run_case(const Case& c, bool bf16, uint64_t seed) {
-  if (!bf16) return run_one(c, false, 0, seed);
-  for (int warp_rows : {16, 32}) run_one(c, true, warp_rows, seed);
+  if (!bf16) return run_one(c, false, {}, seed);
+  for (Layout L : {Layout{16, 128}, Layout{32, 128}, Layout{32, 256}}) run_one(c, true, L, seed);
 }
 
 const Case kAwkward[] = {
@@ -235,6 +240,10 @@ TEST(FlashAttention, RejectsBadParams) {
   p = ok, p.T = -1;
   EXPECT_TRUE(refused(p));
   p = ok, p.warp_rows = 8;
+  EXPECT_TRUE(refused(p));
+  p = ok, p.warp_rows = 16, p.cta_rows = 256;
+  EXPECT_TRUE(refused(p));
+  p = ok, p.cta_rows = 64;
   EXPECT_TRUE(refused(p));
   EXPECT_TRUE(kernels::flash_attention_bf16_dims(192, 128));
   EXPECT_FALSE(kernels::flash_attention_bf16_dims(96, 128));

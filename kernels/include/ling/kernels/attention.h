@@ -41,9 +41,14 @@ struct FlashAttentionParams {
   int64_t dv = 0;      // v/o head dim
   float scale = 1.0f;  // softmax scale (1/√dk, times mscale² under YaRN)
   DType dtype = DType::BF16;
-  // BF16 path tuning (tests and benches compare both): query rows per warp, 32 (4 warps per CTA, each K/V
-  // fragment feeds two MMAs) or 16 (8 warps, Q fragments held in registers); 0 = 32. Ignored by F32.
+  // BF16 path tuning (tests and benches cover every layout; 0 = the default, the fastest measured on an H100):
+  //   warp_rows: query rows per warp, 32 (each K/V fragment feeds two MMAs, keys in tiles of 32) or 16 (Q held in
+  //              registers, keys in tiles of 64); default 32.
+  //   cta_rows:  query rows per CTA, 128 or 256 (256: each K/V tile loaded once for 256 rows; warp_rows 32 only);
+  //              default 128.
+  // Ignored by the F32 path.
   int warp_rows = 0;
+  int cta_rows = 0;
 };
 
 // True when the BF16 tensor-core path has a kernel for (dk, dv).

@@ -54,7 +54,7 @@ struct AttnShape {
   int64_t T, S, nh, nkv, dk, dv;
 };
 
-// One shape, timed at each CTA layout (warp_rows 32: op attention.prefill; 16: attention.prefill.w16).
+// One shape, timed at each CTA layout of the BF16 path (rows per warp / rows per CTA; attention.h names the default).
 void attention_rows(const AttnShape& a, double gemm_tflops, const CudaBenchOptions& o, const CudaTimeFn& time_fn,
                     std::vector<CudaBenchRow>& rows) {
   const int64_t pos0 = a.S - a.T;
@@ -69,19 +69,24 @@ void attention_rows(const AttnShape& a, double gemm_tflops, const CudaBenchOptio
   p.scale = float(1.0 / std::sqrt(double(a.dk)));
   p.dtype = DType::BF16;
   const double pairs = double(a.T) * double(pos0) + double(a.T) * double(a.T + 1) / 2;
-  for (int warp_rows : {32, 16}) {
-    p.warp_rows = warp_rows;
+  struct Layout {
+    int warp_rows, cta_rows;
+    const char* name;
+  };
+  for (const Layout& L : {Layout{32, 128, "32/128"}, Layout{16, 128, "16/128"}, Layout{32, 256, "32/256"}}) {
+    p.warp_rows = L.warp_rows, p.cta_rows = L.cta_rows;
     CudaBenchRow r;
-    r.op = warp_rows == 32 ? "attention.prefill" : "attention.prefill.w16";
+    r.op = "attention.prefill";
     r.T = a.T, r.nh = a.nh, r.batch = 1;
     r.flops = 2.0 * double(a.dk + a.dv) * double(a.nh) * pairs;
     r.bytes = double(a.T * a.nh * a.dk) * 2 + double(a.S * a.nkv * (a.dk + a.dv)) * 2 + double(a.T * a.nh * a.dv) * 4;
     time_fn([&] { kernels::launch_flash_attention(p, nullptr); }, r);
-    char pct[64];
-    std::snprintf(pct, sizeof pct, ", %.1f%% of gemm.ceiling", gemm_tflops > 0 ? 100.0 * r.tflops / gemm_tflops : 0.0);
+    char tail[96];
+    std::snprintf(tail, sizeof tail, " bf16 causal, rows/warp/CTA %s, %.1f%% of gemm.ceiling", L.name,
+                  gemm_tflops > 0 ? 100.0 * r.tflops / gemm_tflops : 0.0);
     r.shape = "T=" + std::to_string(a.T) + " S=" + std::to_string(a.S) + " pos0=" + std::to_string(pos0) +
               " nh=" + std::to_string(a.nh) + " nkv=" + std::to_string(a.nkv) + " dk=" + std::to_string(a.dk) +
-              " dv=" + std::to_string(a.dv) + " bf16 causal" + pct;
+              " dv=" + std::to_string(a.dv) + tail;
     rows.push_back(r);
   }
 }
