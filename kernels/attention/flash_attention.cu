@@ -65,10 +65,12 @@ void launch_flash_attention(const FlashAttentionParams& p, cudaStream_t stream) 
   a.T = p.T, a.S = p.S, a.q_pos0 = p.q_pos0;
   a.nh = int(p.nh), a.G = int(p.nh / p.nkv), a.dk = int(p.dk), a.dv = int(p.dv);
   a.scale = p.scale;
-  if (bf16)
-    flash::launch_bf16(a, p.warp_rows == 0 ? 32 : p.warp_rows, p.cta_rows == 0 ? 128 : p.cta_rows, stream);
-  else
-    flash::launch_f32(a, stream);
+  if (!bf16) return flash::launch_f32(a, stream);
+  // Defaults measured on an H100 (ling bench attention.prefill rows): 32 rows per warp; 256 rows per CTA for
+  // dk > 128 (MLA 192/128: 3–6% faster at S 8K–128K), 128 otherwise (GQA 128/128: 4% faster).
+  const int warp_rows = p.warp_rows == 0 ? 32 : p.warp_rows;
+  const int cta_rows = p.cta_rows != 0 ? p.cta_rows : warp_rows == 32 && p.dk > 128 ? 256 : 128;
+  flash::launch_bf16(a, warp_rows, cta_rows, stream);
 }
 
 }  // namespace ling::kernels

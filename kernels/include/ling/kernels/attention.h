@@ -45,7 +45,7 @@ struct FlashAttentionParams {
   //   warp_rows: query rows per warp, 32 (each K/V fragment feeds two MMAs, keys in tiles of 32) or 16 (Q held in
   //              registers, keys in tiles of 64); default 32.
   //   cta_rows:  query rows per CTA, 128 or 256 (256: each K/V tile loaded once for 256 rows; warp_rows 32 only);
-  //              default 128.
+  //              default 256 when dk > 128 (MLA), else 128.
   // Ignored by the F32 path.
   int warp_rows = 0;
   int cta_rows = 0;
