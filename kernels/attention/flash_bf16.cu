@@ -1,12 +1,14 @@
 // Causal flash attention on tensor cores (attention.h, BF16 path): bf16 q/k/v, fp32 accumulation and softmax,
-// fp32 output. One CTA = 8 warps = 128 query rows of one head (warp w: rows 16w..16w+15, its Q fragments in
-// registers); keys stream through shared memory in tiles of 64 (K and V, two cp.async stages: tile j+1 loads while
-// tile j computes). Per key tile and warp: S = Q·Kᵀ [16×64] (mma m16n8k16, K rows as the col-major B operand),
-// online softmax on the accumulators (row max/sum over the 4 lanes of a quad), P rounded to bf16 and reused in
-// registers as the A operand of O += P·V (V through ldmatrix.trans). Key tiles beyond the CTA's last visible key
-// are never loaded; a warp skips tiles wholly above its own rows. CTAs run heaviest query tiles first.
-// Shared memory rows are padded by 8 bf16 (odd number of 16-byte chunks: conflict-free ldmatrix). Limits: dk, dv
-// from the instantiation list below (multiples of 16; registers bound dv ≤ 128).
+// fp32 output. One CTA = 128 or 256 query rows of one head; warp w owns 16·MT consecutive rows (MT = 1: Q
+// fragments kept in registers, keys in tiles of 64; MT = 2: Q fragments re-read from shared memory, each K/V
+// fragment feeds two MMAs, keys in tiles of 32). Keys stream through shared memory (K and V, two cp.async stages:
+// tile j+1 loads while tile j computes). Per key tile and warp: S = Q·Kᵀ (mma m16n8k16, K rows as the col-major B
+// operand), online softmax on the accumulators (row max/sum over the 4 lanes of a quad; the accumulator rescale
+// is skipped while no row maximum of the warp moves), P rounded to bf16 and reused in registers as the A operand
+// of O += P·V (V through ldmatrix.trans). Key tiles beyond the CTA's last visible key are never loaded; a warp
+// skips tiles wholly above its own rows. CTAs run heaviest query tiles first. Shared memory rows are padded by 8
+// bf16 (odd number of 16-byte chunks: conflict-free ldmatrix). Limits: dk, dv from the instantiation list below
+// (multiples of 16; registers bound dv ≤ 128).
 #include <cuda_bf16.h>
 
 #include <cmath>

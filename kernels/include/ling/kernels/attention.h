@@ -5,8 +5,8 @@
 //   o[i, h] = softmax_j(scale · q[i, h] · k[j, g]) · v[j, g]            (fp32 softmax, fp32 output)
 // Two paths, picked by `dtype`:
 //   BF16: bf16 q/k/v on tensor cores (mma.sync m16n8k16, fp32 accumulation; the softmax weights enter P·V as
-//         bf16), 128 queries per CTA, keys in tiles of 32 or 64; key tiles wholly above the diagonal never visited.
-//         dk ∈ {64, 128, 192}, dv ∈ {64, 128} (flash_attention_bf16_dims). Outputs to bf16 accuracy.
+//         bf16), 128 or 256 queries per CTA, keys in tiles of 32 or 64; key tiles wholly above the diagonal never
+//         visited. dk ∈ {64, 128, 192}, dv ∈ {64, 128} (flash_attention_bf16_dims). Outputs to bf16 accuracy.
 //   F32:  fp32 q/k/v on CUDA cores, any dk, dv in 1..256; fp32-accurate (the engine's accuracy oracle).
 // launch_flash_attention throws ling::Error (one line naming the field) for any unsupported shape, stride,
 // alignment or dtype before it touches the device; the tests convert these params to ref::AttentionParams
@@ -55,8 +55,10 @@ struct FlashAttentionParams {
 bool flash_attention_bf16_dims(int64_t dk, int64_t dv);
 
 // Keys per tile of the BF16 path for these params (64 at warp_rows 16, else 32). Precision model of that path:
-// scores in fp32 from exact bf16 products; per key tile, weights p = 2^(x − m) against the running row maximum m
-// enter P·V rounded to bf16, the normaliser sums them unrounded (fp32); the tests reproduce exactly this.
+// scores s in fp32 from exact bf16 products, x = s·scale·log2(e); per key tile, weights p = 2^(x − m) against the
+// running row maximum m enter P·V rounded to bf16 and the normaliser sums them unrounded (fp32). The tests'
+// reference follows this model (test_flash_attention.cpp); against exact softmax weights the bf16 rounding costs
+// up to ~1.5e-3·max|v| absolute where a few keys carry a row.
 int64_t flash_attention_key_tile(const FlashAttentionParams& p);
 
 // Checks p (throws ling::Error, no device call) and launches on `stream`; asynchronous, no workspace.
