@@ -1,11 +1,17 @@
 // Decode GEMV (gemv.h): y[M, N] (+)= x[M, K]·Wᵀ (+ bias), M ≤ 16, bf16 or fp32 weights, fp32 accumulation.
-// Many rows (N > 1024): one warp per weight row, 8 rows per CTA, lanes over K in 16-byte weight loads with four
-// in flight per lane; the row is read once for all M rows of x (x stays in L1/L2). Few rows (N ≤ 1024, e.g. the
-// router's E): one CTA of 8 warps per row, K split over the warps, partial sums added in warp order (fixed order,
-// deterministic, no atomics).
+// Many rows (N > 1024), M = 1 or fp32 weights: one warp per weight row, 8 rows per CTA, lanes over K in 16-byte
+// weight loads with four in flight per lane; the row is read once for all M rows of x (x stays in L1/L2).
+// Many rows, bf16 weights, 2 ≤ M ≤ 16: tensor cores (tc_tile.cuh) — a CTA of 8 warps per 16 weight rows, the
+// warps splitting K, x split into bf16 hi + lo (fp32-activation accuracy), the warps' tiles added in warp order;
+// each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
+// Few rows (N ≤ 1024, e.g. the router's E): one CTA of 8 warps per row, K split over the warps, partial sums
+// added in warp order (fixed order, deterministic, no atomics).
+#include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "common/check.h"
 #include "ling/kernels/gemv.h"
+
+#include <type_traits>
 
 namespace ling::kernels {
 namespace {
@@ -85,6 +91,37 @@ __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict_
   }
 }
 
+// grid ⌈N / 16⌉ CTAs of 8 warps; NT token tiles of 8 (M ≤ 8·NT).
+template <int NT>
+__global__ void __launch_bounds__(256) k_gemv_tc(const float* __restrict__ x, int64_t ldx,
+                                                 const uint16_t* __restrict__ w, const float* __restrict__ bias,
+                                                 float* __restrict__ y, int64_t ldy, int M, int64_t N, int64_t K,
+                                                 bool accumulate) {
+  __shared__ float red[8 * NT * 4 * 32];
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int64_t r0 = int64_t(blockIdx.x) * 16;
+  const uint16_t* w_g = r0 + g < N ? w + (r0 + g) * K : nullptr;
+  const uint16_t* w_g8 = r0 + g + 8 < N ? w + (r0 + g + 8) * K : nullptr;
+  const float* x_rows[NT];
+#pragma unroll
+  for (int j = 0; j < NT; ++j) x_rows[j] = 8 * j + g < M ? x + (8 * j + g) * ldx : nullptr;
+  float acc[NT][4] = {};
+  tc_tile_accumulate<NT, NT == 1 ? 4 : 2>(w_g, w_g8, x_rows, K, warp, 8, acc);
+  tc_tile_reduce8<NT>(acc, red);
+  if (warp != 0) return;
+#pragma unroll
+  for (int j = 0; j < NT; ++j)
+#pragma unroll
+    for (int r = 0; r < 4; ++r) {
+      const int64_t row = r0 + g + (r >= 2 ? 8 : 0);
+      const int m = 8 * j + 2 * c + (r & 1);
+      if (row >= N || m >= M) continue;
+      const float v = acc[j][r] + (bias ? bias[row] : 0.0f);
+      float* yp = y + m * ldy + row;
+      *yp = accumulate ? *yp + v : v;
+    }
+}
+
 template <int MT, typename T>
 void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaStream_t s) {
   if (p.N <= 1024)
@@ -97,6 +134,14 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
 template <typename T>
 void launch_typed(const GemvParams& p, const T* w, cudaStream_t s) {
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldy = p.ldy ? p.ldy : p.N;
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    if (p.tensor_cores && p.M >= 2 && p.N > 1024) {
+      const unsigned grid = unsigned((p.N + 15) / 16);
+      if (p.M <= 8) k_gemv_tc<1><<<grid, 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
+      else k_gemv_tc<2><<<grid, 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
+      return;
+    }
+  }
   if (p.M == 1) launch_mt<1>(p, w, ldx, ldy, s);
   else if (p.M == 2) launch_mt<2>(p, w, ldx, ldy, s);
   else if (p.M <= 4) launch_mt<4>(p, w, ldx, ldy, s);

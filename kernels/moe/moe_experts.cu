@@ -4,8 +4,15 @@
 //   slot's expert (four 16-byte loads in flight per lane), act = silu(g)·u.
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics).
+// With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
+//   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
+//            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
+//            the group's tokens 8 or 16 at a time (tc_tile.cuh);
+//   down:    grid (⌈H/16⌉, groups), 16 rows of down per CTA over the group's act rows → part[slot, h];
+//   then the same ordered combine. Grid y covers n·k possible groups; CTAs past the plan's count exit at once.
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
 #include "common/check.h"
+#include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
 
@@ -45,6 +52,128 @@ __global__ void k_combine_parts(MoeDownParams p) {
   p.out[i] = p.accumulate ? p.out[i] + acc : acc;
 }
 
+// Stable grouping of the S slots by expert id: order = slots sorted by (id, slot), one group per distinct id.
+__global__ void __launch_bounds__(1024) k_plan(const int32_t* __restrict__ ids, int S, int32_t* __restrict__ plan) {
+  __shared__ int32_t sid[kMoePlanMaxSlots], below[kMoePlanMaxSlots];
+  __shared__ uint8_t first[kMoePlanMaxSlots];
+  __shared__ int groups;
+  if (threadIdx.x == 0) groups = 0;
+  for (int s = threadIdx.x; s < S; s += blockDim.x) sid[s] = ids[s];
+  __syncthreads();
+  int32_t *order = plan + 1, *start = plan + 1 + S;
+  int mine = 0;
+  for (int s = threadIdx.x; s < S; s += blockDim.x) {
+    const int32_t e = sid[s];
+    int lt = 0, before = 0;
+    for (int q = 0; q < S; ++q) {
+      lt += sid[q] < e;
+      before += (q < s) & (sid[q] == e);
+    }
+    order[lt + before] = s;
+    below[s] = lt;
+    first[s] = before == 0;
+    mine += before == 0;
+  }
+  atomicAdd(&groups, mine);  // an integer count: the same in any order
+  __syncthreads();
+  for (int s = threadIdx.x; s < S; s += blockDim.x) {
+    if (!first[s]) continue;
+    int gi = 0;
+    for (int q = 0; q < S; ++q) gi += first[q] & (sid[q] < sid[s]);
+    start[gi] = below[s];
+  }
+  if (threadIdx.x == 0) {
+    plan[0] = groups;
+    start[groups] = S;
+  }
+}
+
+struct Group {
+  int b, count;  // first position in the plan's order, tokens
+  int32_t expert;
+};
+__device__ __forceinline__ bool load_group(const int32_t* plan, const int32_t* ids, int S, Group& g) {
+  if (int(blockIdx.y) >= plan[0]) return false;
+  const int32_t* start = plan + 1 + S;
+  g.b = start[blockIdx.y];
+  g.count = start[blockIdx.y + 1] - g.b;
+  g.expert = ids[plan[1 + g.b]];
+  return true;
+}
+
+template <int NT>
+__global__ void __launch_bounds__(256) k_gate_up_grouped(MoeGateUpParams p, const uint16_t* const* table) {
+  __shared__ float red[8 * NT * 4 * 32];
+  const int S = int(p.n * p.k);
+  Group gr;
+  if (!load_group(p.plan, p.ids, S, gr)) return;
+  const int32_t* order = p.plan + 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int64_t I = p.I, H = p.H, i = int64_t(blockIdx.x) * 8 + g;
+  const uint16_t* w = table[gr.expert];
+  const uint16_t* w_gate = w && i < I ? w + i * H : nullptr;
+  const uint16_t* w_up = w && i < I ? w + (I + i) * H : nullptr;
+  for (int m0 = 0; m0 < gr.count; m0 += 8 * NT) {
+    const float* x_rows[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int m = m0 + 8 * j + g;
+      x_rows[j] = m < gr.count ? p.x + int64_t(order[gr.b + m] / p.k) * H : nullptr;
+    }
+    float acc[NT][4] = {};
+    if (w) tc_tile_accumulate<NT, NT == 1 ? 4 : 2>(w_gate, w_up, x_rows, H, warp, 8, acc);
+    tc_tile_reduce8<NT>(acc, red);
+    if (warp == 0 && i < I) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int q = 0; q < 2; ++q) {
+          const int m = m0 + 8 * j + 2 * c + q;
+          if (m >= gr.count) continue;
+          const float ga = acc[j][q], up = acc[j][2 + q];
+          p.act[int64_t(order[gr.b + m]) * I + i] = w ? (ga / (1.0f + expf(-ga))) * up : 0.0f;
+        }
+    }
+    __syncthreads();  // red is reused by the next token tile
+  }
+}
+
+template <int NT>
+__global__ void __launch_bounds__(256) k_down_grouped(MoeDownParams p, const uint16_t* const* table) {
+  __shared__ float red[8 * NT * 4 * 32];
+  const int S = int(p.n * p.k);
+  Group gr;
+  if (!load_group(p.plan, p.ids, S, gr)) return;
+  const int32_t* order = p.plan + 1;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
+  const int64_t I = p.I, H = p.H, h0 = int64_t(blockIdx.x) * 16;
+  const uint16_t* w = table[gr.expert];
+  const uint16_t* w_g = w && h0 + g < H ? w + (h0 + g) * I : nullptr;
+  const uint16_t* w_g8 = w && h0 + g + 8 < H ? w + (h0 + g + 8) * I : nullptr;
+  for (int m0 = 0; m0 < gr.count; m0 += 8 * NT) {
+    const float* x_rows[NT];
+#pragma unroll
+    for (int j = 0; j < NT; ++j) {
+      const int m = m0 + 8 * j + g;
+      x_rows[j] = m < gr.count ? p.act + int64_t(order[gr.b + m]) * I : nullptr;
+    }
+    float acc[NT][4] = {};
+    if (w) tc_tile_accumulate<NT, NT == 1 ? 4 : 2>(w_g, w_g8, x_rows, I, warp, 8, acc);
+    tc_tile_reduce8<NT>(acc, red);
+    if (warp == 0) {
+#pragma unroll
+      for (int j = 0; j < NT; ++j)
+#pragma unroll
+        for (int r = 0; r < 4; ++r) {
+          const int m = m0 + 8 * j + 2 * c + (r & 1);
+          const int64_t h = h0 + g + (r >= 2 ? 8 : 0);
+          if (m < gr.count && h < H) p.workspace[int64_t(order[gr.b + m]) * H + h] = acc[j][r];
+        }
+    }
+    __syncthreads();
+  }
+}
+
 void check_common(const char* who, int64_t n, int64_t k, int64_t H, int64_t I, const void* x, const void* ids,
                   const void* table, const void* out) {
   LING_CHECK(k >= 1 && k <= kMoeMaxTopK, who, ": k = ", k, " outside [1, ", kMoeMaxTopK, "]");
@@ -63,12 +192,27 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   check_common("launch_moe_gate_up_swiglu", p.n, p.k, p.H, p.I, p.x, p.ids,
                p.gate_up ? static_cast<const void*>(p.gate_up) : p.gate_up_f32, p.act);
   if (p.n == 0) return;
+  const int64_t S = p.n * p.k;
+  if (p.plan) {
+    LING_CHECK(S <= kMoePlanMaxSlots, "launch_moe_gate_up_swiglu: n·k = ", S, " slots exceed the plan's ",
+               kMoePlanMaxSlots);
+    k_plan<<<1, 1024, 0, stream>>>(p.ids, int(S), p.plan);
+    if (p.gate_up) {
+      const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
+      if (p.n <= 8) k_gate_up_grouped<1><<<grid, 256, 0, stream>>>(p, p.gate_up);
+      else k_gate_up_grouped<2><<<grid, 256, 0, stream>>>(p, p.gate_up);
+      LING_CUDA_CHECK(cudaGetLastError());
+      return;
+    }
+  }
   LING_CHECK((p.I + 7) / 8 < 65536, "launch_moe_gate_up_swiglu: I = ", p.I, " too large for the grid");
   const dim3 grid(unsigned(p.n * p.k), unsigned((p.I + 7) / 8));
   if (p.gate_up) k_gate_up_swiglu<<<grid, 256, 0, stream>>>(p, p.gate_up);
   else k_gate_up_swiglu<<<grid, 256, 0, stream>>>(p, p.gate_up_f32);
   LING_CUDA_CHECK(cudaGetLastError());
 }
+
+size_t moe_plan_bytes(int64_t n, int64_t k) { return sizeof(int32_t) * size_t(2 * n * k + 2); }
 
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H) { return sizeof(float) * size_t(n * k * H); }
 
@@ -81,6 +225,16 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
   if (p.n == 0) return;
   LING_CHECK(p.workspace != nullptr, "launch_moe_down_combine: the workspace (moe_down_workspace_bytes) is null");
   LING_CHECK((p.H + 7) / 8 < 65536, "launch_moe_down_combine: H = ", p.H, " too large for the grid");
+  if (p.plan && p.down) {
+    LING_CHECK(p.n * p.k <= kMoePlanMaxSlots, "launch_moe_down_combine: n·k = ", p.n * p.k,
+               " slots exceed the plan's ", kMoePlanMaxSlots);
+    const dim3 grid(unsigned((p.H + 15) / 16), unsigned(p.n * p.k));
+    if (p.n <= 8) k_down_grouped<1><<<grid, 256, 0, stream>>>(p, p.down);
+    else k_down_grouped<2><<<grid, 256, 0, stream>>>(p, p.down);
+    k_combine_parts<<<unsigned((p.n * p.H + 255) / 256), 256, 0, stream>>>(p);
+    LING_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
   const dim3 grid(unsigned(p.n * p.k), unsigned((p.H + 7) / 8));
   if (p.down) k_down_part<<<grid, 256, 0, stream>>>(p, p.down);
   else k_down_part<<<grid, 256, 0, stream>>>(p, p.down_f32);

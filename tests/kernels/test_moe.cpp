@@ -121,8 +121,9 @@ struct Experts {
 };
 
 // f32: the expert tables point at fp32 copies of the same (bf16-representable) weights.
+// grouped: the slots go through the device plan (moe_plan_bytes), each expert read once for its tokens.
 void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed,
-                 bool f32 = false) {
+                 bool f32 = false, bool grouped = false) {
   Experts ex(E, H, I, seed);
   std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2), w = uniform(size_t(n * k), 0.05f, 1, seed + 3);
   std::vector<float> out0 = uniform(size_t(n * H), -1, 1, seed + 4);
@@ -158,6 +159,8 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   if (f32) g.gate_up_f32 = ex.tgu32.as<const float*>();
   else g.gate_up = ex.tgu.as<const uint16_t*>();
   g.n = n, g.k = k, g.H = H, g.I = I;
+  DeviceBuffer dplan(kernels::moe_plan_bytes(n, k));
+  if (grouped) g.plan = dplan.as<int32_t>();
   kernels::launch_moe_gate_up_swiglu(g, nullptr);
   kernels::MoeDownParams d;
   d.act = dact_ref.as<float>(), d.ids = di.as<int32_t>(), d.weights = dw.as<float>();
@@ -165,6 +168,7 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   else d.down = ex.tdn.as<const uint16_t*>();
   d.out = dout.as<float>();
   d.n = n, d.k = k, d.H = H, d.I = I, d.accumulate = accumulate;
+  if (grouped) d.plan = dplan.as<int32_t>();
   DeviceBuffer dws(kernels::moe_down_workspace_bytes(n, k, H));
   d.workspace = dws.as<float>();
   kernels::launch_moe_down_combine(d, nullptr);
@@ -187,7 +191,7 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   }
   const std::string tag = "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I) +
                           " n=" + std::to_string(n) + " k=" + std::to_string(k) + (accumulate ? " accumulate" : "") +
-                          (f32 ? " f32 weights" : "");
+                          (f32 ? " f32 weights" : "") + (grouped ? " grouped" : "");
   const auto act = dact.download<float>(size_t(S * I));
   EXPECT_TRUE(close_f32("gate_up+swiglu " + tag, act, act_ref));
   for (int64_t s = 0; s < S; ++s) {  // slots of experts not held are exactly 0
@@ -208,6 +212,19 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(20, 264, 40, 3, 6, false, 260, true);
 }
 
+// Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and
+// two token tiles); 20 tokens on 4 experts (a group of 20: the token loop); H / I tails; null experts; the plan
+// with fp32 weights (written, not used).
+TEST(MoeExpertKernels, GroupedByExpertMatchRef) {
+  SKIP_WITHOUT_CUDA();
+  run_experts(16, 2048, 512, 1, 8, false, 300, false, true);
+  run_experts(8, 512, 128, 8, 6, true, 310, false, true);
+  run_experts(8, 264, 40, 16, 5, false, 320, false, true);
+  run_experts(4, 1032, 72, 20, 3, true, 330, false, true);
+  run_experts(64, 768, 256, 16, 8, false, 340, false, true);
+  run_experts(16, 512, 128, 7, 8, true, 350, true, true);
+}
+
 TEST(MoeExpertKernels, RefuseBadShapes) {
   alignas(16) static float buf[64];
   const uint16_t* const* table = reinterpret_cast<const uint16_t* const*>(buf);
@@ -225,6 +242,8 @@ TEST(MoeExpertKernels, RefuseBadShapes) {
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
   d.down_f32 = nullptr, d.workspace = nullptr;  // no workspace
   EXPECT_THROW(kernels::launch_moe_down_combine(d, nullptr), Error);
+  g.H = 16, g.n = 600, g.plan = reinterpret_cast<int32_t*>(buf);  // 4800 slots: more than a plan holds
+  EXPECT_THROW(kernels::launch_moe_gate_up_swiglu(g, nullptr), Error);
 }
 
 TEST(ArgmaxRowsKernel, MatchesRefArgmax) {

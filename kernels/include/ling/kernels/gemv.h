@@ -22,6 +22,7 @@ struct GemvParams {
   int64_t ldy = 0;                 // 0 = N
   int64_t M = 0, N = 0, K = 0;
   bool accumulate = false;         // y += x·Wᵀ (+ bias) instead of y =
+  bool tensor_cores = true;        // bf16, 2 ≤ M, N > 1024: tensor-core tiles (false: the FMA path, to compare)
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

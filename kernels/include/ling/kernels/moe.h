@@ -7,7 +7,11 @@
 //            through a workspace of per-slot outputs.
 // Expert weights come as device arrays of per-expert pointers; a null pointer is an expert this rank does not
 // hold (its slots give 0). Limits: E ≤ 512, E % n_group == 0, n_group ≤ 32, k ≤ 32; H and I multiples of 8,
-// x / act / weights 16-byte aligned; written for decode (n·k up to ~128 slots: each slot streams its expert).
+// x / act / weights 16-byte aligned; written for decode (n·k up to a few hundred slots).
+// Reading the weights: without a plan each slot streams its expert (an expert that k tokens route to is read k
+// times); with a plan (bf16 weights) the slots are grouped by expert on the device and each expert's rows are
+// read once for all its tokens, which meet them in tensor-core tiles (activations split into bf16 hi + lo, so the
+// results keep fp32-activation accuracy).
 #pragma once
 #include <cuda_runtime_api.h>
 
@@ -34,6 +38,11 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
 // Whether launch_moe_route accepts these settings (for callers that pick a host path otherwise).
 bool moe_route_supported(int64_t E, int64_t k, int64_t n_group, int64_t topk_group, bool shared_slot);
 
+// The plan: int32 [0] the number of groups G, [1, 1 + S) the slots ordered by expert (stable), [1 + S, 2 + S + G)
+// the groups' first positions in that order and S at the end; S = n·k ≤ kMoePlanMaxSlots.
+constexpr int64_t kMoePlanMaxSlots = 4096;
+size_t moe_plan_bytes(int64_t n, int64_t k);
+
 struct MoeGateUpParams {
   const float* x = nullptr;                  // [n, H] token activations (row stride H)
   const int32_t* ids = nullptr;              // [n·k] expert of each slot (device), in [0, E)
@@ -41,6 +50,8 @@ struct MoeGateUpParams {
   const float* const* gate_up_f32 = nullptr; // or fp32 weights (exactly one of gate_up / gate_up_f32 is set)
   float* act = nullptr;                      // [n·k, I]
   int64_t n = 0, k = 0, H = 0, I = 0;
+  int32_t* plan = nullptr;                   // moe_plan_bytes(n, k) of device memory or null: written here (the
+                                             // grouping by expert), used with bf16 weights; pass it to down
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 
@@ -54,6 +65,7 @@ struct MoeDownParams {
   int64_t n = 0, k = 0, H = 0, I = 0;
   bool accumulate = false;                // out += instead of out =
   float* workspace = nullptr;             // moe_down_workspace_bytes(n, k, H): the per-slot outputs [n·k, H]
+  const int32_t* plan = nullptr;          // the plan gate_up wrote (used with bf16 weights) or null
 };
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);

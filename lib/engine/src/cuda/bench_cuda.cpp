@@ -185,7 +185,9 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
 }
 
 // Decode GEMV y[M, N] = x[M, K]·Wᵀ, bf16 weights (f32: the router's fp32 weights).
-CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBenchOptions& o, Buf& flush) {
+// fma: the CUDA-core path for M ≥ 2 (GemvParams::tensor_cores = false), to compare with the tensor-core tiles.
+CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBenchOptions& o, Buf& flush,
+                      bool fma = false) {
   Buf x(size_t(M * K) * 4), w(size_t(N * K) * (f32 ? 4 : 2)), y(size_t(M * N) * 4);
   kernels::launch_fill_uniform_f32(x.as<float>(), M * K, -1.f, 1.f, o.seed + 11, nullptr);
   if (f32) kernels::launch_fill_uniform_f32(w.as<float>(), N * K, -1.f, 1.f, o.seed + 12, nullptr);
@@ -195,7 +197,8 @@ CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBench
   if (f32) p.w_f32 = w.as<float>();
   else p.w = w.as<uint16_t>();
   CudaBenchRow r;
-  r.op = f32 ? "gemv.f32" : "gemv.bf16";
+  p.tensor_cores = !fma;
+  r.op = f32 ? "gemv.f32" : fma ? "gemv.bf16.fma" : "gemv.bf16";
   r.batch = M;
   r.shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
   r.bytes = double(N) * double(K) * (f32 ? 4 : 2) + double(M) * double(K + N) * 4;
@@ -223,12 +226,15 @@ CudaBenchRow moe_route_row(int64_t n, const CudaBenchOptions& o, Buf& flush) {
   return r;
 }
 
-// Routed experts for one token, k = 8 distinct experts out of 16 allocated: gate_up + SwiGLU, down + combine,
-// and both in sequence (the bytes of the experts touched over the time of both kernels).
-std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, const CudaBenchOptions& o, Buf& flush) {
-  const int64_t E = 16, n = 1, k = 8, S = n * k;
+// Routed experts for n tokens, k = 8 distinct experts each out of 16 allocated. Per slot (each slot streams its
+// expert): gate_up + SwiGLU, down + combine, and both in sequence as moe.experts; grouped by expert through the
+// device plan (each expert read once for all its tokens): both in sequence as moe.experts.grouped. Bytes: the
+// weights of the distinct experts touched (what a step must read), over the time of the kernels.
+std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, int64_t n, const CudaBenchOptions& o, Buf& flush) {
+  const int64_t E = 16, k = 8, S = n * k;
   Buf gu(size_t(E * 2 * I * H) * 2), dn(size_t(E * H * I) * 2), tgu(size_t(E) * 8), tdn(size_t(E) * 8);
   Buf x(size_t(n * H) * 4), act(size_t(S * I) * 4), out(size_t(n * H) * 4), ids(size_t(S) * 4), wts(size_t(S) * 4);
+  Buf plan(kernels::moe_plan_bytes(n, k));
   kernels::launch_fill_uniform_bf16(gu.as<uint16_t>(), E * 2 * I * H, -0.1f, 0.1f, o.seed + 15, nullptr);
   kernels::launch_fill_uniform_bf16(dn.as<uint16_t>(), E * H * I, -0.1f, 0.1f, o.seed + 16, nullptr);
   kernels::launch_fill_uniform_f32(x.as<float>(), n * H, -1.f, 1.f, o.seed + 17, nullptr);
@@ -239,7 +245,13 @@ std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, const CudaBenchO
     pd[size_t(e)] = dn.as<uint16_t>() + e * H * I;
   }
   std::vector<int32_t> hid(static_cast<size_t>(S));
-  for (int64_t j = 0; j < S; ++j) hid[size_t(j)] = int32_t((2 * j + 1) % E);  // 8 distinct, scattered experts
+  std::vector<bool> touched(static_cast<size_t>(E), false);
+  for (int64_t t = 0; t < n; ++t)
+    for (int64_t j = 0; j < k; ++j) {  // 8 distinct, scattered experts per token, shifted from token to token
+      hid[size_t(t * k + j)] = int32_t((2 * j + 1 + 3 * t) % E);
+      touched[size_t(hid[size_t(t * k + j)])] = true;
+    }
+  const double distinct = double(std::count(touched.begin(), touched.end(), true));
   BENCH_CUDA(cudaMemcpy(tgu.p, pg.data(), pg.size() * 8, cudaMemcpyHostToDevice));
   BENCH_CUDA(cudaMemcpy(tdn.p, pd.data(), pd.size() * 8, cudaMemcpyHostToDevice));
   BENCH_CUDA(cudaMemcpy(ids.p, hid.data(), hid.size() * 4, cudaMemcpyHostToDevice));
@@ -251,18 +263,30 @@ std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, const CudaBenchO
   d.out = out.as<float>(), d.n = n, d.k = k, d.H = H, d.I = I;
   Buf dws(kernels::moe_down_workspace_bytes(n, k, H));
   d.workspace = dws.as<float>();
-  const std::string shape = "n=1 k=8 H=" + std::to_string(H) + " I=" + std::to_string(I);
-  std::vector<CudaBenchRow> rows(3);
-  rows[0].op = "moe.gate_up_swiglu", rows[0].bytes = double(S) * double(2 * I * H) * 2;
-  rows[1].op = "moe.down_combine", rows[1].bytes = double(S) * double(H * I) * 2;
-  rows[2].op = "moe.experts", rows[2].bytes = rows[0].bytes + rows[1].bytes;
-  for (auto& r : rows) r.shape = shape, r.batch = n, r.flops = r.bytes;  // 2 FLOPs per 2-byte weight
-  time_calls([&] { kernels::launch_moe_gate_up_swiglu(g, nullptr); }, o, flush, rows[0]);
-  time_calls([&] { kernels::launch_moe_down_combine(d, nullptr); }, o, flush, rows[1]);
+  const std::string shape = "n=" + std::to_string(n) + " k=8 of 16 H=" + std::to_string(H) + " I=" + std::to_string(I);
+  std::vector<CudaBenchRow> rows(n == 1 ? 4 : 2);
+  CudaBenchRow& both = rows[rows.size() - 2];
+  CudaBenchRow& grouped = rows.back();
+  both.op = "moe.experts", grouped.op = "moe.experts.grouped";
+  both.bytes = grouped.bytes = distinct * double(3 * I * H) * 2;
+  if (n == 1) {
+    rows[0].op = "moe.gate_up_swiglu", rows[0].bytes = distinct * double(2 * I * H) * 2;
+    rows[1].op = "moe.down_combine", rows[1].bytes = distinct * double(H * I) * 2;
+  }
+  for (auto& r : rows) r.shape = shape, r.batch = n, r.flops = r.bytes * double(n * k) / distinct;
+  if (n == 1) {
+    time_calls([&] { kernels::launch_moe_gate_up_swiglu(g, nullptr); }, o, flush, rows[0]);
+    time_calls([&] { kernels::launch_moe_down_combine(d, nullptr); }, o, flush, rows[1]);
+  }
   time_calls([&] {
     kernels::launch_moe_gate_up_swiglu(g, nullptr);
     kernels::launch_moe_down_combine(d, nullptr);
-  }, o, flush, rows[2]);
+  }, o, flush, both);
+  g.plan = plan.as<int32_t>(), d.plan = plan.as<int32_t>();
+  time_calls([&] {
+    kernels::launch_moe_gate_up_swiglu(g, nullptr);
+    kernels::launch_moe_down_combine(d, nullptr);
+  }, o, flush, grouped);
   return rows;
 }
 
@@ -314,11 +338,15 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
   for (const auto& g : o.gemv)
-    for (int64_t M : o.gemv_batch) rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush));
+    for (int64_t M : o.gemv_batch) {
+      rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush));
+      if (M >= 2 && g.N > 1024) rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush, true));
+    }
   for (const auto& g : o.gemv_router) rep.rows.push_back(gemv_row(1, g.N, g.K, true, o, flush));
   for (int64_t n : {1, 64}) rep.rows.push_back(moe_route_row(n, o, flush));
   for (const auto& m : o.moe)
-    for (auto& r : moe_expert_rows(m.H, m.I, o, flush)) rep.rows.push_back(r);
+    for (int64_t n : {1, 8})
+      for (auto& r : moe_expert_rows(m.H, m.I, n, o, flush)) rep.rows.push_back(r);
   for (int64_t n : {1, 8}) rep.rows.push_back(argmax_row(n, 157184, o, flush));
   const CudaTimeFn timed = [&](const std::function<void()>& fn, CudaBenchRow& row) { time_calls(fn, o, flush, row); };
   for (auto& r : attention_bench_rows(o, timed)) rep.rows.push_back(r);  // gemm.ceiling + attention.prefill

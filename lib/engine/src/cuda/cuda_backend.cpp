@@ -542,6 +542,11 @@ class CudaBackend final : public Backend {
       const int64_t slots = k + (shared_slot ? 1 : 0);
       DevF ids = scratch(n * slots), wts = scratch(n * slots), act = scratch(n * slots * I);
       int32_t* dids = reinterpret_cast<int32_t*>(ids.p);
+      // bf16 experts, several tokens: slots grouped by expert on the device, each expert read once for all its
+      // tokens (one token: each slot streams its own expert, no plan needed)
+      const bool grouped = bf16_ && n > 1 && n * slots <= kernels::kMoePlanMaxSlots;
+      DevF plan = scratch(grouped ? int64_t((kernels::moe_plan_bytes(n, slots) + 3) / 4) : 0);
+      int32_t* dplan = grouped ? reinterpret_cast<int32_t*>(plan.p) : nullptr;
       {
         cuda::OpScope pr(prof_, ".moe.route");
         kernels::MoeRouteDevParams rp;
@@ -557,6 +562,7 @@ class CudaBackend final : public Backend {
         cuda::OpScope ps(prof_, ".moe.gate_up");
         kernels::MoeGateUpParams gp;
         gp.x = x.data; gp.ids = dids; gp.act = act.p; gp.n = n; gp.k = slots; gp.H = H; gp.I = I;
+        gp.plan = dplan;
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
@@ -566,6 +572,7 @@ class CudaBackend final : public Backend {
       kernels::MoeDownParams dp;
       dp.act = act.p; dp.ids = dids; dp.weights = wts.p; dp.out = out.data; dp.n = n; dp.k = slots; dp.H = H; dp.I = I;
       dp.accumulate = shared && !shared_slot;
+      dp.plan = dplan;
       DevF part = scratch(int64_t(kernels::moe_down_workspace_bytes(n, slots, H) / sizeof(float)));
       dp.workspace = part.p;
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
