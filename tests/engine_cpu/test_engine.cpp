@@ -4,6 +4,8 @@
 // decode equals the expanded form, and the loader / input checks raise one clear error.
 #include <gtest/gtest.h>
 
+#include <tuple>
+
 #include <cmath>
 #include <limits>
 
@@ -141,6 +143,17 @@ TEST(EngineGenerate, ProtocolAndSeededSampling) {
   EXPECT_EQ(a, b);
   g.seed = 6;
   EXPECT_NE(generate(*eng, prompt, g).decode_ids, a);
+  // Picks where the logits are (Engine::forward_pick; on the CPU the host path) follow the same draws: the same
+  // ids as picking from the kept logits, for greedy and sampled settings; no logits are kept.
+  for (const auto& [T, top_k, top_p] : {std::tuple{0.0f, 0, 1.0f}, {1.5f, 0, 1.0f}, {0.8f, 3, 0.9f}, {1.2f, 0, 0.4f}}) {
+    g.temperature = T, g.top_k = top_k, g.top_p = top_p, g.seed = 9;
+    g.keep_logits = true;
+    const GenerateResult kept = generate(*eng, prompt, g);
+    g.keep_logits = false;
+    const GenerateResult picked = generate(*eng, prompt, g);
+    EXPECT_EQ(kept.decode_ids, picked.decode_ids) << "T=" << T << " top_k=" << top_k << " top_p=" << top_p;
+    EXPECT_TRUE(picked.logits.empty() && picked.decode_logits.empty());
+  }
 }
 
 TEST(EngineDecay, VariantIsSelectable) {

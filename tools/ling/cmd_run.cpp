@@ -188,6 +188,7 @@ int run(const RunOptions& o) {
   g.top_p = o.top_p;
   g.seed = o.seed;
   g.collect_hidden = o.dump_hidden;
+  g.keep_logits = !o.dump.empty() || o.dump_hidden;  // otherwise tokens are picked where the logits are
   // Streaming: ids as numbers without a tokenizer; with one, text as soon as the pending ids decode to complete
   // UTF-8 (byte-level BPE decodes token by token). Ids the tokenizer does not know print as [id].
   bool first = true;

@@ -82,19 +82,19 @@ void ContinuousBatcher::step(const std::function<void(int64_t, int64_t)>& on_tok
     seqs.push_back(s->seq.get());
     fed_slots.push_back(s.get());
   }
-  const std::vector<float> logits = engine_.forward(seqs, feeds, /*all_logits=*/false);
-  const int64_t V = engine_.config().vocab_size;
+  // Tokens are picked where the logits are (on the device for CUDA); a prompt still being fed picks nothing.
+  std::vector<Engine::Choice> choices(fed_slots.size());
+  for (size_t i = 0; i < fed_slots.size(); ++i) {
+    Slot& s = *fed_slots[i];
+    if (s.fed < int64_t(s.req.prompt.size())) continue;
+    choices[i] = {s.req.options.temperature, s.req.options.top_k, s.req.options.top_p, &s.rng};
+  }
+  const std::vector<int64_t> picked = engine_.forward_pick(seqs, feeds, choices);
   ++stats_.steps;
   for (size_t i = 0; i < fed_slots.size(); ++i) {
     Slot& s = *fed_slots[i];
     if (s.fed < int64_t(s.req.prompt.size())) continue;  // prompt not complete: no pick yet
-    ref::SamplingParams sp;
-    sp.logits = logits.data() + int64_t(i) * V;
-    sp.vocab = V;
-    sp.temperature = s.req.options.temperature;
-    sp.top_k = s.req.options.top_k;
-    sp.top_p = s.req.options.top_p;
-    s.next = ref::sample(sp, &s.rng);
+    s.next = picked[i];
     if (s.res.ids.empty()) {
       s.res.first_token_step = stats_.steps;
       s.res.first_token_seconds = since(s.submitted);

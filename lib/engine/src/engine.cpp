@@ -9,6 +9,7 @@
 
 #include "ling/core/error.h"
 #include "ling/engine/tensor_parallel.h"
+#include "ling/ref/ops.h"
 #if LING_HAS_CUDA
 #include "cuda/nccl_all_reduce.h"
 #endif
@@ -130,6 +131,48 @@ void observe(Observer* obs, Backend& be, const std::string& name, const Buffer& 
 
 std::vector<float> Engine::forward(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
                                    bool all_logits, Observer* obs) {
+  const Buffer lg = forward_logits(seqs, tokens, all_logits, obs);
+  std::vector<float> logits(size_t(lg.rows * lg.cols));
+  backend_->to_host(lg, logits.data());
+  if (obs && obs->wants("logits")) obs->on_f32("logits", {lg.rows, lg.cols}, logits.data());
+  return logits;
+}
+
+std::vector<int64_t> Engine::forward_pick(const std::vector<Sequence*>& seqs,
+                                          const std::vector<std::vector<int32_t>>& tokens,
+                                          const std::vector<Choice>& choices) {
+  LING_CHECK(choices.size() == seqs.size(), "forward_pick: ", seqs.size(), " sequences but ", choices.size(),
+             " choices");
+  for (const Choice& ch : choices) LING_CHECK(ch.top_k >= 0, "forward_pick: top_k ", ch.top_k, " is negative");
+  const Buffer lg = forward_logits(seqs, tokens, /*all_logits=*/false, nullptr);
+  const int64_t V = lg.cols;
+  std::vector<TokenPick> picks(choices.size());
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const Choice& ch = choices[i];
+    ref::SamplingParams sp;
+    sp.vocab = V, sp.temperature = ch.temperature, sp.top_k = ch.top_k, sp.top_p = ch.top_p;
+    picks[i] = {ch.temperature, ch.top_k, ch.top_p, ch.rng ? ref::sample_draw(sp, ch.rng) : 0};
+    if (!ch.rng) picks[i].temperature = 0.0f;  // nothing to draw: the cheapest pick, discarded below
+  }
+  std::vector<int64_t> ids;
+  if (!backend_->pick_tokens(lg, picks, ids)) {
+    std::vector<float> logits(size_t(lg.rows * lg.cols));
+    backend_->to_host(lg, logits.data());
+    ids.assign(picks.size(), -1);
+    for (size_t i = 0; i < picks.size(); ++i) {
+      ref::SamplingParams sp;
+      sp.logits = logits.data() + int64_t(i) * V, sp.vocab = V;
+      sp.temperature = picks[i].temperature, sp.top_k = picks[i].top_k, sp.top_p = picks[i].top_p;
+      ids[i] = ref::sample_with_draw(sp, picks[i].draw);
+    }
+  }
+  for (size_t i = 0; i < choices.size(); ++i)
+    if (!choices[i].rng) ids[i] = -1;
+  return ids;
+}
+
+Buffer Engine::forward_logits(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                              bool all_logits, Observer* obs) {
   LING_CHECK(seqs.size() == tokens.size() && !seqs.empty(), "forward: ", seqs.size(), " sequences but ",
              tokens.size(), " token lists");
   const ModelConfig& c = config_;
@@ -194,11 +237,8 @@ std::vector<float> Engine::forward(const std::vector<Sequence*>& seqs, const std
     lg = be.alloc(int64_t(out_rows.size()), c.vocab_size);
     run_layers(plan, ids, out_rows, h, a, o, lg, obs);
   }
-  std::vector<float> logits(size_t(lg.rows * lg.cols));
-  be.to_host(lg, logits.data());
-  if (obs && obs->wants("logits")) obs->on_f32("logits", {lg.rows, lg.cols}, logits.data());
   for (size_t i = 0; i < seqs.size(); ++i) seqs[i]->length_ += int64_t(tokens[i].size());
-  return logits;
+  return lg;
 }
 
 void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, const std::vector<int64_t>& out_rows,

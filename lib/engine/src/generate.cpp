@@ -98,18 +98,31 @@ GenerateResult generate(Engine& engine, const std::vector<int32_t>& prompt, cons
   auto seq = engine.new_sequence();
   GoldenCollector collector(&r.hidden);
   auto t0 = std::chrono::steady_clock::now();
-  r.logits = engine.prefill(*seq, prompt, /*all_logits=*/true, o.collect_hidden ? &collector : nullptr);
+  int64_t next = 0;
+  if (o.keep_logits) {
+    r.logits = engine.prefill(*seq, prompt, /*all_logits=*/true, o.collect_hidden ? &collector : nullptr);
+    if (o.max_new_tokens > 0) next = pick(r.logits.data() + (r.prompt_tokens - 1) * V);
+  } else {
+    const std::vector<float> last = engine.prefill(*seq, prompt, /*all_logits=*/false,
+                                                   o.collect_hidden ? &collector : nullptr);
+    if (o.max_new_tokens > 0) next = pick(last.data());
+  }
   r.prefill_seconds = seconds_since(t0);
   if (o.max_new_tokens == 0) return r;
-  int64_t next = pick(r.logits.data() + (r.prompt_tokens - 1) * V);
+  const Engine::Choice choice{o.temperature, o.top_k, o.top_p, &rng};
   t0 = std::chrono::steady_clock::now();
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     r.decode_ids.push_back(next);
     if (on_token) on_token(next);
-    std::vector<float> lg = engine.decode({seq.get()}, {int32_t(next)});
-    r.decode_logits.insert(r.decode_logits.end(), lg.begin(), lg.end());
     bool stop = false;
     for (int64_t s : o.stop_ids) stop = stop || s == next;
+    if (!o.keep_logits) {
+      if (stop || i + 1 == o.max_new_tokens) break;  // the last pick is not kept: no need to run it
+      next = engine.forward_pick({seq.get()}, {{int32_t(next)}}, {choice})[0];
+      continue;
+    }
+    std::vector<float> lg = engine.decode({seq.get()}, {int32_t(next)});
+    r.decode_logits.insert(r.decode_logits.end(), lg.begin(), lg.end());
     if (stop) break;
     next = pick(lg.data());
   }

@@ -67,16 +67,20 @@ int64_t argmax(const float* x, int64_t n) {
   return best;
 }
 
-namespace {
 uint64_t splitmix64(uint64_t* s) {
   uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
 }
-}  // namespace
 
-int64_t sample(const SamplingParams& p, uint64_t* rng_state) {
+uint64_t sample_draw(const SamplingParams& p, uint64_t* rng_state) {
+  return p.temperature > 0.0f ? splitmix64(rng_state) : 0;
+}
+
+int64_t sample(const SamplingParams& p, uint64_t* rng_state) { return sample_with_draw(p, sample_draw(p, rng_state)); }
+
+int64_t sample_with_draw(const SamplingParams& p, uint64_t draw) {
   LING_CHECK(p.vocab > 0, "sample: empty logits");
   if (p.temperature <= 0.0f) return argmax(p.logits, p.vocab);
   std::vector<int64_t> idx(p.vocab);
@@ -101,7 +105,7 @@ int64_t sample(const SamplingParams& p, uint64_t* rng_state) {
     sum = 0.0;
     for (int64_t i = 0; i < n; ++i) sum += prob[i];
   }
-  const double u = double(splitmix64(rng_state) >> 11) * 0x1.0p-53 * sum;
+  const double u = double(draw >> 11) * 0x1.0p-53 * sum;
   double c = 0.0;
   for (int64_t i = 0; i < n; ++i) {
     c += prob[i];

@@ -305,6 +305,24 @@ CudaBenchRow argmax_row(int64_t n, int64_t V, const CudaBenchOptions& o, Buf& fl
   return r;
 }
 
+// Seeded sampling over an lm_head's logits (temperature 0.8, top_p 0.9: sort, softmax, cut, draw) per row.
+CudaBenchRow sample_row(int64_t n, int64_t V, const CudaBenchOptions& o, Buf& flush) {
+  Buf x(size_t(n * V) * 4), ids(size_t(n) * 4), ws(kernels::sample_rows_workspace_bytes(n, V));
+  kernels::launch_fill_uniform_f32(x.as<float>(), n * V, -8.f, 8.f, o.seed + 20, nullptr);
+  std::vector<kernels::SampleSpec> specs(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) specs[size_t(i)] = {0.8f, 0, 0.9f, 0x9E3779B97F4A7C15ull * uint64_t(i + 1)};
+  kernels::SampleRowsParams p;
+  p.logits = x.as<float>(), p.specs = specs.data(), p.ids = ids.as<int32_t>(), p.n = n, p.V = V;
+  p.workspace = ws.as<void>();
+  CudaBenchRow r;
+  r.op = "sample.rows";
+  r.batch = n;
+  r.shape = "n=" + std::to_string(n) + " V=" + std::to_string(V) + " T=0.8 top_p=0.9";
+  r.bytes = double(n) * double(V) * 4;
+  time_calls([&] { kernels::launch_sample_rows(p, nullptr); }, o, flush, r);
+  return r;
+}
+
 }  // namespace
 
 CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
@@ -348,6 +366,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
     for (int64_t n : {1, 8})
       for (auto& r : moe_expert_rows(m.H, m.I, n, o, flush)) rep.rows.push_back(r);
   for (int64_t n : {1, 8}) rep.rows.push_back(argmax_row(n, 157184, o, flush));
+  for (int64_t n : {1, 8}) rep.rows.push_back(sample_row(n, 157184, o, flush));
   const CudaTimeFn timed = [&](const std::function<void()>& fn, CudaBenchRow& row) { time_calls(fn, o, flush, row); };
   for (auto& r : attention_bench_rows(o, timed)) rep.rows.push_back(r);  // gemm.ceiling + attention.prefill
   for (auto& r : moe_prefill_bench_rows(o, timed, rep.rows)) rep.rows.push_back(r);  // gemm.bf16 + moe.prefill

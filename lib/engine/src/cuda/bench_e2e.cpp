@@ -98,7 +98,17 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
     }
     eng->forward(ptrs, prompts, false);
     std::vector<int32_t> next(size_t(B), 1);
-    eng->decode(ptrs, next);  // warm-up step
+    // A step = one token per sequence in, the greedy next tokens out (picked on the device: only the ids come
+    // back). The fed tokens are random, so every step runs the same shapes whatever the weights predict.
+    std::vector<uint64_t> states(static_cast<size_t>(B), 0);
+    std::vector<Engine::Choice> greedy(static_cast<size_t>(B));
+    for (int64_t b = 0; b < B; ++b) greedy[size_t(b)].rng = &states[size_t(b)];
+    auto step = [&] {
+      std::vector<std::vector<int32_t>> feed(static_cast<size_t>(B));
+      for (int64_t b = 0; b < B; ++b) feed[size_t(b)] = {next[size_t(b)]};
+      eng->forward_pick(ptrs, feed, greedy);
+    };
+    step();  // warm-up step
     CudaBenchRow r;
     r.op = "engine.decode";
     r.T = o.e2e_context;
@@ -107,7 +117,7 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
     for (int64_t s = 0; s < o.e2e_steps; ++s) {
       for (auto& x : next) x = int32_t(rng() % uint32_t(c.vocab_size));
       const double t0 = now_ms();
-      eng->decode(ptrs, next);
+      step();
       r.samples_ms.push_back(now_ms() - t0);
     }
     std::vector<double> v = r.samples_ms;

@@ -25,6 +25,7 @@
 #include "ling/kernels/lightning.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/moe_prefill.h"
+#include "ling/kernels/sampling.h"
 #include "model_tables.h"
 #include "ling/core/dtype.h"
 #include "ling/core/error.h"
@@ -682,6 +683,36 @@ class CudaBackend final : public Backend {
     sync();
   }
 
+  // Tokens picked on the device (kernels/sampling): only the ids come back to the host.
+  bool pick_tokens(const Buffer& logits, const std::vector<TokenPick>& picks, std::vector<int64_t>& ids) override {
+    use_device();
+    cuda::OpScope prof_scope(prof_, "pick_tokens");
+    const int64_t n = logits.rows, V = logits.cols;
+    LING_CHECK(int64_t(picks.size()) == n, "internal error: ", picks.size(), " token picks for ", n, " logit rows");
+    std::vector<kernels::SampleSpec> specs(static_cast<size_t>(n));
+    bool sampled = false;
+    for (int64_t i = 0; i < n; ++i) {
+      const TokenPick& tp = picks[size_t(i)];
+      specs[size_t(i)] = {tp.temperature, int32_t(std::min<int64_t>(tp.top_k, INT32_MAX)), tp.top_p, tp.draw};
+      sampled = sampled || tp.temperature > 0.0f;
+    }
+    const size_t need = sampled ? kernels::sample_rows_workspace_bytes(n, V) : 0;
+    if (need > sample_ws_bytes_) sample_ws_ = dev_alloc(need), sample_ws_bytes_ = need;
+    if (n > pick_ids_rows_) pick_ids_ = dev_alloc(sizeof(int32_t) * size_t(n)), pick_ids_rows_ = n;
+    kernels::SampleRowsParams p;
+    p.logits = logits.data, p.specs = specs.data(), p.ids = static_cast<int32_t*>(pick_ids_.get());
+    p.n = n, p.V = V, p.workspace = sample_ws_.get();
+    kernels::launch_sample_rows(p, stream_);
+    launched();
+    std::vector<int32_t> host(static_cast<size_t>(n));
+    LING_CUDA_CHECK(cudaMemcpyAsync(host.data(), pick_ids_.get(), sizeof(int32_t) * size_t(n), cudaMemcpyDeviceToHost,
+                                    stream_));
+    LING_CUDA_CHECK(cudaStreamSynchronize(stream_));
+    if (prof_.on()) prof_.collect();
+    ids.assign(host.begin(), host.end());
+    return true;
+  }
+
  private:
   // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device.
   void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
@@ -865,13 +896,16 @@ class CudaBackend final : public Backend {
   std::vector<DevF> decay_;                     // [L] Lightning log decays [nh] on the device
   DevF inv_freq_;
   std::shared_ptr<void> pos_;                   // positions of the current plan
+  std::shared_ptr<void> sample_ws_, pick_ids_;  // device sampler workspace and ids (pick_tokens)
+  size_t sample_ws_bytes_ = 0;
+  int64_t pick_ids_rows_ = 0;
   std::vector<std::shared_ptr<void>> expert_tables_;  // [L] device [2E] pointers: gate_up[e], then down[e]
   std::vector<std::vector<const void*>> expert_tables_host_;  // [L] the same addresses on the host
   std::unique_ptr<kernels::MoePrefill> moe_prefill_;   // bf16 models: routed experts of prefill calls
   // Decode steps.
   static constexpr int64_t kPrefillRows = 8192;
-  static constexpr int64_t kGemvRows = 8;
-  static constexpr int kMoePrefillLanes = 4;  // side streams of the per-expert cuBLASLt path  // M up to which projections run as GEMVs (cuBLASLt beyond)
+  static constexpr int64_t kGemvRows = kernels::kGemvMaxM;  // M up to which projections run as GEMVs (cuBLASLt beyond)
+  static constexpr int kMoePrefillLanes = 4;  // side streams of the per-expert cuBLASLt path
   static constexpr size_t kBlasWorkspace = size_t(4) << 20, kStageBytes = size_t(1) << 16;
   std::shared_ptr<void> blas_ws_;
   void* stage_ = nullptr;                       // pinned staging of a step's positions and ids

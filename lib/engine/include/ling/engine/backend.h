@@ -66,6 +66,14 @@ struct BackendOptions {
   bool cuda_graphs = true;      // CUDA backend: replay decode steps as CUDA graphs (false: run them eagerly)
 };
 
+// One row's token choice (ref::sample_with_draw): temperature <= 0 is greedy; draw = ref::sample_draw's value.
+struct TokenPick {
+  float temperature = 0.0f;
+  int64_t top_k = 0;
+  float top_p = 1.0f;
+  uint64_t draw = 0;
+};
+
 // A recorded decode step that the backend can replay (see Backend::step_begin).
 struct StepGraph {
   virtual ~StepGraph() = default;
@@ -108,6 +116,13 @@ class Backend {
   virtual void moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) = 0;
   // logits [rows.size(), V] (f32) for the listed rows of x.
   virtual void lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) = 0;
+  // Token choice where the logits are (optional; the CUDA backend): ids[r] = ref::sample_with_draw(row r, picks[r])
+  // for every row of logits. Returns false without a device sampler: the engine then copies the logits to the
+  // host and picks there.
+  virtual bool pick_tokens(const Buffer& logits, const std::vector<TokenPick>& picks, std::vector<int64_t>& ids) {
+    (void)logits, (void)picks, (void)ids;
+    return false;
+  }
 
   // Decode steps without host round trips (optional; the CUDA backend). For a forward call in which every
   // sequence gets one token and nothing is observed, Engine calls step_begin, which uploads the token ids and

@@ -69,8 +69,23 @@ class Engine {
   // One token per sequence: [B, V].
   std::vector<float> decode(const std::vector<Sequence*>& seqs, const std::vector<int32_t>& tokens,
                             Observer* observer = nullptr);
+  // A forward call that returns each sequence's next token instead of its logits: choices[i] picks for seqs[i]
+  // from its last row with ref::sample's rule, advancing *rng as ref::sample would; a choice with a null rng
+  // picks nothing (-1) and draws nothing. On a backend with a device sampler (Backend::pick_tokens) only the
+  // ids reach the host.
+  struct Choice {
+    float temperature = 0.0f;  // <= 0: greedy
+    int64_t top_k = 0;
+    float top_p = 1.0f;
+    uint64_t* rng = nullptr;
+  };
+  std::vector<int64_t> forward_pick(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                                    const std::vector<Choice>& choices);
 
  private:
+  // forward() up to the logits, left where the backend computed them (the sequences' lengths advanced).
+  Buffer forward_logits(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
+                        bool all_logits, Observer* obs);
   // embed → layers → final norm → lm_head over buffers h, a, o [n, H] into lg [out_rows, V].
   void run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, const std::vector<int64_t>& out_rows,
                   Buffer& h, Buffer& a, Buffer& o, Buffer& lg, Observer* obs);

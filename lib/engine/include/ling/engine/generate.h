@@ -23,6 +23,9 @@ struct GenerateOptions {
   uint64_t seed = 0;
   std::vector<int64_t> stop_ids;  // stop after emitting one of these (the emitted id is kept)
   bool collect_hidden = false;    // hidden_L, final_norm, router_topk_L, router_weight_L of the prefill
+  // false: the prompt's logits other than the last are not kept and every decode pick happens where the logits
+  // are (Engine::forward_pick: on the device for CUDA), so logits / decode_logits stay empty. Same ids.
+  bool keep_logits = true;
 };
 
 // A named host tensor of the dump: f32 or i64 values.

@@ -155,6 +155,12 @@ struct SamplingParams {
   float top_p = 1.0f;
 };
 int64_t sample(const SamplingParams& p, uint64_t* rng_state);
+// sample() split in two, for samplers elsewhere (the CUDA backend) that must follow the same stream: the draw a
+// call consumes (splitmix64 advanced once at temperature > 0, else nothing and 0), and the pick for a draw.
+// sample(p, rng) == sample_with_draw(p, sample_draw(p, rng)).
+uint64_t splitmix64(uint64_t* rng_state);
+uint64_t sample_draw(const SamplingParams& p, uint64_t* rng_state);
+int64_t sample_with_draw(const SamplingParams& p, uint64_t draw);
 int64_t argmax(const float* x, int64_t n);
 
 }  // namespace ling::ref
