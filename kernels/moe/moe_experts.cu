@@ -101,6 +101,18 @@ __device__ __forceinline__ bool load_group(const int32_t* plan, const int32_t* i
   return true;
 }
 
+// This lane's rows of a token tile of the group: x_rows[j] = base + (slot / div)·ld for the slot at position
+// m = m_lane + 8j of the group (null past its end).
+template <int NT>
+__device__ __forceinline__ void group_rows(const float* base, int64_t ld, int64_t div, const int32_t* order,
+                                           const Group& gr, int m_lane, const float* (&x_rows)[NT]) {
+#pragma unroll
+  for (int j = 0; j < NT; ++j) {
+    const int m = m_lane + 8 * j;
+    x_rows[j] = m < gr.count ? base + int64_t(order[gr.b + m] / div) * ld : nullptr;
+  }
+}
+
 template <int NT>
 __global__ void __launch_bounds__(256) k_gate_up_grouped(MoeGateUpParams p, const uint16_t* const* table) {
   __shared__ float red[8 * NT * 4 * 32];
@@ -115,11 +127,7 @@ __global__ void __launch_bounds__(256) k_gate_up_grouped(MoeGateUpParams p, cons
   const uint16_t* w_up = w && i < I ? w + (I + i) * H : nullptr;
   for (int m0 = 0; m0 < gr.count; m0 += 8 * NT) {
     const float* x_rows[NT];
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int m = m0 + 8 * j + g;
-      x_rows[j] = m < gr.count ? p.x + int64_t(order[gr.b + m] / p.k) * H : nullptr;
-    }
+    group_rows<NT>(p.x, H, p.k, order, gr, m0 + g, x_rows);  // token rows: slot / k
     float acc[NT][4] = {};
     if (w) tc_tile_accumulate<NT, NT == 1 ? 4 : 2>(w_gate, w_up, x_rows, H, warp, 8, acc);
     tc_tile_reduce8<NT>(acc, red);
@@ -152,11 +160,7 @@ __global__ void __launch_bounds__(256) k_down_grouped(MoeDownParams p, const uin
   const uint16_t* w_g8 = w && h0 + g + 8 < H ? w + (h0 + g + 8) * I : nullptr;
   for (int m0 = 0; m0 < gr.count; m0 += 8 * NT) {
     const float* x_rows[NT];
-#pragma unroll
-    for (int j = 0; j < NT; ++j) {
-      const int m = m0 + 8 * j + g;
-      x_rows[j] = m < gr.count ? p.act + int64_t(order[gr.b + m]) * I : nullptr;
-    }
+    group_rows<NT>(p.act, I, 1, order, gr, m0 + g, x_rows);  // act rows: the slots themselves
     float acc[NT][4] = {};
     if (w) tc_tile_accumulate<NT, NT == 1 ? 4 : 2>(w_g, w_g8, x_rows, I, warp, 8, acc);
     tc_tile_reduce8<NT>(acc, red);

@@ -1,9 +1,13 @@
 // MoE router on the device (moe.h, architecture.md §2.4), exactly ref::moe_route: one warp per token, expert
 // e = lane + 32·i in registers (E ≤ 512). sigmoid scores (expf correctly rounded, as the host's), selection
-// scores = score + bias, group score = sum of each group's top-2 selection scores (scanned in index order by
-// one lane per group through shared memory), topk_group groups kept (descending, lower index on ties), then
-// top-k over the kept experts by warp arg-max rounds (descending, lower index on ties); weights are the
-// unbiased scores renormalised over the k picks (+1e-20 when k > 1) × routed_scaling_factor.
+// scores = score + bias, group score = sum of each group's top-2 selection scores, topk_group groups kept
+// (descending, lower index on ties), then top-k over the kept experts (descending, lower index on ties); weights
+// are the unbiased scores renormalised over the k picks (+1e-20 when k > 1) × routed_scaling_factor.
+// Every arg-max is two warp reductions (redux.sync): the largest order-preserving key of the value, then the
+// lowest index among the lanes holding it. Groups of 32 experts (E = 32·n_group, the Ling configs) are one
+// register slot each, so their top-2 are warp reductions too; other group sizes are scanned by one lane per
+// group through shared memory. In the top-k rounds each lane keeps the best of its own experts and only the
+// winning lane rescans.
 #include <cmath>
 
 #include "common/check.h"
@@ -14,21 +18,28 @@ namespace {
 
 constexpr int kPerLane = int(kMoeRouteMaxExperts / 32);
 constexpr int kWarps = 4;
+constexpr unsigned kFull = 0xffffffffu;
 
-__device__ __forceinline__ void argmax_shfl(float& best, int& bi) {
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
-    if (ov > best || (ov == best && oi < bi)) best = ov, bi = oi;
-  }
+// Order-preserving key of a float (larger float → larger key; −0 counts as +0, as `>` does).
+__device__ __forceinline__ uint32_t okey(float f) {
+  const uint32_t b = __float_as_uint(f + 0.0f);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+__device__ __forceinline__ float ofloat(uint32_t k) {
+  return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
+}
+// The winner over the warp's candidates (key, idx): largest key, then lowest idx. Lanes without a candidate
+// pass key 0 and idx 0xffffffff.
+__device__ __forceinline__ uint32_t warp_argmax(uint32_t key, uint32_t idx) {
+  const uint32_t mx = __reduce_max_sync(kFull, key);
+  return __reduce_min_sync(kFull, key == mx ? idx : 0xffffffffu);
 }
 
 __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) {
-  __shared__ float stage[kWarps][kMoeRouteMaxExperts];
+  __shared__ float stage[kWarps][kMoeRouteMaxExperts + kMoeRouteMaxExperts / 32];
   const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (t >= p.n) return;  // whole warps leave together
-  const int lane = threadIdx.x & 31, E = int(p.E), k = int(p.k), n_group = int(p.n_group);
+  const int lane = threadIdx.x & 31, E = int(p.E), k = int(p.k), n_group = int(p.n_group), per = E / n_group;
   const float ninf = -INFINITY;
   const float* lg = p.logits + t * E;
   float s[kPerLane], sel[kPerLane];
@@ -41,55 +52,70 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
       sel[i] = s[i] + (p.bias ? p.bias[e] : 0.0f);
     }
   }
-  float* st = stage[threadIdx.x >> 5];
-#pragma unroll
-  for (int i = 0; i < kPerLane; ++i)
-    if (lane + 32 * i < E) st[lane + 32 * i] = sel[i];
-  __syncwarp();
-  const int per = E / n_group;
+  // Group scores: lane g < n_group ends with its group's top-2 sum.
   float gscore = ninf;
-  if (lane < n_group) {
-    float a = ninf, b = ninf;
-    for (int e = lane * per; e < (lane + 1) * per; ++e) {
-      const float v = st[e];
-      if (v > a) b = a, a = v;
-      else if (v > b) b = v;
+  if (per == 32) {
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i) {
+      if (i >= n_group) break;  // uniform
+      const uint32_t key = okey(sel[i]);
+      const uint32_t m1 = __reduce_max_sync(kFull, key);
+      const int ties = __popc(__ballot_sync(kFull, key == m1));
+      const uint32_t m2 = ties >= 2 ? m1 : __reduce_max_sync(kFull, key == m1 ? 0u : key);
+      if (lane == i) gscore = ofloat(m1) + ofloat(m2);
     }
-    gscore = per >= 2 ? a + b : a;
+  } else {
+    float* st = stage[threadIdx.x >> 5];  // expert e at e + e / 32: the group scans hit distinct banks
+#pragma unroll
+    for (int i = 0; i < kPerLane; ++i)
+      if (lane + 32 * i < E) st[lane + 33 * i] = sel[i];
+    __syncwarp();
+    if (lane < n_group) {
+      float a = ninf, b = ninf;
+      for (int e = lane * per; e < (lane + 1) * per; ++e) {
+        const float v = st[e + (e >> 5)];
+        if (v > a) b = a, a = v;
+        else if (v > b) b = v;
+      }
+      gscore = per >= 2 ? a + b : a;
+    }
   }
   unsigned kept = 0;
   for (int i = 0; i < int(p.topk_group); ++i) {
     const bool live = lane < n_group && !((kept >> lane) & 1u);
-    float best = live ? gscore : ninf;
-    int bi = live ? lane : 1 << 30;
-    argmax_shfl(best, bi);
-    if (bi < 32) kept |= 1u << bi;
+    const uint32_t g = warp_argmax(live ? okey(gscore) : 0u, live ? uint32_t(lane) : 0xffffffffu);
+    kept |= 1u << g;
   }
 #pragma unroll
   for (int i = 0; i < kPerLane; ++i) {
     const int e = lane + 32 * i;
     if (e < E && !((kept >> (e / per)) & 1u)) sel[i] = ninf;
   }
+  // Top-k: each lane's best untaken expert (largest selection score, lowest index first), then warp rounds.
   unsigned taken = 0;
-  float sum = 0.0f, my_s = 0.0f;
-  int32_t my_id = 0;
-  for (int i = 0; i < k; ++i) {
-    float best = ninf;
-    int bi = 1 << 30;
+  uint32_t bkey = 0, bidx = 0xffffffffu;
+  float bs = 0.0f;
+  auto local_best = [&] {
+    bkey = 0, bidx = 0xffffffffu, bs = 0.0f;
 #pragma unroll
     for (int j = 0; j < kPerLane; ++j) {
       const int e = lane + 32 * j;
-      if (e < E && !((taken >> j) & 1u) && (sel[j] > best || (sel[j] == best && e < bi))) best = sel[j], bi = e;
+      const uint32_t key = okey(sel[j]);
+      if (e < E && !((taken >> j) & 1u) && (bidx == 0xffffffffu || key > bkey)) bkey = key, bidx = uint32_t(e), bs = s[j];
     }
-    argmax_shfl(best, bi);
-    if ((bi & 31) == lane) taken |= 1u << (bi >> 5);
-    float mine = 0.0f;  // the winner's unbiased score, from its lane's registers
-#pragma unroll
-    for (int j = 0; j < kPerLane; ++j)
-      if (j == (bi >> 5)) mine = s[j];
-    const float sv = __shfl_sync(0xffffffffu, mine, bi & 31);
+  };
+  local_best();
+  float sum = 0.0f, my_s = 0.0f;
+  int32_t my_id = 0;
+  for (int i = 0; i < k; ++i) {
+    const uint32_t w = warp_argmax(bkey, bidx);
+    const float sv = __shfl_sync(kFull, bs, int(w & 31));
     sum += sv;
-    if (lane == i) my_id = bi, my_s = sv;
+    if (lane == i) my_id = int32_t(w), my_s = sv;
+    if (bidx == w) {  // the winning lane takes its best and looks again
+      taken |= 1u << (w >> 5);
+      local_best();
+    }
   }
   const float denom = k > 1 ? sum + 1e-20f : 1.0f;
   const int ld = k + (p.shared_slot ? 1 : 0);

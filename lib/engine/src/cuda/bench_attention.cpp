@@ -13,26 +13,10 @@
 #include "ling/kernels/attention.h"
 #include "ling/kernels/fill.h"
 #include "ling/kernels/gemm_lt.h"
+#include "bench_util.h"
 
 namespace ling {
 namespace {
-
-#define BENCH_ATTN_CUDA(stmt)                                                                            \
-  do {                                                                                                   \
-    const cudaError_t e_ = (stmt);                                                                       \
-    if (e_ != cudaSuccess) LING_THROW("ling bench --backend cuda: ", #stmt, ": ", cudaGetErrorString(e_)); \
-  } while (0)
-
-struct DevBuf {  // owning device allocation
-  void* p = nullptr;
-  explicit DevBuf(size_t bytes) {
-    if (bytes) BENCH_ATTN_CUDA(cudaMalloc(&p, bytes));
-  }
-  ~DevBuf() { if (p) cudaFree(p); }
-  DevBuf(const DevBuf&) = delete;
-  DevBuf& operator=(const DevBuf&) = delete;
-  template <typename T> T* as() const { return static_cast<T*>(p); }
-};
 
 CudaBenchRow gemm_ceiling(const CudaBenchOptions& o, const CudaTimeFn& time_fn) {
   const int64_t n = 8192;

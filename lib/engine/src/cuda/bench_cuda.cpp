@@ -20,28 +20,11 @@
 #include "ling/kernels/moe.h"
 #include "ling/kernels/sampling.h"
 #include "bench_attention.h"
+#include "bench_util.h"
 #include "bench_moe_prefill.h"
 
 namespace ling {
 namespace {
-
-#define BENCH_CUDA(stmt)                                                                              \
-  do {                                                                                                \
-    const cudaError_t e_ = (stmt);                                                                    \
-    if (e_ != cudaSuccess) LING_THROW("ling bench --backend cuda: ", #stmt, ": ", cudaGetErrorString(e_)); \
-  } while (0)
-
-// Owning device allocation.
-struct Buf {
-  void* p = nullptr;
-  explicit Buf(size_t bytes) {
-    if (bytes) BENCH_CUDA(cudaMalloc(&p, bytes));
-  }
-  ~Buf() { if (p) cudaFree(p); }
-  Buf(const Buf&) = delete;
-  Buf& operator=(const Buf&) = delete;
-  template <typename T> T* as() const { return static_cast<T*>(p); }
-};
 
 struct Timer {
   cudaEvent_t a = nullptr, b = nullptr;
@@ -58,7 +41,7 @@ struct Timer {
 constexpr size_t kFlushBytes = size_t(256) << 20;  // > 50 MB L2 of the H100 and 60 MB of the H200
 
 // Median/min/max of `reps` calls of fn, each after an L2 flush, after `warmup` untimed calls.
-void time_calls(const std::function<void()>& fn, const CudaBenchOptions& o, Buf& flush, CudaBenchRow& row) {
+void time_calls(const std::function<void()>& fn, const CudaBenchOptions& o, DevBuf& flush, CudaBenchRow& row) {
   Timer t;
   for (int i = 0; i < o.warmup; ++i) fn();
   BENCH_CUDA(cudaDeviceSynchronize());
@@ -88,9 +71,9 @@ std::vector<float> log_decays(int64_t nh) {  // Ling slopes at layer-decay facto
   return g;
 }
 
-CudaBenchRow copy_ceiling(const CudaBenchOptions& o, Buf& flush) {
+CudaBenchRow copy_ceiling(const CudaBenchOptions& o, DevBuf& flush) {
   const size_t bytes = size_t(1) << 30;  // 1 GiB copied = 2 GiB of traffic
-  Buf src(bytes), dst(bytes);
+  DevBuf src(bytes), dst(bytes);
   kernels::launch_fill_uniform_f32(src.as<float>(), int64_t(bytes / 4), -1.f, 1.f, o.seed, nullptr);
   CudaBenchRow r;
   r.op = "copy.d2d";
@@ -102,9 +85,9 @@ CudaBenchRow copy_ceiling(const CudaBenchOptions& o, Buf& flush) {
 
 // exact: fp32-accurate outputs and state (hi + lo operands); otherwise bf16 MMA operands (op lightning.prefill.bf16ops).
 CudaBenchRow lightning_prefill(int64_t T, int64_t nh, int64_t blocks, bool exact, int sms, const CudaBenchOptions& o,
-                               Buf& flush) {
+                               DevBuf& flush) {
   const int64_t d = kernels::kLightningHeadDim, n = T * nh * d;
-  Buf q(size_t(n) * 2), k(size_t(n) * 2), v(size_t(n) * 2), out(size_t(n) * 2), state(size_t(nh * d * d) * 4),
+  DevBuf q(size_t(n) * 2), k(size_t(n) * 2), v(size_t(n) * 2), out(size_t(n) * 2), state(size_t(nh * d * d) * 4),
       g(size_t(nh) * 4), ws(kernels::lightning_prefill_workspace_bytes(T, nh, blocks, sms));
   kernels::launch_fill_uniform_bf16(q.as<uint16_t>(), n, -1.f, 1.f, o.seed + 1, nullptr);
   kernels::launch_fill_uniform_bf16(k.as<uint16_t>(), n, -1.f, 1.f, o.seed + 2, nullptr);
@@ -129,9 +112,9 @@ CudaBenchRow lightning_prefill(int64_t T, int64_t nh, int64_t blocks, bool exact
   return r;
 }
 
-CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, Buf& flush) {
+CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, DevBuf& flush) {
   const int64_t d = kernels::kLightningHeadDim, n = B * nh * d, ns = B * nh * d * d;
-  Buf q(size_t(n) * 4), k(size_t(n) * 4), v(size_t(n) * 4), out(size_t(n) * 4), state(size_t(ns) * 4),
+  DevBuf q(size_t(n) * 4), k(size_t(n) * 4), v(size_t(n) * 4), out(size_t(n) * 4), state(size_t(ns) * 4),
       g(size_t(nh) * 4);
   kernels::launch_fill_uniform_f32(q.as<float>(), n, -1.f, 1.f, o.seed + 5, nullptr);
   kernels::launch_fill_uniform_f32(k.as<float>(), n, -1.f, 1.f, o.seed + 6, nullptr);
@@ -155,13 +138,13 @@ CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, 
 
 // tensor_cores: bf16 query on tensor cores (op "mla.decode"); otherwise fp32 query on CUDA cores ("mla.decode.fp32").
 CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, int sms, const CudaBenchOptions& o,
-                        Buf& flush) {
+                        DevBuf& flush) {
   const int64_t B = m.batch, S = m.context, nh = m.heads, row = kernels::kMlaRow, page = kernels::kMlaPage;
   const int64_t pages_per_seq = (S + page - 1) / page, pages = B * pages_per_seq;
   std::vector<int32_t> table(static_cast<size_t>(pages)), lens(static_cast<size_t>(B), int32_t(S));
   std::iota(table.begin(), table.end(), 0);
   std::shuffle(table.begin(), table.end(), std::mt19937_64(o.seed));  // scattered pages, as after a while of serving
-  Buf q(size_t(B * nh * row) * 4), qb(size_t(B * nh * row) * 2), cache(size_t(pages * page * row) * 2), tab(table.size() * 4), len(lens.size() * 4),
+  DevBuf q(size_t(B * nh * row) * 4), qb(size_t(B * nh * row) * 2), cache(size_t(pages * page * row) * 2), tab(table.size() * 4), len(lens.size() * 4),
       u(size_t(B * nh * kernels::kMlaLatent) * 4), ws(kernels::mla_decode_workspace_bytes(B, nh, S, 0, sms, tensor_cores));
   kernels::launch_fill_uniform_f32(q.as<float>(), B * nh * row, -1.f, 1.f, o.seed + 9, nullptr);
   kernels::launch_fill_uniform_bf16(qb.as<uint16_t>(), B * nh * row, -1.f, 1.f, o.seed + 9, nullptr);
@@ -186,9 +169,9 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
 
 // Decode GEMV y[M, N] = x[M, K]·Wᵀ, bf16 weights (f32: the router's fp32 weights).
 // fma: the CUDA-core path for M ≥ 2 (GemvParams::tensor_cores = false), to compare with the tensor-core tiles.
-CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBenchOptions& o, Buf& flush,
+CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBenchOptions& o, DevBuf& flush,
                       bool fma = false) {
-  Buf x(size_t(M * K) * 4), w(size_t(N * K) * (f32 ? 4 : 2)), y(size_t(M * N) * 4);
+  DevBuf x(size_t(M * K) * 4), w(size_t(N * K) * (f32 ? 4 : 2)), y(size_t(M * N) * 4);
   kernels::launch_fill_uniform_f32(x.as<float>(), M * K, -1.f, 1.f, o.seed + 11, nullptr);
   if (f32) kernels::launch_fill_uniform_f32(w.as<float>(), N * K, -1.f, 1.f, o.seed + 12, nullptr);
   else kernels::launch_fill_uniform_bf16(w.as<uint16_t>(), N * K, -1.f, 1.f, o.seed + 12, nullptr);
@@ -208,9 +191,9 @@ CudaBenchRow gemv_row(int64_t M, int64_t N, int64_t K, bool f32, const CudaBench
 }
 
 // MoE router at Ling-2.5-1T settings (E 256, k 8, 8 groups, 4 kept) for n tokens.
-CudaBenchRow moe_route_row(int64_t n, const CudaBenchOptions& o, Buf& flush) {
+CudaBenchRow moe_route_row(int64_t n, const CudaBenchOptions& o, DevBuf& flush) {
   const int64_t E = 256, k = 8;
-  Buf logits(size_t(n * E) * 4), bias(size_t(E) * 4), ids(size_t(n * k) * 4), wts(size_t(n * k) * 4);
+  DevBuf logits(size_t(n * E) * 4), bias(size_t(E) * 4), ids(size_t(n * k) * 4), wts(size_t(n * k) * 4);
   kernels::launch_fill_uniform_f32(logits.as<float>(), n * E, -4.f, 4.f, o.seed + 13, nullptr);
   kernels::launch_fill_uniform_f32(bias.as<float>(), E, -0.5f, 0.5f, o.seed + 14, nullptr);
   kernels::MoeRouteDevParams p;
@@ -230,11 +213,11 @@ CudaBenchRow moe_route_row(int64_t n, const CudaBenchOptions& o, Buf& flush) {
 // expert): gate_up + SwiGLU, down + combine, and both in sequence as moe.experts; grouped by expert through the
 // device plan (each expert read once for all its tokens): both in sequence as moe.experts.grouped. Bytes: the
 // weights of the distinct experts touched (what a step must read), over the time of the kernels.
-std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, int64_t n, const CudaBenchOptions& o, Buf& flush) {
+std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, int64_t n, const CudaBenchOptions& o, DevBuf& flush) {
   const int64_t E = 16, k = 8, S = n * k;
-  Buf gu(size_t(E * 2 * I * H) * 2), dn(size_t(E * H * I) * 2), tgu(size_t(E) * 8), tdn(size_t(E) * 8);
-  Buf x(size_t(n * H) * 4), act(size_t(S * I) * 4), out(size_t(n * H) * 4), ids(size_t(S) * 4), wts(size_t(S) * 4);
-  Buf plan(kernels::moe_plan_bytes(n, k));
+  DevBuf gu(size_t(E * 2 * I * H) * 2), dn(size_t(E * H * I) * 2), tgu(size_t(E) * 8), tdn(size_t(E) * 8);
+  DevBuf x(size_t(n * H) * 4), act(size_t(S * I) * 4), out(size_t(n * H) * 4), ids(size_t(S) * 4), wts(size_t(S) * 4);
+  DevBuf plan(kernels::moe_plan_bytes(n, k));
   kernels::launch_fill_uniform_bf16(gu.as<uint16_t>(), E * 2 * I * H, -0.1f, 0.1f, o.seed + 15, nullptr);
   kernels::launch_fill_uniform_bf16(dn.as<uint16_t>(), E * H * I, -0.1f, 0.1f, o.seed + 16, nullptr);
   kernels::launch_fill_uniform_f32(x.as<float>(), n * H, -1.f, 1.f, o.seed + 17, nullptr);
@@ -261,7 +244,7 @@ std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, int64_t n, const
   kernels::MoeDownParams d;
   d.act = act.as<float>(), d.ids = ids.as<int32_t>(), d.weights = wts.as<float>(), d.down = tdn.as<const uint16_t*>();
   d.out = out.as<float>(), d.n = n, d.k = k, d.H = H, d.I = I;
-  Buf dws(kernels::moe_down_workspace_bytes(n, k, H));
+  DevBuf dws(kernels::moe_down_workspace_bytes(n, k, H));
   d.workspace = dws.as<float>();
   const std::string shape = "n=" + std::to_string(n) + " k=8 of 16 H=" + std::to_string(H) + " I=" + std::to_string(I);
   std::vector<CudaBenchRow> rows(n == 1 ? 4 : 2);
@@ -291,8 +274,8 @@ std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, int64_t n, const
 }
 
 // Greedy sampling over an lm_head's logits.
-CudaBenchRow argmax_row(int64_t n, int64_t V, const CudaBenchOptions& o, Buf& flush) {
-  Buf x(size_t(n * V) * 4), ids(size_t(n) * 4);
+CudaBenchRow argmax_row(int64_t n, int64_t V, const CudaBenchOptions& o, DevBuf& flush) {
+  DevBuf x(size_t(n * V) * 4), ids(size_t(n) * 4);
   kernels::launch_fill_uniform_f32(x.as<float>(), n * V, -8.f, 8.f, o.seed + 19, nullptr);
   kernels::ArgmaxRowsParams p;
   p.logits = x.as<float>(), p.ids = ids.as<int32_t>(), p.n = n, p.V = V;
@@ -306,8 +289,8 @@ CudaBenchRow argmax_row(int64_t n, int64_t V, const CudaBenchOptions& o, Buf& fl
 }
 
 // Seeded sampling over an lm_head's logits (temperature 0.8, top_p 0.9: sort, softmax, cut, draw) per row.
-CudaBenchRow sample_row(int64_t n, int64_t V, const CudaBenchOptions& o, Buf& flush) {
-  Buf x(size_t(n * V) * 4), ids(size_t(n) * 4), ws(kernels::sample_rows_workspace_bytes(n, V));
+CudaBenchRow sample_row(int64_t n, int64_t V, const CudaBenchOptions& o, DevBuf& flush) {
+  DevBuf x(size_t(n * V) * 4), ids(size_t(n) * 4), ws(kernels::sample_rows_workspace_bytes(n, V));
   kernels::launch_fill_uniform_f32(x.as<float>(), n * V, -8.f, 8.f, o.seed + 20, nullptr);
   std::vector<kernels::SampleSpec> specs(static_cast<size_t>(n));
   for (int64_t i = 0; i < n; ++i) specs[size_t(i)] = {0.8f, 0, 0.9f, 0x9E3779B97F4A7C15ull * uint64_t(i + 1)};
@@ -338,7 +321,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
                std::to_string(prop.minor);
   BENCH_CUDA(cudaDriverGetVersion(&rep.driver_version));
   BENCH_CUDA(cudaRuntimeGetVersion(&rep.runtime_version));
-  Buf flush(kFlushBytes);
+  DevBuf flush(kFlushBytes);
 
   CudaBenchRow copy = copy_ceiling(o, flush);
   rep.copy_gbps = copy.gbps;

@@ -14,26 +14,10 @@
 #include "ling/kernels/gemm_lt.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/moe_prefill.h"
+#include "bench_util.h"
 
 namespace ling {
 namespace {
-
-#define BENCH_MOE_CUDA(stmt)                                                                             \
-  do {                                                                                                   \
-    const cudaError_t e_ = (stmt);                                                                       \
-    if (e_ != cudaSuccess) LING_THROW("ling bench --backend cuda: ", #stmt, ": ", cudaGetErrorString(e_)); \
-  } while (0)
-
-struct DevMem {  // owning device allocation
-  void* p = nullptr;
-  explicit DevMem(size_t bytes) {
-    if (bytes) BENCH_MOE_CUDA(cudaMalloc(&p, bytes));
-  }
-  ~DevMem() { if (p) cudaFree(p); }
-  DevMem(const DevMem&) = delete;
-  DevMem& operator=(const DevMem&) = delete;
-  template <typename T> T* as() const { return static_cast<T*>(p); }
-};
 
 std::string pct_of(double tflops, double ceiling) {
   char b[64];
@@ -45,7 +29,7 @@ std::string pct_of(double tflops, double ceiling) {
 // output with cuBLASLt's first heuristic choice (the CUDA backend's projections); "gemm.ceiling": as the latter.
 CudaBenchRow gemm_row(int64_t M, int64_t N, int64_t K, const std::string& op, const CudaBenchOptions& o,
                       const CudaTimeFn& time_fn) {
-  DevMem w(size_t(N * K) * 2), x(size_t(M * K) * 2), y(size_t(M * N) * 4);
+  DevBuf w(size_t(N * K) * 2), x(size_t(M * K) * 2), y(size_t(M * N) * 4);
   kernels::launch_fill_uniform_bf16(w.as<uint16_t>(), N * K, -1.f, 1.f, o.seed + 50, nullptr);
   kernels::launch_fill_uniform_bf16(x.as<uint16_t>(), M * K, -1.f, 1.f, o.seed + 51, nullptr);
   kernels::LtGemm gemm(nullptr);
@@ -78,8 +62,8 @@ void moe_rows(const MoeDims& d, int64_t n, double ceiling, const CudaBenchOption
               std::vector<CudaBenchRow>& rows) {
   const int64_t E = 256, k = 8, H = d.H, I = d.I;
   const uint64_t seed = o.seed + 60;  // logits seed (the peer rebuilds the routing from it)
-  DevMem gu(size_t(E * 2 * I * H) * 2), dn(size_t(E * H * I) * 2), tab(size_t(2 * E) * 8);
-  DevMem logits(size_t(n * E) * 4), ids(size_t(n * k) * 4), wts(size_t(n * k) * 4), x(size_t(n * H) * 4),
+  DevBuf gu(size_t(E * 2 * I * H) * 2), dn(size_t(E * H * I) * 2), tab(size_t(2 * E) * 8);
+  DevBuf logits(size_t(n * E) * 4), ids(size_t(n * k) * 4), wts(size_t(n * k) * 4), x(size_t(n * H) * 4),
       out(size_t(n * H) * 4), ws(kernels::moe_prefill_workspace_bytes(n, k, E, H, I));
   const float ag = 3.0f / std::sqrt(float(H)), ad = 2.7f / std::sqrt(float(I));
   kernels::launch_fill_uniform_bf16(gu.as<uint16_t>(), E * 2 * I * H, -ag, ag, o.seed + 61, nullptr);
@@ -91,7 +75,7 @@ void moe_rows(const MoeDims& d, int64_t n, double ceiling, const CudaBenchOption
     t[size_t(e)] = gu.as<uint16_t>() + e * 2 * I * H;
     t[size_t(E + e)] = dn.as<uint16_t>() + e * H * I;
   }
-  BENCH_MOE_CUDA(cudaMemcpy(tab.p, t.data(), t.size() * 8, cudaMemcpyHostToDevice));
+  BENCH_CUDA(cudaMemcpy(tab.p, t.data(), t.size() * 8, cudaMemcpyHostToDevice));
   kernels::MoeRouteDevParams rp;
   rp.logits = logits.as<float>(), rp.topk_ids = ids.as<int32_t>(), rp.topk_weights = wts.as<float>();
   rp.n = n, rp.E = E, rp.k = k, rp.n_group = 8, rp.topk_group = 4, rp.routed_scaling_factor = 2.5f;
@@ -105,7 +89,7 @@ void moe_rows(const MoeDims& d, int64_t n, double ceiling, const CudaBenchOption
   p.out = out.as<float>(), p.workspace = ws.p, p.n = n, p.k = k, p.E = E, p.H = H, p.I = I;
   runner.run(p, nullptr);  // once, for the rows per expert
   std::vector<int32_t> counts(static_cast<size_t>(E));
-  BENCH_MOE_CUDA(cudaMemcpy(counts.data(), static_cast<char*>(ws.p) + kernels::moe_prefill_layout(n, k, E, H, I).counts,
+  BENCH_CUDA(cudaMemcpy(counts.data(), static_cast<char*>(ws.p) + kernels::moe_prefill_layout(n, k, E, H, I).counts,
                             counts.size() * 4, cudaMemcpyDeviceToHost));
   const auto [cmin, cmax] = std::minmax_element(counts.begin(), counts.end());
   const int64_t used = std::count_if(counts.begin(), counts.end(), [](int32_t c) { return c > 0; });
