@@ -54,11 +54,15 @@ RunOut run_model(Engine& e) {
   return r;
 }
 
-std::unique_ptr<Engine> tp_engine(const std::string& dir, const TpPlan& p) {
+// owned: the engine gets the only reference to the weights (Backend::load_owned, as Engine::open does: the TP
+// backend slices layer by layer and frees the full layers); otherwise a shared const copy (Backend::load).
+std::unique_ptr<Engine> tp_engine(const std::string& dir, const TpPlan& p, bool owned = true) {
   ModelConfig cfg = load_config(dir);
   Checkpoint ck = Checkpoint::open(dir);
-  auto w = std::make_shared<const ModelWeights>(load_weights(cfg, ck));
   auto be = make_tp_backend(p, BackendOptions{}, [](int64_t, const BackendOptions& o) { return make_cpu_backend(o); });
+  if (owned) return std::make_unique<Engine>(std::move(cfg), std::make_shared<ModelWeights>(load_weights(cfg, ck)),
+                                             std::move(be));
+  auto w = std::make_shared<const ModelWeights>(load_weights(cfg, ck));
   return std::make_unique<Engine>(std::move(cfg), std::move(w), std::move(be));
 }
 
@@ -216,6 +220,58 @@ TEST(TensorParallelLoad, RankReadsOnlyItsExperts) {
         }
       }
     }
+  std::filesystem::remove_all(dir);
+}
+
+// slice_for_ranks (layer by layer, freeing the full model as it goes) gives every rank exactly the tensors of
+// slice_for_rank, for TP / EP plans and DP attention, and leaves the full model empty; an engine loaded either
+// way computes the same logits bit for bit.
+TEST(TensorParallelLoad, LayerByLayerSlicingEqualsRankByRank) {
+  const std::string dir = make_tiny_model("tp_consume", ling25_config(), 9);
+  const ModelConfig cfg = load_config(dir);
+  Checkpoint ck = Checkpoint::open(dir);
+  const ModelWeights full = load_weights(cfg, ck);
+  const std::vector<Mat LayerWeights::*> fields = {
+      &LayerWeights::input_norm, &LayerWeights::post_norm, &LayerWeights::qkv, &LayerWeights::qkv_bias,
+      &LayerWeights::q_norm, &LayerWeights::k_norm, &LayerWeights::g_proj, &LayerWeights::g_norm,
+      &LayerWeights::dense, &LayerWeights::dense_bias, &LayerWeights::q_a, &LayerWeights::q_a_bias,
+      &LayerWeights::q_a_norm, &LayerWeights::q_b, &LayerWeights::q_proj, &LayerWeights::q_proj_bias,
+      &LayerWeights::kv_a, &LayerWeights::kv_a_bias, &LayerWeights::kv_a_norm, &LayerWeights::kv_b,
+      &LayerWeights::gate_up, &LayerWeights::down, &LayerWeights::router, &LayerWeights::router_bias};
+  auto same = [](const Mat& a, const Mat& b) { return a.rows == b.rows && a.cols == b.cols && a.v == b.v; };
+  for (TpPlan p : {TpPlan{2, 1}, TpPlan{4, 2}, TpPlan{4, 4}, TpPlan{2, 1, false, true}}) {
+    ModelWeights taken = full;
+    const std::vector<int64_t> ranks = p.tp == 4 ? std::vector<int64_t>{0, 1, 2, 3} : std::vector<int64_t>{1, 0};
+    const std::vector<RankModel> got = slice_for_ranks(cfg, taken, p, ranks, {});
+    ASSERT_EQ(got.size(), ranks.size());
+    for (size_t i = 0; i < ranks.size(); ++i) {
+      const RankModel want = slice_for_rank(cfg, full, p, ranks[i], {});
+      const std::string tag = "tp" + std::to_string(p.tp) + " ep" + std::to_string(p.ep) +
+                              (p.dp_attention ? " dp" : "") + " rank " + std::to_string(ranks[i]);
+      EXPECT_EQ(got[i].config.num_attention_heads, want.config.num_attention_heads) << tag;
+      EXPECT_EQ(got[i].options.head_offset, want.options.head_offset) << tag;
+      EXPECT_TRUE(same(got[i].weights->embed, want.weights->embed) && same(got[i].weights->norm, want.weights->norm) &&
+                  same(got[i].weights->lm_head, want.weights->lm_head)) << tag;
+      ASSERT_EQ(got[i].weights->layers.size(), want.weights->layers.size()) << tag;
+      for (size_t l = 0; l < full.layers.size(); ++l) {
+        const LayerWeights &a = got[i].weights->layers[l], &b = want.weights->layers[l];
+        for (Mat LayerWeights::*f : fields) EXPECT_TRUE(same(a.*f, b.*f)) << tag << " layer " << l;
+        ASSERT_EQ(a.experts.size(), b.experts.size()) << tag;
+        for (size_t e = 0; e < a.experts.size(); ++e)
+          EXPECT_TRUE(same(a.experts[e].gate_up, b.experts[e].gate_up) && same(a.experts[e].down, b.experts[e].down))
+              << tag << " layer " << l << " expert " << e;
+        EXPECT_TRUE(same(a.shared.gate_up, b.shared.gate_up) && same(a.shared.down, b.shared.down)) << tag;
+      }
+    }
+    EXPECT_TRUE(taken.embed.empty() && taken.lm_head.empty());
+    for (const LayerWeights& L : taken.layers)
+      EXPECT_TRUE(L.qkv.empty() && L.dense.empty() && L.q_b.empty() && L.kv_b.empty() && L.gate_up.empty() &&
+                  L.experts.empty() && L.shared.gate_up.empty());
+  }
+  const TpPlan p{2, 2};
+  const RunOut owned = run_model(*tp_engine(dir, p, true)), shared = run_model(*tp_engine(dir, p, false));
+  EXPECT_EQ(owned.logits, shared.logits);
+  EXPECT_EQ(owned.tokens, shared.tokens);
   std::filesystem::remove_all(dir);
 }
 

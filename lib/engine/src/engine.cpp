@@ -102,7 +102,7 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
     const auto [first, count] = rank_experts(config, TpPlan{options.tp, options.ep}, options.launch.rank);
     keep = [first = first, count = count](int64_t e) { return e >= first && e < first + count; };
   }
-  auto weights = std::make_shared<const ModelWeights>(load_weights(config, ckpt, keep));
+  auto weights = std::make_shared<ModelWeights>(load_weights(config, ckpt, keep));
   auto engine = std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
   LING_CHECK(options.prefill_chunk >= 0, "--prefill-chunk: ", options.prefill_chunk, " is negative");
   engine->set_prefill_chunk(options.prefill_chunk);
@@ -110,8 +110,13 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
 }
 
 Engine::Engine(ModelConfig config, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend)
-    : config_(std::move(config)), weights_(std::move(weights)), backend_(std::move(backend)) {
-  backend_->load(config_, weights_);
+    : config_(std::move(config)), backend_(std::move(backend)) {
+  backend_->load(config_, std::move(weights));
+}
+
+Engine::Engine(ModelConfig config, std::shared_ptr<ModelWeights> owned, std::unique_ptr<Backend> backend)
+    : config_(std::move(config)), backend_(std::move(backend)) {
+  backend_->load_owned(config_, std::move(owned));
 }
 
 std::unique_ptr<Sequence> Engine::new_sequence() {

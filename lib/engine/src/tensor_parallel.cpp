@@ -102,20 +102,42 @@ class TpBackend final : public Backend {
 
   void load(const ModelConfig& c, std::shared_ptr<const ModelWeights> w) override {
     check_tp_plan(c, plan_);
+    std::vector<RankModel> models;
+    for (int64_t r : local_) models.push_back(slice_for_rank(c, *w, plan_, r, base_));
+    start(c, *w, std::move(models));
+  }
+  // The only reference: each full layer is freed once every local rank has its slice, so the host holds the
+  // full model and the slices together for one layer at a time, not for all of them.
+  void load_owned(const ModelConfig& c, std::shared_ptr<ModelWeights> w) override {
+    if (w.use_count() != 1) return load(c, std::move(w));
+    check_tp_plan(c, plan_);
+    keep_biases(*w);
+    std::vector<RankModel> models = slice_for_ranks(c, *w, plan_, local_, base_);
+    w.reset();
+    start(c, ModelWeights{}, std::move(models));
+  }
+
+ private:
+  void keep_biases(const ModelWeights& w) {  // the output biases the Lightning span path adds itself
+    dense_bias_.clear();
+    for (const LayerWeights& L : w.layers) dense_bias_.push_back(L.dense_bias);
+  }
+  void start(const ModelConfig& c, const ModelWeights& w, std::vector<RankModel> models) {
+    if (!w.layers.empty()) keep_biases(w);
     ranks_.clear();
-    for (int64_t r : local_) {
-      RankModel m = slice_for_rank(c, *w, plan_, r, base_);
-      ranks_.push_back(factory_(r, m.options));
-      ranks_.back()->load(m.config, m.weights);
+    for (size_t i = 0; i < local_.size(); ++i) {
+      ranks_.push_back(factory_(local_[i], models[i].options));
+      ranks_.back()->load(models[i].config, std::move(models[i].weights));
     }
     if (!all_reduce_) all_reduce_ = host_sum(ranks_);
-    weights_ = w;
     heads_ = c.num_attention_heads;
     head_dim_ = c.head_dim;
     group_norm_size_ = c.group_norm_size;
     eps_ = c.rms_norm_eps;
     span_ = !plan_.dp_attention && c.has_lightning() && c.group_norm_size < plan_.tp;
   }
+
+ public:
   std::unique_ptr<SeqState> new_state() override {
     auto s = std::make_unique<TpSeqState>();
     for (auto& r : ranks_) s->ranks.push_back(r->new_state());
@@ -181,7 +203,7 @@ class TpBackend final : public Backend {
     std::vector<Buffer*> parts;
     for (size_t r = 0; r < ranks_.size(); ++r) parts.push_back(&part(out, r));
     timed_all_reduce(parts);
-    const Mat& bias = weights_->layers[size_t(layer)].dense_bias;
+    const Mat& bias = dense_bias_[size_t(layer)];
     if (!bias.empty())
       for (size_t r = 0; r < ranks_.size(); ++r) ranks_[r]->add_row_vector(part(out, r), bias.v);
   }
@@ -266,7 +288,7 @@ class TpBackend final : public Backend {
   RankBackendFactory factory_;
   AllReduce all_reduce_;
   std::vector<int64_t> local_;  // global rank of each entry of ranks_
-  std::shared_ptr<const ModelWeights> weights_;
+  std::vector<Mat> dense_bias_;  // [L] the full output biases (added after the all-reduce on the span path)
   int64_t heads_ = 0, head_dim_ = 0, group_norm_size_ = 1;
   double eps_ = 1e-6;
   bool span_ = false;           // Lightning GroupRMSNorm groups span ranks
@@ -284,15 +306,16 @@ std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, 
   return {(rank / (p.tp / p.ep)) * per, per};
 }
 
-RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
-                         const BackendOptions& base) {
+namespace {
+
+// A rank's config, options and copies of the tensors outside the layers (embedding, final norm, LM head).
+RankModel rank_header(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
+                      const BackendOptions& base, std::shared_ptr<ModelWeights>& out) {
   check_tp_plan(c, p);
   LING_CHECK(r >= 0 && r < p.tp, "internal error: rank ", r, " of ", p.tp);
-  const int64_t tp = p.tp, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
-  const int64_t nh_r = nh / tp, h0 = r * nh_r;
-  const int64_t nkv_r = nkv >= tp ? nkv / tp : 1, g0 = nkv >= tp ? r * nkv_r : h0 / (nh / nkv);
-  const int64_t group = tp / p.ep, shard = r % group;
-  const auto [e0, e_per] = rank_experts(c, p, r);
+  const int64_t tp = p.tp, nh = c.num_attention_heads, nh_r = nh / tp, h0 = r * nh_r;
+  const int64_t nkv = c.num_key_value_heads, nkv_r = nkv >= tp ? nkv / tp : 1;
+  const int64_t group = tp / p.ep;
   RankModel m;
   m.config = c;
   const bool dp = p.dp_attention;
@@ -307,78 +330,113 @@ RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPl
   m.options = base;
   m.options.head_offset = dp ? 0 : h0;
   m.options.total_heads = nh;
-  auto out = std::make_shared<ModelWeights>();
+  out = std::make_shared<ModelWeights>();
   out->stored_dtype = w.stored_dtype;
   out->embed = w.embed;  // every rank keeps the residual stream
   out->norm = w.norm;
   if (r == 0 || p.replicate_lm_head) out->lm_head = w.lm_head;
+  return m;
+}
+
+// Rank r's slice of one layer.
+LayerWeights slice_layer(const ModelConfig& c, const LayerWeights& L, const TpPlan& p, int64_t r) {
+  const int64_t tp = p.tp, nh = c.num_attention_heads, nkv = c.num_key_value_heads, hd = c.head_dim;
+  const int64_t nh_r = nh / tp, h0 = r * nh_r;
+  const int64_t nkv_r = nkv >= tp ? nkv / tp : 1, g0 = nkv >= tp ? r * nkv_r : h0 / (nh / nkv);
+  const int64_t group = tp / p.ep, shard = r % group;
+  const auto [e0, e_per] = rank_experts(c, p, r);
+  const bool dp = p.dp_attention;
+  const bool span = !dp && c.group_norm_size < tp;
   const int64_t dn = c.qk_nope_head_dim, dr = c.qk_rope_head_dim, dv = c.v_head_dim;
-  for (const LayerWeights& L : w.layers) {
-    LayerWeights o;
-    o.spec = L.spec;
-    o.input_norm = L.input_norm;
-    o.post_norm = L.post_norm;
-    const bool bias_here = r == 0;
-    if (dp) {  // attention replicated: every tensor whole (the TP backend keeps each sequence's rows on its rank)
-      for (Mat LayerWeights::*f : {&LayerWeights::qkv, &LayerWeights::qkv_bias, &LayerWeights::q_norm,
-                                   &LayerWeights::k_norm, &LayerWeights::g_proj, &LayerWeights::g_norm,
-                                   &LayerWeights::dense, &LayerWeights::dense_bias, &LayerWeights::q_a,
-                                   &LayerWeights::q_a_bias, &LayerWeights::q_a_norm, &LayerWeights::q_b,
-                                   &LayerWeights::q_proj, &LayerWeights::q_proj_bias, &LayerWeights::kv_a,
-                                   &LayerWeights::kv_a_bias, &LayerWeights::kv_a_norm, &LayerWeights::kv_b})
-        o.*f = L.*f;
-    } else {
-      switch (L.spec.attn) {
-        case AttnKind::GQA: {
-          const std::vector<std::pair<int64_t, int64_t>> rr = {
-              {h0 * hd, nh_r * hd}, {(nh + g0) * hd, nkv_r * hd}, {(nh + nkv + g0) * hd, nkv_r * hd}};
-          slice_qkv(L, o, rr);
-          o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
-          break;
-        }
-        case AttnKind::Lightning: {
-          const std::vector<std::pair<int64_t, int64_t>> rr = {
-              {h0 * hd, nh_r * hd}, {(nh + h0) * hd, nh_r * hd}, {(2 * nh + h0) * hd, nh_r * hd}};
-          slice_qkv(L, o, rr);
-          o.g_proj = row_slice(L.g_proj, h0 * hd, nh_r * hd);
-          o.g_norm = vec_slice(L.g_norm, h0 * hd, nh_r * hd);
-          o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
-          break;
-        }
-        case AttnKind::MLA: {
-          const int64_t dqk = dn + dr;
-          o.q_a = L.q_a;
-          o.q_a_bias = L.q_a_bias;
-          o.q_a_norm = L.q_a_norm;
-          o.q_b = row_slice(L.q_b, h0 * dqk, nh_r * dqk);
-          o.q_proj = row_slice(L.q_proj, h0 * dqk, nh_r * dqk);
-          o.q_proj_bias = vec_slice(L.q_proj_bias, h0 * dqk, nh_r * dqk);
-          o.kv_a = L.kv_a;
-          o.kv_a_bias = L.kv_a_bias;
-          o.kv_a_norm = L.kv_a_norm;
-          o.kv_b = row_slice(L.kv_b, h0 * (dn + dv), nh_r * (dn + dv));
-          o.dense = col_slice(L.dense, h0 * dv, nh_r * dv);
-          break;
-        }
+  LayerWeights o;
+  o.spec = L.spec;
+  o.input_norm = L.input_norm;
+  o.post_norm = L.post_norm;
+  const bool bias_here = r == 0;
+  if (dp) {  // attention replicated: every tensor whole (the TP backend keeps each sequence's rows on its rank)
+    for (Mat LayerWeights::*f : {&LayerWeights::qkv, &LayerWeights::qkv_bias, &LayerWeights::q_norm,
+                                 &LayerWeights::k_norm, &LayerWeights::g_proj, &LayerWeights::g_norm,
+                                 &LayerWeights::dense, &LayerWeights::dense_bias, &LayerWeights::q_a,
+                                 &LayerWeights::q_a_bias, &LayerWeights::q_a_norm, &LayerWeights::q_b,
+                                 &LayerWeights::q_proj, &LayerWeights::q_proj_bias, &LayerWeights::kv_a,
+                                 &LayerWeights::kv_a_bias, &LayerWeights::kv_a_norm, &LayerWeights::kv_b})
+      o.*f = L.*f;
+  } else {
+    switch (L.spec.attn) {
+      case AttnKind::GQA: {
+        const std::vector<std::pair<int64_t, int64_t>> rr = {
+            {h0 * hd, nh_r * hd}, {(nh + g0) * hd, nkv_r * hd}, {(nh + nkv + g0) * hd, nkv_r * hd}};
+        slice_qkv(L, o, rr);
+        o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
+        break;
       }
-      // Output bias: added once, by rank 0 (by the TP backend itself when the Lightning norm spans ranks).
-      if (bias_here && !(span && L.spec.attn == AttnKind::Lightning)) o.dense_bias = L.dense_bias;
+      case AttnKind::Lightning: {
+        const std::vector<std::pair<int64_t, int64_t>> rr = {
+            {h0 * hd, nh_r * hd}, {(nh + h0) * hd, nh_r * hd}, {(2 * nh + h0) * hd, nh_r * hd}};
+        slice_qkv(L, o, rr);
+        o.g_proj = row_slice(L.g_proj, h0 * hd, nh_r * hd);
+        o.g_norm = vec_slice(L.g_norm, h0 * hd, nh_r * hd);
+        o.dense = col_slice(L.dense, h0 * hd, nh_r * hd);
+        break;
+      }
+      case AttnKind::MLA: {
+        const int64_t dqk = dn + dr;
+        o.q_a = L.q_a;
+        o.q_a_bias = L.q_a_bias;
+        o.q_a_norm = L.q_a_norm;
+        o.q_b = row_slice(L.q_b, h0 * dqk, nh_r * dqk);
+        o.q_proj = row_slice(L.q_proj, h0 * dqk, nh_r * dqk);
+        o.q_proj_bias = vec_slice(L.q_proj_bias, h0 * dqk, nh_r * dqk);
+        o.kv_a = L.kv_a;
+        o.kv_a_bias = L.kv_a_bias;
+        o.kv_a_norm = L.kv_a_norm;
+        o.kv_b = row_slice(L.kv_b, h0 * (dn + dv), nh_r * (dn + dv));
+        o.dense = col_slice(L.dense, h0 * dv, nh_r * dv);
+        break;
+      }
     }
-    if (L.spec.ffn == FfnKind::Dense) {
-      const ExpertWeights d = swiglu_slice(ExpertWeights{L.gate_up, L.down}, r, tp);
-      o.gate_up = d.gate_up;
-      o.down = d.down;
-    } else {
-      o.router = L.router;
-      o.router_bias = L.router_bias;
-      o.experts.resize(L.experts.size());
-      for (int64_t e = e0; e < e0 + e_per; ++e) o.experts[size_t(e)] = swiglu_slice(L.experts[size_t(e)], shard, group);
-      o.shared = swiglu_slice(L.shared, r, tp);
-    }
-    out->layers.push_back(std::move(o));
+    // Output bias: added once, by rank 0 (by the TP backend itself when the Lightning norm spans ranks).
+    if (bias_here && !(span && L.spec.attn == AttnKind::Lightning)) o.dense_bias = L.dense_bias;
   }
+  if (L.spec.ffn == FfnKind::Dense) {
+    const ExpertWeights d = swiglu_slice(ExpertWeights{L.gate_up, L.down}, r, tp);
+    o.gate_up = d.gate_up;
+    o.down = d.down;
+  } else {
+    o.router = L.router;
+    o.router_bias = L.router_bias;
+    o.experts.resize(L.experts.size());
+    for (int64_t e = e0; e < e0 + e_per; ++e) o.experts[size_t(e)] = swiglu_slice(L.experts[size_t(e)], shard, group);
+    o.shared = swiglu_slice(L.shared, r, tp);
+  }
+  return o;
+}
+
+}  // namespace
+
+RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
+                         const BackendOptions& base) {
+  std::shared_ptr<ModelWeights> out;
+  RankModel m = rank_header(c, w, p, r, base, out);
+  for (const LayerWeights& L : w.layers) out->layers.push_back(slice_layer(c, L, p, r));
   m.weights = out;
   return m;
+}
+
+std::vector<RankModel> slice_for_ranks(const ModelConfig& c, ModelWeights& w, const TpPlan& p,
+                                       const std::vector<int64_t>& ranks, const BackendOptions& base) {
+  std::vector<RankModel> models;
+  std::vector<std::shared_ptr<ModelWeights>> outs(ranks.size());
+  for (size_t i = 0; i < ranks.size(); ++i) models.push_back(rank_header(c, w, p, ranks[i], base, outs[i]));
+  w.embed = Mat{}, w.lm_head = Mat{};
+  for (LayerWeights& L : w.layers) {
+    for (size_t i = 0; i < ranks.size(); ++i) outs[i]->layers.push_back(slice_layer(c, L, p, ranks[i]));
+    const LayerSpec spec = L.spec;
+    L = LayerWeights{};  // this layer's full tensors are no longer needed
+    L.spec = spec;
+  }
+  for (size_t i = 0; i < ranks.size(); ++i) models[i].weights = outs[i];
+  return models;
 }
 
 TpCommStats tp_comm_stats(const Backend& b) {

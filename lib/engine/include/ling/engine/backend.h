@@ -85,6 +85,11 @@ class Backend {
   virtual std::string name() const = 0;
   // Take the weights (a backend may keep the host copy or upload it and drop nothing else).
   virtual void load(const ModelConfig& config, std::shared_ptr<const ModelWeights> weights) = 0;
+  // load() for a caller that hands over its only reference: a backend may take the weights apart while it
+  // loads (the tensor-parallel backend frees each full layer once its ranks have their slices). Default: load().
+  virtual void load_owned(const ModelConfig& config, std::shared_ptr<ModelWeights> weights) {
+    load(config, std::move(weights));
+  }
   virtual std::unique_ptr<SeqState> new_state() = 0;
 
   virtual Buffer alloc(int64_t rows, int64_t cols) = 0;

@@ -49,6 +49,8 @@ class Engine {
   // Load config.json and the checkpoint from a model folder (or config folder + checkpoint path).
   static std::unique_ptr<Engine> open(const std::string& model_dir, const EngineOptions& options = {});
   Engine(ModelConfig config, std::shared_ptr<const ModelWeights> weights, std::unique_ptr<Backend> backend);
+  // The same with the only reference to the weights handed over (Backend::load_owned): open() uses it.
+  Engine(ModelConfig config, std::shared_ptr<ModelWeights> owned, std::unique_ptr<Backend> backend);
 
   const ModelConfig& config() const { return config_; }
   Backend& backend() { return *backend_; }
@@ -97,8 +99,7 @@ class Engine {
   };
 
   ModelConfig config_;
-  std::shared_ptr<const ModelWeights> weights_;
-  std::unique_ptr<Backend> backend_;
+  std::unique_ptr<Backend> backend_;  // holds what it needs of the weights
   std::map<std::vector<uint64_t>, StepEntry> steps_;
   int64_t prefill_chunk_ = 0;
 };

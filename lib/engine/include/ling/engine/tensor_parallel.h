@@ -43,6 +43,11 @@ std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, 
 
 RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t rank,
                          const BackendOptions& base);
+// The slices of several ranks, taken layer by layer from w, which is emptied as it goes (each full layer freed
+// once every listed rank has its slice; embedding and LM head moved out): loading peaks at the slices plus one
+// full layer instead of the slices plus the whole model. Equal to slice_for_rank for each rank.
+std::vector<RankModel> slice_for_ranks(const ModelConfig& c, ModelWeights& w, const TpPlan& p,
+                                       const std::vector<int64_t>& ranks, const BackendOptions& base);
 
 using RankBackendFactory = std::function<std::unique_ptr<Backend>(int64_t rank, const BackendOptions& options)>;
 // Sums the ranks' buffers (one per rank, same shape) and leaves the sum in every one of them.
