@@ -223,9 +223,10 @@ TEST(TensorParallelLoad, RankReadsOnlyItsExperts) {
   std::filesystem::remove_all(dir);
 }
 
-// slice_for_ranks (layer by layer, freeing the full model as it goes) gives every rank exactly the tensors of
-// slice_for_rank, for TP / EP plans and DP attention, and leaves the full model empty; an engine loaded either
-// way computes the same logits bit for bit.
+// slice_for_ranks (layer by layer, freeing the full model as it goes) and a RankSlicer fed by
+// load_weights_streamed (Engine::open's path for TP) give every rank exactly the tensors of slice_for_rank, for
+// TP / EP plans and DP attention; the full model is left empty; engines loaded by the owned and the shared path
+// compute the same logits bit for bit.
 TEST(TensorParallelLoad, LayerByLayerSlicingEqualsRankByRank) {
   const std::string dir = make_tiny_model("tp_consume", ling25_config(), 9);
   const ModelConfig cfg = load_config(dir);
@@ -242,7 +243,18 @@ TEST(TensorParallelLoad, LayerByLayerSlicingEqualsRankByRank) {
   for (TpPlan p : {TpPlan{2, 1}, TpPlan{4, 2}, TpPlan{4, 4}, TpPlan{2, 1, false, true}}) {
     ModelWeights taken = full;
     const std::vector<int64_t> ranks = p.tp == 4 ? std::vector<int64_t>{0, 1, 2, 3} : std::vector<int64_t>{1, 0};
-    const std::vector<RankModel> got = slice_for_ranks(cfg, taken, p, ranks, {});
+    const std::vector<RankModel> from_model = slice_for_ranks(cfg, taken, p, ranks, {});
+    RankSlicer slicer(cfg, p, ranks, {});  // straight from the checkpoint, as Engine::open loads TP backends
+    int64_t streamed_layers = 0;
+    const ModelWeights globals = load_weights_streamed(cfg, ck, {}, [&](LayerWeights&& L) {
+      EXPECT_EQ(L.spec.index, streamed_layers++);
+      slicer.add_layer(std::move(L));
+    });
+    EXPECT_EQ(streamed_layers, cfg.num_hidden_layers);
+    EXPECT_TRUE(globals.layers.empty());
+    const std::vector<RankModel> from_ckpt = slicer.finish(globals);
+    for (const std::vector<RankModel>* gotp : {&from_model, &from_ckpt}) {
+    const std::vector<RankModel>& got = *gotp;
     ASSERT_EQ(got.size(), ranks.size());
     for (size_t i = 0; i < ranks.size(); ++i) {
       const RankModel want = slice_for_rank(cfg, full, p, ranks[i], {});
@@ -262,6 +274,7 @@ TEST(TensorParallelLoad, LayerByLayerSlicingEqualsRankByRank) {
               << tag << " layer " << l << " expert " << e;
         EXPECT_TRUE(same(a.shared.gate_up, b.shared.gate_up) && same(a.shared.down, b.shared.down)) << tag;
       }
+    }
     }
     EXPECT_TRUE(taken.embed.empty() && taken.lm_head.empty());
     for (const LayerWeights& L : taken.layers)

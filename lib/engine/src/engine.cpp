@@ -46,7 +46,8 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
   LING_CHECK(!config.linear_silu, config.source, ": linear_silu = true is not supported (the HF code ignores it)");
   LING_CHECK(config.hidden_act == "silu", config.source, ": hidden_act '", config.hidden_act, "' is not supported");
   std::unique_ptr<Backend> backend;
-  if (options.tp > 1 || options.ep > 1) {
+  const bool tensor_parallel = options.tp > 1 || options.ep > 1;
+  if (tensor_parallel) {
     TpPlan plan{options.tp, options.ep};
     plan.dp_attention = options.dp_attention;
     if (options.backend == "cpu") {
@@ -102,8 +103,14 @@ std::unique_ptr<Engine> Engine::open(const std::string& model_dir, const EngineO
     const auto [first, count] = rank_experts(config, TpPlan{options.tp, options.ep}, options.launch.rank);
     keep = [first = first, count = count](int64_t e) { return e >= first && e < first + count; };
   }
-  auto weights = std::make_shared<ModelWeights>(load_weights(config, ckpt, keep));
-  auto engine = std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
+  std::unique_ptr<Engine> engine;
+  if (tensor_parallel) {  // the ranks' slices cut as the layers are read: never the whole model on the host
+    load_tp_streamed(*backend, config, ckpt, keep);
+    engine = std::unique_ptr<Engine>(new Engine(std::move(config), std::move(backend)));
+  } else {
+    auto weights = std::make_shared<ModelWeights>(load_weights(config, ckpt, keep));
+    engine = std::make_unique<Engine>(std::move(config), std::move(weights), std::move(backend));
+  }
   LING_CHECK(options.prefill_chunk >= 0, "--prefill-chunk: ", options.prefill_chunk, " is negative");
   engine->set_prefill_chunk(options.prefill_chunk);
   return engine;
@@ -113,6 +120,9 @@ Engine::Engine(ModelConfig config, std::shared_ptr<const ModelWeights> weights, 
     : config_(std::move(config)), backend_(std::move(backend)) {
   backend_->load(config_, std::move(weights));
 }
+
+Engine::Engine(ModelConfig config, std::unique_ptr<Backend> loaded)
+    : config_(std::move(config)), backend_(std::move(loaded)) {}
 
 Engine::Engine(ModelConfig config, std::shared_ptr<ModelWeights> owned, std::unique_ptr<Backend> backend)
     : config_(std::move(config)), backend_(std::move(backend)) {

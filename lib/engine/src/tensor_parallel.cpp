@@ -104,26 +104,36 @@ class TpBackend final : public Backend {
     check_tp_plan(c, plan_);
     std::vector<RankModel> models;
     for (int64_t r : local_) models.push_back(slice_for_rank(c, *w, plan_, r, base_));
-    start(c, *w, std::move(models));
+    dense_bias_.clear();
+    for (const LayerWeights& L : w->layers) dense_bias_.push_back(L.dense_bias);
+    start(c, std::move(models));
   }
   // The only reference: each full layer is freed once every local rank has its slice, so the host holds the
   // full model and the slices together for one layer at a time, not for all of them.
   void load_owned(const ModelConfig& c, std::shared_ptr<ModelWeights> w) override {
     if (w.use_count() != 1) return load(c, std::move(w));
     check_tp_plan(c, plan_);
-    keep_biases(*w);
-    std::vector<RankModel> models = slice_for_ranks(c, *w, plan_, local_, base_);
+    RankSlicer slicer(c, plan_, local_, base_);
+    for (LayerWeights& L : w->layers) slicer.add_layer(std::move(L));
+    w->layers.clear();
+    std::vector<RankModel> models = slicer.finish(*w);
     w.reset();
-    start(c, ModelWeights{}, std::move(models));
+    dense_bias_ = slicer.dense_biases();
+    start(c, std::move(models));
+  }
+  // Straight from the checkpoint: the ranks' slices cut as the layers are read (load_weights_streamed).
+  void load_streamed(const ModelConfig& c, const Checkpoint& ckpt, const std::function<bool(int64_t)>& keep_expert) {
+    check_tp_plan(c, plan_);
+    RankSlicer slicer(c, plan_, local_, base_);
+    const ModelWeights globals =
+        load_weights_streamed(c, ckpt, keep_expert, [&](LayerWeights&& L) { slicer.add_layer(std::move(L)); });
+    std::vector<RankModel> models = slicer.finish(globals);
+    dense_bias_ = slicer.dense_biases();
+    start(c, std::move(models));
   }
 
  private:
-  void keep_biases(const ModelWeights& w) {  // the output biases the Lightning span path adds itself
-    dense_bias_.clear();
-    for (const LayerWeights& L : w.layers) dense_bias_.push_back(L.dense_bias);
-  }
-  void start(const ModelConfig& c, const ModelWeights& w, std::vector<RankModel> models) {
-    if (!w.layers.empty()) keep_biases(w);
+  void start(const ModelConfig& c, std::vector<RankModel> models) {
     ranks_.clear();
     for (size_t i = 0; i < local_.size(); ++i) {
       ranks_.push_back(factory_(local_[i], models[i].options));
@@ -308,9 +318,8 @@ std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, 
 
 namespace {
 
-// A rank's config, options and copies of the tensors outside the layers (embedding, final norm, LM head).
-RankModel rank_header(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
-                      const BackendOptions& base, std::shared_ptr<ModelWeights>& out) {
+// A rank's config (rank-local head counts and widths) and backend options.
+RankModel rank_header(const ModelConfig& c, const TpPlan& p, int64_t r, const BackendOptions& base) {
   check_tp_plan(c, p);
   LING_CHECK(r >= 0 && r < p.tp, "internal error: rank ", r, " of ", p.tp);
   const int64_t tp = p.tp, nh = c.num_attention_heads, nh_r = nh / tp, h0 = r * nh_r;
@@ -330,12 +339,16 @@ RankModel rank_header(const ModelConfig& c, const ModelWeights& w, const TpPlan&
   m.options = base;
   m.options.head_offset = dp ? 0 : h0;
   m.options.total_heads = nh;
-  out = std::make_shared<ModelWeights>();
-  out->stored_dtype = w.stored_dtype;
-  out->embed = w.embed;  // every rank keeps the residual stream
-  out->norm = w.norm;
-  if (r == 0 || p.replicate_lm_head) out->lm_head = w.lm_head;
   return m;
+}
+
+// The tensors outside the layers: every rank keeps the residual stream (embedding, final norm); the LM head on
+// rank 0 or on every rank.
+void copy_globals(const ModelWeights& w, const TpPlan& p, int64_t r, ModelWeights& out) {
+  out.stored_dtype = w.stored_dtype;
+  out.embed = w.embed;
+  out.norm = w.norm;
+  if (r == 0 || p.replicate_lm_head) out.lm_head = w.lm_head;
 }
 
 // Rank r's slice of one layer.
@@ -416,27 +429,55 @@ LayerWeights slice_layer(const ModelConfig& c, const LayerWeights& L, const TpPl
 
 RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t r,
                          const BackendOptions& base) {
-  std::shared_ptr<ModelWeights> out;
-  RankModel m = rank_header(c, w, p, r, base, out);
+  RankModel m = rank_header(c, p, r, base);
+  auto out = std::make_shared<ModelWeights>();
+  copy_globals(w, p, r, *out);
   for (const LayerWeights& L : w.layers) out->layers.push_back(slice_layer(c, L, p, r));
   m.weights = out;
   return m;
 }
 
+RankSlicer::RankSlicer(const ModelConfig& c, const TpPlan& p, std::vector<int64_t> ranks, const BackendOptions& base)
+    : config_(c), plan_(p), ranks_(std::move(ranks)) {
+  for (int64_t r : ranks_) {
+    models_.push_back(rank_header(c, p, r, base));
+    outs_.push_back(std::make_shared<ModelWeights>());
+  }
+}
+
+void RankSlicer::add_layer(LayerWeights&& layer) {
+  const LayerWeights L = std::move(layer);  // freed when this call returns
+  biases_.push_back(L.dense_bias);
+  for (size_t i = 0; i < ranks_.size(); ++i) outs_[i]->layers.push_back(slice_layer(config_, L, plan_, ranks_[i]));
+}
+
+std::vector<RankModel> RankSlicer::finish(const ModelWeights& globals) {
+  for (size_t i = 0; i < ranks_.size(); ++i) {
+    copy_globals(globals, plan_, ranks_[i], *outs_[i]);
+    models_[i].weights = std::move(outs_[i]);
+  }
+  return std::move(models_);
+}
+
 std::vector<RankModel> slice_for_ranks(const ModelConfig& c, ModelWeights& w, const TpPlan& p,
                                        const std::vector<int64_t>& ranks, const BackendOptions& base) {
-  std::vector<RankModel> models;
-  std::vector<std::shared_ptr<ModelWeights>> outs(ranks.size());
-  for (size_t i = 0; i < ranks.size(); ++i) models.push_back(rank_header(c, w, p, ranks[i], base, outs[i]));
-  w.embed = Mat{}, w.lm_head = Mat{};
+  RankSlicer slicer(c, p, ranks, base);
   for (LayerWeights& L : w.layers) {
-    for (size_t i = 0; i < ranks.size(); ++i) outs[i]->layers.push_back(slice_layer(c, L, p, ranks[i]));
     const LayerSpec spec = L.spec;
-    L = LayerWeights{};  // this layer's full tensors are no longer needed
+    slicer.add_layer(std::move(L));  // this layer's full tensors are freed
+    L = LayerWeights{};
     L.spec = spec;
   }
-  for (size_t i = 0; i < ranks.size(); ++i) models[i].weights = outs[i];
+  std::vector<RankModel> models = slicer.finish(w);
+  w.embed = Mat{}, w.lm_head = Mat{};
   return models;
+}
+
+void load_tp_streamed(Backend& tp, const ModelConfig& c, const Checkpoint& ckpt,
+                      const std::function<bool(int64_t expert)>& keep_expert) {
+  auto* be = dynamic_cast<TpBackend*>(&tp);
+  LING_CHECK(be != nullptr, "internal error: load_tp_streamed on the ", tp.name(), " backend");
+  be->load_streamed(c, ckpt, keep_expert);
 }
 
 TpCommStats tp_comm_stats(const Backend& b) {

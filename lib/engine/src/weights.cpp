@@ -1,7 +1,8 @@
 // Weight loading (architecture.md §4): checkpoint tensors → f32 host matrices, checked against tensor_schema().
 // FP8 weights are dequantised with their `_scale_inv` 128×128 block scales when present (DeepSeek layout).
-// One pass over the schema (presence, shape, finiteness), one over the checkpoint (unexpected names), then the
-// per-layer assembly (gate‖up fusion). Every error names the tensor and the checkpoint path.
+// One pass over the schema (presence, shape, FP8 scales), one over the checkpoint (unexpected names), then layer
+// by layer: read (finite values checked), assemble (gate‖up fusion), hand over. Every error names the tensor and
+// the checkpoint path.
 #include <cmath>
 #include <map>
 #include <set>
@@ -93,13 +94,20 @@ int64_t expert_of(const std::string& name) {
 }
 }  // namespace
 
-ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
-                          const std::function<bool(int64_t expert)>& keep_expert) {
+ModelWeights load_weights_streamed(const ModelConfig& config, const Checkpoint& ckpt,
+                                   const std::function<bool(int64_t expert)>& keep_expert,
+                                   const std::function<void(LayerWeights&& layer)>& on_layer) {
   const std::string where = ckpt.path();
   Pool pool{{}, where};
   std::set<std::string> known;
   DType stored_dtype = DType::F32;
   bool stored_set = false;
+  // Pass 1: every tensor checked (presence, shape, FP8 scales); what to load is listed per layer (globals: -1).
+  struct ToLoad {
+    const TensorInfo* t;
+    const TensorInfo* scale;
+  };
+  std::map<int, std::vector<ToLoad>> by_layer;
   for (const TensorSpec& spec : tensor_schema(config, /*include_mtp=*/true)) {
     known.insert(spec.name);
     const bool mtp = spec.layer >= config.num_hidden_layers;
@@ -121,26 +129,40 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
       const int64_t e = expert_of(spec.name);
       if (e >= 0 && !keep_expert(e)) continue;  // another rank's expert: checked, not loaded
     }
-    Mat m = to_mat(*t, where);
-    if (scale) apply_block_scale(m, *t, *scale, where);
     if (spec.role == TensorRole::Linear && !stored_set) {
       stored_dtype = t->dtype;
       stored_set = true;
     }
-    pool.mats[spec.name] = std::move(m);
+    by_layer[spec.layer].push_back({t, scale});
   }
   for (const std::string& name : ckpt.names()) {
     if (known.count(name)) continue;
     if (ignorable(name)) { log_info(where, ": ignoring tensor '", name, "'"); continue; }
     LING_THROW(where, ": unexpected tensor '", name, "' (not in the schema of ", config.architecture, ")");
   }
+  // Pass 2, one layer at a time: its tensors → f32 (finite values checked), assembled, handed over.
+  auto read_layer = [&](int layer) {
+    for (const ToLoad& x : by_layer[layer]) {
+      Mat m = to_mat(*x.t, where);
+      if (x.scale) apply_block_scale(m, *x.t, *x.scale, where);
+      pool.mats[x.t->name] = std::move(m);
+    }
+    by_layer.erase(layer);
+  };
+  auto leftovers = [&] {
+    for (const auto& [name, mat] : pool.mats)
+      LING_THROW(where, ": tensor '", name, "' is in the schema but not used by the engine");
+  };
 
+  read_layer(-1);
   ModelWeights w;
   w.embed = pool.take("model.word_embeddings.weight");
   w.norm = pool.take("model.norm.weight");
   w.lm_head = config.tie_word_embeddings ? pool.take_opt("lm_head.weight") : pool.take("lm_head.weight");
   if (w.lm_head.empty()) w.lm_head = w.embed;
+  leftovers();
   for (int64_t il = 0; il < config.num_hidden_layers; ++il) {
+    read_layer(int(il));
     const LayerSpec& ls = config.layers.at(il);
     const std::string p = "model.layers." + std::to_string(il) + ".";
     const std::string a = p + "attention.";
@@ -202,11 +224,19 @@ ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
         L.shared.down = pool.take(m + "shared_experts.down_proj.weight");
       }
     }
-    w.layers.push_back(std::move(L));
+    leftovers();
+    on_layer(std::move(L));
   }
-  for (const auto& [name, mat] : pool.mats)
-    LING_THROW(where, ": tensor '", name, "' is in the schema but not used by the engine");
   w.stored_dtype = stored_dtype;
+  return w;
+}
+
+ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
+                          const std::function<bool(int64_t expert)>& keep_expert) {
+  std::vector<LayerWeights> layers;
+  ModelWeights w = load_weights_streamed(config, ckpt, keep_expert,
+                                         [&](LayerWeights&& L) { layers.push_back(std::move(L)); });
+  w.layers = std::move(layers);
   return w;
 }
 

@@ -85,6 +85,7 @@ class Engine {
                                     const std::vector<Choice>& choices);
 
  private:
+  Engine(ModelConfig config, std::unique_ptr<Backend> loaded);  // a backend already loaded (open(), TP)
   // forward() up to the logits, left where the backend computed them (the sequences' lengths advanced).
   Buffer forward_logits(const std::vector<Sequence*>& seqs, const std::vector<std::vector<int32_t>>& tokens,
                         bool all_logits, Observer* obs);

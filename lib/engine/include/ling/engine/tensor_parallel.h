@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "ling/engine/backend.h"
+#include "ling/engine/weights.h"
 
 namespace ling {
 
@@ -43,11 +44,32 @@ std::pair<int64_t, int64_t> rank_experts(const ModelConfig& c, const TpPlan& p, 
 
 RankModel slice_for_rank(const ModelConfig& c, const ModelWeights& w, const TpPlan& p, int64_t rank,
                          const BackendOptions& base);
-// The slices of several ranks, taken layer by layer from w, which is emptied as it goes (each full layer freed
-// once every listed rank has its slice; embedding and LM head moved out): loading peaks at the slices plus one
-// full layer instead of the slices plus the whole model. Equal to slice_for_rank for each rank.
+// The slices of several ranks cut as the layers arrive: each full layer is freed once every listed rank has its
+// slice, so memory holds the slices plus one full layer. Equal to slice_for_rank for each rank.
+class RankSlicer {
+ public:
+  RankSlicer(const ModelConfig& c, const TpPlan& p, std::vector<int64_t> ranks, const BackendOptions& base);
+  void add_layer(LayerWeights&& layer);  // layers in order; the full layer is freed
+  // The tensors outside the layers (embedding, final norm, LM head), then the rank models, in `ranks` order.
+  std::vector<RankModel> finish(const ModelWeights& globals);
+  // Every layer's full output bias (the TP backend adds it itself when Lightning norm groups span ranks).
+  const std::vector<Mat>& dense_biases() const { return biases_; }
+
+ private:
+  ModelConfig config_;
+  TpPlan plan_;
+  std::vector<int64_t> ranks_;
+  std::vector<RankModel> models_;
+  std::vector<std::shared_ptr<ModelWeights>> outs_;
+  std::vector<Mat> biases_;
+};
+// RankSlicer over a loaded model, which is emptied as it goes (its layers freed, embedding and LM head dropped).
 std::vector<RankModel> slice_for_ranks(const ModelConfig& c, ModelWeights& w, const TpPlan& p,
                                        const std::vector<int64_t>& ranks, const BackendOptions& base);
+// Loads a TP backend (make_tp_backend) straight from a checkpoint (load_weights_streamed + RankSlicer): host
+// memory holds this process's ranks' slices plus one full layer, never the whole model.
+void load_tp_streamed(Backend& tp, const ModelConfig& c, const Checkpoint& ckpt,
+                      const std::function<bool(int64_t expert)>& keep_expert = {});
 
 using RankBackendFactory = std::function<std::unique_ptr<Backend>(int64_t rank, const BackendOptions& options)>;
 // Sums the ranks' buffers (one per rank, same shape) and leaves the sum in every one of them.

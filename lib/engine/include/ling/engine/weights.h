@@ -62,5 +62,12 @@ struct ModelWeights {
 // stay empty after their names and shapes are checked). Empty: every expert.
 ModelWeights load_weights(const ModelConfig& config, const Checkpoint& ckpt,
                           const std::function<bool(int64_t expert)>& keep_expert = {});
+// load_weights one layer at a time: every tensor is checked first (names, shapes, FP8 scales), then the
+// embedding, final norm and LM head are read, then each main-stack layer is read, assembled and handed to
+// on_layer (in order) before the next one is read — memory holds one full layer at a time. The returned
+// ModelWeights has no layers. A non-finite value stops the load at its layer.
+ModelWeights load_weights_streamed(const ModelConfig& config, const Checkpoint& ckpt,
+                                   const std::function<bool(int64_t expert)>& keep_expert,
+                                   const std::function<void(LayerWeights&& layer)>& on_layer);
 
 }  // namespace ling
