@@ -125,9 +125,11 @@ class CudaBackend final : public Backend {
     size_t lin_bytes = 0, f32_bytes = 0;
     for (const Mat* m : lin_mats) lin_bytes += (bf16_ ? 2 : 4) * m->v.size();
     for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
-    // cuBLASLt workspaces: the backend's, and with bf16 experts one per side stream of the MoE prefill.
+    // cuBLASLt workspaces: the backend's, and with bf16 experts one per side stream of the MoE prefill; the
+    // token sampler's (sort and probabilities of one vocabulary row).
     const size_t lt_count = bf16_ ? 1 + (c.num_experts > 0 ? kMoePrefillLanes : 0) : 0;
-    const size_t weights = lin_bytes + f32_bytes, workspace = lt_count * kernels::LtGemm::kWorkspace;
+    const size_t sampler = kernels::sample_rows_workspace_bytes(1, c.vocab_size);
+    const size_t weights = lin_bytes + f32_bytes, workspace = lt_count * kernels::LtGemm::kWorkspace + sampler;
     const size_t want = weights + workspace + weights / 10 + (size_t(256) << 20);
     size_t free_b = 0, total_b = 0;
     LING_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
@@ -138,6 +140,7 @@ class CudaBackend final : public Backend {
     log_info("cuda: memory plan ", want >> 20, " MiB of ", free_b >> 20, " MiB free (", bf16_ ? "bf16" : "f32",
              " projections ", lin_bytes >> 20, " MiB)");
     if (bf16_) lt_ = std::make_unique<kernels::LtGemm>(stream_);
+    sample_ws_ = dev_alloc(sampler), sample_ws_bytes_ = sampler;
     for (const Mat* m : lin_mats) bf16_ ? upload16(*m) : upload(*m);
     for (const Mat* m : f32_mats) upload(*m);
     decay_.assign(c.num_hidden_layers, DevF());
