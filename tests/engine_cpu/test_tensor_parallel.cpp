@@ -54,8 +54,8 @@ RunOut run_model(Engine& e) {
   return r;
 }
 
-// owned: the engine gets the only reference to the weights (Backend::load_owned, as Engine::open does: the TP
-// backend slices layer by layer and frees the full layers); otherwise a shared const copy (Backend::load).
+// owned: the engine gets the only reference to the weights (Backend::load_owned: the TP backend slices layer by
+// layer and frees the full layers); otherwise a shared const copy (Backend::load).
 std::unique_ptr<Engine> tp_engine(const std::string& dir, const TpPlan& p, bool owned = true) {
   ModelConfig cfg = load_config(dir);
   Checkpoint ck = Checkpoint::open(dir);

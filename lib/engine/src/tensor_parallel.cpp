@@ -104,8 +104,7 @@ class TpBackend final : public Backend {
     check_tp_plan(c, plan_);
     std::vector<RankModel> models;
     for (int64_t r : local_) models.push_back(slice_for_rank(c, *w, plan_, r, base_));
-    dense_bias_.clear();
-    for (const LayerWeights& L : w->layers) dense_bias_.push_back(L.dense_bias);
+    keep_biases(*w);
     start(c, std::move(models));
   }
   // The only reference: each full layer is freed once every local rank has its slice, so the host holds the
@@ -113,12 +112,9 @@ class TpBackend final : public Backend {
   void load_owned(const ModelConfig& c, std::shared_ptr<ModelWeights> w) override {
     if (w.use_count() != 1) return load(c, std::move(w));
     check_tp_plan(c, plan_);
-    RankSlicer slicer(c, plan_, local_, base_);
-    for (LayerWeights& L : w->layers) slicer.add_layer(std::move(L));
-    w->layers.clear();
-    std::vector<RankModel> models = slicer.finish(*w);
+    keep_biases(*w);
+    std::vector<RankModel> models = slice_for_ranks(c, *w, plan_, local_, base_);
     w.reset();
-    dense_bias_ = slicer.dense_biases();
     start(c, std::move(models));
   }
   // Straight from the checkpoint: the ranks' slices cut as the layers are read (load_weights_streamed).
@@ -133,6 +129,10 @@ class TpBackend final : public Backend {
   }
 
  private:
+  void keep_biases(const ModelWeights& w) {  // the full output biases the span path adds after the all-reduce
+    dense_bias_.clear();
+    for (const LayerWeights& L : w.layers) dense_bias_.push_back(L.dense_bias);
+  }
   void start(const ModelConfig& c, std::vector<RankModel> models) {
     ranks_.clear();
     for (size_t i = 0; i < local_.size(); ++i) {

@@ -699,8 +699,10 @@ class CudaBackend final : public Backend {
       specs[size_t(i)] = {tp.temperature, int32_t(std::min<int64_t>(tp.top_k, INT32_MAX)), tp.top_p, tp.draw};
       sampled = sampled || tp.temperature > 0.0f;
     }
-    const size_t need = sampled ? kernels::sample_rows_workspace_bytes(n, V) : 0;
-    if (need > sample_ws_bytes_) sample_ws_ = dev_alloc(need), sample_ws_bytes_ = need;
+    if (sampled && !sample_ws_bytes_) {  // normally allocated at load with the memory plan
+      sample_ws_bytes_ = kernels::sample_rows_workspace_bytes(n, V);
+      sample_ws_ = dev_alloc(sample_ws_bytes_);
+    }
     if (n > pick_ids_rows_) pick_ids_ = dev_alloc(sizeof(int32_t) * size_t(n)), pick_ids_rows_ = n;
     kernels::SampleRowsParams p;
     p.logits = logits.data, p.specs = specs.data(), p.ids = static_cast<int32_t*>(pick_ids_.get());
