@@ -10,7 +10,7 @@ device-to-device copy bandwidth; for the attention.prefill rows torch.nn.functio
 explicit offset-causal boolean mask; GQA through enable_gqa) in two forms, the faster one reported: v at its own
 width dv (whichever backend SDPA picks for dk != dv) and v zero-padded to dk (the flash backend needs dk == dv);
 TFLOP/s count the visible pairs at the real dv for both; and torch.mm for the gemm.ceiling row; for gemm.bf16
-rows torch.matmul (bf16, same M, N, K); for moe.prefill rows a complete torch MoE layer (bf16 cast, stable sort
+rows torch.matmul (bf16, same M, N, K), for their fp32-output rows torch.mm(out_dtype=torch.float32); for moe.prefill rows a complete torch MoE layer (bf16 cast, stable sort
 by expert, gather, torch._grouped_mm gate_up, SwiGLU, torch._grouped_mm down, weighted index_add_) on the routing
 that ling used (its device router rebuilt here from the same seeded logits; the peer says "other counts" when the
 rows per expert do not match the ling row's). fla is imported
@@ -170,15 +170,22 @@ def moe_peer(r, torch):
 
 
 def gemm_peer(r, torch):
-    """torch.matmul at the gemm.bf16 row's M, N, K (bf16 in and out, fp32 accumulation)."""
+    """torch at the gemm row's M, N, K and output type: torch.matmul (bf16 in and out, fp32 accumulation) for
+    gemm.bf16 rows, torch.mm(..., out_dtype=torch.float32) (bf16 in, fp32 out) for the fp32-output rows."""
     f = dict(kv.split("=") for kv in r["shape"].split() if "=" in kv)
     M, N, K = (int(f[x]) for x in ("M", "N", "K"))
+    f32 = "fp32 out" in r["shape"]
     a = torch.rand(M, K, device="cuda", dtype=torch.bfloat16) - 0.5
     b = torch.rand(N, K, device="cuda", dtype=torch.bfloat16) - 0.5
-    ms = median_ms(lambda: torch.matmul(a, b.t()))
+    if f32:
+        ms = median_ms(lambda: torch.mm(a, b.t(), out_dtype=torch.float32))
+    else:
+        ms = median_ms(lambda: torch.matmul(a, b.t()))
     del a, b
-    return {"op": "gemm.bf16", "shape": r["shape"], "batch": M, "peer": "torch.matmul bf16", "ms": ms,
-            "gbps": (M * K + N * K + M * N) * 2 / (ms * 1e6), "tflops": 2 * M * N * K / (ms * 1e9)}
+    return {"op": r["op"], "shape": r["shape"], "batch": M,
+            "peer": "torch.mm bf16->fp32" if f32 else "torch.matmul bf16", "ms": ms,
+            "gbps": (M * K + N * K) * 2 / (ms * 1e6) + M * N * (4 if f32 else 2) / (ms * 1e6),
+            "tflops": 2 * M * N * K / (ms * 1e9)}
 
 
 def peers(ling_rows, fla_path):
@@ -255,8 +262,8 @@ def peers(ling_rows, fla_path):
 
 
 def key(r):
-    if r["op"].startswith("gemm.bf16"):  # both output types: one peer per (M, N, K)
-        return ("gemm.bf16", " ".join(r["shape"].split()[:3]))
+    if r["op"].startswith("gemm.bf16"):  # one peer per (M, N, K) and output type (tuned or not)
+        return ("gemm.bf16", " ".join(r["shape"].split()[:3]), "fp32 out" in r["shape"])
     if r["op"].startswith("moe.prefill"):  # both GEMM paths: one peer per shape
         return ("moe.prefill", r["shape"].split(" seed")[0])
     if r["op"] == "attention.prefill":  # one peer for every CTA layout; the shape text tells the shapes apart

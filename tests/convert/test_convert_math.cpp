@@ -147,6 +147,35 @@ TEST_P(MlaExact, FullRankConversionReproducesTheGqaLogits) {
   std::filesystem::remove_all(o.out);
 }
 
+// With the linear latent norms (MlaOptions::linear_latent_norm) the full-rank conversion is exact inside the
+// official format: the engine's kv_a_layernorm and q_a_layernorm stay on.
+TEST(MlaExactLinearNorm, FullRankConversionReproducesTheGqaLogitsWithTheLatentNormsOn) {
+  const std::string src = make_tiny_model("exactlin", gqa_config(2, true), 17, proportional_rope_keys(4, 2, 16, 8));
+  convert::ConvertOptions o;
+  o.in = src;
+  o.out = tmp_path("exactlin_out");
+  o.kv_lora_rank = 2 * 2 * 16 - 8;
+  o.q_lora_rank = 64;
+  o.linear_latent_norm = true;
+  o.force = true;
+  const nlohmann::json r = convert::convert_checkpoint(o);
+  for (const auto& l : r["layers"]) EXPECT_EQ(l["latent_norm"].get<std::string>(), "linear");
+  std::vector<int32_t> ids;
+  for (int i = 0; i < 40; ++i) ids.push_back(int32_t((i * 41 + 3) % 96));
+  const std::vector<float> ref = all_logits(src, ids, true);
+  expect_close_all(all_logits(o.out, ids, true), ref, 2e-4, "linear latent norms on");
+  // The E[rms] gain (the default) is not exact: every token's latent is divided by its own RMS.
+  o.linear_latent_norm = false;
+  convert::convert_checkpoint(o);
+  const std::vector<float> rms = all_logits(o.out, ids, true);
+  double worst = 0;
+  for (size_t i = 0; i < rms.size(); ++i)
+    worst = std::max(worst, std::fabs(double(rms[i]) - ref[i]) / (1.0 + std::fabs(double(ref[i]))));
+  EXPECT_GT(worst, 1e-3) << "the RMS latent norm should move the logits";
+  std::filesystem::remove_all(src);
+  std::filesystem::remove_all(o.out);
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, MlaExact,
                          ::testing::Values(Case{1, false, 0}, Case{2, true, 0}, Case{4, false, 64}));
 

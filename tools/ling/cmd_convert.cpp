@@ -112,6 +112,11 @@ Command register_convert(CLI::App& app) {
   c.app->add_flag("--force", o->conv.force, "Replace an existing output folder");
   c.app->add_flag("--plain-pca", o->conv.plain_pca,
                   "TransMLA's plain balanced K/V PCA instead of the query/output-weighted PCA");
+  c.app->add_option_function<std::string>(
+         "--latent-norm", [o](const std::string& v) { o->conv.linear_latent_norm = v == "linear"; },
+         "kv_a_layernorm / q_a_layernorm: rms (gain E[rms], each token divided by its RMS) | linear (eps-dominated, "
+         "the norm is a constant factor)")
+      ->check(CLI::IsMember({"rms", "linear"}));
   c.app->add_flag("--no-expected-rotation", o->conv.no_expected_rotation,
                   "Keep the rotated NoPE residue as plain NoPE (TransMLA) instead of folding its expected rotation");
   o->refit.target.clear();

@@ -306,6 +306,7 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
       mo.q_lora_rank = opt.q_lora_rank;
       mo.query_scale = query_scale;
       mo.balance_kv_ratio = opt.balance_kv_ratio;
+      mo.linear_latent_norm = opt.linear_latent_norm;
       MlaLayer m = gqa_to_mla(g, lc.cov, mo);
       if (opt.q_lora_rank > 0) {
         emit("q_a_proj.weight", m.q_a.v);
@@ -330,6 +331,7 @@ json convert_checkpoint(const ConvertOptions& opt, const std::function<void(cons
       row["balance_ratio"] = m.balance_ratio;
       row["expected_rotation"] = !g.rot_cos.empty();
       row["kv_pca"] = m.weighted_pca ? "weighted" : "plain";
+      row["latent_norm"] = opt.linear_latent_norm ? "linear" : "rms";
       if (opt.q_lora_rank > 0) row["q_energy"] = m.q_energy;
     }
     report.push_back(row);

@@ -13,11 +13,31 @@ int64_t max_kv_lora_rank(int64_t nkv, int64_t d, int64_t rd) { return 2 * nkv * 
 
 namespace {
 
-// Σ of the top-r eigenvalues over the rank, as the RMS a latent of that rank has on average (per token).
-double latent_rms(const std::vector<double>& values, int64_t r, double tokens) {
+// Σ of the top-r eigenvalues over the rank, as the mean square a latent of that rank has on average (per token).
+double latent_ms(const std::vector<double>& values, int64_t r, double tokens) {
   double s = 0;
   for (int64_t j = 0; j < r; ++j) s += std::max(0.0, values[size_t(j)]);
-  return std::sqrt(s / (double(r) * std::max(tokens, 1.0)) + 1e-6);
+  return s / (double(r) * std::max(tokens, 1.0));
+}
+
+// The latent RMSNorm of MlaOptions::linear_latent_norm or of the E[rms] gain: returns the factor s the latent
+// rows of the down projection (and their bias) are multiplied by, and sets the norm's weights.
+double latent_norm(const std::vector<double>& values, int64_t r, double tokens, bool linear, std::vector<double>& w) {
+  const double ms = latent_ms(values, r, tokens);
+  if (!linear || ms <= 0) {
+    w.assign(size_t(r), std::sqrt(ms + kLatentNormEps));
+    return 1.0;
+  }
+  const double s = std::sqrt(kLinearNormLoad * kLatentNormEps / ms);
+  w.assign(size_t(r), std::sqrt(kLatentNormEps) / s);
+  return s;
+}
+
+void scale_rows(MatD& a, int64_t r, double s, std::vector<double>* bias) {
+  for (int64_t i = 0; i < r; ++i)
+    for (int64_t j = 0; j < a.cols; ++j) a(i, j) *= s;
+  if (bias && !bias->empty())
+    for (int64_t i = 0; i < r; ++i) (*bias)[size_t(i)] *= s;
 }
 
 std::vector<double> mat_vec(const MatD& a, const std::vector<double>& x) {
@@ -217,7 +237,8 @@ MlaLayer gqa_to_mla(const GqaLayer& in, const KvCovariance& cov, const MlaOption
     std::vector<double> bpe = mat_vec(E, in.bk);
     out.kv_a_bias.insert(out.kv_a_bias.end(), bpe.begin(), bpe.end());
   }
-  out.kv_a_norm.assign(size_t(r), latent_rms(eb.values, r, cov.tokens));
+  scale_rows(out.kv_a, r, latent_norm(eb.values, r, cov.tokens, opt.linear_latent_norm, out.kv_a_norm),
+             &out.kv_a_bias);
 
   // Reconstruction errors on the calibration statistics: [p̂; v̂] = [RK; RV]·Rᵀ·T·[k; v].
   {
@@ -282,7 +303,8 @@ MlaLayer gqa_to_mla(const GqaLayer& in, const KvCovariance& cov, const MlaOption
     out.q_energy = qt > 0 ? qk / qt : 1.0;
     out.q_a = matmul_tn(Rq, in.wq);
     if (!in.bq.empty()) out.q_a_bias = mat_vec(transpose(Rq), in.bq);
-    out.q_a_norm.assign(size_t(rq), latent_rms(eq.values, rq, cov.tokens));
+    scale_rows(out.q_a, rq, latent_norm(eq.values, rq, cov.tokens, opt.linear_latent_norm, out.q_a_norm),
+               &out.q_a_bias);
     out.q_b = MatD(nh * dq, rq);
     for (int64_t h = 0; h < nh; ++h) {
       MatD qb = matmul(head_map(h), rows(Rq, h * d, d));

@@ -98,9 +98,9 @@ class CpuBackend final : public Backend {
   void to_host(const Buffer& b, float* dst) override { std::memcpy(dst, b.data, sizeof(float) * b.rows * b.cols); }
 
   void embed(const std::vector<int32_t>& ids, Buffer& out) override {
-    const int64_t H = cfg_.hidden_size;
-    for (size_t i = 0; i < ids.size(); ++i)
-      std::memcpy(out.data + i * H, w_->embed.data() + int64_t(ids[i]) * H, sizeof(float) * H);
+    ref::EmbedParams p;
+    p.ids = ids.data(); p.table = w_->embed.data(); p.out = out.data; p.n = int64_t(ids.size()); p.H = cfg_.hidden_size;
+    ref::embed(p);
   }
 
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
@@ -116,23 +116,15 @@ class CpuBackend final : public Backend {
     for (int64_t i = 0; i < n; ++i) h.data[i] += d.data[i];
   }
 
-  // Per-head QK-norm and NeoX RoPE on a packed [n, width] q/k buffer (q heads at column 0, k at k_col).
+  // Per-head QK-norm and NeoX RoPE on a packed [n, width] q/k buffer (q heads at column 0, k heads after them).
   void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
                     const BatchPlan& plan) {
-    const int64_t hd = cfg_.head_dim;
-    if (!L.q_norm.empty()) {
-      ref::RmsNormParams p;
-      p.dim = hd; p.eps = cfg_.rms_norm_eps;
-      for (int64_t t = 0; t < n; ++t) {
-        p.x = p.y = qkv + t * width; p.w = L.q_norm.data(); p.rows = nq; ref::rms_norm(p);
-        p.x = p.y = qkv + t * width + nq * hd; p.w = L.k_norm.data(); p.rows = nk; ref::rms_norm(p);
-      }
-    }
-    ref::RopeParams r;
-    r.pos = plan.pos.data(); r.inv_freq = freqs_.inv_freq.data(); r.rows = n; r.row_stride = width;
-    r.head_stride = hd; r.rope_dim = cfg_.rope_dim(); r.attention_factor = freqs_.attention_factor;
-    r.x = qkv; r.heads = nq; ref::rope(r);
-    r.x = qkv + nq * hd; r.heads = nk; ref::rope(r);
+    ref::QkNormRopeParams p;
+    p.x = qkv; p.pos = plan.pos.data(); p.inv_freq = freqs_.inv_freq.data();
+    p.wq = L.q_norm.empty() ? nullptr : L.q_norm.data(); p.wk = L.k_norm.empty() ? nullptr : L.k_norm.data();
+    p.rows = n; p.nq = nq; p.nk = nk; p.hd = cfg_.head_dim; p.ld = width; p.rope_dim = cfg_.rope_dim();
+    p.eps = cfg_.rms_norm_eps; p.attention_factor = freqs_.attention_factor;
+    ref::qk_norm_rope(p);
   }
 
   void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) override {
@@ -193,14 +185,16 @@ class CpuBackend final : public Backend {
           (*sumsq)[size_t(t)] += v * v;
           o[size_t(t * inner + c)] *= L.g_norm.v[size_t(c)];
         }
-    } else {
-      ref::RmsNormParams gn;
-      gn.x = gn.y = o.data(); gn.w = L.g_norm.data(); gn.rows = n; gn.dim = inner; gn.groups = cfg_.group_norm_size;
-      gn.eps = cfg_.rms_norm_eps;
-      ref::rms_norm(gn);
     }
     mm(x.data, n, H, L.g_proj, Mat{}, gate.data());
-    for (int64_t i = 0; i < n * inner; ++i) o[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
+    if (sumsq) {
+      for (int64_t i = 0; i < n * inner; ++i) o[i] *= 1.0f / (1.0f + std::exp(-gate[i]));
+    } else {
+      ref::GroupNormGateParams gn;
+      gn.o = o.data(); gn.w = L.g_norm.data(); gn.gate = gate.data(); gn.rows = n; gn.width = inner;
+      gn.groups = cfg_.group_norm_size; gn.eps = cfg_.rms_norm_eps;
+      ref::group_norm_gate(gn);
+    }
     mm(o.data(), n, inner, L.dense, sumsq ? Mat{} : L.dense_bias, out.data);
   }
 

@@ -3,6 +3,7 @@
 #include <cblas.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "ling/core/error.h"
 #include "ling/ref/ops.h"
@@ -38,6 +39,26 @@ void rms_norm(const RmsNormParams& p) {
       for (int64_t i = g * gs; i < (g + 1) * gs; ++i) y[i] = (x[i] * inv) * p.w[i];
     }
   }
+}
+
+void add_rms_norm(const AddRmsNormParams& p) {
+  if (p.d)
+    for (int64_t i = 0; i < p.rows * p.dim; ++i) p.h[i] += p.d[i];
+  RmsNormParams n;
+  n.x = p.h, n.w = p.w, n.y = p.y, n.rows = p.rows, n.dim = p.dim, n.eps = p.eps;
+  rms_norm(n);
+}
+
+void group_norm_gate(const GroupNormGateParams& p) {
+  RmsNormParams n;
+  n.x = n.y = p.o, n.w = p.w, n.rows = p.rows, n.dim = p.width, n.groups = p.groups, n.eps = p.eps;
+  rms_norm(n);
+  for (int64_t i = 0; i < p.rows * p.width; ++i) p.o[i] *= 1.0f / (1.0f + std::exp(-p.gate[i]));
+}
+
+void embed(const EmbedParams& p) {
+  for (int64_t i = 0; i < p.n; ++i)
+    std::memcpy(p.out + i * p.H, p.table + int64_t(p.ids[i]) * p.H, sizeof(float) * size_t(p.H));
 }
 
 namespace {
@@ -109,6 +130,23 @@ void rope(const RopeParams& p) {
       for (int64_t i = 0; i < p.rope_dim; ++i) x[i] = tmp[i];
     }
   }
+}
+
+void qk_norm_rope(const QkNormRopeParams& p) {
+  const int64_t ld = p.ld ? p.ld : (p.nq + p.nk) * p.hd;
+  if (p.wq || p.wk) {
+    RmsNormParams n;
+    n.dim = p.hd, n.eps = p.eps;
+    for (int64_t t = 0; t < p.rows; ++t) {
+      if (p.wq) n.x = n.y = p.x + t * ld, n.w = p.wq, n.rows = p.nq, rms_norm(n);
+      if (p.wk) n.x = n.y = p.x + t * ld + p.nq * p.hd, n.w = p.wk, n.rows = p.nk, rms_norm(n);
+    }
+  }
+  RopeParams r;
+  r.x = p.x, r.pos = p.pos, r.inv_freq = p.inv_freq, r.rows = p.rows, r.heads = p.nq + p.nk, r.row_stride = ld;
+  r.head_stride = p.hd, r.rope_dim = p.rope_dim, r.attention_factor = p.attention_factor;
+  r.interleaved = p.interleaved;
+  rope(r);
 }
 
 void swiglu(const SwigluParams& p) {

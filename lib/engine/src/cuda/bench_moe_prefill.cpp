@@ -26,7 +26,8 @@ std::string pct_of(double tflops, double ceiling) {
 }
 
 // op "gemm.bf16": bf16 output (as torch.matmul), algorithm tuned once (LtGemm::tune); "gemm.bf16.f32out": fp32
-// output with cuBLASLt's first heuristic choice (the CUDA backend's projections); "gemm.ceiling": as the latter.
+// output with cuBLASLt's first heuristic choice (the CUDA backend's projections); "gemm.bf16.f32out.tuned": fp32
+// output, tuned; "gemm.ceiling": as "gemm.bf16.f32out".
 CudaBenchRow gemm_row(int64_t M, int64_t N, int64_t K, const std::string& op, const CudaBenchOptions& o,
                       const CudaTimeFn& time_fn) {
   DevBuf w(size_t(N * K) * 2), x(size_t(M * K) * 2), y(size_t(M * N) * 4);
@@ -34,20 +35,19 @@ CudaBenchRow gemm_row(int64_t M, int64_t N, int64_t K, const std::string& op, co
   kernels::launch_fill_uniform_bf16(x.as<uint16_t>(), M * K, -1.f, 1.f, o.seed + 51, nullptr);
   kernels::LtGemm gemm(nullptr);
   const bool bf16_out = op == "gemm.bf16";
+  const bool tuned = bf16_out || op == "gemm.bf16.f32out.tuned";
   CudaBenchRow r;
   r.op = op;
   r.batch = M;
   r.shape = "M=" + std::to_string(M) + " N=" + std::to_string(N) + " K=" + std::to_string(K);
   r.bytes = double(M * K + N * K) * 2 + double(M * N) * (bf16_out ? 2 : 4);
   r.flops = 2.0 * double(M) * double(N) * double(K);
-  if (bf16_out) {
-    const int pick = gemm.tune(w.p, x.p, y.p, M, N, K, true);
-    r.shape += " bf16 out, tuned (candidate " + std::to_string(pick) + ")";
+  r.shape += bf16_out ? " bf16 out" : " fp32 out";
+  if (tuned) r.shape += ", tuned (candidate " + std::to_string(gemm.tune(w.p, x.p, y.p, M, N, K, bf16_out)) + ")";
+  if (bf16_out)
     time_fn([&] { gemm.run_bf16(w.p, x.p, y.p, M, N, K); }, r);
-  } else {
-    r.shape += " fp32 out";
+  else
     time_fn([&] { gemm.run(w.p, x.p, y.as<float>(), M, N, K); }, r);
-  }
   return r;
 }
 
@@ -145,7 +145,7 @@ std::vector<CudaBenchRow> moe_prefill_bench_rows(const CudaBenchOptions& o, cons
   struct Shape { int64_t N, K; const char* what; };
   for (const Shape& s : {Shape{3 * 8192, 8192, "Lightning qkv"}, Shape{8192, 8192, "dense/gate"},
                          Shape{4096, 8192, "shared gate_up"}, Shape{8192, 2048, "shared down"}}) {
-    for (const char* op : {"gemm.bf16", "gemm.bf16.f32out"}) {
+    for (const char* op : {"gemm.bf16", "gemm.bf16.f32out", "gemm.bf16.f32out.tuned"}) {
       CudaBenchRow r = gemm_row(4096, s.N, s.K, op, o, time_fn);
       r.shape += std::string(", ") + s.what + pct_of(r.tflops, ceiling);
       rows.push_back(r);

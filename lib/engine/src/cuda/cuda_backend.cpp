@@ -21,6 +21,9 @@
 #include "kernels.cuh"
 #include "op_profile.h"
 #include "ling/kernels/attention.h"
+#include "ling/kernels/elementwise.h"
+#include "ling/kernels/norm.h"
+#include "ling/kernels/rope.h"
 #include "ling/kernels/gemv.h"
 #include "ling/kernels/lightning.h"
 #include "ling/kernels/moe.h"
@@ -97,8 +100,8 @@ class CudaBackend final : public Backend {
     cfg_ = c;
     w_ = std::move(w);
     freqs_ = ref::rope_freqs(rope_freq_params(c));
-    LING_CHECK(cuda::qk_norm_rope_supported(c.head_dim), c.source, ": head_dim ", c.head_dim,
-               " is larger than the CUDA backend's 1024 (QK-norm + RoPE kernel)");
+    LING_CHECK(c.head_dim <= kernels::kQkNormRopeMaxHead, c.source, ": head_dim ", c.head_dim,
+               " is larger than the CUDA backend's ", kernels::kQkNormRopeMaxHead, " (QK-norm + RoPE kernel)");
     if (c.has_mla())
       LING_CHECK(c.rope_dim() == c.qk_rope_head_dim, c.source, ": head_dim·partial_rotary_factor = ", c.rope_dim(),
                  " must equal qk_rope_head_dim = ", c.qk_rope_head_dim, " for MLA layers");
@@ -291,7 +294,10 @@ class CudaBackend final : public Backend {
     use_device();
     cuda::OpScope prof_scope(prof_, "embed");
     std::shared_ptr<void> d = step_ ? step_ids_ : to_dev_raw(ids.data(), ids.size() * sizeof(int32_t));
-    cuda::embed(static_cast<const int32_t*>(d.get()), W(w_->embed), out.data, int64_t(ids.size()), cfg_.hidden_size, stream_);
+    EmbedParams p;
+    p.ids = static_cast<const int32_t*>(d.get()); p.table = W(w_->embed); p.out = out.data;
+    p.n = int64_t(ids.size()); p.H = cfg_.hidden_size;
+    kernels::launch_embed(p, stream_);
     launched();
     sync();
   }
@@ -299,16 +305,14 @@ class CudaBackend final : public Backend {
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
     use_device();
     cuda::OpScope prof_scope(prof_, "norm");
-    cuda::add_rms_norm(x.data, nullptr, W(norm_weight(slot, layer)), out.data, x.rows, x.cols, cfg_.rms_norm_eps,
-                       stream_);
+    add_rms_norm(x.data, nullptr, norm_weight(slot, layer), out.data, x.rows, x.cols);
     launched();
   }
 
   void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) override {
     use_device();
     cuda::OpScope prof_scope(prof_, "add_norm");
-    cuda::add_rms_norm(h.data, d.data, W(norm_weight(slot, layer)), out.data, h.rows, h.cols, cfg_.rms_norm_eps,
-                       stream_);
+    add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols);
     launched();
   }
 
@@ -449,7 +453,10 @@ class CudaBackend final : public Backend {
       sync();
       return;
     }
-    cuda::group_norm_gate(o.p, W(L.g_norm), gate.p, n, inner, cfg_.group_norm_size, cfg_.rms_norm_eps, stream_);
+    GroupNormGateParams gp;
+    gp.o = o.p; gp.w = W(L.g_norm); gp.gate = gate.p; gp.rows = n; gp.width = inner; gp.groups = cfg_.group_norm_size;
+    gp.eps = cfg_.rms_norm_eps;
+    kernels::launch_group_norm_gate(gp, stream_);
     launched();
     lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
     sync();
@@ -468,18 +475,16 @@ class CudaBackend final : public Backend {
       const int64_t rq = cfg_.q_lora_rank;
       DevF qa = scratch(n * rq);
       lin(x.data, n, H, L.q_a, L.q_a_bias, qa.p);
-      cuda::rms_norm(qa.p, W(L.q_a_norm), qa.p, n, rq, 1, 0, 0, 1e-6, stream_);
-      launched();
+      latent_norm(qa.p, L.q_a_norm, n, rq, rq);
       lin(qa.p, n, rq, L.q_b, Mat{}, q.p);
       sync();
     } else {
       lin(x.data, n, H, L.q_proj, L.q_proj_bias, q.p);
     }
     lin(x.data, n, H, L.kv_a, L.kv_a_bias, ckv.p);
-    cuda::rms_norm(ckv.p, W(L.kv_a_norm), ckv.p, n, r, 1, lc, lc, 1e-6, stream_);  // hard-wired eps (§2.7 step 2)
-    cuda::rope(q.p + dn, pos, inv_freq_.p, n, nh, nh * dqk, dqk, dr, freqs_.attention_factor, true, stream_);
-    cuda::rope(ckv.p + r, pos, inv_freq_.p, n, 1, lc, lc, dr, freqs_.attention_factor, true, stream_);
-    launched();
+    latent_norm(ckv.p, L.kv_a_norm, n, r, lc);
+    mla_rope(q.p + dn, pos, n, nh, nh * dqk, dqk, dr);
+    mla_rope(ckv.p + r, pos, n, 1, lc, lc, dr);
     const float scale = float(std::pow(double(dqk), -0.5) * freqs_.mla_mscale2);
     if (step_) {  // absorbed form over the latent cache, the new row written at the device-side position
       const auto [kvb, kvb16] = weight_ref(L.kv_b);
@@ -869,9 +874,36 @@ class CudaBackend final : public Backend {
   // checked at load).
   void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
                     const int64_t* pos) {
-    cuda::qk_norm_rope(qkv, width, n, nq, nk, cfg_.head_dim, L.q_norm.empty() ? nullptr : W(L.q_norm),
-                       L.k_norm.empty() ? nullptr : W(L.k_norm), cfg_.rms_norm_eps, pos, inv_freq_.p, cfg_.rope_dim(),
-                       freqs_.attention_factor, stream_);
+    QkNormRopeParams p;
+    p.x = qkv; p.pos = pos; p.inv_freq = inv_freq_.p;
+    p.wq = L.q_norm.empty() ? nullptr : W(L.q_norm); p.wk = L.k_norm.empty() ? nullptr : W(L.k_norm);
+    p.rows = n; p.nq = nq; p.nk = nk; p.hd = cfg_.head_dim; p.ld = width; p.rope_dim = cfg_.rope_dim();
+    p.eps = cfg_.rms_norm_eps; p.attention_factor = freqs_.attention_factor;
+    kernels::launch_qk_norm_rope(p, stream_);
+    launched();
+  }
+
+  void add_rms_norm(float* h, const float* d, const Mat& w, float* y, int64_t rows, int64_t dim) {
+    AddRmsNormParams p;
+    p.h = h; p.d = d; p.w = W(w); p.y = y; p.rows = rows; p.dim = dim; p.eps = cfg_.rms_norm_eps;
+    kernels::launch_add_rms_norm(p, stream_);
+  }
+
+  // MLA latent RMSNorm in place on rows of width r at row stride ld, eps hard-wired to 1e-6 (§2.7 step 2).
+  void latent_norm(float* x, const Mat& w, int64_t rows, int64_t r, int64_t ld) {
+    RmsNormParams p;
+    p.x = x; p.y = x; p.w = W(w); p.rows = rows; p.dim = r; p.ldx = p.ldy = ld; p.eps = 1e-6;
+    kernels::launch_rms_norm(p, stream_);
+    launched();
+  }
+
+  // MLA RoPE (interleaved pairs) on `heads` heads of rd values per row.
+  void mla_rope(float* x, const int64_t* pos, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
+                int64_t rd) {
+    RopeParams p;
+    p.x = x; p.pos = pos; p.inv_freq = inv_freq_.p; p.rows = rows; p.heads = heads; p.row_stride = row_stride;
+    p.head_stride = head_stride; p.rope_dim = rd; p.attention_factor = freqs_.attention_factor; p.interleaved = true;
+    kernels::launch_rope(p, stream_);
     launched();
   }
 
@@ -879,7 +911,9 @@ class CudaBackend final : public Backend {
     const int64_t H = cfg_.hidden_size, I = gate_up.rows / 2;
     DevF gu = scratch(n * 2 * I), act = scratch(n * I);
     lin(x, n, H, gate_up, Mat{}, gu.p);
-    cuda::swiglu(gu.p, act.p, n, I, stream_);
+    SwigluParams sp;
+    sp.gu = gu.p; sp.out = act.p; sp.rows = n; sp.I = I;
+    kernels::launch_swiglu(sp, stream_);
     launched();
     lin(act.p, n, I, down, Mat{}, y);
     sync();  // gu/act die here

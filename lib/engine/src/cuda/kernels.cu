@@ -13,26 +13,6 @@ namespace {
 constexpr int kThreads = 256;
 inline unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
-__device__ double block_sum(double v, double* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_down_sync(0xffffffffu, v, o);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  __syncthreads();
-  if (lane == 0) red[warp] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double s = 0.0;
-    for (int i = 0; i < int(blockDim.x >> 5); ++i) s += red[i];
-    red[0] = s;
-  }
-  __syncthreads();
-  return red[0];
-}
-
-__global__ void k_embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= n * H) return;
-  out[i] = table[int64_t(ids[i / H]) * H + i % H];
-}
 __global__ void k_gather(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n * H) return;
@@ -43,18 +23,6 @@ __global__ void k_scatter(const float* src, const int64_t* slot, float* dst, int
   if (i >= n * H) return;
   dst[slot[i / H] * H + i % H] = src[i];
 }
-// grid (rows, groups)
-__global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs, int64_t ldx, int64_t ldy, double eps) {
-  __shared__ double red[32];
-  const float* xr = x + blockIdx.x * ldx + blockIdx.y * gs;
-  float* yr = y + blockIdx.x * ldy + blockIdx.y * gs;
-  const float* wr = w + blockIdx.y * gs;
-  double ss = 0.0;
-  for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(xr[i]) * double(xr[i]);
-  ss = block_sum(ss, red);
-  const float inv = float(1.0 / sqrt(ss / double(gs) + eps));
-  for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) yr[i] = (xr[i] * inv) * wr[i];
-}
 __global__ void k_add(float* h, const float* d, int64_t n) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < n) h[i] += d[i];
@@ -62,30 +30,6 @@ __global__ void k_add(float* h, const float* d, int64_t n) {
 __global__ void k_add_bias(float* y, const float* b, int64_t M, int64_t N, int64_t ldy) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i < M * N) y[(i / N) * ldy + i % N] += b[i % N];
-}
-// grid rows·heads; thread i < half
-__global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int64_t heads, int64_t row_stride,
-                       int64_t head_stride, int64_t half, float af, bool inter) {
-  const int64_t t = blockIdx.x / heads, h = blockIdx.x % heads;
-  float* xr = x + t * row_stride + h * head_stride;
-  const float p = float(pos[t]);
-  float tmp1[1], tmp2[1];
-  const int64_t i = threadIdx.x;
-  float x1 = 0, x2 = 0, c = 0, s = 0;
-  if (i < half) {
-    const float ang = p * inv_freq[i];
-    c = float(cos(double(ang))) * af;
-    s = float(sin(double(ang))) * af;
-    x1 = inter ? xr[2 * i] : xr[i];
-    x2 = inter ? xr[2 * i + 1] : xr[i + half];
-  }
-  __syncthreads();
-  if (i < half) {
-    tmp1[0] = x1 * c - x2 * s;
-    tmp2[0] = x2 * c + x1 * s;
-    xr[i] = tmp1[0];
-    xr[i + half] = tmp2[0];
-  }
 }
 // grid nh; the state of one head lives in global memory
 __global__ void k_lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo,
@@ -106,14 +50,6 @@ __global__ void k_lightning(const float* q, const float* k, const float* v, int6
     }
     __syncthreads();
   }
-}
-// out must not alias gu (threads of other rows read gu concurrently).
-__global__ void k_swiglu(const float* gu, float* out, int64_t rows, int64_t I) {
-  const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
-  if (i >= rows * I) return;
-  const int64_t r = i / I, c = i % I;
-  const float a = gu[r * 2 * I + c], b = gu[r * 2 * I + I + c];
-  out[i] = (a / (1.0f + expf(-a))) * b;
 }
 __global__ void k_mla_expand(const float* kv, const float* lat, float* K, float* V, int64_t S, int64_t nh, int64_t dn,
                              int64_t dr, int64_t dv, int64_t r) {
@@ -142,20 +78,11 @@ __global__ void k_moe_combine(const float* ye, const float* w, float* out, int64
 
 }  // namespace
 
-void embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H, cudaStream_t s) {
-  if (n * H > 0) k_embed<<<blocks_for(n * H), kThreads, 0, s>>>(ids, table, out, n, H);
-}
 void gather_rows(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H, cudaStream_t s) {
   if (n * H > 0) k_gather<<<blocks_for(n * H), kThreads, 0, s>>>(x, ldx, rows, out, n, H);
 }
 void scatter_rows(const float* src, const int64_t* slot, float* dst, int64_t n, int64_t H, cudaStream_t s) {
   if (n * H > 0) k_scatter<<<blocks_for(n * H), kThreads, 0, s>>>(src, slot, dst, n, H);
-}
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, int64_t groups, int64_t ldx,
-              int64_t ldy, double eps, cudaStream_t s) {
-  if (rows == 0) return;
-  k_rms_norm<<<dim3(unsigned(rows), unsigned(groups)), kThreads, 0, s>>>(x, w, y, dim / groups, ldx ? ldx : dim,
-                                                                          ldy ? ldy : dim, eps);
 }
 void add(float* h, const float* d, int64_t n, cudaStream_t s) {
   if (n > 0) k_add<<<blocks_for(n), kThreads, 0, s>>>(h, d, n);
@@ -163,20 +90,9 @@ void add(float* h, const float* d, int64_t n, cudaStream_t s) {
 void add_bias(float* y, const float* bias, int64_t M, int64_t N, int64_t ldy, cudaStream_t s) {
   if (M * N > 0) k_add_bias<<<blocks_for(M * N), kThreads, 0, s>>>(y, bias, M, N, ldy);
 }
-void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int64_t heads, int64_t row_stride,
-          int64_t head_stride, int64_t rope_dim, float attention_factor, bool interleaved, cudaStream_t s) {
-  const int64_t half = rope_dim / 2;
-  if (rows * heads == 0 || half == 0) return;
-  const unsigned th = unsigned(((half + 31) / 32) * 32);
-  k_rope<<<unsigned(rows * heads), th, 0, s>>>(x, pos, inv_freq, heads, row_stride, head_stride, half,
-                                               attention_factor, interleaved);
-}
 void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
                const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s) {
   if (T * nh > 0) k_lightning<<<unsigned(nh), kThreads, 0, s>>>(q, k, v, ld, o, ldo, state, g, T, nh, d, scale);
-}
-void swiglu(const float* gu, float* out, int64_t rows, int64_t I, cudaStream_t s) {
-  if (rows * I > 0) k_swiglu<<<blocks_for(rows * I), kThreads, 0, s>>>(gu, out, rows, I);
 }
 void mla_expand(const float* kv, const float* latent, float* K, float* V, int64_t S, int64_t nh, int64_t dn,
                 int64_t dr, int64_t dv, int64_t r, cudaStream_t s) {

@@ -8,19 +8,11 @@
 
 namespace ling::cuda {
 
-// out[i, :] = table[ids[i], :] for n rows of width H.
-void embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H, cudaStream_t s);
 // out[i, :] = x[rows[i], :] (row gather), width H, x row stride ldx.
 void gather_rows(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H, cudaStream_t s);
-// RMSNorm / GroupRMSNorm (ref::rms_norm): sum of squares in fp64.
-void rms_norm(const float* x, const float* w, float* y, int64_t rows, int64_t dim, int64_t groups, int64_t ldx,
-              int64_t ldy, double eps, cudaStream_t s);
 void add(float* h, const float* d, int64_t n, cudaStream_t s);
 // y[M, N] += bias[N] (row stride ldy).
 void add_bias(float* y, const float* bias, int64_t M, int64_t N, int64_t ldy, cudaStream_t s);
-// RoPE in place (ref::rope).
-void rope(float* x, const int64_t* pos, const float* inv_freq, int64_t rows, int64_t heads, int64_t row_stride,
-          int64_t head_stride, int64_t rope_dim, float attention_factor, bool interleaved, cudaStream_t s);
 // Lightning prefill in the chunked form (ref::lightning_chunked; lightning_chunked.cu), fp32, state [nh, d, d]
 // updated in place, q/k/v rows at stride ld; supported for head dims whose state fits in shared memory.
 bool lightning_chunked_supported(int64_t d);
@@ -29,8 +21,6 @@ void lightning_chunked(const float* q, const float* k, const float* v, int64_t l
 // Lightning recurrence token by token (ref::lightning_recurrent), state [nh, d, d] updated in place.
 void lightning(const float* q, const float* k, const float* v, int64_t ld, float* o, int64_t ldo, float* state,
                const float* g, int64_t T, int64_t nh, int64_t d, float scale, cudaStream_t s);
-// out[r, i] = silu(gu[r, i]) · gu[r, I + i] (ref::swiglu), out row stride I; out must not alias gu.
-void swiglu(const float* gu, float* out, int64_t rows, int64_t I, cudaStream_t s);
 // MLA: K [S, nh, dn+dr] and V [S, nh, dv] from kv [S, nh, dn+dv] and the latent cache [S, r+dr].
 void mla_expand(const float* kv, const float* latent, float* K, float* V, int64_t S, int64_t nh, int64_t dn,
                 int64_t dr, int64_t dv, int64_t r, cudaStream_t s);
@@ -42,21 +32,9 @@ void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t
 void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s);
 
 
-// Decode-step and fused kernels (decode_attention.cu, fused_norms.cu; the GEMV, routing and expert kernels are
-// kernels/gemv and kernels/moe): no host round trip, positions read from device memory.
-// h += d; y = RMSNorm(h) · w, rows × dim (residual add fused with the next norm); d null: y = RMSNorm(h) · w.
-void add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t rows, int64_t dim, double eps,
-                  cudaStream_t s);
-// Per row: nq query heads then nk key heads of hd values at row stride ld; each head RMS-normalised with wq / wk
-// (skipped when null), then NeoX RoPE on its first rope_dim values at position pos[row] (in place).
-bool qk_norm_rope_supported(int64_t hd);
-void qk_norm_rope(float* x, int64_t ld, int64_t rows, int64_t nq, int64_t nk, int64_t hd, const float* wq,
-                  const float* wk, double eps, const int64_t* pos, const float* inv_freq, int64_t rope_dim, float af,
-                  cudaStream_t s);
-// o = GroupRMSNorm(o) · w ⊙ sigmoid(gate) over rows × width in `groups` groups of width / groups channels; o and
-// gate are [rows, width].
-void group_norm_gate(float* o, const float* w, const float* gate, int64_t rows, int64_t width, int64_t groups,
-                     double eps, cudaStream_t s);
+// Decode-step and fused kernels (decode_attention.cu, fused_norms.cu; norms, RoPE, embedding and SwiGLU are
+// kernels/norm, kernels/rope and kernels/elementwise; the GEMV, routing and expert kernels kernels/gemv and
+// kernels/moe): no host round trip, positions read from device memory.
 // x[r, :] *= f[r] for rows × cols values.
 void scale_rows(float* x, const float* f, int64_t rows, int64_t cols, cudaStream_t s);
 // sumsq[r] = Σ_c o[r, c]² (fp64), then o = o · w ⊙ sigmoid(gate): the Lightning gate before a group

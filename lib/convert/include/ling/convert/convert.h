@@ -35,6 +35,7 @@ struct ConvertOptions {
   bool force = false;                 // replace an existing output folder
   bool plain_pca = false;             // TransMLA's plain BKV-PCA instead of the query/output-weighted one
   bool no_expected_rotation = false;  // keep TransMLA's plain NoPE residue (no expected-rotation fold)
+  bool linear_latent_norm = false;    // MlaOptions::linear_latent_norm
   // Called with the complete temporary output folder before it is renamed to `out` (e.g. the data refit of
   // calib/refit.h, which rewrites tensors in place); its result is stored as "refit" in conversion.json. An
   // exception leaves nothing under `out`.

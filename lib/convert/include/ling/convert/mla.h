@@ -47,7 +47,16 @@ struct MlaOptions {
   double balance_kv_ratio = 1.0;   // TransMLA's --balance-kv-ratio
   bool weighted_pca = true;        // weight the joint PCA by query and output-projection covariances when the
                                    // query covariance and W_O are available; false: TransMLA's plain BKV-PCA
+  // Latent RMSNorms (kv_a_layernorm, q_a_layernorm; eps 1e-6 in the format): false = gain E[rms] (each token's
+  // latent divided by its own RMS, near identity on average); true = linear: the latent rows of the down
+  // projection are scaled by s so small that a token's mean square is ~1e-4·eps on average, and the gain is
+  // sqrt(eps)/s, so the norm multiplies by 1/sqrt(1 + s²·ms/eps) ≈ 1 − 5e-5 and the factorisation stays linear.
+  bool linear_latent_norm = false;
 };
+
+// Mean square of an eps 1e-6 RMSNorm's input relative to eps in the linear latent-norm form (MlaOptions).
+inline constexpr double kLinearNormLoad = 1e-6;
+inline constexpr double kLatentNormEps = 1e-6;
 
 struct MlaLayer {
   MatD q_proj;                     // [nh·(d + rd), H] (no q LoRA)

@@ -6,7 +6,18 @@
 #include <cstdint>
 #include <vector>
 
+#include "ling/core/op_params.h"
+
 namespace ling::ref {
+
+// The ops shared with the kernels take their params from core/op_params.h.
+using ling::AddRmsNormParams;
+using ling::EmbedParams;
+using ling::GroupNormGateParams;
+using ling::QkNormRopeParams;
+using ling::RmsNormParams;
+using ling::RopeParams;
+using ling::SwigluParams;
 
 // y[M, N] = x[M, K] · W[N, K]ᵀ (+ bias[N]) through OpenBLAS sgemm (fp32 accumulation inside BLAS).
 struct LinearParams {
@@ -20,18 +31,11 @@ struct LinearParams {
 };
 void linear(const LinearParams& p);
 
-// RMSNorm (§2.2) over `rows` vectors of `dim` values, split into `groups` contiguous groups each normalised
-// on its own (GroupRMSNorm, §2.6 step 9; groups = 1 is the plain RMSNorm). HF order: normalise in fp32 (sum of
-// squares in fp64), cast to the model dtype (f32 here), multiply by weight. In-place allowed (x == y).
-struct RmsNormParams {
-  const float* x = nullptr;  // [rows, dim] with row stride ldx (0 = dim)
-  const float* w = nullptr;  // [dim]
-  float* y = nullptr;        // [rows, dim] with row stride ldy (0 = dim)
-  int64_t rows = 0, dim = 0, groups = 1;
-  int64_t ldx = 0, ldy = 0;
-  double eps = 1e-6;
-};
+
+// RMSNorm / GroupRMSNorm (core/op_params.h).
 void rms_norm(const RmsNormParams& p);
+// h += d, y = RMSNorm(h) · w.
+void add_rms_norm(const AddRmsNormParams& p);
 
 // RoPE frequencies (§2.5 step 3, §2.8). Default: inv_freq_i = θ^(−2i/rope_dim); YaRN blends interpolated and
 // extrapolated frequencies and sets attention_factor (the cos/sin multiplier). mla_mscale2 is the extra MLA
@@ -53,19 +57,15 @@ struct RopeFreqs {
 };
 RopeFreqs rope_freqs(const RopeFreqParams& p);
 
-// Apply RoPE in place to `rows` tokens × `heads` heads. Angle = f32(pos) · inv_freq (f32 product, as HF), cos
-// and sin times attention_factor. neox: pairs (i, i + rd/2) on the first rd dims (rest pass through).
-// interleaved (MLA): pairs (2i, 2i+1) on the first rd dims, written de-interleaved like HF (out[i], out[i+rd/2]),
-// the same permutation for q and k so scores are unchanged.
-struct RopeParams {
-  float* x = nullptr;            // token t, head h starts at x + t·row_stride + h·head_stride
-  const int64_t* pos = nullptr;  // [rows] absolute positions
-  const float* inv_freq = nullptr;  // [rd/2]
-  int64_t rows = 0, heads = 1, row_stride = 0, head_stride = 0, rope_dim = 0;
-  float attention_factor = 1.0f;
-  bool interleaved = false;
-};
+
+// RoPE in place (core/op_params.h: NeoX or interleaved).
 void rope(const RopeParams& p);
+// Per-head QK-norm then RoPE: rms_norm on each head, then rope (core/op_params.h).
+void qk_norm_rope(const QkNormRopeParams& p);
+// Lightning output gate: rms_norm with groups, then · sigmoid(gate).
+void group_norm_gate(const GroupNormGateParams& p);
+// Embedding row lookup.
+void embed(const EmbedParams& p);
 
 // Causal softmax attention with grouped KV heads (§2.5 step 4; MLA prefill uses it with dk != dv and
 // nkv = nh). Query i (absolute position qpos[i]) sees keys j with j ≤ qpos[i] among the S keys at positions
@@ -136,12 +136,8 @@ struct MoeRouteParams {
 };
 void moe_route(const MoeRouteParams& p);
 
-// SwiGLU activation on a fused [rows, 2·I] gate‖up buffer: out[r, i] = silu(gate) · up. out may alias gu.
-struct SwigluParams {
-  const float* gu = nullptr;  // [rows, 2I]: gate in [0, I), up in [I, 2I)
-  float* out = nullptr;       // [rows, I] with row stride ldo (0 = I)
-  int64_t rows = 0, I = 0, ldo = 0;
-};
+
+// SwiGLU on a fused gate‖up buffer (core/op_params.h).
 void swiglu(const SwigluParams& p);
 
 // Sampling from one row of logits. temperature 0 → greedy (argmax, lowest index on ties). Otherwise softmax of

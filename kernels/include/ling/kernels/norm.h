@@ -1,0 +1,20 @@
+// RMSNorm, GroupRMSNorm, the residual add fused with the next norm, and the Lightning output gate
+// (architecture.md §2.2, §2.6 steps 9–10). Params are core/op_params.h's, the ones ref::rms_norm,
+// ref::add_rms_norm and ref::group_norm_gate take; pointers are device pointers. fp32, fp64 sums of squares,
+// the reference's operation order: outputs equal the reference's up to the order of the fp64 sum.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "ling/core/op_params.h"
+
+namespace ling::kernels {
+
+// y = RMSNorm(x) · w per group; in place allowed (x == y, same strides).
+void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream);
+// h += d (d null: no add), y = RMSNorm(h) · w; rows packed. The row stays in registers when dim % 4 == 0,
+// dim ≤ 16384 and the buffers are 16-byte aligned (one 1024-thread CTA per row), else a strided loop.
+void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream);
+// o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), in place.
+void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream);
+
+}  // namespace ling::kernels
