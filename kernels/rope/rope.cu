@@ -3,7 +3,7 @@
 #include <cmath>
 
 #include "common/check.h"
-#include "common/reduce.cuh"
+#include "ling/kernels/reduce.cuh"
 #include "ling/kernels/rope.h"
 
 namespace ling::kernels {

@@ -6,7 +6,12 @@
 
 #include <cstdint>
 
+#include "ling/kernels/reduce.cuh"
+
 namespace ling::cuda {
+
+using kernels::block_sum_d;  // fp64 block sum (ling/kernels/reduce.cuh)
+
 namespace {
 
 __device__ __forceinline__ float ld(const float* p) { return *p; }
@@ -64,18 +69,6 @@ __device__ __forceinline__ float warp_dot_u(const float* __restrict__ x, const T
     acc += dot8(f, x + i);
   }
   return warp_sum(acc);
-}
-
-
-// Block-wide fp64 sum (blockDim a multiple of 32, ≤ 1024).
-__device__ double block_sum_d(double v, double* red) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  __syncthreads();
-  if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = v;
-  __syncthreads();
-  double s = 0.0;
-  for (int i = 0; i < int(blockDim.x >> 5); ++i) s += red[i];
-  return s;
 }
 
 

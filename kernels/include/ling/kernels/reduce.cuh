@@ -1,4 +1,5 @@
-// Block-wide reductions shared by the norm kernels: the fp64 sum of squares the reference takes (ref::rms_norm).
+// Block-wide reductions shared by the norm kernels and the backend's own kernels: the fp64 sum of squares the
+// reference takes (ref::rms_norm). Device code (include from .cu files only).
 #pragma once
 #include <cuda_runtime.h>
 
