@@ -58,33 +58,6 @@ __device__ __forceinline__ float warp_dot4(const float* __restrict__ x, const T*
   return warp_sum(acc);
 }
 
-// warp_dot4 of NR weight rows against their activation rows at once (null weight row: 0): per step, the 16-byte
-// loads of CH chunks of 256 values of every row are issued before any is used, so NR·CH loads per lane are in
-// flight instead of 4. Each row accumulates its chunks in increasing order exactly as warp_dot4 does (same
-// lanes, same chunks, same FMA chain): the results are bit-equal to NR separate warp_dot4 calls.
-template <int NR, int CH, typename T>
-__device__ __forceinline__ void warp_dot_rows(const float* const (&x)[NR], const T* const (&w)[NR], int64_t K,
-                                              float (&out)[NR]) {
-  float acc[NR];
-#pragma unroll
-  for (int r = 0; r < NR; ++r) acc[r] = 0.0f;
-  for (int64_t i = int64_t(threadIdx.x & 31) * 8; i < K; i += 256 * CH) {
-    float f[NR][CH][8];
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-#pragma unroll
-      for (int c = 0; c < CH; ++c)
-        if (w[r] && i + c * 256 < K) load8(w[r] + i + c * 256, f[r][c]);
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-#pragma unroll
-      for (int c = 0; c < CH; ++c)
-        if (w[r] && i + c * 256 < K) acc[r] += dot8(f[r][c], x[r] + i + c * 256);
-  }
-#pragma unroll
-  for (int r = 0; r < NR; ++r) out[r] = warp_sum(acc[r]);
-}
-
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace

@@ -10,8 +10,6 @@
 //            the group's tokens 8 or 16 at a time (tc_tile.cuh);
 //   down:    grid (⌈H/16⌉, groups), 16 rows of down per CTA over the group's act rows → part[slot, h];
 //   then the same ordered combine. Grid y covers n·k possible groups; CTAs past the plan's count exit at once.
-// One token with I ≤ 1024 (Ring-mini: 512): down in one launch, a warp per output h reading row h of 5 slots at
-//   a time and combining them in slot order — the same values as the two passes, without the workspace.
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
 #include "common/check.h"
 #include "gemv/tc_tile.cuh"
@@ -33,37 +31,6 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     u = warp_dot4(p.x + t * H, w + (I + i) * H, H);
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
-}
-
-// One token, I ≤ kDownOneMaxI: a warp per output h reads row h of every slot's down projection, NR slots at a
-// time with all their loads in flight (warp_dot_rows: NR·2 16-byte loads per lane instead of one, as rows of
-// I ≤ 512 give k_down_part), and combines them in slot order: part_j and Σ_j w_j·part_j exactly as
-// k_down_part + k_combine_parts compute them, in one launch and without the workspace. Longer rows keep the
-// two passes, whose warps already have four loads in flight.
-constexpr int64_t kDownOneMaxI = 1024;
-template <int NR, typename T>
-__global__ void __launch_bounds__(256, 2) k_down_one(MoeDownParams p, const T* const* table) {
-  const int64_t H = p.H, I = p.I, k = p.k;
-  const int64_t h = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
-  if (h >= H) return;
-  float acc = 0.0f;
-  for (int64_t j0 = 0; j0 < k; j0 += NR) {
-    const float* x[NR];
-    const T* rows[NR];
-#pragma unroll
-    for (int r = 0; r < NR; ++r) {
-      const int64_t j = j0 + r;
-      const T* w = j < k ? table[p.ids[j]] : nullptr;
-      x[r] = p.act + (j < k ? j : 0) * I;
-      rows[r] = w ? w + h * I : nullptr;
-    }
-    float part[NR];
-    warp_dot_rows<NR, 2>(x, rows, I, part);
-#pragma unroll
-    for (int r = 0; r < NR; ++r)
-      if (j0 + r < k) acc += p.weights[j0 + r] * part[r];
-  }
-  if ((threadIdx.x & 31) == 0) p.out[h] = p.accumulate ? p.out[h] + acc : acc;
 }
 
 template <typename T>
@@ -269,13 +236,6 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
     if (p.n <= 8) k_down_grouped<1><<<grid, 256, 0, stream>>>(p, p.down);
     else k_down_grouped<2><<<grid, 256, 0, stream>>>(p, p.down);
     k_combine_parts<<<unsigned((p.n * p.H + 255) / 256), 256, 0, stream>>>(p);
-    LING_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
-  if (p.n == 1 && p.I <= kDownOneMaxI) {  // one token, short rows: one launch, more loads in flight per warp
-    const unsigned g = unsigned((p.H + 7) / 8);
-    if (p.down) k_down_one<5><<<g, 256, 0, stream>>>(p, p.down);
-    else k_down_one<5><<<g, 256, 0, stream>>>(p, p.down_f32);
     LING_CUDA_CHECK(cudaGetLastError());
     return;
   }
