@@ -210,8 +210,8 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(64, 768, 256, 16, 8, false, 240);  // 128 slots, experts repeated across tokens
   run_experts(16, 512, 128, 7, 8, true, 250, true);  // fp32 weights (fp32 checkpoints)
   run_experts(20, 264, 40, 3, 6, false, 260, true);
-  // one token, the single-launch down (I ≤ 1024): 9 slots (two groups of 5), I 1024 (two steps per row) with
-  // fp32 weights, an I tail with k 1; and I 2048 (the two-pass path)
+  // one token: 9 slots (8 routed + the shared expert's slot), I 1024 with fp32 weights, an I tail with k 1, and
+  // I 2048
   run_experts(16, 2048, 512, 1, 9, true, 270);
   run_experts(12, 264, 1024, 1, 3, false, 280, true);
   run_experts(10, 1032, 40, 1, 1, true, 290);
