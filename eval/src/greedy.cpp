@@ -17,6 +17,20 @@ int32_t argmax(const float* row, int n) {
 double ms_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
 }
+// Appends next to g (unless EOS) and applies the stop strings; true when generation is over.
+bool take(Generation& g, int32_t next, const std::vector<int32_t>& eos, const TokenizerLike& tok,
+          const GenerateOptions& opt) {
+  for (int32_t e : eos)
+    if (e == next) return true;
+  g.ids.push_back(next);
+  g.text = tok.decode(g.ids);
+  bool stopped = false;
+  for (const auto& s : opt.stop) {
+    size_t at = s.empty() ? std::string::npos : g.text.find(s);
+    if (at != std::string::npos) g.text.resize(at), stopped = true;
+  }
+  return stopped || static_cast<int>(g.ids.size()) >= opt.max_new_tokens;
+}
 }  // namespace
 
 Generation generate_greedy(LogitsSource& model, const TokenizerLike& tok, std::span<const int32_t> prompt,
@@ -38,17 +52,7 @@ Generation generate_greedy(LogitsSource& model, const TokenizerLike& tok, std::s
   t0 = std::chrono::steady_clock::now();
   for (int step = 0; step < opt.max_new_tokens; ++step) {
     int32_t next = argmax(logits.data(), v);
-    bool is_eos = false;
-    for (int32_t e : eos) is_eos = is_eos || e == next;
-    if (is_eos) break;
-    g.ids.push_back(next);
-    g.text = tok.decode(g.ids);
-    bool stopped = false;
-    for (const auto& s : opt.stop) {
-      size_t at = s.empty() ? std::string::npos : g.text.find(s);
-      if (at != std::string::npos) g.text.resize(at), stopped = true;
-    }
-    if (stopped || step + 1 == opt.max_new_tokens) break;
+    if (take(g, next, eos, tok, opt)) break;
     model.append(std::span<const int32_t>(&next, 1), false, logits);
   }
   g.decode_ms = ms_since(t0);
@@ -70,22 +74,6 @@ void SingleSlot::append(const std::vector<int>& slots, const std::vector<std::ve
   src_.append(tokens[0], false, last_rows);
 }
 
-namespace {
-// Appends next to g (unless EOS) and applies the stop strings; true when generation is over.
-bool take(Generation& g, int32_t next, const std::vector<int32_t>& eos, const TokenizerLike& tok,
-          const GenerateOptions& opt) {
-  for (int32_t e : eos)
-    if (e == next) return true;
-  g.ids.push_back(next);
-  g.text = tok.decode(g.ids);
-  bool stopped = false;
-  for (const auto& s : opt.stop) {
-    size_t at = s.empty() ? std::string::npos : g.text.find(s);
-    if (at != std::string::npos) g.text.resize(at), stopped = true;
-  }
-  return stopped || static_cast<int>(g.ids.size()) >= opt.max_new_tokens;
-}
-}  // namespace
 
 std::vector<Generation> generate_greedy_batch(BatchedLogits& model, const TokenizerLike& tok,
                                               const std::vector<std::vector<int32_t>>& prompts,
