@@ -203,6 +203,23 @@ namespace {
 struct WindowQk {
   MlaParts P;
   std::vector<float> sq, sk;
+  int64_t nh = 0, nkv = 0, ds = 0, dn = 0, dr = 0, r = 0;
+  // Query row t, head h against key s: the source logit q̂·k̂ and the converted logit's RoPE and NoPE dot products,
+  // all unscaled (kn: converted_keys of this window).
+  struct Parts {
+    double src = 0, pe = 0, nope = 0;
+  };
+  Parts parts(const std::vector<std::vector<double>>& kn, int64_t t, int64_t h, int64_t s) const {
+    const int64_t dqk = dn + dr, lc = r + dr;
+    const float* qs = sq.data() + (t * nh + h) * ds;
+    const float* qd = P.q.data() + (t * nh + h) * dqk;
+    const float* kk = sk.data() + (s * nkv + h / (nh / nkv)) * ds;
+    Parts o;
+    for (int64_t j = 0; j < ds; ++j) o.src += double(qs[j]) * kk[j];
+    for (int64_t j = 0; j < dr; ++j) o.pe += double(qd[dn + j]) * P.ckv[size_t(s * lc + r + j)];
+    for (int64_t j = 0; j < dn; ++j) o.nope += double(qd[j]) * kn[size_t(h)][size_t(s * dn + j)];
+    return o;
+  }
 };
 WindowQk window_qk(Engine& src, Engine& dst, const std::vector<int32_t>& win, const std::string& in,
                    const ModelConfig& scfg, const LayerWeights& SL, const ref::RopeFreqs& srf, const ModelConfig& dcfg,
@@ -212,6 +229,8 @@ WindowQk window_qk(Engine& src, Engine& dst, const std::vector<int32_t>& win, co
   src.prefill(*src.new_sequence(), win, false, &cs);
   dst.prefill(*dst.new_sequence(), win, false, &cd);
   WindowQk w;
+  w.nh = dcfg.num_attention_heads, w.nkv = scfg.num_key_value_heads, w.ds = scfg.head_dim;
+  w.dn = dcfg.qk_nope_head_dim, w.dr = dcfg.qk_rope_head_dim, w.r = dcfg.kv_lora_rank;
   w.P = mla_parts(dcfg, L, drf, cd.got.at(in).data(), n);
   source_qk(scfg, SL, srf, cs.got.at(in).data(), n, w.sq, w.sk);
   return w;
@@ -279,7 +298,7 @@ nlohmann::json refit_temperature(const RefitOptions& o, const ModelConfig& scfg,
                                  const std::vector<std::vector<int32_t>>& windows) {
   const int64_t nh = dcfg.num_attention_heads, dn = dcfg.qk_nope_head_dim, dr = dcfg.qk_rope_head_dim;
   const int64_t dv = dcfg.v_head_dim, r = dcfg.kv_lora_rank, dqk = dn + dr, lc = r + dr;
-  const int64_t nkv = scfg.num_key_value_heads, ds = scfg.head_dim, G = nh / nkv;
+  const int64_t ds = scfg.head_dim;
   const ref::RopeFreqs srf = ref::rope_freqs(rope_freq_params(scfg)), drf = ref::rope_freqs(rope_freq_params(dcfg));
   const double sscale = 1.0 / std::sqrt(double(ds));
   LayerWeights& L = dw.layers[size_t(l)];
@@ -293,8 +312,6 @@ nlohmann::json refit_temperature(const RefitOptions& o, const ModelConfig& scfg,
     const int64_t n = int64_t(win.size());
     const WindowQk w = window_qk(src, *dst, win, in, scfg, SL, srf, dcfg, L, drf);
     const MlaParts& P = w.P;
-    const std::vector<float>& sq = w.sq;
-    const std::vector<float>& sk = w.sk;
     // Converted keys [nh][n, dn] = W_UK,h·c_s.
     const auto kn = converted_keys(L, P.ckv.data(), lc, n, nh, dn, dv, r);
     const int64_t stride = std::max<int64_t>(1, n / o.rows);
@@ -304,17 +321,11 @@ nlohmann::json refit_temperature(const RefitOptions& o, const ModelConfig& scfg,
       lc_.resize(size_t(m));
       p.resize(size_t(m));
       for (int64_t h = 0; h < nh; ++h) {
-        const float* qs = sq.data() + (t * nh + h) * ds;
-        const float* qd = P.q.data() + (t * nh + h) * dqk;
         double mx = -1e300;
         for (int64_t s = 0; s < m; ++s) {
-          const float* kk = sk.data() + (s * nkv + h / G) * ds;
-          double dot = 0, pe = 0, nope = 0;
-          for (int64_t j = 0; j < ds; ++j) dot += double(qs[j]) * kk[j];
-          for (int64_t j = 0; j < dr; ++j) pe += double(qd[dn + j]) * P.ckv[size_t(s * lc + r + j)];
-          for (int64_t j = 0; j < dn; ++j) nope += double(qd[j]) * kn[size_t(h)][size_t(s * dn + j)];
-          ls[size_t(s)] = sscale * dot;
-          lc_[size_t(s)] = double(P.scale) * (pe + nope);
+          const WindowQk::Parts q = w.parts(kn, t, h, s);
+          ls[size_t(s)] = sscale * q.src;
+          lc_[size_t(s)] = double(P.scale) * (q.pe + q.nope);
           mx = std::max(mx, ls[size_t(s)]);
         }
         double z = 0;
@@ -349,7 +360,7 @@ nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const 
                           const std::vector<std::vector<int32_t>>& windows, const Checkpoint& dck) {
   const int64_t nh = dcfg.num_attention_heads, dn = dcfg.qk_nope_head_dim, dr = dcfg.qk_rope_head_dim;
   const int64_t dv = dcfg.v_head_dim, r = dcfg.kv_lora_rank, dqk = dn + dr, lc = r + dr;
-  const int64_t nkv = scfg.num_key_value_heads, ds = scfg.head_dim, G = nh / nkv;
+  const int64_t ds = scfg.head_dim;
   LING_CHECK(dn * r <= 8192, "--refit keys: qk_nope_head_dim·kv_lora_rank = ", dn * r,
              " exceeds 8192 (the per-head normal matrix would need ", (dn * r) * (dn * r) * 8 / 1000000, " MB)");
   LING_CHECK(scfg.num_attention_heads == nh, "--refit keys: source and converted head counts differ");
@@ -365,8 +376,6 @@ nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const 
     const int64_t n = int64_t(win.size());
     const WindowQk w = window_qk(src, *dst, win, in, scfg, SL, srf, dcfg, L, drf);
     const MlaParts& P = w.P;
-    const std::vector<float>& sq = w.sq;
-    const std::vector<float>& sk = w.sk;
     c.resize(size_t(n * r));
     for (int64_t s = 0; s < n; ++s)
       for (int64_t j = 0; j < r; ++j) c[size_t(s * r + j)] = P.ckv[size_t(s * lc + j)];
@@ -378,19 +387,14 @@ nlohmann::json refit_keys(const RefitOptions& o, const ModelConfig& scfg, const 
       u.resize(size_t(m));
       p.resize(size_t(m));
       for (int64_t h = 0; h < nh; ++h) {
-        const float* qs = sq.data() + (t * nh + h) * ds;
         const float* qd = P.q.data() + (t * nh + h) * dqk;
         double mx = -1e300, mc = -1e300;
         pc.resize(size_t(m));
         for (int64_t s = 0; s < m; ++s) {
-          const float* kk = sk.data() + (s * nkv + h / G) * ds;
-          double dot = 0, pe = 0, nope = 0;
-          for (int64_t j = 0; j < ds; ++j) dot += double(qs[j]) * kk[j];
-          for (int64_t j = 0; j < dr; ++j) pe += double(qd[dn + j]) * P.ckv[size_t(s * lc + r + j)];
-          for (int64_t j = 0; j < dn; ++j) nope += double(qd[j]) * kn[size_t(h)][size_t(s * dn + j)];
-          p[size_t(s)] = sscale * dot;
-          pc[size_t(s)] = double(P.scale) * (pe + nope);
-          u[size_t(s)] = sscale * dot - double(P.scale) * pe;
+          const WindowQk::Parts q = w.parts(kn, t, h, s);
+          p[size_t(s)] = sscale * q.src;
+          pc[size_t(s)] = double(P.scale) * (q.pe + q.nope);
+          u[size_t(s)] = sscale * q.src - double(P.scale) * q.pe;
           mx = std::max(mx, p[size_t(s)]);
           mc = std::max(mc, pc[size_t(s)]);
         }
