@@ -36,7 +36,9 @@ struct BenchOptions {
   bool prefill_given = false, batch_given = false;  // --prefill / --batch on the command line
   std::vector<int64_t> prefill_blocks{0};            // --backend cuda: Lightning prefill sequence blocks (0 = auto)
   int64_t tp = 0, ep = 1;                            // --tp N: scaling table over TP 1, 2, 4, … N (0 = off)
-  int64_t context = 256;                             // --tp: prompt tokens before the timed decode steps
+  std::vector<int64_t> context{256};                 // --tp (first value) and --backend cuda MODEL: cached tokens
+                                                     // before the timed decode steps
+  bool context_given = false;
 };
 
 std::string f(double v, int digits) {
@@ -103,6 +105,7 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
     if (o.prefill_given) co.e2e_prefill = o.prefill;
     if (o.batch_given) co.e2e_batch = o.batch;
     co.e2e_steps = o.steps;
+    if (o.context_given) co.e2e_contexts = o.context;
   }
   const CudaBenchReport r = run_cuda_bench(co);
   if (ctx.store) {
@@ -161,19 +164,20 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
 int run_bench_scaling(const BenchOptions& o, Context& ctx) {
   LING_CHECK(!o.model.empty(), "ling bench --tp: the model folder argument is required");
   LING_CHECK(o.backend == "cpu" || o.backend == "cuda", "--backend: '", o.backend, "' is not cpu or cuda");
+  LING_CHECK(o.context.size() == 1, "ling bench --tp: --context takes one value (", o.context.size(), " given)");
   ScalingOptions so;
   so.model = o.model;
   so.backend = o.backend;
   so.tp = o.tp;
   so.ep = o.ep;
   so.batch = o.batch;
-  so.context = o.context;
+  so.context = o.context.front();
   so.steps = o.steps;
   so.threads = o.threads;
   const std::vector<ScalingRow> rows = run_scaling_bench(so);
   if (ctx.store) {
     ctx.store->set_run_settings(ctx.run_id, nlohmann::json{{"backend", o.backend}, {"model", o.model}, {"tp", o.tp},
-                                                            {"ep", o.ep}, {"batch", o.batch}, {"context", o.context},
+                                                            {"ep", o.ep}, {"batch", o.batch}, {"context", o.context.front()},
                                                             {"steps", o.steps}}.dump());
     for (const auto& r : rows) {
       PerfRow row;
@@ -205,7 +209,7 @@ int run_bench_scaling(const BenchOptions& o, Context& ctx) {
     std::cout << j.dump(2) << "\n";
     return 0;
   }
-  std::cout << "model " << o.model << ", " << o.backend << " ranks, decode after " << o.context
+  std::cout << "model " << o.model << ", " << o.backend << " ranks, decode after " << o.context.front()
             << " prompt tokens, median of " << o.steps << " steps\n\n";
   Table t({"tp", "ep", "batch", "ms/step", "tok/s", "tok/s per rank", "speed-up", "all-reduce ms/step",
            "comm share", "all-reduces/step"});
@@ -308,11 +312,15 @@ Command register_bench(CLI::App& app) {
       ->check(CLI::PositiveNumber);
   c.app->add_option("--ep", o->ep, "With --tp: expert-parallel groups of the largest layout (divides --tp)")
       ->check(CLI::PositiveNumber);
-  c.app->add_option("--context", o->context, "With --tp: prompt tokens before the timed decode steps (default 256)")
-      ->check(CLI::PositiveNumber);
-  c.run = [o, prefill, batch](Context& ctx) {
+  auto* context = c.app->add_option("--context", o->context,
+                                    "Cached tokens before the timed decode steps: with --tp one value (default 256); "
+                                    "with --backend cuda MODEL a list, e.g. 4096,32768 (default 1024)")
+                      ->delimiter(',')
+                      ->check(CLI::PositiveNumber);
+  c.run = [o, prefill, batch, context](Context& ctx) {
     o->prefill_given = prefill->count() > 0;
     o->batch_given = batch->count() > 0;
+    o->context_given = context->count() > 0;
     return run_bench(*o, ctx);
   };
   return c;

@@ -86,17 +86,17 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
   }
   CacheDtypes dt;
   const double wbytes = 2.0;  // bf16 projections (the backend's "auto" for bf16 checkpoints)
+  for (const int64_t C : o.e2e_contexts)
   for (int64_t B : o.e2e_batch) {
-    LING_CHECK(o.e2e_context + o.e2e_steps <= c.max_position_embeddings, "decode context exceeds max_position_embeddings");
+    LING_CHECK(C >= 1 && C + o.e2e_steps + 1 <= c.max_position_embeddings, "--context ", C, " + ", o.e2e_steps + 1,
+               " decode steps exceeds max_position_embeddings ", c.max_position_embeddings);
     std::vector<std::unique_ptr<Sequence>> seqs;
     std::vector<Sequence*> ptrs;
-    std::vector<std::vector<int32_t>> prompts;
-    for (int64_t b = 0; b < B; ++b) {
+    for (int64_t b = 0; b < B; ++b) {  // one prompt at a time: long prompts go through the engine's prefill pieces
       seqs.push_back(eng->new_sequence());
       ptrs.push_back(seqs.back().get());
-      prompts.push_back(ids(o.e2e_context));
+      eng->prefill(*seqs.back(), ids(C));
     }
-    eng->forward(ptrs, prompts, false);
     std::vector<int32_t> next(size_t(B), 1);
     // A step = one token per sequence in, the greedy next tokens out (picked on the device: only the ids come
     // back). The fed tokens are random, so every step runs the same shapes whatever the weights predict.
@@ -111,9 +111,9 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
     step();  // warm-up step
     CudaBenchRow r;
     r.op = "engine.decode";
-    r.T = o.e2e_context;
+    r.T = C;
     r.batch = B;
-    r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(o.e2e_context);
+    r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(C);
     for (int64_t s = 0; s < o.e2e_steps; ++s) {
       for (auto& x : next) x = int32_t(rng() % uint32_t(c.vocab_size));
       const double t0 = now_ms();
@@ -126,7 +126,7 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
     r.ms_min = v.front();
     r.ms_max = v.back();
     r.bytes = decode_weight_params(c, B) * wbytes +
-              double(B) * (double(o.e2e_context) * double(kv_cache_bytes_per_token(c, dt)) +
+              double(B) * (double(C) * double(kv_cache_bytes_per_token(c, dt)) +
                            2.0 * double(linear_state_bytes_per_sequence(c, dt)));
     r.gbps = r.bytes / (r.ms * 1e-3) / 1e9;
     r.flops = 2.0 * decode_weight_params(c, B) * double(B);

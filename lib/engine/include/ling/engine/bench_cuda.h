@@ -35,14 +35,14 @@ struct CudaBenchOptions {
   struct MoeShape { int64_t H, I; };
   std::vector<MoeShape> moe{{2048, 512}, {8192, 2048}};
   // End to end through the engine (bench_e2e.cpp) when `model` is set (the kernel benches are then skipped):
-  // prefill of each e2e_prefill length (batch 1), and decode steps at each e2e_batch over e2e_context cached
+  // prefill of each e2e_prefill length (batch 1), and decode steps at each e2e_batch over each e2e_contexts cached
   // tokens. Decode bytes per step = projection weights touched (bf16 or f32 as on the device; per MoE layer
   // the expected number of distinct experts of B·k uniform picks) + the softmax caches read + the Lightning
   // states read and written, so "% of copy" is the share of the bandwidth roofline reached.
   std::string model;
   std::vector<int64_t> e2e_prefill{8192};
   std::vector<int64_t> e2e_batch{1};
-  int64_t e2e_context = 1024;
+  std::vector<int64_t> e2e_contexts{1024};  // cached tokens per sequence before the timed decode steps
   int64_t e2e_steps = 16;
   int warmup = 3;
   uint64_t seed = 1;
