@@ -1,5 +1,6 @@
 // ling_ref ops against hand-computed small cases and independent fp64 loops (architecture.md §2):
-// RMSNorm/GroupRMSNorm, NeoX and interleaved RoPE, YaRN frequencies, GQA attention, Lightning chunked vs
+// RMSNorm/GroupRMSNorm, the fused residual-add norm, Lightning output gate, QK-norm + RoPE and embedding,
+// NeoX and interleaved RoPE, YaRN frequencies, GQA attention, Lightning chunked vs
 // recurrent (4,096 tokens, output and state), MLA absorbed vs non-absorbed, router ties and group masking,
 // sampling.
 #include <gtest/gtest.h>
@@ -45,6 +46,83 @@ TEST(RmsNorm, GroupsNormaliseEachGroupAlone) {
   EXPECT_TRUE(test::all_close("group", y, want, test::tol(1e-6, 1e-7)));
   p.groups = 3;
   EXPECT_THROW(rms_norm(p), Error);
+}
+
+// The fused ops shared with the kernels (core/op_params.h) against independent fp64 loops.
+TEST(FusedOps, AddRmsNormAndGroupNormGate) {
+  const int64_t rows = 3, dim = 12, groups = 3, gs = dim / groups;
+  std::vector<float> h = randn(size_t(rows * dim), 1), d = randn(size_t(rows * dim), 2), w = randn(size_t(dim), 3);
+  std::vector<float> g = randn(size_t(rows * dim), 4, 3.0f), y(size_t(rows * dim));
+  std::vector<float> h0 = h, want_h(h.size()), want_y(h.size()), o = h, want_o(h.size());
+  for (int64_t r = 0; r < rows; ++r) {
+    double ss = 0;
+    for (int64_t i = 0; i < dim; ++i) {
+      want_h[size_t(r * dim + i)] = h0[size_t(r * dim + i)] + d[size_t(r * dim + i)];
+      ss += double(want_h[size_t(r * dim + i)]) * want_h[size_t(r * dim + i)];
+    }
+    for (int64_t i = 0; i < dim; ++i)
+      want_y[size_t(r * dim + i)] = float(want_h[size_t(r * dim + i)] / std::sqrt(ss / dim + 1e-6) * w[size_t(i)]);
+    for (int64_t q = 0; q < groups; ++q) {
+      double gss = 0;
+      for (int64_t i = q * gs; i < (q + 1) * gs; ++i) gss += double(o[size_t(r * dim + i)]) * o[size_t(r * dim + i)];
+      for (int64_t i = q * gs; i < (q + 1) * gs; ++i)
+        want_o[size_t(r * dim + i)] = float(o[size_t(r * dim + i)] / std::sqrt(gss / gs + 1e-6) * w[size_t(i)] /
+                                            (1.0 + std::exp(-double(g[size_t(r * dim + i)]))));
+    }
+  }
+  AddRmsNormParams a;
+  a.h = h.data(), a.d = d.data(), a.w = w.data(), a.y = y.data(), a.rows = rows, a.dim = dim, a.eps = 1e-6;
+  add_rms_norm(a);
+  EXPECT_TRUE(test::all_close("add_rms_norm h", h, want_h, test::tol(1e-6, 1e-6)));
+  EXPECT_TRUE(test::all_close("add_rms_norm y", y, want_y, test::tol(1e-5, 1e-6)));
+  GroupNormGateParams gn;
+  gn.o = o.data(), gn.w = w.data(), gn.gate = g.data(), gn.rows = rows, gn.width = dim, gn.groups = groups;
+  gn.eps = 1e-6;
+  group_norm_gate(gn);
+  EXPECT_TRUE(test::all_close("group_norm_gate", o, want_o, test::tol(1e-5, 1e-6)));
+}
+
+TEST(FusedOps, QkNormRopeNormalisesEachHeadThenRotates) {
+  const int64_t rows = 2, nq = 2, nk = 1, hd = 8, rd = 4, half = rd / 2, ld = (nq + nk + 1) * hd;  // + a v head
+  for (bool inter : {false, true}) {
+    std::vector<float> x = randn(size_t(rows * ld), 5), wq = randn(size_t(hd), 6), wk = randn(size_t(hd), 7);
+    const std::vector<int64_t> pos = {3, 70000};
+    const std::vector<float> inv = {1.0f, 0.01f};
+    std::vector<float> want = x;
+    for (int64_t t = 0; t < rows; ++t)
+      for (int64_t h = 0; h < nq + nk; ++h) {
+        float* v = want.data() + t * ld + h * hd;
+        const std::vector<float>& w = h < nq ? wq : wk;
+        double ss = 0;
+        for (int64_t i = 0; i < hd; ++i) ss += double(v[i]) * v[i];
+        for (int64_t i = 0; i < hd; ++i) v[i] = float(v[i] / std::sqrt(ss / hd + 1e-6) * w[size_t(i)]);
+        float out[rd];
+        for (int64_t j = 0; j < half; ++j) {
+          const double ang = double(float(pos[size_t(t)]) * inv[size_t(j)]);
+          const double x1 = inter ? v[2 * j] : v[j], x2 = inter ? v[2 * j + 1] : v[j + half];
+          out[j] = float(x1 * std::cos(ang) - x2 * std::sin(ang));
+          out[j + half] = float(x2 * std::cos(ang) + x1 * std::sin(ang));
+        }
+        for (int64_t i = 0; i < rd; ++i) v[i] = out[i];
+      }
+    QkNormRopeParams p;
+    p.x = x.data(), p.pos = pos.data(), p.inv_freq = inv.data(), p.wq = wq.data(), p.wk = wk.data();
+    p.rows = rows, p.nq = nq, p.nk = nk, p.hd = hd, p.ld = ld, p.rope_dim = rd, p.eps = 1e-6, p.interleaved = inter;
+    qk_norm_rope(p);
+    EXPECT_TRUE(test::all_close(inter ? "qk_norm_rope interleaved" : "qk_norm_rope neox", x, want,
+                                test::tol(1e-5, 1e-5)));
+  }
+}
+
+TEST(FusedOps, EmbedCopiesRows) {
+  const std::vector<float> table = randn(5 * 3, 8);
+  const std::vector<int32_t> ids = {4, 0, 4};
+  std::vector<float> out(9);
+  EmbedParams p;
+  p.ids = ids.data(), p.table = table.data(), p.out = out.data(), p.n = 3, p.H = 3;
+  embed(p);
+  for (int64_t i = 0; i < 3; ++i)
+    for (int64_t j = 0; j < 3; ++j) EXPECT_EQ(out[size_t(i * 3 + j)], table[size_t(ids[size_t(i)] * 3 + j)]);
 }
 
 TEST(Rope, DefaultFrequencies) {
