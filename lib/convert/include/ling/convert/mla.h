@@ -49,8 +49,10 @@ struct MlaOptions {
                                    // query covariance and W_O are available; false: TransMLA's plain BKV-PCA
   // Latent RMSNorms (kv_a_layernorm, q_a_layernorm; eps 1e-6 in the format): false = gain E[rms] (each token's
   // latent divided by its own RMS, near identity on average); true = linear: the latent rows of the down
-  // projection are scaled by s so small that a token's mean square is ~1e-4·eps on average, and the gain is
-  // sqrt(eps)/s, so the norm multiplies by 1/sqrt(1 + s²·ms/eps) ≈ 1 − 5e-5 and the factorisation stays linear.
+  // projection are scaled by s so small that a token's mean square is ~1e-6·eps on average (kLinearNormLoad), and
+  // the gain is sqrt(eps)/s, so the norm multiplies by 1/sqrt(1 + s²·ms/eps) ≈ 1 − 5e-7 and the factorisation
+  // stays linear inside the official format (bf16/fp32 engines: the scaled latent is far above the smallest
+  // normal number; an fp16 engine would underflow it).
   bool linear_latent_norm = false;
 };
 
