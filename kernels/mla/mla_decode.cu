@@ -12,6 +12,7 @@
 #include "common/check.h"
 #include "common/mma.cuh"
 #include "ling/kernels/mla_decode.h"
+#include "mla/mla_decode_impl.h"
 
 namespace ling::kernels {
 namespace {
@@ -29,12 +30,7 @@ struct Smem {
   float alpha[kHeads];                  // rescale of the running accumulators
 };
 
-struct Args {
-  MlaDecodeParams p;
-  float* ws_u;   // [B, splits, nh, 512]
-  float* ws_ml;  // [B, splits, nh, 2] (running max, sum)
-  int splits, pages_per_split;
-};
+using Args = MlaSplitArgs;
 
 __global__ void __launch_bounds__(kThreads, 2) mla_split_kernel(const Args a) {
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -374,7 +370,9 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   const int64_t pages = std::max<int64_t>(1, (p.max_seq_len + kPage - 1) / kPage);
   Args a{p, static_cast<float*>(p.workspace), nullptr, int(sp), int((pages + sp - 1) / sp)};
   a.ws_ml = a.ws_u + p.B * sp * p.nh * kLat;
-  if (p.q_bf16) {  // tensor cores: 64 heads per CTA, or 16 when nh ≤ 16
+  if (p.q_bf16 && p.nh > 16 && !p.mma_sync) {  // warpgroup MMAs, 64 heads per CTA
+    launch_mla_split_wgmma(a, !p.bf16_softmax_weights, stream);
+  } else if (p.q_bf16) {  // mma.sync: 64 heads per CTA, or 16 when nh ≤ 16
     const bool wide = p.nh > 16;
     const int rows = wide ? 64 : 16;
     const size_t smem = wide ? sizeof(TcSmem<4>) : sizeof(TcSmem<1>);

@@ -22,7 +22,12 @@ constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels
 // makes q̃ exactly representable: kv_b rounded to bf16, q_nope_h = 4 · e_{j_h} (one random coordinate per head),
 // q_pe rounded to bf16; then q̃_h = 4 · W_UK_h[j_h, :] exactly and the kernel sees the reference's query; the
 // output is judged by the fp32 rule like the fp32 path (the kernel keeps the softmax weights as bf16 hi + lo).
-void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed, bool tensor_cores = false) {
+// Tensor-core variants: the default kernel for the head count (wgmma above 16 heads), mma.sync forced, and the
+// wgmma kernel with one bf16 operand for the softmax weights (judged by the bf16 rules, house-style.md §4).
+enum class Tc { kDefault, kMmaSync, kBf16Weights };
+
+void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed, bool tensor_cores = false,
+             Tc variant = Tc::kDefault) {
   const int64_t B = int64_t(lens.size()), dq = kMlaNope + DR;
   const int64_t max_len = *std::max_element(lens.begin(), lens.end());
   const int64_t max_pages = std::max<int64_t>(1, (max_len + PAGE - 1) / PAGE);
@@ -86,6 +91,7 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
+  p.mma_sync = variant == Tc::kMmaSync, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
   kernels::launch_mla_decode(p, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
   const std::vector<float> u = du.download<float>(size_t(B * nh * R));
@@ -115,7 +121,15 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   std::string tag = "nh=" + std::to_string(nh) + " splits=" +
                     std::to_string(kernels::mla_decode_splits(B, nh, max_len, splits, sms, tensor_cores)) + " lens=";
   for (int64_t l : lens) tag += std::to_string(l) + ",";
-  EXPECT_TRUE(close_f32(std::string(tensor_cores ? "o (tensor cores) " : "o ") + tag, o_kernel, o_ref));
+  if (variant == Tc::kBf16Weights)
+    EXPECT_TRUE(close_bf16("o (wgmma, bf16 softmax weights) " + tag, o_kernel, o_ref));
+  else
+    EXPECT_TRUE(close_f32(std::string(!tensor_cores                ? "o "
+                                      : variant == Tc::kMmaSync ? "o (mma.sync) "
+                                      : nh > 16                 ? "o (wgmma) "
+                                                                : "o (mma.sync) ") +
+                              tag,
+                          o_kernel, o_ref));
 }
 
 TEST(MlaDecode, AwkwardShapes) {
@@ -145,6 +159,21 @@ TEST(MlaDecode, TensorCoresLingDims) {
   run_mla(64, {1000, 4099}, 0, 530, true);
   run_mla(8, {3, 2049, 16384, 777}, 0, 531, true);
   run_mla(130, {70, 33}, 0, 532, true);      // more than 64 heads: three head groups
+  run_mla(64, {16384, 63, 129}, 0, 533, true);  // 16K context, a page's last token and one past it
+}
+
+// The mma.sync kernel at more than 16 heads (what the wgmma kernel replaced there; kept for comparison).
+TEST(MlaDecode, MmaSyncWide) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099}, 0, 540, true, Tc::kMmaSync);
+  run_mla(17, {127, 64, 31}, 2, 541, true, Tc::kMmaSync);
+}
+
+// The wgmma kernel with bf16 softmax weights (the precision class of the usual MLA decode kernels).
+TEST(MlaDecode, Bf16SoftmaxWeights) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099, 1}, 0, 550, true, Tc::kBf16Weights);
+  run_mla(130, {70, 33}, 3, 551, true, Tc::kBf16Weights);
 }
 
 TEST(MlaDecode, RejectsBadParams) {

@@ -1,0 +1,20 @@
+// Internal to kernels/mla: the split pass's arguments, shared by the mma.sync kernels (mla_decode.cu) and the
+// wgmma kernel (mla_decode_wgmma.cu), and the latter's launcher.
+#pragma once
+#include <cuda_runtime_api.h>
+
+#include "ling/kernels/mla_decode.h"
+
+namespace ling::kernels {
+
+struct MlaSplitArgs {
+  MlaDecodeParams p;
+  float* ws_u;   // [B, splits, nh, 512] partial accumulators
+  float* ws_ml;  // [B, splits, nh, 2] (running max, sum)
+  int splits, pages_per_split;
+};
+
+// Pass 1 on warpgroup MMAs, 64 heads per CTA; exact = softmax weights as bf16 hi + lo (else hi only).
+void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream);
+
+}  // namespace ling::kernels

@@ -1,0 +1,182 @@
+// Absorbed MLA decode, split-KV pass 1 on Hopper warpgroup MMAs (wgmma), for more than 16 heads
+// (include/ling/kernels/mla_decode.h; pass 2 is the combine kernel of mla_decode.cu, same workspace layout).
+// One CTA (2 warpgroups, 256 threads) per (64 heads, split, sequence); each tile is one cache page of 64 tokens,
+// staged with cp.async in the no-swizzle wgmma layout (common/wgmma.cuh; the next page streams in during this one).
+// Per page, each warpgroup computes the scores S[64 heads × 64 tokens] = Q·Cᵀ over the 576 dims (36 wgmma
+// k-steps, Q and C from shared memory; both warpgroups compute the same S, so no exchange is needed), keeps the
+// online softmax of its rows in registers (a row lives in one quad of one warp), and accumulates
+// U[64 × 256 of its latent columns] += P·C with P from registers as bf16 hi (+ lo when exact) and C transposed
+// from shared memory. Scores are exact bf16 products accumulated in fp32, as the mma.sync path.
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/check.h"
+#include "common/wgmma.cuh"
+#include "ling/kernels/mla_decode.h"
+#include "mla/mla_decode_impl.h"
+
+namespace ling::kernels {
+namespace {
+
+constexpr int kRow = int(kMlaRow), kPage = int(kMlaPage);
+constexpr int kChunks = kRow / 8;              // 16-byte chunks per cache row (72)
+constexpr int kGroup = kChunks * 128;          // bytes of 8 rows in the no-swizzle layout (9216)
+constexpr int kTileBytes = 64 * kRow * 2;      // 64 rows (73,728 bytes)
+constexpr int kThreads = 256;
+constexpr size_t kSmem = 3 * size_t(kTileBytes);  // Q + two cache pages
+
+// (row r, chunk ch) of a 64-row tile in the no-swizzle layout: K-direction core matrices 128 bytes apart, 8-row
+// groups kGroup apart. Read K-major (scores: dims along K) or MN-major (P·C: tokens along K, columns along N).
+__device__ __forceinline__ int tile_off(int r, int ch) { return (r >> 3) * kGroup + ch * 128 + (r & 7) * 16; }
+
+__device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodeParams& p, int64_t b, int64_t t0, int n) {
+  const uint16_t* page = p.cache + int64_t(p.page_table[b * p.max_pages + t0 / kPage]) * kPage * kRow;
+  for (int i = threadIdx.x; i < 64 * kChunks; i += kThreads) {
+    const int r = i / kChunks, ch = i % kChunks;
+    cp_async16(dst + tile_off(r, ch), r < n ? page + r * kRow + ch * 8 : p.cache, r < n);
+  }
+}
+
+template <bool kExact>
+__global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaSplitArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* sq = smem;
+  unsigned char* sc_buf[2] = {smem + kTileBytes, smem + 2 * kTileBytes};
+  const MlaDecodeParams& p = a.p;
+  const int tid = threadIdx.x, wg = tid >> 7, warp4 = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+  const int64_t h0 = int64_t(blockIdx.x) * 64, split = blockIdx.y, b = blockIdx.z;
+  const int nh_here = int(std::min<int64_t>(64, p.nh - h0));
+  const int64_t len = p.seq_len[b];
+  const int64_t t_begin = split * a.pages_per_split * kPage;
+  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+
+  for (int i = tid; i < 64 * kChunks; i += kThreads) {
+    const int r = i / kChunks, ch = i % kChunks;
+    cp_async16(sq + tile_off(r, ch), r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + ch * 8 : p.q_bf16,
+               r < nh_here);
+  }
+  if (t_begin < t_end) load_page(sc_buf[0], p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
+  cp_async_commit();
+
+  float acc[2][64];  // U rows (16·warp4 + gi, + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
+  const uint64_t dq = smem_desc(sq, 128, kGroup);
+  int buf = 0;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kPage, buf ^= 1) {
+    const int n = int(std::min<int64_t>(kPage, t_end - t0));
+    if (t0 + kPage < t_end) {
+      load_page(sc_buf[buf ^ 1], p, b, t0 + kPage, int(std::min<int64_t>(kPage, t_end - t0 - kPage)));
+      cp_async_commit();
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    } else {
+      cp_async_wait_all();
+    }
+    fence_proxy_async_smem();
+    __syncthreads();
+    const unsigned char* c = sc_buf[buf];
+    // S = Q·Cᵀ (64 × 64), 36 k-steps of 16 dims
+    float s[32];
+    const uint64_t dc = smem_desc(c, 128, kGroup);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kRow / 16; ++ks) wgmma_m64n64k16_ss(s, dq + ks * (256 >> 4), dc + ks * (256 >> 4), ks > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s);
+    // online softmax of rows r0 = 16·warp4 + gi (e < 2) and r0 + 8 (e ≥ 2); token 8j + 2ti + (e & 1)
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int tok = 8 * j + 2 * ti + (e & 1);
+        s[4 * j + e] = tok < n ? s[4 * j + e] * p.scale : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
+      }
+    float alpha[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
+      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+      const float m_new = fmaxf(m_run[hf], mx[hf]);  // finite: a page holds ≥ 1 valid token
+      alpha[hf] = expf(m_run[hf] - m_new);          // 0 on the first page
+      m_run[hf] = m_new;
+    }
+    uint32_t phi[4][4], plo[4][4];  // A fragments of P for the 4 k-steps of 16 tokens
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const float e0 = expf(s[4 * j + 2 * hf] - m_run[hf]), e1 = expf(s[4 * j + 2 * hf + 1] - m_run[hf]);
+        sum[hf] += e0 + e1;
+        // k-step j / 2: registers {row r0 lo-k, row r0+8 lo-k, row r0 hi-k, row r0+8 hi-k}
+        const int reg = (j & 1) * 2 + hf;
+        if constexpr (kExact) {
+          split2(e0, e1, phi[j >> 1][reg], plo[j >> 1][reg]);
+        } else {
+          phi[j >> 1][reg] = pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
+        }
+      }
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 1);
+      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 2);
+      l_run[hf] = l_run[hf] * alpha[hf] + sum[hf];
+    }
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[hh][i] *= alpha[(i >> 1) & 1];
+    // U += P·C: C as B (tokens along K, columns along N, MN-major), 4 k-steps of 16 tokens × 2 halves of 128 columns
+    fence_regs(acc[0]);
+    fence_regs(acc[1]);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh) {
+        const uint64_t db = smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128);
+        wgmma_m64n128k16_rs_tb(acc[hh], phi[ks], db, 1);
+        if constexpr (kExact) wgmma_m64n128k16_rs_tb(acc[hh], plo[ks], db, 1);
+      }
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(acc[0]);
+    fence_regs(acc[1]);
+    __syncthreads();  // every warpgroup is done with this page before it is refilled
+  }
+  const int64_t base = (b * a.splits + split) * p.nh + h0;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int row = 16 * warp4 + gi + 8 * hf;
+    if (row >= nh_here) continue;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        *reinterpret_cast<float2*>(a.ws_u + (base + row) * kMlaLatent + 256 * wg + 128 * hh + 8 * j + 2 * ti) =
+            make_float2(acc[hh][4 * j + 2 * hf], acc[hh][4 * j + 2 * hf + 1]);
+    if (wg == 0 && ti == 0) {
+      a.ws_ml[(base + row) * 2] = m_run[hf];
+      a.ws_ml[(base + row) * 2 + 1] = l_run[hf];
+    }
+  }
+}
+
+}  // namespace
+
+void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream) {
+  auto kernel = exact ? mla_split_wgmma_kernel<true> : mla_split_wgmma_kernel<false>;
+  LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)));
+  const dim3 grid(unsigned((a.p.nh + 63) / 64), unsigned(a.splits), unsigned(a.p.B));
+  kernel<<<grid, kThreads, kSmem, stream>>>(a);
+  LING_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace ling::kernels
