@@ -9,8 +9,10 @@
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "ling/kernels/gemv.h"
 
+#include <algorithm>
 #include <type_traits>
 
 namespace ling::kernels {
@@ -22,18 +24,29 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
                                                        float* __restrict__ y, int64_t ldy, int M, int64_t N,
                                                        int64_t K, bool accumulate) {
   const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
-  if (r >= N) return;
   const int lane = threadIdx.x & 31;
-  const T* wr = w + r * K;
+  const T* wr = w + std::min<int64_t>(r, N - 1) * K;
   float acc[MT];
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
   constexpr int U = 4;
   int64_t i = int64_t(lane) * 8;
-  for (; i + int64_t(U - 1) * 256 < K; i += U * 256) {
-    float f[U][8];
+  // The first U weight loads (constant data) go out before waiting for x: with programmatic launch they overlap
+  // the previous kernel's tail.
+  float f[U][8];
+  const bool first = i + int64_t(U - 1) * 256 < K;
+  if (first) {
 #pragma unroll
     for (int u = 0; u < U; ++u) load8(wr + i + u * 256, f[u]);
+  }
+  pdl_wait();
+  pdl_trigger();
+  if (r >= N) return;
+  for (bool pre = first; i + int64_t(U - 1) * 256 < K; i += U * 256, pre = false) {
+    if (!pre) {
+#pragma unroll
+      for (int u = 0; u < U; ++u) load8(wr + i + u * 256, f[u]);
+    }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
       if (m < M) {
@@ -42,11 +55,11 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
       }
   }
   for (; i < K; i += 256) {
-    float f[8];
-    load8(wr + i, f);
+    float g[8];
+    load8(wr + i, g);
 #pragma unroll
     for (int m = 0; m < MT; ++m)
-      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
+      if (m < M) acc[m] += dot8(g, x + m * ldx + i);
   }
   const float b = bias ? bias[r] : 0.0f;
 #pragma unroll
@@ -62,6 +75,8 @@ __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict_
                                                         const T* __restrict__ w, const float* __restrict__ bias,
                                                         float* __restrict__ y, int64_t ldy, int M, int64_t K,
                                                         bool accumulate) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float red[8][MT];
   const int64_t r = blockIdx.x;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -97,6 +112,8 @@ __global__ void __launch_bounds__(256) k_gemv_tc(const float* __restrict__ x, in
                                                  const uint16_t* __restrict__ w, const float* __restrict__ bias,
                                                  float* __restrict__ y, int64_t ldy, int M, int64_t N, int64_t K,
                                                  bool accumulate) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float red[8 * NT * 4 * 32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int64_t r0 = int64_t(blockIdx.x) * 16;
@@ -125,9 +142,9 @@ __global__ void __launch_bounds__(256) k_gemv_tc(const float* __restrict__ x, in
 template <int MT, typename T>
 void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaStream_t s) {
   if (p.N <= 1024)
-    k_gemv_block_row<MT, T><<<unsigned(p.N), 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate);
+    launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate);
   else
-    k_gemv_warp_row<MT, T><<<unsigned((p.N + 7) / 8), 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
+    launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
                                                                    p.accumulate);
 }
 
@@ -137,8 +154,8 @@ void launch_typed(const GemvParams& p, const T* w, cudaStream_t s) {
   if constexpr (std::is_same_v<T, uint16_t>) {
     if (p.tensor_cores && p.M >= 2 && p.N > 1024) {
       const unsigned grid = unsigned((p.N + 15) / 16);
-      if (p.M <= 8) k_gemv_tc<1><<<grid, 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
-      else k_gemv_tc<2><<<grid, 256, 0, s>>>(p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
+      if (p.M <= 8) launch_pdl(k_gemv_tc<1>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
+      else launch_pdl(k_gemv_tc<2>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
       return;
     }
   }

@@ -4,6 +4,7 @@
 // One CTA per (head, sequence): 256 threads, thread = (column quad c4 = 4·(tid % 32), row group tid / 32);
 // each thread keeps its 16 rows (rg + 8i) of float4 in flight, then the 8 row groups reduce o in shared memory.
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "ling/kernels/lightning.h"
 
 namespace ling::kernels {
@@ -13,6 +14,8 @@ constexpr int D = 128;
 
 __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDecodeParams p, int64_t ldq, int64_t ldk,
                                                                int64_t ldv, int64_t ldo) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float qs[D], ks[D];
   __shared__ float4 red[8][D / 4];
   const int64_t h = blockIdx.x, b = blockIdx.y;
@@ -67,7 +70,7 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
   LING_CHECK(ldv % 4 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0 &&
                  reinterpret_cast<uintptr_t>(p.state) % 16 == 0,
              "lightning decode: v and state must be 16-byte aligned (v row stride a multiple of 4)");
-  lightning_decode_kernel<<<dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream>>>(p, ldq, ldk, ldv, ldo);
+  launch_pdl(lightning_decode_kernel, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, p, ldq, ldk, ldv, ldo);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -12,6 +12,7 @@
 //   then the same ordered combine. Grid y covers n·k possible groups; CTAs past the plan's count exit at once.
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
@@ -21,6 +22,8 @@ namespace {
 
 template <typename T>
 __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t slot = blockIdx.x, t = slot / p.k, I = p.I, H = p.H;
   const int64_t i = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (i >= I) return;
@@ -35,6 +38,8 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
 
 template <typename T>
 __global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* const* table) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t slot = blockIdx.x, H = p.H, I = p.I;
   const int64_t h = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (h >= H) return;
@@ -44,6 +49,8 @@ __global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* con
 }
 
 __global__ void k_combine_parts(MoeDownParams p) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.n * p.H) return;
   const int64_t t = i / p.H, h = i % p.H;
@@ -54,6 +61,8 @@ __global__ void k_combine_parts(MoeDownParams p) {
 
 // Stable grouping of the S slots by expert id: order = slots sorted by (id, slot), one group per distinct id.
 __global__ void __launch_bounds__(1024) k_plan(const int32_t* __restrict__ ids, int S, int32_t* __restrict__ plan) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ int32_t sid[kMoePlanMaxSlots], below[kMoePlanMaxSlots];
   __shared__ uint8_t first[kMoePlanMaxSlots];
   __shared__ int groups;
@@ -115,6 +124,8 @@ __device__ __forceinline__ void group_rows(const float* base, int64_t ld, int64_
 
 template <int NT>
 __global__ void __launch_bounds__(256) k_gate_up_grouped(MoeGateUpParams p, const uint16_t* const* table) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float red[8 * NT * 4 * 32];
   const int S = int(p.n * p.k);
   Group gr;
@@ -148,6 +159,8 @@ __global__ void __launch_bounds__(256) k_gate_up_grouped(MoeGateUpParams p, cons
 
 template <int NT>
 __global__ void __launch_bounds__(256) k_down_grouped(MoeDownParams p, const uint16_t* const* table) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float red[8 * NT * 4 * 32];
   const int S = int(p.n * p.k);
   Group gr;
@@ -200,19 +213,19 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   if (p.plan) {
     LING_CHECK(S <= kMoePlanMaxSlots, "launch_moe_gate_up_swiglu: n·k = ", S, " slots exceed the plan's ",
                kMoePlanMaxSlots);
-    k_plan<<<1, 1024, 0, stream>>>(p.ids, int(S), p.plan);
+    launch_pdl(k_plan, 1, 1024, 0, stream, p.ids, int(S), p.plan);
     if (p.gate_up) {
       const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
-      if (p.n <= 8) k_gate_up_grouped<1><<<grid, 256, 0, stream>>>(p, p.gate_up);
-      else k_gate_up_grouped<2><<<grid, 256, 0, stream>>>(p, p.gate_up);
+      if (p.n <= 8) launch_pdl(k_gate_up_grouped<1>, grid, 256, 0, stream, p, p.gate_up);
+      else launch_pdl(k_gate_up_grouped<2>, grid, 256, 0, stream, p, p.gate_up);
       LING_CUDA_CHECK(cudaGetLastError());
       return;
     }
   }
   LING_CHECK((p.I + 7) / 8 < 65536, "launch_moe_gate_up_swiglu: I = ", p.I, " too large for the grid");
   const dim3 grid(unsigned(p.n * p.k), unsigned((p.I + 7) / 8));
-  if (p.gate_up) k_gate_up_swiglu<<<grid, 256, 0, stream>>>(p, p.gate_up);
-  else k_gate_up_swiglu<<<grid, 256, 0, stream>>>(p, p.gate_up_f32);
+  if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
+  else launch_pdl(k_gate_up_swiglu<float>, grid, 256, 0, stream, p, p.gate_up_f32);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -233,16 +246,16 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
     LING_CHECK(p.n * p.k <= kMoePlanMaxSlots, "launch_moe_down_combine: n·k = ", p.n * p.k,
                " slots exceed the plan's ", kMoePlanMaxSlots);
     const dim3 grid(unsigned((p.H + 15) / 16), unsigned(p.n * p.k));
-    if (p.n <= 8) k_down_grouped<1><<<grid, 256, 0, stream>>>(p, p.down);
-    else k_down_grouped<2><<<grid, 256, 0, stream>>>(p, p.down);
-    k_combine_parts<<<unsigned((p.n * p.H + 255) / 256), 256, 0, stream>>>(p);
+    if (p.n <= 8) launch_pdl(k_down_grouped<1>, grid, 256, 0, stream, p, p.down);
+    else launch_pdl(k_down_grouped<2>, grid, 256, 0, stream, p, p.down);
+    launch_pdl(k_combine_parts, unsigned((p.n * p.H + 255) / 256), 256, 0, stream, p);
     LING_CUDA_CHECK(cudaGetLastError());
     return;
   }
   const dim3 grid(unsigned(p.n * p.k), unsigned((p.H + 7) / 8));
-  if (p.down) k_down_part<<<grid, 256, 0, stream>>>(p, p.down);
-  else k_down_part<<<grid, 256, 0, stream>>>(p, p.down_f32);
-  k_combine_parts<<<unsigned((p.n * p.H + 255) / 256), 256, 0, stream>>>(p);
+  if (p.down) launch_pdl(k_down_part<uint16_t>, grid, 256, 0, stream, p, p.down);
+  else launch_pdl(k_down_part<float>, grid, 256, 0, stream, p, p.down_f32);
+  launch_pdl(k_combine_parts, unsigned((p.n * p.H + 255) / 256), 256, 0, stream, p);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

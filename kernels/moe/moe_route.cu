@@ -11,6 +11,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "ling/kernels/moe.h"
 
 namespace ling::kernels {
@@ -36,6 +37,8 @@ __device__ __forceinline__ uint32_t warp_argmax(uint32_t key, uint32_t idx) {
 }
 
 __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ float stage[kWarps][kMoeRouteMaxExperts + kMoeRouteMaxExperts / 32];
   const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (t >= p.n) return;  // whole warps leave together
@@ -149,7 +152,7 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
   LING_CHECK(p.n >= 0 && p.n < (int64_t(1) << 36), "launch_moe_route: n = ", p.n, " out of range");
   if (p.n == 0) return;
   LING_CHECK(p.logits && p.topk_ids && p.topk_weights, "launch_moe_route: logits, topk_ids or topk_weights is null");
-  k_moe_route<<<unsigned((p.n + kWarps - 1) / kWarps), 32 * kWarps, 0, stream>>>(p);
+  launch_pdl(k_moe_route, unsigned((p.n + kWarps - 1) / kWarps), 32 * kWarps, 0, stream, p);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

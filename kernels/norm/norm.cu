@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
 #include "ling/kernels/norm.h"
 
@@ -12,6 +13,8 @@ namespace {
 // grid (rows, groups), gs values per group.
 __global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs, int64_t ldx, int64_t ldy,
                            double eps) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ double red[32];
   const float* xr = x + blockIdx.x * ldx + blockIdx.y * gs;
   float* yr = y + blockIdx.x * ldy + blockIdx.y * gs;
@@ -25,6 +28,8 @@ __global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs,
 
 // grid rows: h += d; y = h / rms(h) · w.
 __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t dim, double eps) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ double red[32];
   float* hr = h + blockIdx.x * dim;
   const float* dr = d ? d + blockIdx.x * dim : nullptr;
@@ -44,6 +49,8 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
 // load of the row is in flight at once instead of one latency per strided step.
 __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
                                                          int64_t dim, double eps) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ double red[32];
   const int64_t n4 = dim / 4;
   float4* hr = reinterpret_cast<float4*>(h + blockIdx.x * dim);
@@ -89,6 +96,8 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
 // grid rows: o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), groups of gs values.
 __global__ void k_group_norm_gate(float* o, const float* w, const float* gate, int64_t width, int64_t gs,
                                   double eps) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ double red[32];
   float* orow = o + blockIdx.x * width;
   const float* grow = gate + blockIdx.x * width;
@@ -116,7 +125,7 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
              " groups exceed one grid");
   if (p.rows == 0) return;
   LING_CHECK(p.x && p.w && p.y, "launch_rms_norm: x, w or y is null");
-  k_rms_norm<<<dim3(unsigned(p.rows), unsigned(p.groups)), 256, 0, stream>>>(
+  launch_pdl(k_rms_norm, dim3(unsigned(p.rows), unsigned(p.groups)), 256, 0, stream, 
       p.x, p.w, p.y, p.dim / p.groups, p.ldx ? p.ldx : p.dim, p.ldy ? p.ldy : p.dim, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
 }
@@ -128,9 +137,9 @@ void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream) {
   LING_CHECK(p.h && p.w && p.y, "launch_add_rms_norm: h, w or y is null");
   if (p.dim % 4 == 0 && p.dim <= 4 * 4 * 1024 && aligned16(p.h) && (!p.d || aligned16(p.d)) && aligned16(p.w) &&
       aligned16(p.y))
-    k_add_rms_norm_v<<<unsigned(p.rows), 1024, 0, stream>>>(p.h, p.d, p.w, p.y, p.dim, p.eps);
+    launch_pdl(k_add_rms_norm_v, unsigned(p.rows), 1024, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
   else
-    k_add_rms_norm<<<unsigned(p.rows), 512, 0, stream>>>(p.h, p.d, p.w, p.y, p.dim, p.eps);
+    launch_pdl(k_add_rms_norm, unsigned(p.rows), 512, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -139,7 +148,7 @@ void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {
              "launch_group_norm_gate: width ", p.width, " is not a positive multiple of groups ", p.groups);
   if (p.rows == 0) return;
   LING_CHECK(p.o && p.w && p.gate, "launch_group_norm_gate: o, w or gate is null");
-  k_group_norm_gate<<<unsigned(p.rows), 256, 0, stream>>>(p.o, p.w, p.gate, p.width, p.width / p.groups, p.eps);
+  launch_pdl(k_group_norm_gate, unsigned(p.rows), 256, 0, stream, p.o, p.w, p.gate, p.width, p.width / p.groups, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
 #include "ling/kernels/rope.h"
 
@@ -19,6 +20,8 @@ __device__ __forceinline__ void rope_cs(float p, const float* inv_freq, int64_t 
 // grid rows·heads, thread j < half rotates pair j.
 __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int64_t heads, int64_t row_stride,
                        int64_t head_stride, int64_t half, float af, bool inter) {
+  pdl_wait();
+  pdl_trigger();
   const int64_t t = blockIdx.x / heads, h = blockIdx.x % heads;
   float* xr = x + t * row_stride + h * head_stride;
   const int64_t j = threadIdx.x;
@@ -40,6 +43,8 @@ __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int6
 __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, const float* wq, const float* wk,
                                double eps, const int64_t* pos, const float* inv_freq, int64_t half, float af,
                                bool inter) {
+  pdl_wait();
+  pdl_trigger();
   __shared__ double red[32];
   __shared__ float buf[kQkNormRopeMaxHead];
   const int64_t head = blockIdx.y;
@@ -80,7 +85,7 @@ void launch_rope(const RopeParams& p, cudaStream_t stream) {
   if (p.rows * p.heads == 0 || half == 0) return;
   LING_CHECK(p.x && p.pos && p.inv_freq, "launch_rope: x, pos or inv_freq is null");
   const unsigned th = unsigned(((half + 31) / 32) * 32);
-  k_rope<<<unsigned(p.rows * p.heads), th, 0, stream>>>(p.x, p.pos, p.inv_freq, p.heads, p.row_stride,
+  launch_pdl(k_rope, unsigned(p.rows * p.heads), th, 0, stream, p.x, p.pos, p.inv_freq, p.heads, p.row_stride,
                                                          p.head_stride, half, p.attention_factor, p.interleaved);
   LING_CUDA_CHECK(cudaGetLastError());
 }
@@ -95,7 +100,7 @@ void launch_qk_norm_rope(const QkNormRopeParams& p, cudaStream_t stream) {
   if (p.rows * (p.nq + p.nk) == 0) return;
   LING_CHECK(p.x && p.pos && (p.rope_dim == 0 || p.inv_freq), "launch_qk_norm_rope: x, pos or inv_freq is null");
   const int64_t ld = p.ld ? p.ld : (p.nq + p.nk) * p.hd;
-  k_qk_norm_rope<<<dim3(unsigned(p.rows), unsigned(p.nq + p.nk)), 128, 0, stream>>>(
+  launch_pdl(k_qk_norm_rope, dim3(unsigned(p.rows), unsigned(p.nq + p.nk)), 128, 0, stream, 
       p.x, ld, p.nq, p.hd, p.wq, p.wk, p.eps, p.pos, p.inv_freq, p.rope_dim / 2, p.attention_factor, p.interleaved);
   LING_CUDA_CHECK(cudaGetLastError());
 }

@@ -5,8 +5,11 @@
 // The refusals (M > 16, K % 8, misalignment) need no device.
 #include <gtest/gtest.h>
 
+#include <memory>
+
 #include "kernel_test_util.h"
 #include "ling/kernels/gemv.h"
+#include "ling/kernels/launch.h"
 #include "ling/ref/ops.h"
 
 namespace ling::test {
@@ -84,6 +87,52 @@ TEST(GemvKernel, F32RouterWeightsDoubleReference) {
   run_gemv({4, 64, 2048, true, false, true}, 42);     // Ling-2.0-like
   run_gemv({16, 512, 1032, false, true, true, 4, 2}, 43);
   run_gemv({2, 1500, 2048, true, false, true}, 44);    // many-row path with fp32 weights
+}
+
+// Programmatic dependent launch (kernels/launch.h): each GEMV of a chain v ← W_i·v starts while the previous one
+// finishes and prefetches its weights before waiting for v; the chain must equal the host's, step after step
+// reading the previous step's output. The block-per-row path (N ≤ 1024) closes the chain.
+TEST(GemvKernel, ProgrammaticLaunchChain) {
+  SKIP_WITHOUT_CUDA();
+  constexpr int64_t D = 2048, kSteps = 8, NL = 640;
+  for (int64_t M : {1, 3}) {
+    std::vector<std::vector<float>> w(kSteps + 1);
+    std::vector<std::unique_ptr<DeviceBuffer>> dw;
+    for (int64_t i = 0; i <= kSteps; ++i) {
+      const int64_t N = i == kSteps ? NL : D;
+      w[size_t(i)] = uniform(size_t(N * D), -1.0f / 32, 1.0f / 32, 900 + uint64_t(i));
+      dw.push_back(std::make_unique<DeviceBuffer>(w[size_t(i)].size() * 2));
+      dw.back()->upload(to_bf16(w[size_t(i)]));
+    }
+    std::vector<float> v = uniform(size_t(M * D), -1, 1, 899);
+    DeviceBuffer a(v.size() * 4), b(v.size() * 4);
+    a.upload(v);
+    kernels::set_programmatic_launch(true);
+    for (int64_t i = 0; i <= kSteps; ++i) {
+      kernels::GemvParams p;
+      p.x = (i % 2 ? b : a).as<float>(), p.y = (i % 2 ? a : b).as<float>(), p.w = dw[size_t(i)]->as<uint16_t>();
+      p.M = M, p.N = i == kSteps ? NL : D, p.K = D, p.ldx = D, p.ldy = D;
+      kernels::launch_gemv(p, nullptr);
+    }
+    kernels::set_programmatic_launch(false);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> got = (kSteps % 2 ? a : b).download<float>(size_t(M * D));
+    for (int64_t i = 0; i <= kSteps; ++i) {  // host chain in double on the same bf16 weights
+      const int64_t N = i == kSteps ? NL : D;
+      std::vector<float> nv(size_t(M * D), 0.0f);
+      for (int64_t m = 0; m < M; ++m)
+        for (int64_t n = 0; n < N; ++n) {
+          double s = 0;
+          for (int64_t k = 0; k < D; ++k) s += double(w[size_t(i)][size_t(n * D + k)]) * v[size_t(m * D + k)];
+          nv[size_t(m * D + n)] = float(s);
+        }
+      v = nv;
+    }
+    std::vector<float> g, r;
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t n = 0; n < NL; ++n) g.push_back(got[size_t(m * D + n)]), r.push_back(v[size_t(m * D + n)]);
+    EXPECT_TRUE(close_f32("PDL chain M=" + std::to_string(M), g, r));
+  }
 }
 
 TEST(GemvKernel, RefusesUnsupportedShapes) {

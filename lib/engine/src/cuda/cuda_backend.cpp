@@ -14,7 +14,9 @@
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <unordered_map>
 
 #include "ling/kernels/gemm_lt.h"
@@ -25,6 +27,7 @@
 #include "ling/kernels/norm.h"
 #include "ling/kernels/rope.h"
 #include "ling/kernels/gemv.h"
+#include "ling/kernels/launch.h"
 #include "ling/kernels/lightning.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/moe_prefill.h"
@@ -70,6 +73,10 @@ class CudaBackend final : public Backend {
     uint64_t keep = UINT64_MAX;
     LING_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     LING_CUDA_CHECK(cudaStreamCreate(&stream_));
+    // Decode-path kernels launch with programmatic dependent launch (kernels/launch.h): each may be scheduled
+    // while its predecessor finishes. LING_CUDA_PDL=0 turns it off (same results, for comparison).
+    const char* pdl = std::getenv("LING_CUDA_PDL");
+    kernels::set_programmatic_launch(!(pdl && std::string(pdl) == "0"));
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops

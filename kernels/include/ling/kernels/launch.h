@@ -1,0 +1,12 @@
+// Programmatic dependent launch of the decode-path kernels (GEMV, norms, RoPE, SwiGLU, embedding, Lightning
+// decode, MoE routing and experts): process-wide, off by default; the CUDA backend turns it on (LING_CUDA_PDL=0
+// keeps it off). Each such kernel waits for its predecessor's results inside the kernel (common/launch.cuh), so
+// results are the same either way; only the gaps between kernels change.
+#pragma once
+
+namespace ling::kernels {
+
+void set_programmatic_launch(bool on);
+bool programmatic_launch();
+
+}  // namespace ling::kernels
