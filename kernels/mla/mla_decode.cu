@@ -58,8 +58,8 @@ __global__ void __launch_bounds__(kThreads, 2) mla_split_kernel(const Args a) {
     for (int i = tid; i < kTile * (kRow / 8); i += kThreads) {
       const int r = i / (kRow / 8), c = (i % (kRow / 8)) * 8;
       const int64_t t = t0 + r;
-      const uint16_t* src = p.cache;
-      if (r < n) src = p.cache + (int64_t(p.page_table[b * p.max_pages + t / kPage]) * kPage + t % kPage) * kRow + c;
+      // rows past the end: 16 zero bytes (the source, the tile's first page, is not read)
+      const uint16_t* src = mla_page_rows(p, b, (r < n ? t : t0) / kPage) + (r < n ? (t % kPage) * kRow + c : 0);
       cp_async16(&s.c[r][c], src, r < n);
     }
     cp_async_commit();
@@ -149,8 +149,7 @@ __device__ __forceinline__ void load_cache_tile(__nv_bfloat16 (*dst)[kPitch], co
   for (int i = threadIdx.x; i < kTcTile * (kRow / 8); i += kThreads) {
     const int r = i / (kRow / 8), c = (i % (kRow / 8)) * 8;
     const int64_t t = t0 + r;
-    const uint16_t* src = p.cache;
-    if (r < n) src = p.cache + (int64_t(p.page_table[b * p.max_pages + t / kPage]) * kPage + t % kPage) * kRow + c;
+    const uint16_t* src = mla_page_rows(p, b, (r < n ? t : t0) / kPage) + (r < n ? (t % kPage) * kRow + c : 0);
     cp_async16(&dst[r][c], src, r < n);
   }
 }
@@ -357,11 +356,11 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   LING_CHECK(p.B >= 0 && p.nh >= 1 && p.max_pages >= 1 && p.max_seq_len >= 0,
              "mla decode: B = ", p.B, ", nh = ", p.nh, ", max_pages = ", p.max_pages, " (need B >= 0, nh, pages >= 1)");
   if (p.B == 0) return;
-  LING_CHECK((p.q || p.q_bf16) && p.cache && p.page_table && p.seq_len && p.u && p.workspace,
-             "mla decode: a null q/cache/page_table/seq_len/u/workspace pointer");
+  LING_CHECK((p.q || p.q_bf16) && ((p.cache && p.page_table) || p.seq_cache) && p.seq_len && p.u && p.workspace,
+             "mla decode: a null q/cache/page_table (or seq_cache)/seq_len/u/workspace pointer");
   LING_CHECK(p.max_seq_len <= p.max_pages * kPage, "mla decode: max_seq_len ", p.max_seq_len, " exceeds max_pages·64");
   LING_CHECK(reinterpret_cast<uintptr_t>(p.cache) % 16 == 0 && reinterpret_cast<uintptr_t>(p.u) % 16 == 0,
-             "mla decode: cache and u must be 16-byte aligned");
+             "mla decode: cache and u must be 16-byte aligned");  // seq_cache rows: 16-byte aligned by the caller
   LING_CHECK(p.B <= 65535, "mla decode: B = ", p.B, " exceeds the grid limit 65535");
   int dev = 0, sms = 0;
   LING_CUDA_CHECK(cudaGetDevice(&dev));

@@ -3,6 +3,8 @@
 #pragma once
 #include <cuda_runtime_api.h>
 
+#include <cstdint>
+
 #include "ling/kernels/mla_decode.h"
 
 namespace ling::kernels {
@@ -13,6 +15,12 @@ struct MlaSplitArgs {
   float* ws_ml;  // [B, splits, nh, 2] (running max, sum)
   int splits, pages_per_split;
 };
+
+// First cache row of page `page` (0-based within the sequence) of sequence b.
+__device__ __forceinline__ const uint16_t* mla_page_rows(const MlaDecodeParams& p, int64_t b, int64_t page) {
+  return p.seq_cache ? p.seq_cache[b] + page * kMlaPage * kMlaRow
+                     : p.cache + int64_t(p.page_table[b * p.max_pages + page]) * kMlaPage * kMlaRow;
+}
 
 // Pass 1 on warpgroup MMAs, 64 heads per CTA; exact = softmax weights as bf16 hi + lo (else hi only).
 void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream);

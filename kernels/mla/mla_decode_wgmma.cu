@@ -32,10 +32,10 @@ constexpr size_t kSmem = 3 * size_t(kTileBytes);  // Q + two cache pages
 __device__ __forceinline__ int tile_off(int r, int ch) { return (r >> 3) * kGroup + ch * 128 + (r & 7) * 16; }
 
 __device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodeParams& p, int64_t b, int64_t t0, int n) {
-  const uint16_t* page = p.cache + int64_t(p.page_table[b * p.max_pages + t0 / kPage]) * kPage * kRow;
+  const uint16_t* page = mla_page_rows(p, b, t0 / kPage);
   for (int i = threadIdx.x; i < 64 * kChunks; i += kThreads) {
     const int r = i / kChunks, ch = i % kChunks;
-    cp_async16(dst + tile_off(r, ch), r < n ? page + r * kRow + ch * 8 : p.cache, r < n);
+    cp_async16(dst + tile_off(r, ch), r < n ? page + r * kRow + ch * 8 : page, r < n);
   }
 }
 

@@ -26,8 +26,10 @@ constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels
 // wgmma kernel with one bf16 operand for the softmax weights (judged by the bf16 rules, house-style.md §4).
 enum class Tc { kDefault, kMmaSync, kBf16Weights };
 
+// per_seq: each sequence's rows contiguous in its own place (MlaDecodeParams::seq_cache, no page table) instead
+// of pages of one pool.
 void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed, bool tensor_cores = false,
-             Tc variant = Tc::kDefault) {
+             Tc variant = Tc::kDefault, bool per_seq = false) {
   const int64_t B = int64_t(lens.size()), dq = kMlaNope + DR;
   const int64_t max_len = *std::max_element(lens.begin(), lens.end());
   const int64_t max_pages = std::max<int64_t>(1, (max_len + PAGE - 1) / PAGE);
@@ -92,6 +94,26 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
   p.mma_sync = variant == Tc::kMmaSync, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
+  // per_seq: sequence b's rows at row offset off[b] of one buffer, 5 unused rows between sequences
+  std::vector<uint16_t> flat;
+  std::vector<int64_t> off;
+  for (int64_t b = 0; b < B; ++b) {
+    off.push_back(int64_t(flat.size()) / ROW);
+    for (int64_t t = 0; t < lens[size_t(b)]; ++t) {
+      const int64_t page = table[size_t(b * max_pages + t / PAGE)];
+      flat.insert(flat.end(), cache_bf.begin() + (page * PAGE + t % PAGE) * ROW,
+                  cache_bf.begin() + (page * PAGE + t % PAGE + 1) * ROW);
+    }
+    flat.resize(flat.size() + 5 * ROW, 0);
+  }
+  DeviceBuffer dflat(flat.size() * 2), dptrs(size_t(B) * sizeof(void*));
+  if (per_seq) {
+    dflat.upload(flat);
+    std::vector<const uint16_t*> ptrs;
+    for (int64_t b = 0; b < B; ++b) ptrs.push_back(dflat.as<uint16_t>() + off[size_t(b)] * ROW);
+    dptrs.upload(ptrs);
+    p.cache = nullptr, p.page_table = nullptr, p.seq_cache = dptrs.as<const uint16_t* const>();
+  }
   kernels::launch_mla_decode(p, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
   const std::vector<float> u = du.download<float>(size_t(B * nh * R));
@@ -160,6 +182,15 @@ TEST(MlaDecode, TensorCoresLingDims) {
   run_mla(8, {3, 2049, 16384, 777}, 0, 531, true);
   run_mla(130, {70, 33}, 0, 532, true);      // more than 64 heads: three head groups
   run_mla(64, {16384, 63, 129}, 0, 533, true);  // 16K context, a page's last token and one past it
+}
+
+// Each sequence's rows contiguous in its own place (what the CUDA backend's per-sequence caches give), all paths.
+TEST(MlaDecode, PerSequenceRows) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099, 1, 64}, 0, 560, true, Tc::kDefault, true);
+  run_mla(8, {3, 2049, 777}, 0, 561, true, Tc::kDefault, true);
+  run_mla(64, {130, 65}, 2, 562, true, Tc::kMmaSync, true);
+  run_mla(5, {1, 65, 200}, 0, 563, false, Tc::kDefault, true);
 }
 
 // The mma.sync kernel at more than 16 heads (what the wgmma kernel replaced there; kept for comparison).

@@ -1,7 +1,8 @@
 // Absorbed MLA decode attention over a paged latent cache (architecture.md §2.7 step 7), split-KV:
 //   s_h(t) = (q̃_h · c_t + q_pe_h · k_pe_t) · scale,  u_h = Σ_t softmax_t(s_h) c_t      (t < seq_len[b])
 // with q̃_h = W_UK_hᵀ q_nope_h (absorbed by the caller, fp32) and o_h = W_UV_h u_h applied by the caller.
-// Cache rows are [c (512) ‖ k_pe (64)] bf16, in pages of 64 tokens; page_table[b] lists the pages of sequence b.
+// Cache rows are [c (512) ‖ k_pe (64)] bf16, in pages of 64 tokens; page_table[b] lists the pages of sequence b
+// in one pool (`cache`), or each sequence has its own contiguous rows (`seq_cache[b]`, no page table).
 // Two paths: fp32 q on CUDA cores (fp32-accurate), or bf16 q on tensor cores for bandwidth at 64 heads: heads as
 // the M dimension, softmax weights split into bf16 hi + lo for P·C — warpgroup MMAs (wgmma, 64 heads per CTA,
 // pages of 64 tokens) above 16 heads, mma.sync m16n8k16 in tiles of 16 heads otherwise (or when mma_sync is set).
@@ -25,8 +26,10 @@ struct MlaDecodeParams {
   const float* q = nullptr;           // fp32 [B, nh, 576]: q̃ (512) ‖ q_pe after RoPE (64), or null with q_bf16
   const uint16_t* q_bf16 = nullptr;   // bf16 [B, nh, 576]: when set, the tensor-core path (fp32 accumulation,
                                       // softmax weights as bf16 hi + lo; fp32-accurate for a bf16 query)
-  const uint16_t* cache = nullptr;    // bf16 [num_pages, 64, 576]
-  const int32_t* page_table = nullptr;  // [B, max_pages] page ids (device)
+  const uint16_t* cache = nullptr;    // bf16 [num_pages, 64, 576]: the page pool, or null with seq_cache
+  const int32_t* page_table = nullptr;  // [B, max_pages] page ids into `cache` (device)
+  const uint16_t* const* seq_cache = nullptr;  // instead of cache + page_table: [B] device pointers to each
+                                               // sequence's contiguous bf16 rows [≥ seq_len[b], 576] (device array)
   const int32_t* seq_len = nullptr;   // [B] context length of each sequence (device), ≤ max_pages · 64
   float* u = nullptr;                 // fp32 [B, nh, 512]: attention output in latent space
   void* workspace = nullptr;          // mla_decode_workspace_bytes(...) bytes (device)
