@@ -18,6 +18,14 @@ __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 
 // kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch() is on.
+// cudaFuncSetAttribute(kernel, MaxDynamicSharedMemorySize, bytes) once per device and kernel, so that launches
+// inside a captured decode-step graph make no attribute calls.
+void set_max_dynamic_smem(const void* kernel, int bytes);
+template <typename... KArgs>
+void set_max_dynamic_smem(void (*kernel)(KArgs...), int bytes) {
+  set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), bytes);
+}
+
 template <typename... KArgs, typename... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg = {};

@@ -10,6 +10,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "common/mma.cuh"
 #include "ling/kernels/mla_decode.h"
 #include "mla/mla_decode_impl.h"
@@ -376,13 +377,13 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
     const int rows = wide ? 64 : 16;
     const size_t smem = wide ? sizeof(TcSmem<4>) : sizeof(TcSmem<1>);
     auto kernel = wide ? mla_split_tc_kernel<4> : mla_split_tc_kernel<1>;
-    LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    set_max_dynamic_smem(kernel, int(smem));
     const dim3 grid(unsigned((p.nh + rows - 1) / rows), unsigned(sp), unsigned(p.B));
     kernel<<<grid, kThreads, smem, stream>>>(a);
   } else {
     LING_CHECK(p.q, "mla decode: neither q nor q_bf16 is set");
     const size_t smem = sizeof(Smem);
-    LING_CUDA_CHECK(cudaFuncSetAttribute(mla_split_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    set_max_dynamic_smem(mla_split_kernel, int(smem));
     const dim3 grid(unsigned((p.nh + kHeads - 1) / kHeads), unsigned(sp), unsigned(p.B));
     mla_split_kernel<<<grid, kThreads, smem, stream>>>(a);
   }

@@ -13,6 +13,7 @@
 #include <cmath>
 
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "common/wgmma.cuh"
 #include "ling/kernels/mla_decode.h"
 #include "mla/mla_decode_impl.h"
@@ -173,7 +174,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
 
 void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream) {
   auto kernel = exact ? mla_split_wgmma_kernel<true> : mla_split_wgmma_kernel<false>;
-  LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(kSmem)));
+  set_max_dynamic_smem(kernel, int(kSmem));
   const dim3 grid(unsigned((a.p.nh + 63) / 64), unsigned(a.splits), unsigned(a.p.B));
   kernel<<<grid, kThreads, kSmem, stream>>>(a);
   LING_CUDA_CHECK(cudaGetLastError());

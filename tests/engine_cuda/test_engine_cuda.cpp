@@ -359,6 +359,61 @@ TEST(CudaPrefill, Bf16KernelsMatchTheCpuOracleAndPiecesMatchWhole) {
   EXPECT_TRUE(steps.ok) << steps.line();
 }
 
+// MLA at the paged kernel's dims (latent 512 + 64) with bf16 weights: the decode steps keep bf16 latent rows and
+// run kernels/mla over every sequence at once (a bf16 query q̃). Against the same engine on fp32 latent rows
+// and cuBLAS (LING_CUDA_MLA_PAGED=0), three sequences of different lengths decoded together across cache growth
+// (64 → 128 → 256 rows) give logits within cosine distance 1e-4 (the end-to-end criterion of `ling run`); graphs
+// replay the eager steps bit for bit.
+std::string ling25_mla512_config() {
+  return R"({"architectures": ["BailingMoeV2_5ForCausalLM"], "model_type": "bailing_hybrid",
+    "vocab_size": 97, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 128, "partial_rotary_factor": 0.5,
+    "num_experts": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "moe_intermediate_size": 64,
+    "num_shared_experts": 1, "first_k_dense_replace": 2, "routed_scaling_factor": 2.5, "use_qk_norm": true,
+    "use_qkv_bias": false, "use_bias": false, "layer_group_size": 2, "group_norm_size": 4, "q_lora_rank": null,
+    "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "rope_interleave": true,
+    "rope_theta": 600000.0, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
+    "eos_token_id": 96, "pad_token_id": 96})";
+}
+
+TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string dir = make_tiny_model("cuda_mla512", ling25_mla512_config(), 37);
+  BackendOptions bo;
+  bo.weight_dtype = "bf16";
+  auto run = [&](bool paged, bool graphs) {
+    if (!paged) setenv("LING_CUDA_MLA_PAGED", "0", 1);
+    BackendOptions o = bo;
+    o.cuda_graphs = graphs;
+    auto gpu = cuda_engine(dir, o);
+    unsetenv("LING_CUDA_MLA_PAGED");
+    std::mt19937 rng(5);
+    const int64_t V = gpu->config().vocab_size;
+    std::vector<std::vector<int32_t>> prompts = {std::vector<int32_t>(70), std::vector<int32_t>(130),
+                                                 std::vector<int32_t>(5)};
+    for (auto& pr : prompts)
+      for (auto& x : pr) x = int32_t(rng() % uint32_t(V));
+    std::vector<std::unique_ptr<Sequence>> seqs;
+    std::vector<Sequence*> ptrs;
+    for (size_t b = 0; b < prompts.size(); ++b) seqs.push_back(gpu->new_sequence()), ptrs.push_back(seqs.back().get());
+    gpu->forward(ptrs, prompts, false);
+    std::vector<float> logits;
+    for (int step = 0; step < 70; ++step) {
+      std::vector<int32_t> ids(3);
+      for (auto& x : ids) x = int32_t(rng() % uint32_t(V));
+      const auto l = gpu->decode(ptrs, ids);
+      logits.insert(logits.end(), l.begin(), l.end());
+    }
+    return logits;
+  };
+  const std::vector<float> paged = run(true, true), eager = run(true, false), fp32 = run(false, true);
+  const std::vector<int64_t> shape = {70 * 3, int64_t(paged.size()) / (70 * 3)};
+  EXPECT_EQ(paged, eager) << "graph replays differ from the eager steps";
+  const ref::CompareReport rep = ref::compare_f32("decode_logits", shape, paged.data(), fp32.data(), tol(1e30, 1e30, 1e-4));
+  std::printf("  bf16 latent rows (kernels/mla) vs fp32 rows: %s\n", rep.line().c_str());
+  EXPECT_TRUE(rep.ok) << rep.line();
+}
+
 TEST(CudaBackend, NoDeviceIsOneClearError) {
   if (have_device()) GTEST_SKIP() << "a device is present";
   try {

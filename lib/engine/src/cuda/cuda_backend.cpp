@@ -29,6 +29,7 @@
 #include "ling/kernels/gemv.h"
 #include "ling/kernels/launch.h"
 #include "ling/kernels/lightning.h"
+#include "ling/kernels/mla_decode.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/moe_prefill.h"
 #include "ling/kernels/sampling.h"
@@ -158,6 +159,13 @@ class CudaBackend final : public Backend {
       if (c.layers[il].attn == AttnKind::Lightning)
         decay_[il] = to_dev(lightning_decays(c, il, opt_));
     inv_freq_ = to_dev(freqs_.inv_freq);
+    mla_ordinal_.assign(c.num_hidden_layers, -1);
+    mla_layers_ = 0;
+    for (int64_t il = 0; il < c.num_hidden_layers; ++il)
+      if (c.layers[il].attn == AttnKind::MLA) mla_ordinal_[il] = mla_layers_++;
+    const char* paged_env = std::getenv("LING_CUDA_MLA_PAGED");
+    mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
+                 c.qk_rope_head_dim == kernels::kMlaRope && !(paged_env && std::string(paged_env) == "0");
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
@@ -198,6 +206,10 @@ class CudaBackend final : public Backend {
       step_cap_ = std::max<int64_t>(n, 2 * step_cap_);
       step_ids_ = dev_alloc(sizeof(int32_t) * size_t(step_cap_));
       step_pos_ = dev_alloc(sizeof(int64_t) * size_t(step_cap_));
+      if (mla_paged_) {
+        mla_tab_ = dev_alloc(sizeof(void*) * size_t(mla_layers_ * step_cap_));
+        mla_tab_host_.clear();
+      }
     }
     // The previous step ended with a synchronising copy of its logits: the staging buffer is free.
     std::memcpy(stage_, plan.pos.data(), sizeof(int64_t) * size_t(n));
@@ -221,11 +233,25 @@ class CudaBackend final : public Backend {
           grow(c.k, kvw);
           grow(c.v, kvw);
         } else if (kind == AttnKind::MLA) {
-          grow(c.latent, lc);
+          grow(c.latent, mla_paged_ ? lc / 2 : lc);
         }
       }
       key.push_back(st->uid);
       key.push_back(st->gen);
+    }
+    if (mla_paged_) {  // each sequence's latent rows per MLA layer, rewritten when a cache moved or the batch changed
+      std::vector<const void*> tab(size_t(mla_layers_ * step_cap_), nullptr);
+      for (size_t i = 0; i < plan.seqs.size(); ++i) {
+        auto* st = static_cast<CudaSeqState*>(plan.seqs[i].state);
+        for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il)
+          if (mla_ordinal_[il] >= 0) tab[size_t(mla_ordinal_[il] * step_cap_) + i] = st->layers[il].latent.p;
+      }
+      if (tab != mla_tab_host_) {
+        LING_CUDA_CHECK(cudaMemcpyAsync(mla_tab_.get(), tab.data(), sizeof(void*) * tab.size(), cudaMemcpyHostToDevice,
+                                        stream_));
+        sync();
+        mla_tab_host_ = std::move(tab);
+      }
     }
     arena_.reset();
     step_ = true;
@@ -493,6 +519,11 @@ class CudaBackend final : public Backend {
     mla_rope(q.p + dn, pos, n, nh, nh * dqk, dqk, dr);
     mla_rope(ckv.p + r, pos, n, 1, lc, lc, dr);
     const float scale = float(std::pow(double(dqk), -0.5) * freqs_.mla_mscale2);
+    if (step_ && mla_paged_) {  // bf16 rows, absorbed form through kernels/mla (every sequence in one launch)
+      mla_paged_step(layer, q.p, ckv.p, pos, plan, scale, o.p);
+      lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
+      return;
+    }
     if (step_) {  // absorbed form over the latent cache, the new row written at the device-side position
       const auto [kvb, kvb16] = weight_ref(L.kv_b);
       for (const SeqSlice& s : plan.seqs) {
@@ -518,14 +549,26 @@ class CudaBackend final : public Backend {
     }
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
-      LING_CHECK(c.latent.size == s.pos0 * lc, "internal error: MLA cache of layer ", layer, " out of step");
-      c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
+      const int64_t S = s.pos0 + s.count;
+      const float* latent = c.latent.p;  // fp32 rows [S, lc]
+      DevF lat32;
+      if (mla_paged_) {  // bf16 rows in the cache; the expansion reads them back as fp32
+        LING_CHECK(c.latent.size == s.pos0 * lc / 2, "internal error: MLA cache of layer ", layer, " out of step");
+        DevF rows16((s.count * lc + 1) / 2);
+        cuda::f32_to_bf16(ckv.p + s.row0 * lc, lc, rows16.p, s.count, lc, stream_);
+        c.latent.append(rows16.p, s.count * lc / 2, stream_);
+        lat32 = DevF(S * lc);
+        cuda::bf16_to_f32(c.latent.p, lat32.p, S * lc, stream_);
+        latent = lat32.p;
+      } else {
+        LING_CHECK(c.latent.size == s.pos0 * lc, "internal error: MLA cache of layer ", layer, " out of step");
+        c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
+      }
       // Non-absorbed form: K and V of every cached token expanded from the latent (recomputed per prompt piece:
       // the expansion costs ~5% of the attention it feeds), then causal flash attention from position pos0.
-      const int64_t S = s.pos0 + s.count;
       DevF kv(S * nh * (dn + dv)), K(S * nh * dqk), V(S * nh * dv);
-      lin(c.latent.p, S, r, L.kv_b, Mat{}, kv.p, lc);
-      cuda::mla_expand(kv.p, c.latent.p, K.p, V.p, S, nh, dn, dr, dv, r, stream_);
+      lin(latent, S, r, L.kv_b, Mat{}, kv.p, lc);
+      cuda::mla_expand(kv.p, latent, K.p, V.p, S, nh, dn, dr, dv, r, stream_);
       launched();
       cuda::OpScope ps(prof_, ".mla.flash_attention");
       flash_attention(q.p + s.row0 * nh * dqk, nh * dqk, K.p, nh * dqk, V.p, nh * dv, o.p + s.row0 * nh * dv, nh * dv,
@@ -533,6 +576,46 @@ class CudaBackend final : public Backend {
     }
     lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
     sync();
+  }
+
+  // One decode step of an MLA layer on bf16 latent rows (mla_paged_): each sequence's new row (bf16) written at its
+  // position, q̃ = W_UKᵀ q_nope ‖ q_pe for all rows in bf16, kernels/mla over each sequence's rows (the table of
+  // step_begin; the split plan sized by the caches' capacity, fixed for a captured graph), then o = W_UV u.
+  void mla_paged_step(int layer, const float* q, const float* ckv, const int64_t* pos, const BatchPlan& plan,
+                      float scale, float* o) {
+    const LayerWeights& L = w_->layers[layer];
+    const int64_t nh = cfg_.num_attention_heads, dn = cfg_.qk_nope_head_dim, dr = cfg_.qk_rope_head_dim;
+    const int64_t dv = cfg_.v_head_dim, r = cfg_.kv_lora_rank, lc = r + dr, n = int64_t(plan.seqs.size());
+    const auto [kvb, kvb16] = weight_ref(L.kv_b);
+    DevF ckv16 = scratch((n * lc + 1) / 2), qa = scratch(n * nh * lc), qa16 = scratch((n * nh * lc + 1) / 2);
+    DevF len = scratch(n), u = scratch(n * nh * r);
+    cuda::f32_to_bf16(ckv, lc, ckv16.p, n, lc, stream_);
+    int64_t cap = 1;
+    for (int64_t i = 0; i < n; ++i) {
+      const SeqSlice& s = plan.seqs[size_t(i)];
+      LING_CHECK(s.row0 == i && s.count == 1, "internal error: MLA decode step rows out of order");
+      CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
+      cuda::write_row_at(ckv16.p + i * lc / 2, c.latent.p, lc / 2, pos + i, stream_);
+      cap = std::max(cap, c.latent.cap / (lc / 2));
+    }
+    cuda::mla_q_absorb(q, nh * (dn + dr), kvb, kvb16, qa.p, n, nh, dn, dr, dv, r, stream_);
+    cuda::f32_to_bf16(qa.p, nh * lc, qa16.p, n, nh * lc, stream_);
+    cuda::lengths_from_positions(pos, reinterpret_cast<int32_t*>(len.p), n, stream_);
+    kernels::MlaDecodeParams mp;
+    mp.q_bf16 = reinterpret_cast<const uint16_t*>(qa16.p);
+    mp.seq_cache = static_cast<const uint16_t* const*>(mla_tab_.get()) + mla_ordinal_[layer] * step_cap_;
+    mp.seq_len = reinterpret_cast<const int32_t*>(len.p);
+    mp.u = u.p;
+    mp.B = n, mp.nh = nh, mp.max_seq_len = cap, mp.max_pages = (cap + kernels::kMlaPage - 1) / kernels::kMlaPage;
+    mp.scale = scale;
+    DevF ws = scratch(int64_t((kernels::mla_decode_workspace_bytes(n, nh, cap, 0, sms_, true) + 3) / 4));
+    mp.workspace = ws.p;
+    {
+      cuda::OpScope ps(prof_, ".mla.paged_decode");
+      kernels::launch_mla_decode(mp, stream_);
+    }
+    cuda::mla_out(u.p, kvb, kvb16, o, n, nh, dn, dv, r, stream_);
+    launched();
   }
 
   void dense_ffn(int layer, const Buffer& x, Buffer& out) override {
@@ -957,6 +1040,13 @@ class CudaBackend final : public Backend {
   void* stage_ = nullptr;                       // pinned staging of a step's positions and ids
   std::shared_ptr<void> step_ids_, step_pos_;   // device [step_cap_] int32 / int64
   int64_t step_cap_ = 0;
+  // MLA layers at the paged kernel's dims (latent 512 + 64) of bf16 models: the latent cache holds bf16 rows
+  // (2 per float of the DevVec) and decode steps run kernels/mla over each sequence's rows.
+  bool mla_paged_ = false;
+  std::vector<int64_t> mla_ordinal_;            // [L] index among the MLA layers, −1 for others
+  int64_t mla_layers_ = 0;
+  std::shared_ptr<void> mla_tab_;               // device [mla_layers_, step_cap_] row pointers of each sequence
+  std::vector<const void*> mla_tab_host_;       // what mla_tab_ holds
   StepArena arena_;
   cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;

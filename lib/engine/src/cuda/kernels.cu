@@ -67,6 +67,16 @@ __global__ void k_f32_to_bf16(const float* x, int64_t ldx, __nv_bfloat16* y, int
   y[i] = __float2bfloat16_rn(x[r * ldx + c]);
 }
 
+__global__ void k_bf16_to_f32(const __nv_bfloat16* x, float* y, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = __bfloat162float(x[i]);
+}
+
+__global__ void k_lengths_from_positions(const int64_t* pos, int32_t* len, int64_t n) {
+  const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) len[i] = int32_t(pos[i] + 1);
+}
+
 __global__ void k_moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H) {
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n * H) return;
@@ -106,6 +116,14 @@ void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t col
   if (rows * cols > 0)
     k_f32_to_bf16<<<blocks_for(rows * cols), kThreads, 0, s>>>(x, ldx ? ldx : cols, static_cast<__nv_bfloat16*>(y),
                                                               rows, cols);
+}
+
+void bf16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s) {
+  if (n > 0) k_bf16_to_f32<<<blocks_for(n), kThreads, 0, s>>>(static_cast<const __nv_bfloat16*>(x), y, n);
+}
+
+void lengths_from_positions(const int64_t* pos, int32_t* len, int64_t n, cudaStream_t s) {
+  if (n > 0) k_lengths_from_positions<<<blocks_for(n), kThreads, 0, s>>>(pos, len, n);
 }
 
 }  // namespace ling::cuda

@@ -30,6 +30,10 @@ void scatter_rows(const float* src, const int64_t* slot, float* dst, int64_t n, 
 void moe_combine(const float* ye, const float* w, float* out, int64_t n, int64_t k, int64_t H, cudaStream_t s);
 // y[r, c] = bf16(x[r·ldx + c]) (round to nearest even) for rows × cols values; y is [rows, cols] bf16.
 void f32_to_bf16(const float* x, int64_t ldx, void* y, int64_t rows, int64_t cols, cudaStream_t s);
+// y[i] = x[i] for n bf16 values.
+void bf16_to_f32(const void* x, float* y, int64_t n, cudaStream_t s);
+// len[i] = pos[i] + 1 (int32): a decode step's context lengths from its device-side positions.
+void lengths_from_positions(const int64_t* pos, int32_t* len, int64_t n, cudaStream_t s);
 
 
 // Decode-step and fused kernels (decode_attention.cu, fused_norms.cu; norms, RoPE, embedding and SwiGLU are
