@@ -370,7 +370,7 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   const int64_t pages = std::max<int64_t>(1, (p.max_seq_len + kPage - 1) / kPage);
   Args a{p, static_cast<float*>(p.workspace), nullptr, int(sp), int((pages + sp - 1) / sp)};
   a.ws_ml = a.ws_u + p.B * sp * p.nh * kLat;
-  if (p.q_bf16 && p.nh > 16 && !p.mma_sync) {  // warpgroup MMAs, 64 heads per CTA
+  if (p.q_bf16 && p.nh > 16 && p.wgmma) {  // warpgroup MMAs, 64 heads per CTA
     launch_mla_split_wgmma(a, !p.bf16_softmax_weights, stream);
   } else if (p.q_bf16) {  // mma.sync: 64 heads per CTA, or 16 when nh ≤ 16
     const bool wide = p.nh > 16;

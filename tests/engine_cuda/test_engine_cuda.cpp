@@ -360,8 +360,8 @@ TEST(CudaPrefill, Bf16KernelsMatchTheCpuOracleAndPiecesMatchWhole) {
 }
 
 // MLA at the paged kernel's dims (latent 512 + 64) with bf16 weights: the decode steps keep bf16 latent rows and
-// run kernels/mla over every sequence at once (a bf16 query q̃). Against the same engine on fp32 latent rows
-// and cuBLAS (LING_CUDA_MLA_PAGED=0), three sequences of different lengths decoded together across cache growth
+// run kernels/mla over every sequence at once (a bf16 query q̃; LING_CUDA_MLA_PAGED=1). Against the same engine on
+// fp32 latent rows and cuBLAS (the default), three sequences of different lengths decoded together across cache growth
 // (64 → 128 → 256 rows) give logits within cosine distance 1e-4 (the end-to-end criterion of `ling run`); graphs
 // replay the eager steps bit for bit.
 std::string ling25_mla512_config() {
@@ -382,7 +382,7 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   BackendOptions bo;
   bo.weight_dtype = "bf16";
   auto run = [&](bool paged, bool graphs) {
-    if (!paged) setenv("LING_CUDA_MLA_PAGED", "0", 1);
+    if (paged) setenv("LING_CUDA_MLA_PAGED", "1", 1);
     BackendOptions o = bo;
     o.cuda_graphs = graphs;
     auto gpu = cuda_engine(dir, o);

@@ -22,9 +22,9 @@ constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels
 // makes q̃ exactly representable: kv_b rounded to bf16, q_nope_h = 4 · e_{j_h} (one random coordinate per head),
 // q_pe rounded to bf16; then q̃_h = 4 · W_UK_h[j_h, :] exactly and the kernel sees the reference's query; the
 // output is judged by the fp32 rule like the fp32 path (the kernel keeps the softmax weights as bf16 hi + lo).
-// Tensor-core variants: the default kernel for the head count (wgmma above 16 heads), mma.sync forced, and the
-// wgmma kernel with one bf16 operand for the softmax weights (judged by the bf16 rules, house-style.md §4).
-enum class Tc { kDefault, kMmaSync, kBf16Weights };
+// Tensor-core variants: the default (mma.sync), the wgmma kernel above 16 heads, and the wgmma kernel with one
+// bf16 operand for the softmax weights (judged by the bf16 rules, house-style.md §4).
+enum class Tc { kDefault, kWgmma, kBf16Weights };
 
 // per_seq: each sequence's rows contiguous in its own place (MlaDecodeParams::seq_cache, no page table) instead
 // of pages of one pool.
@@ -93,7 +93,7 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
-  p.mma_sync = variant == Tc::kMmaSync, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
+  p.wgmma = variant != Tc::kDefault, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
   // per_seq: sequence b's rows at row offset off[b] of one buffer, 5 unused rows between sequences
   std::vector<uint16_t> flat;
   std::vector<int64_t> off;
@@ -146,10 +146,9 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   if (variant == Tc::kBf16Weights)
     EXPECT_TRUE(close_bf16("o (wgmma, bf16 softmax weights) " + tag, o_kernel, o_ref));
   else
-    EXPECT_TRUE(close_f32(std::string(!tensor_cores                ? "o "
-                                      : variant == Tc::kMmaSync ? "o (mma.sync) "
-                                      : nh > 16                 ? "o (wgmma) "
-                                                                : "o (mma.sync) ") +
+    EXPECT_TRUE(close_f32(std::string(!tensor_cores                        ? "o "
+                                      : variant == Tc::kWgmma && nh > 16 ? "o (wgmma) "
+                                                                         : "o (mma.sync) ") +
                               tag,
                           o_kernel, o_ref));
 }
@@ -184,20 +183,23 @@ TEST(MlaDecode, TensorCoresLingDims) {
   run_mla(64, {16384, 63, 129}, 0, 533, true);  // 16K context, a page's last token and one past it
 }
 
+// The warpgroup-MMA kernel (more than 16 heads; at ≤ 16 heads the flag keeps mma.sync).
+TEST(MlaDecode, Wgmma) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099}, 0, 540, true, Tc::kWgmma);
+  run_mla(17, {127, 64, 31}, 2, 541, true, Tc::kWgmma);   // one CTA of 64 rows, 17 of them heads
+  run_mla(130, {70, 33}, 0, 542, true, Tc::kWgmma);       // three head groups
+  run_mla(64, {16384, 63, 129, 1}, 0, 543, true, Tc::kWgmma);
+  run_mla(8, {3, 2049}, 0, 544, true, Tc::kWgmma);        // ≤ 16 heads: mma.sync
+}
+
 // Each sequence's rows contiguous in its own place (what the CUDA backend's per-sequence caches give), all paths.
 TEST(MlaDecode, PerSequenceRows) {
   SKIP_WITHOUT_CUDA();
-  run_mla(64, {1000, 4099, 1, 64}, 0, 560, true, Tc::kDefault, true);
+  run_mla(64, {1000, 4099, 1, 64}, 0, 560, true, Tc::kWgmma, true);
   run_mla(8, {3, 2049, 777}, 0, 561, true, Tc::kDefault, true);
-  run_mla(64, {130, 65}, 2, 562, true, Tc::kMmaSync, true);
+  run_mla(64, {130, 65}, 2, 562, true, Tc::kDefault, true);
   run_mla(5, {1, 65, 200}, 0, 563, false, Tc::kDefault, true);
-}
-
-// The mma.sync kernel at more than 16 heads (what the wgmma kernel replaced there; kept for comparison).
-TEST(MlaDecode, MmaSyncWide) {
-  SKIP_WITHOUT_CUDA();
-  run_mla(64, {1000, 4099}, 0, 540, true, Tc::kMmaSync);
-  run_mla(17, {127, 64, 31}, 2, 541, true, Tc::kMmaSync);
 }
 
 // The wgmma kernel with bf16 softmax weights (the precision class of the usual MLA decode kernels).

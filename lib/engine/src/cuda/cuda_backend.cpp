@@ -58,6 +58,12 @@ struct CudaSeqState : SeqState {
   uint64_t gen = 0;  // bumped whenever one of its caches moves
 };
 
+// An environment switch: set and not "0".
+bool env_flag(const char* name) {
+  const char* v = std::getenv(name);
+  return v && *v && std::string(v) != "0";
+}
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(const BackendOptions& o) : opt_(o) {
@@ -74,10 +80,9 @@ class CudaBackend final : public Backend {
     uint64_t keep = UINT64_MAX;
     LING_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
     LING_CUDA_CHECK(cudaStreamCreate(&stream_));
-    // Decode-path kernels launch with programmatic dependent launch (kernels/launch.h): each may be scheduled
-    // while its predecessor finishes. LING_CUDA_PDL=0 turns it off (same results, for comparison).
-    const char* pdl = std::getenv("LING_CUDA_PDL");
-    kernels::set_programmatic_launch(!(pdl && std::string(pdl) == "0"));
+    // LING_CUDA_PDL=1: decode-path kernels launch with programmatic dependent launch (kernels/launch.h), each
+    // scheduled while its predecessor finishes (same results; off by default until measured on a GPU).
+    kernels::set_programmatic_launch(env_flag("LING_CUDA_PDL"));
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
@@ -163,9 +168,9 @@ class CudaBackend final : public Backend {
     mla_layers_ = 0;
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
       if (c.layers[il].attn == AttnKind::MLA) mla_ordinal_[il] = mla_layers_++;
-    const char* paged_env = std::getenv("LING_CUDA_MLA_PAGED");
+    // LING_CUDA_MLA_PAGED=1 (off by default until measured on a GPU): bf16 latent rows and kernels/mla.
     mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
-                 c.qk_rope_head_dim == kernels::kMlaRope && !(paged_env && std::string(paged_env) == "0");
+                 c.qk_rope_head_dim == kernels::kMlaRope && env_flag("LING_CUDA_MLA_PAGED");
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
@@ -608,6 +613,7 @@ class CudaBackend final : public Backend {
     mp.u = u.p;
     mp.B = n, mp.nh = nh, mp.max_seq_len = cap, mp.max_pages = (cap + kernels::kMlaPage - 1) / kernels::kMlaPage;
     mp.scale = scale;
+    mp.wgmma = true;
     DevF ws = scratch(int64_t((kernels::mla_decode_workspace_bytes(n, nh, cap, 0, sms_, true) + 3) / 4));
     mp.workspace = ws.p;
     {
