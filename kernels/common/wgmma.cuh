@@ -2,7 +2,10 @@
 // shared-memory matrix descriptors in the no-swizzle layout, and the fences the asynchronous proxy needs.
 // No-swizzle layout: a matrix is tiled into core matrices of 8 rows × 16 bytes (8 bf16), each stored as 128
 // contiguous bytes (row i at +16·i); `lbo` is the byte distance between core matrices adjacent along K, `sbo`
-// along M/N (checked for both operand majors by kernels::wgmma_selftest, tests/kernels/test_wgmma.cpp).
+// along M/N. For a K-major operand the 16 bytes run along K; for an MN-major (transposed) one they run along M/N
+// and the 8 rows are 8 values of K — the PTX ISA's "leading dimension byte offset" of the interleaved MN-major
+// layout is likewise the step between groups of 8 K values, its "stride" the step between 16-byte M/N chunks.
+// kernels::wgmma_selftest (tests/kernels/test_wgmma.cpp) checks both majors against host products.
 // Accumulators of m64nN: warp w of the warpgroup holds rows 16w..16w+15; d[4j + {0,1}] = row 16w + g, columns
 // 8j + 2t + {0,1}; d[4j + {2,3}] = row 16w + g + 8 (lane = 4g + t) — the mma.sync C layout repeated over N/8.
 // A from registers uses the mma.sync m16n8k16 A fragment of the warp's 16 rows.
