@@ -301,16 +301,19 @@ TEST_P(CudaVsCpu, BatchedDecodeStepsEqualSingleSequences) {
 // tokens equals the whole prompt by cosine distance ≤ 1e-5, and so do the decode steps after it (the pieces'
 // GEMMs have other shapes, so a bf16 rounding of an activation can land an ulp apart and move single logits
 // by ~1%, as in Bf16WeightsMatchTheBf16CpuOracle).
-std::string ling25_wide_config() {
+// A Ling 2.5 model at the kernels' dims with dense FFNs: `layers` layers, every `layers`-th one MLA of latent rank
+// `kv_lora_rank` (+ a 64-dim k_pe), the others Lightning.
+std::string ling25_wide_config(int layers = 3, int kv_lora_rank = 64) {
+  const std::string L = std::to_string(layers);
   return R"({"architectures": ["BailingMoeV2_5ForCausalLM"], "model_type": "bailing_hybrid",
-    "vocab_size": 97, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 3,
+    "vocab_size": 97, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": )" + L + R"(,
     "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 128, "partial_rotary_factor": 0.5,
     "num_experts": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "moe_intermediate_size": 64,
-    "num_shared_experts": 1, "first_k_dense_replace": 3, "routed_scaling_factor": 2.5, "use_qk_norm": true,
-    "use_qkv_bias": false, "use_bias": false, "layer_group_size": 3, "group_norm_size": 4, "q_lora_rank": null,
-    "kv_lora_rank": 64, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "rope_interleave": true,
-    "rope_theta": 600000.0, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
-    "eos_token_id": 96, "pad_token_id": 96})";
+    "num_shared_experts": 1, "first_k_dense_replace": )" + L + R"(, "routed_scaling_factor": 2.5, "use_qk_norm": true,
+    "use_qkv_bias": false, "use_bias": false, "layer_group_size": )" + L + R"(, "group_norm_size": 4, "q_lora_rank": null,
+    "kv_lora_rank": )" + std::to_string(kv_lora_rank) + R"(, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128,
+    "v_head_dim": 128, "rope_interleave": true, "rope_theta": 600000.0, "max_position_embeddings": 4096,
+    "rms_norm_eps": 1e-6, "tie_word_embeddings": false, "eos_token_id": 96, "pad_token_id": 96})";
 }
 
 TEST(CudaPrefill, Bf16KernelsMatchTheCpuOracleAndPiecesMatchWhole) {
@@ -364,21 +367,9 @@ TEST(CudaPrefill, Bf16KernelsMatchTheCpuOracleAndPiecesMatchWhole) {
 // fp32 latent rows and cuBLAS (the default), three sequences of different lengths decoded together across cache growth
 // (64 → 128 → 256 rows) give logits within cosine distance 1e-4 (the end-to-end criterion of `ling run`); graphs
 // replay the eager steps bit for bit.
-std::string ling25_mla512_config() {
-  return R"({"architectures": ["BailingMoeV2_5ForCausalLM"], "model_type": "bailing_hybrid",
-    "vocab_size": 97, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 2,
-    "num_attention_heads": 4, "num_key_value_heads": 4, "head_dim": 128, "partial_rotary_factor": 0.5,
-    "num_experts": 8, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "moe_intermediate_size": 64,
-    "num_shared_experts": 1, "first_k_dense_replace": 2, "routed_scaling_factor": 2.5, "use_qk_norm": true,
-    "use_qkv_bias": false, "use_bias": false, "layer_group_size": 2, "group_norm_size": 4, "q_lora_rank": null,
-    "kv_lora_rank": 512, "qk_rope_head_dim": 64, "qk_nope_head_dim": 128, "v_head_dim": 128, "rope_interleave": true,
-    "rope_theta": 600000.0, "max_position_embeddings": 4096, "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
-    "eos_token_id": 96, "pad_token_id": 96})";
-}
-
 TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   SKIP_WITHOUT_DEVICE();
-  const std::string dir = make_tiny_model("cuda_mla512", ling25_mla512_config(), 37);
+  const std::string dir = make_tiny_model("cuda_mla512", ling25_wide_config(2, 512), 37);
   BackendOptions bo;
   bo.weight_dtype = "bf16";
   auto run = [&](bool paged, bool graphs) {
