@@ -15,6 +15,7 @@
 
 #include "attention/flash_attention.cuh"
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "common/mma.cuh"
 
 namespace ling::kernels::flash {
@@ -233,7 +234,7 @@ template <int DK, int DV, int MT, int BN, int BM>
 void launch_cfg(const Args& a, cudaStream_t stream) {
   using C = Cfg<DK, DV, MT, BN, BM>;
   auto kernel = flash_bf16_kernel<DK, DV, MT, BN, BM>;
-  LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(C::kSmem)));
+  set_max_dynamic_smem(kernel, int(C::kSmem));
   const dim3 grid(unsigned(a.nh), unsigned((a.T + BM - 1) / BM));
   kernel<<<grid, C::kThreads, C::kSmem, stream>>>(a);
   LING_CUDA_CHECK(cudaGetLastError());

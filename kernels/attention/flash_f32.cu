@@ -8,6 +8,7 @@
 
 #include "attention/flash_attention.cuh"
 #include "common/check.h"
+#include "common/launch.cuh"
 
 namespace ling::kernels::flash {
 namespace {
@@ -97,7 +98,7 @@ __global__ void __launch_bounds__(kThreads) flash_f32_kernel(Args a) {
 
 void launch_f32(const Args& a, cudaStream_t stream) {
   const size_t smem = smem_bytes(a.dk, a.dv);
-  LING_CUDA_CHECK(cudaFuncSetAttribute(flash_f32_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  set_max_dynamic_smem(flash_f32_kernel, int(smem));
   const dim3 grid(unsigned(a.nh), unsigned((a.T + kRows - 1) / kRows));
   flash_f32_kernel<<<grid, kThreads, smem, stream>>>(a);
   LING_CUDA_CHECK(cudaGetLastError());

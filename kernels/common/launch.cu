@@ -2,8 +2,8 @@
 // attribute of launch.cuh.
 #include <atomic>
 #include <mutex>
-#include <set>
-#include <tuple>
+#include <map>
+#include <utility>
 
 #include "common/launch.cuh"
 #include "ling/kernels/launch.h"
@@ -18,13 +18,14 @@ bool programmatic_launch() { return g_pdl.load(std::memory_order_relaxed); }
 
 void set_max_dynamic_smem(const void* kernel, int bytes) {
   static std::mutex mu;
-  static std::set<std::tuple<int, const void*, int>> done;
+  static std::map<std::pair<int, const void*>, int> set_to;  // the largest size set so far per device and kernel
   int dev = 0;
   LING_CUDA_CHECK(cudaGetDevice(&dev));
   const std::lock_guard<std::mutex> lock(mu);
-  if (done.count({dev, kernel, bytes})) return;
+  int& cur = set_to[{dev, kernel}];
+  if (bytes <= cur) return;
   LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
-  done.insert({dev, kernel, bytes});
+  cur = bytes;
 }
 
 }  // namespace ling::kernels

@@ -17,15 +17,16 @@ namespace ling::kernels {
 __device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
 __device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
 
-// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch() is on.
-// cudaFuncSetAttribute(kernel, MaxDynamicSharedMemorySize, bytes) once per device and kernel, so that launches
-// inside a captured decode-step graph make no attribute calls.
+// cudaFuncSetAttribute(kernel, MaxDynamicSharedMemorySize, bytes) only when it raises the size set so far for this
+// device and kernel (a larger limit serves every smaller launch), so repeated launches, and those inside a
+// captured decode-step graph, make no attribute calls.
 void set_max_dynamic_smem(const void* kernel, int bytes);
 template <typename... KArgs>
 void set_max_dynamic_smem(void (*kernel)(KArgs...), int bytes) {
   set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), bytes);
 }
 
+// kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch() is on.
 template <typename... KArgs, typename... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
   cudaLaunchConfig_t cfg = {};

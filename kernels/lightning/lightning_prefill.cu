@@ -17,6 +17,7 @@
 #include <algorithm>
 
 #include "common/check.h"
+#include "common/launch.cuh"
 #include "common/mma.cuh"
 #include "ling/kernels/lightning.h"
 
@@ -395,10 +396,10 @@ void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stre
   const size_t smem = sizeof(Smem);
   auto out_kernel = p.exact ? (p.o_fp32 ? lightning_block_kernel<true, true, true> : lightning_block_kernel<true, false, true>)
                             : (p.o_fp32 ? lightning_block_kernel<true, true, false> : lightning_block_kernel<true, false, false>);
-  LING_CUDA_CHECK(cudaFuncSetAttribute(out_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+  set_max_dynamic_smem(out_kernel, int(smem));
   if (nb > 1) {
     auto state_kernel = p.exact ? lightning_block_kernel<false, false, true> : lightning_block_kernel<false, false, false>;
-    LING_CUDA_CHECK(cudaFuncSetAttribute(state_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, int(smem)));
+    set_max_dynamic_smem(state_kernel, int(smem));
     const unsigned n_sub = unsigned((nb - 1) * pl.R);
     state_kernel<<<dim3(n_sub, unsigned(p.nh)), kThreads, smem, stream>>>(a);
     LING_CUDA_CHECK(cudaGetLastError());

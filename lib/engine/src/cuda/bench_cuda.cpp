@@ -6,13 +6,13 @@
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <cmath>
 #include <functional>
 #include <memory>
 #include <numeric>
 #include <random>
 
+#include "env_flag.h"
 #include "ling/core/error.h"
 #include "ling/kernels/fill.h"
 #include "ling/kernels/gemv.h"
@@ -341,8 +341,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
         for (bool exact : {true, false}) rep.rows.push_back(lightning_prefill(T, nh, blocks, exact, rep.sms, o, flush));
   for (int64_t B : o.decode_batch) rep.rows.push_back(lightning_decode(B, o.decode_heads, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
-  const char* wg = std::getenv("LING_CUDA_MLA_WGMMA");  // the wgmma rows (opt-in until measured on a GPU)
-  if (wg && std::string(wg) == "1")
+  if (cuda::env_flag("LING_CUDA_MLA_WGMMA"))  // the wgmma rows (opt-in until measured on a GPU)
     for (const auto& m : o.mla)
       if (m.heads > 16)
         for (int variant : {1, 2}) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, variant));

@@ -41,6 +41,7 @@
 #include "ling/ref/ops.h"
 
 #include "device_memory.h"
+#include "env_flag.h"
 
 namespace ling {
 namespace {
@@ -57,12 +58,6 @@ struct CudaSeqState : SeqState {
   uint64_t uid = 0;  // unique per backend (never reused, unlike addresses)
   uint64_t gen = 0;  // bumped whenever one of its caches moves
 };
-
-// An environment switch: set and not "0".
-bool env_flag(const char* name) {
-  const char* v = std::getenv(name);
-  return v && *v && std::string(v) != "0";
-}
 
 class CudaBackend final : public Backend {
  public:
@@ -82,7 +77,7 @@ class CudaBackend final : public Backend {
     LING_CUDA_CHECK(cudaStreamCreate(&stream_));
     // LING_CUDA_PDL=1: decode-path kernels launch with programmatic dependent launch (kernels/launch.h), each
     // scheduled while its predecessor finishes (same results; off by default until measured on a GPU).
-    kernels::set_programmatic_launch(env_flag("LING_CUDA_PDL"));
+    kernels::set_programmatic_launch(cuda::env_flag("LING_CUDA_PDL"));
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
@@ -170,7 +165,7 @@ class CudaBackend final : public Backend {
       if (c.layers[il].attn == AttnKind::MLA) mla_ordinal_[il] = mla_layers_++;
     // LING_CUDA_MLA_PAGED=1 (off by default until measured on a GPU): bf16 latent rows and kernels/mla.
     mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
-                 c.qk_rope_head_dim == kernels::kMlaRope && env_flag("LING_CUDA_MLA_PAGED");
+                 c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED");
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
@@ -223,7 +218,7 @@ class CudaBackend final : public Backend {
     LING_CUDA_CHECK(cudaMemcpyAsync(step_ids_.get(), static_cast<char*>(stage_) + sizeof(int64_t) * size_t(n),
                                     sizeof(int32_t) * size_t(n), cudaMemcpyHostToDevice, stream_));
     std::vector<uint64_t> key = {uint64_t(n)};
-    const int64_t kvw = cfg_.num_key_value_heads * cfg_.head_dim, lc = cfg_.kv_lora_rank + cfg_.qk_rope_head_dim;
+    const int64_t kvw = cfg_.num_key_value_heads * cfg_.head_dim;
     for (const SeqSlice& sl : plan.seqs) {
       auto* st = static_cast<CudaSeqState*>(sl.state);
       for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il) {
@@ -238,7 +233,7 @@ class CudaBackend final : public Backend {
           grow(c.k, kvw);
           grow(c.v, kvw);
         } else if (kind == AttnKind::MLA) {
-          grow(c.latent, mla_paged_ ? lc / 2 : lc);
+          grow(c.latent, latent_floats());
         }
       }
       key.push_back(st->uid);
@@ -558,15 +553,15 @@ class CudaBackend final : public Backend {
       const float* latent = c.latent.p;  // fp32 rows [S, lc]
       DevF lat32;
       if (mla_paged_) {  // bf16 rows in the cache; the expansion reads them back as fp32
-        LING_CHECK(c.latent.size == s.pos0 * lc / 2, "internal error: MLA cache of layer ", layer, " out of step");
+        LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
         DevF rows16((s.count * lc + 1) / 2);
         cuda::f32_to_bf16(ckv.p + s.row0 * lc, lc, rows16.p, s.count, lc, stream_);
-        c.latent.append(rows16.p, s.count * lc / 2, stream_);
+        c.latent.append(rows16.p, s.count * latent_floats(), stream_);
         lat32 = DevF(S * lc);
         cuda::bf16_to_f32(c.latent.p, lat32.p, S * lc, stream_);
         latent = lat32.p;
       } else {
-        LING_CHECK(c.latent.size == s.pos0 * lc, "internal error: MLA cache of layer ", layer, " out of step");
+        LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
         c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
       }
       // Non-absorbed form: K and V of every cached token expanded from the latent (recomputed per prompt piece:
@@ -581,6 +576,12 @@ class CudaBackend final : public Backend {
     }
     lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
     sync();
+  }
+
+  // Floats per cached MLA row: the latent ‖ k_pe in fp32, or in bf16 two to a float (mla_paged_).
+  int64_t latent_floats() const {
+    const int64_t lc = cfg_.kv_lora_rank + cfg_.qk_rope_head_dim;
+    return mla_paged_ ? lc / 2 : lc;
   }
 
   // One decode step of an MLA layer on bf16 latent rows (mla_paged_): each sequence's new row (bf16) written at its
@@ -600,8 +601,8 @@ class CudaBackend final : public Backend {
       const SeqSlice& s = plan.seqs[size_t(i)];
       LING_CHECK(s.row0 == i && s.count == 1, "internal error: MLA decode step rows out of order");
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
-      cuda::write_row_at(ckv16.p + i * lc / 2, c.latent.p, lc / 2, pos + i, stream_);
-      cap = std::max(cap, c.latent.cap / (lc / 2));
+      cuda::write_row_at(ckv16.p + i * latent_floats(), c.latent.p, latent_floats(), pos + i, stream_);
+      cap = std::max(cap, c.latent.cap / latent_floats());
     }
     cuda::mla_q_absorb(q, nh * (dn + dr), kvb, kvb16, qa.p, n, nh, dn, dr, dv, r, stream_);
     cuda::f32_to_bf16(qa.p, nh * lc, qa16.p, n, nh * lc, stream_);
