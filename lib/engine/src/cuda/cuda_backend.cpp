@@ -550,7 +550,7 @@ class CudaBackend final : public Backend {
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       const int64_t S = s.pos0 + s.count;
-      const float* latent = c.latent.p;  // fp32 rows [S, lc]
+      const float* latent = nullptr;  // fp32 rows [S, lc], read after the append (which may move the cache)
       DevF lat32;
       if (mla_paged_) {  // bf16 rows in the cache; the expansion reads them back as fp32
         LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
@@ -563,6 +563,7 @@ class CudaBackend final : public Backend {
       } else {
         LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
         c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
+        latent = c.latent.p;
       }
       // Non-absorbed form: K and V of every cached token expanded from the latent (recomputed per prompt piece:
       // the expansion costs ~5% of the attention it feeds), then causal flash attention from position pos0.
