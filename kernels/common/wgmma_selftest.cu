@@ -46,24 +46,20 @@ __global__ void __launch_bounds__(128) k_wgmma_selftest(const uint16_t* a, const
   // RS: A (rows 16·warp..) as mma.sync A fragments from global memory, Bt MN-major
   const uint16_t* ar = a + (16 * warp + g) * kK;
   auto pair = [](const uint16_t* p) { return uint32_t(p[0]) | (uint32_t(p[1]) << 16); };
-  for (int v = 0; v < 2; ++v) {
-    float drs[64] = {};
-    const uint32_t kdir = (kN / 8) * 128, ndir = 128;  // Bt's 8-row (k) groups, its 8-column (n) chunks
-    wgmma_fence();
+  float drs[64] = {};
+  const uint32_t kdir = (kN / 8) * 128, ndir = 128;  // Bt's 8-row (k) groups, its 8-column (n) chunks
+  wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < kK / 16; ++ks) {
-      const uint32_t fr[4] = {pair(ar + 16 * ks + 2 * t), pair(ar + 8 * kK + 16 * ks + 2 * t),
-                              pair(ar + 16 * ks + 8 + 2 * t), pair(ar + 8 * kK + 16 * ks + 8 + 2 * t)};
-      const unsigned char* base = sbt + 2 * ks * (kN / 8) * 128;
-      wgmma_m64n128k16_rs_tb(drs, fr, v == 0 ? smem_desc(base, kdir, ndir) : smem_desc(base, ndir, kdir), ks > 0);
-    }
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(drs);
-    for (int j = 0; j < 16; ++j)
-      for (int e = 0; e < 4; ++e)
-        d_rs[v * 64 * kN + (16 * warp + g + 8 * (e >> 1)) * kN + 8 * j + 2 * t + (e & 1)] = drs[4 * j + e];
+  for (int ks = 0; ks < kK / 16; ++ks) {
+    const uint32_t fr[4] = {pair(ar + 16 * ks + 2 * t), pair(ar + 8 * kK + 16 * ks + 2 * t),
+                            pair(ar + 16 * ks + 8 + 2 * t), pair(ar + 8 * kK + 16 * ks + 8 + 2 * t)};
+    wgmma_m64n128k16_rs_tb(drs, fr, smem_desc(sbt + 2 * ks * kdir, kdir, ndir), ks > 0);
   }
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(drs);
+  for (int j = 0; j < 16; ++j)
+    for (int e = 0; e < 4; ++e) d_rs[(16 * warp + g + 8 * (e >> 1)) * kN + 8 * j + 2 * t + (e & 1)] = drs[4 * j + e];
 }
 
 }  // namespace

@@ -1,9 +1,8 @@
 // Self-check of the wgmma helpers (kernels/common/wgmma.cuh) on one warpgroup, for tests/kernels/test_wgmma.cpp:
 // the shared-memory descriptor layouts the Hopper kernels rely on, against host products.
 //   d_ss[64×64] = A·Bᵀ            A [64×32], B [64×32] bf16 row-major, both K-major in shared memory (SS form)
-//   d_rs[v][64×128] = A·Bt        Bt [32×128] bf16 row-major (MN-major in shared memory), A from registers (RS
-//                                  form); v = 0 describes Bt with lbo = K-direction stride, v = 1 with the two
-//                                  strides swapped (the form the kernels use is v = 0; v = 1 shows the other)
+//   d_rs[64×128] = A·Bt           Bt [32×128] bf16 row-major (MN-major in shared memory: lbo = the stride between
+//                                  8-row K groups, sbo = between 16-byte N chunks), A from registers (RS form)
 #pragma once
 #include <cuda_runtime_api.h>
 
