@@ -22,10 +22,10 @@ constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels
 // makes q̃ exactly representable: kv_b rounded to bf16, q_nope_h = 4 · e_{j_h} (one random coordinate per head),
 // q_pe rounded to bf16; then q̃_h = 4 · W_UK_h[j_h, :] exactly and the kernel sees the reference's query; the
 // output is judged by the fp32 rule like the fp32 path (the kernel keeps the softmax weights as bf16 hi + lo).
-// Tensor-core variants: the default (mma.sync), the wgmma kernel above 16 heads, and the wgmma kernel with one
-// bf16 operand for the softmax weights (judged on u by the bound of that rounding, check_u_bf16_weights, and on o
-// by the bf16 cosine rule of house-style.md §4).
-enum class Tc { kDefault, kWgmma, kBf16Weights };
+// Tensor-core variants: mma.sync (wgmma = false), the wgmma kernel above 16 heads (the default), and the wgmma
+// kernel with one bf16 operand for the softmax weights (judged on u by the bound of that rounding,
+// check_u_bf16_weights, and on o by the bf16 cosine rule of house-style.md §4).
+enum class Tc { kMmaSync, kWgmma, kBf16Weights };
 
 // bf16 softmax weights: each weight e^{s−m} enters P·C rounded to bf16 (relative error ≤ 2⁻⁸) while the
 // normaliser stays fp32, so every latent column of u = Σ_t p_t c_t is within 2⁻⁸ · Σ_t p_t |c_t,k| of the exact
@@ -61,7 +61,7 @@ void check_u_bf16_weights(const std::vector<float>& q_abs, const std::vector<flo
 // per_seq: each sequence's rows contiguous in its own place (MlaDecodeParams::seq_cache, no page table) instead
 // of pages of one pool.
 void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint64_t seed, bool tensor_cores = false,
-             Tc variant = Tc::kDefault, bool per_seq = false) {
+             Tc variant = Tc::kMmaSync, bool per_seq = false) {
   const int64_t B = int64_t(lens.size()), dq = kMlaNope + DR;
   const int64_t max_len = *std::max_element(lens.begin(), lens.end());
   const int64_t max_pages = std::max<int64_t>(1, (max_len + PAGE - 1) / PAGE);
@@ -125,7 +125,7 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
-  p.wgmma = variant != Tc::kDefault, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
+  p.wgmma = variant != Tc::kMmaSync, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
   // per_seq: sequence b's rows at row offset off[b] of one buffer, 5 unused rows between sequences
   std::vector<uint16_t> flat;
   std::vector<int64_t> off;
@@ -238,9 +238,9 @@ TEST(MlaDecode, Wgmma) {
 TEST(MlaDecode, PerSequenceRows) {
   SKIP_WITHOUT_CUDA();
   run_mla(64, {1000, 4099, 1, 64}, 0, 560, true, Tc::kWgmma, true);
-  run_mla(8, {3, 2049, 777}, 0, 561, true, Tc::kDefault, true);
-  run_mla(64, {130, 65}, 2, 562, true, Tc::kDefault, true);
-  run_mla(5, {1, 65, 200}, 0, 563, false, Tc::kDefault, true);
+  run_mla(8, {3, 2049, 777}, 0, 561, true, Tc::kMmaSync, true);
+  run_mla(64, {130, 65}, 2, 562, true, Tc::kMmaSync, true);
+  run_mla(5, {1, 65, 200}, 0, 563, false, Tc::kMmaSync, true);
 }
 
 // The wgmma kernel with bf16 softmax weights (the precision class of the usual MLA decode kernels).

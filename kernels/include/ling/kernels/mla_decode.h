@@ -5,7 +5,7 @@
 // in one pool (`cache`), or each sequence has its own contiguous rows (`seq_cache[b]`, no page table).
 // Two paths: fp32 q on CUDA cores (fp32-accurate), or bf16 q on tensor cores for bandwidth at 64 heads: heads as
 // the M dimension, softmax weights split into bf16 hi + lo for P·C — mma.sync m16n8k16 in tiles of 16 or 64
-// heads, or with `wgmma` above 16 heads warpgroup MMAs (64 heads per CTA, pages of 64 tokens).
+// heads, or (`wgmma`, the default) above 16 heads warpgroup MMAs (64 heads per CTA, pages of 64 tokens).
 // Each sequence's context is cut into `splits` ranges of whole pages processed by separate CTAs (fp32 partial
 // maxima, sums and accumulators in the workspace), then a combine kernel merges them.
 // The tests convert these params to ling::ref::MlaDecodeParams (tests/kernels/mla_params.h).
@@ -37,7 +37,8 @@ struct MlaDecodeParams {
   int64_t max_seq_len = 0;            // host-side bound of seq_len (sizes the split plan)
   float scale = 1.0f;
   int64_t splits = 0;                 // 0 = chosen from B, nh, max_seq_len and the SM count
-  bool wgmma = false;                 // tensor cores above 16 heads: the warpgroup-MMA kernel (mla_decode_wgmma.cu)
+  bool wgmma = true;                  // tensor cores above 16 heads: the warpgroup-MMA kernel (mla_decode_wgmma.cu);
+                                      // false keeps mma.sync there (for comparison)
   bool bf16_softmax_weights = false;  // wgmma path: softmax weights enter P·C as one bf16 operand (no lo part):
                                       // bf16-operand precision, fewer MMAs
 };

@@ -12,7 +12,6 @@
 #include <numeric>
 #include <random>
 
-#include "env_flag.h"
 #include "ling/core/error.h"
 #include "ling/kernels/fill.h"
 #include "ling/kernels/gemv.h"
@@ -137,9 +136,9 @@ CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, 
   return r;
 }
 
-// tensor_cores: bf16 query on tensor cores (op "mla.decode", mma.sync); otherwise fp32 query on CUDA cores
-// ("mla.decode.fp32"). variant 1: the wgmma kernel ("mla.decode.wgmma"); 2: it with bf16 softmax weights
-// ("mla.decode.wgmma.bf16w").
+// tensor_cores: bf16 query on tensor cores (op "mla.decode": the wgmma kernel above 16 heads, mma.sync at ≤ 16);
+// otherwise fp32 query on CUDA cores ("mla.decode.fp32"). Above 16 heads, variant 1: the mma.sync kernel
+// ("mla.decode.mma_sync"); 2: the wgmma kernel with bf16 softmax weights ("mla.decode.bf16w").
 CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, int sms, const CudaBenchOptions& o,
                         DevBuf& flush, int variant = 0) {
   const int64_t B = m.batch, S = m.context, nh = m.heads, row = kernels::kMlaRow, page = kernels::kMlaPage;
@@ -159,9 +158,9 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
   p.cache = cache.as<uint16_t>(), p.page_table = tab.as<int32_t>(), p.seq_len = len.as<int32_t>();
   p.u = u.as<float>(), p.workspace = ws.p;
   p.B = B, p.nh = nh, p.max_pages = pages_per_seq, p.max_seq_len = S, p.scale = float(1.0 / std::sqrt(192.0));
-  p.wgmma = variant >= 1, p.bf16_softmax_weights = variant == 2;
+  p.wgmma = variant != 1, p.bf16_softmax_weights = variant == 2;
   CudaBenchRow r;
-  r.op = !tensor_cores ? "mla.decode.fp32" : variant == 1 ? "mla.decode.wgmma" : variant == 2 ? "mla.decode.wgmma.bf16w" : "mla.decode";
+  r.op = !tensor_cores ? "mla.decode.fp32" : variant == 1 ? "mla.decode.mma_sync" : variant == 2 ? "mla.decode.bf16w" : "mla.decode";
   r.T = S, r.nh = nh, r.batch = B;
   r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(S) + " nh=" + std::to_string(nh) +
             " paged, splits=" + std::to_string(kernels::mla_decode_splits(B, nh, S, 0, sms, tensor_cores));
@@ -341,10 +340,9 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
         for (bool exact : {true, false}) rep.rows.push_back(lightning_prefill(T, nh, blocks, exact, rep.sms, o, flush));
   for (int64_t B : o.decode_batch) rep.rows.push_back(lightning_decode(B, o.decode_heads, o, flush));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
-  if (cuda::env_flag("LING_CUDA_MLA_WGMMA"))  // the wgmma rows (opt-in until measured on a GPU)
-    for (const auto& m : o.mla)
-      if (m.heads > 16)
-        for (int variant : {1, 2}) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, variant));
+  for (const auto& m : o.mla)
+    if (m.heads > 16)
+      for (int variant : {1, 2}) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, variant));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
   for (const auto& g : o.gemv)
     for (int64_t M : o.gemv_batch) {
