@@ -550,20 +550,19 @@ class CudaBackend final : public Backend {
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       const int64_t S = s.pos0 + s.count;
-      const float* latent = nullptr;  // fp32 rows [S, lc], read after the append (which may move the cache)
+      const float* latent = nullptr;  // fp32 rows [S, lc], as the append leaves them (it may move the cache)
       DevF lat32;
       if (mla_paged_) {  // bf16 rows in the cache; the expansion reads them back as fp32
         LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
         DevF rows16((s.count * lc + 1) / 2);
         cuda::f32_to_bf16(ckv.p + s.row0 * lc, lc, rows16.p, s.count, lc, stream_);
-        c.latent.append(rows16.p, s.count * latent_floats(), stream_);
+        const float* rows = c.latent.append(rows16.p, s.count * latent_floats(), stream_);
         lat32 = DevF(S * lc);
-        cuda::bf16_to_f32(c.latent.p, lat32.p, S * lc, stream_);
+        cuda::bf16_to_f32(rows, lat32.p, S * lc, stream_);
         latent = lat32.p;
       } else {
         LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
-        c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
-        latent = c.latent.p;
+        latent = c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
       }
       // Non-absorbed form: K and V of every cached token expanded from the latent (recomputed per prompt piece:
       // the expansion costs ~5% of the attention it feeds), then causal flash attention from position pos0.

@@ -79,10 +79,12 @@ struct DevVec {
     cap = nc;
     return true;
   }
-  void append(const float* src, int64_t n, cudaStream_t s) {
+  // Returns the storage after the append: it moves when the capacity grows, so a pointer taken before is stale.
+  const float* append(const float* src, int64_t n, cudaStream_t s) {
     reserve(size + n, 0, s);
     if (n) LING_CUDA_CHECK(cudaMemcpyAsync(p + size, src, sizeof(float) * n, cudaMemcpyDeviceToDevice, s));
     size += n;
+    return p;
   }
   // `rows` rows of `width` floats read at row stride `ld` (one strided copy).
   void append_rows(const float* src, int64_t ld, int64_t rows, int64_t width, cudaStream_t s) {
