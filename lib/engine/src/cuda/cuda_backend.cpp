@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <source_location>
 #include <string>
 #include <unordered_map>
 
@@ -78,6 +79,9 @@ class CudaBackend final : public Backend {
     // LING_CUDA_PDL=1: decode-path kernels launch with programmatic dependent launch (kernels/launch.h), each
     // scheduled while its predecessor finishes (same results; off by default until measured on a GPU).
     kernels::set_programmatic_launch(cuda::env_flag("LING_CUDA_PDL"));
+    // LING_CUDA_SYNC=1 (debugging): every launch is followed by a synchronisation, so an asynchronous fault is
+    // reported at the launch that caused it instead of at a later call.
+    sync_launches_ = cuda::env_flag("LING_CUDA_SYNC");
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
@@ -848,7 +852,16 @@ class CudaBackend final : public Backend {
     return {W(m), false};
   }
   const void* weight_ptr(const Mat& m) const { return weight_ref(m).first; }
-  void launched() { LING_CUDA_CHECK(cudaGetLastError()); }
+  // After each launch: its launch error; with LING_CUDA_SYNC=1 (outside graph capture) also its completion,
+  // reported with the caller's line.
+  void launched(std::source_location at = std::source_location::current()) {
+    LING_CUDA_CHECK(cudaGetLastError());
+    if (!sync_launches_ || capturing_) return;
+    const cudaError_t e = cudaStreamSynchronize(stream_);
+    if (e != cudaSuccess)
+      LING_THROW("CUDA error in the work launched before ", at.file_name(), ":", at.line(), " (", at.function_name(),
+                 "): ", cudaGetErrorString(e));
+  }
 
   void upload(const Mat& m) {
     if (m.empty() || dev_.count(m.data())) return;
@@ -1057,6 +1070,7 @@ class CudaBackend final : public Backend {
   StepArena arena_;
   cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;
+  bool sync_launches_ = false;  // LING_CUDA_SYNC
   int sms_ = 0;                                 // multiprocessors of the device
   uint64_t next_uid_ = 0;
 };

@@ -1,5 +1,5 @@
-// Environment switches of the CUDA backend (LING_CUDA_PDL, LING_CUDA_MLA_PAGED): on when set, non-empty and
-// not "0".
+// Environment switches of the CUDA backend (LING_CUDA_PDL, LING_CUDA_MLA_PAGED, LING_CUDA_SYNC): on when set,
+// non-empty and not "0".
 #pragma once
 #include <cstdlib>
 #include <string>
