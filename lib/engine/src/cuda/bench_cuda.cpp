@@ -136,11 +136,14 @@ CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, 
   return r;
 }
 
-// tensor_cores: bf16 query on tensor cores (op "mla.decode": the wgmma kernel above 16 heads, mma.sync at ≤ 16);
-// otherwise fp32 query on CUDA cores ("mla.decode.fp32"). Above 16 heads, variant 1: the mma.sync kernel
-// ("mla.decode.mma_sync"); 2: the wgmma kernel with bf16 softmax weights ("mla.decode.bf16w").
+// Tensor-core MLA decode kernels above 16 heads: the default (wgmma), the mma.sync one, wgmma with bf16 weights.
+enum class MlaKernel { Default, MmaSync, Bf16Weights };
+
+// tensor_cores: bf16 query on tensor cores (op "mla.decode": the wgmma kernel above 16 heads, mma.sync at ≤ 16;
+// "mla.decode.mma_sync" and "mla.decode.bf16w" for the other kernels); otherwise fp32 query on CUDA cores
+// ("mla.decode.fp32").
 CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, int sms, const CudaBenchOptions& o,
-                        DevBuf& flush, int variant = 0) {
+                        DevBuf& flush, MlaKernel kernel = MlaKernel::Default) {
   const int64_t B = m.batch, S = m.context, nh = m.heads, row = kernels::kMlaRow, page = kernels::kMlaPage;
   const int64_t pages_per_seq = (S + page - 1) / page, pages = B * pages_per_seq;
   std::vector<int32_t> table(static_cast<size_t>(pages)), lens(static_cast<size_t>(B), int32_t(S));
@@ -158,9 +161,12 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
   p.cache = cache.as<uint16_t>(), p.page_table = tab.as<int32_t>(), p.seq_len = len.as<int32_t>();
   p.u = u.as<float>(), p.workspace = ws.p;
   p.B = B, p.nh = nh, p.max_pages = pages_per_seq, p.max_seq_len = S, p.scale = float(1.0 / std::sqrt(192.0));
-  p.wgmma = variant != 1, p.bf16_softmax_weights = variant == 2;
+  p.wgmma = kernel != MlaKernel::MmaSync, p.bf16_softmax_weights = kernel == MlaKernel::Bf16Weights;
   CudaBenchRow r;
-  r.op = !tensor_cores ? "mla.decode.fp32" : variant == 1 ? "mla.decode.mma_sync" : variant == 2 ? "mla.decode.bf16w" : "mla.decode";
+  r.op = !tensor_cores                      ? "mla.decode.fp32"
+         : kernel == MlaKernel::MmaSync     ? "mla.decode.mma_sync"
+         : kernel == MlaKernel::Bf16Weights ? "mla.decode.bf16w"
+                                            : "mla.decode";
   r.T = S, r.nh = nh, r.batch = B;
   r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(S) + " nh=" + std::to_string(nh) +
             " paged, splits=" + std::to_string(kernels::mla_decode_splits(B, nh, S, 0, sms, tensor_cores));
@@ -342,7 +348,8 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
   for (const auto& m : o.mla)
     if (m.heads > 16)
-      for (int variant : {1, 2}) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, variant));
+      for (MlaKernel k : {MlaKernel::MmaSync, MlaKernel::Bf16Weights})
+        rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, k));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
   for (const auto& g : o.gemv)
     for (int64_t M : o.gemv_batch) {
