@@ -28,15 +28,18 @@ constexpr int kTileBytes = 64 * kRow * 2;      // 64 rows (73,728 bytes)
 constexpr int kThreads = 256;
 constexpr size_t kSmem = 3 * size_t(kTileBytes);  // Q + two cache pages
 
-// (row r, chunk ch) of a 64-row tile in the no-swizzle layout: K-direction core matrices 128 bytes apart, 8-row
-// groups kGroup apart. Read K-major (scores: dims along K) or MN-major (P·C: tokens along K, columns along N).
-__device__ __forceinline__ int tile_off(int r, int ch) { return (r >> 3) * kGroup + ch * 128 + (r & 7) * 16; }
+// A 64-row tile in the no-swizzle layout: (row r, 16-byte chunk ch) at (r >> 3)·kGroup + ch·128 + (r & 7)·16 —
+// K-direction core matrices 128 bytes apart, 8-row groups kGroup apart; read K-major (scores: dims along K) or
+// MN-major (P·C: tokens along K, columns along N). Copy i = ((r >> 3)·kChunks + ch)·8 + (r & 7) lands at byte
+// 16·i, so a warp fills 512 contiguous bytes (no bank conflicts) from 8 rows × 64 contiguous bytes.
+__device__ __forceinline__ int tile_row(int i) { return (i / (8 * kChunks)) * 8 + (i & 7); }
+__device__ __forceinline__ int tile_chunk(int i) { return (i >> 3) % kChunks; }
 
 __device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodeParams& p, int64_t b, int64_t t0, int n) {
   const uint16_t* page = mla_page_rows(p, b, t0 / kPage);
   for (int i = threadIdx.x; i < 64 * kChunks; i += kThreads) {
-    const int r = i / kChunks, ch = i % kChunks;
-    cp_async16(dst + tile_off(r, ch), r < n ? page + r * kRow + ch * 8 : page, r < n);
+    const int r = tile_row(i);
+    cp_async16(dst + 16 * i, r < n ? page + r * kRow + tile_chunk(i) * 8 : page, r < n);
   }
 }
 
@@ -54,8 +57,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
   const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
 
   for (int i = tid; i < 64 * kChunks; i += kThreads) {
-    const int r = i / kChunks, ch = i % kChunks;
-    cp_async16(sq + tile_off(r, ch), r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + ch * 8 : p.q_bf16,
+    const int r = tile_row(i);
+    cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
                r < nh_here);
   }
   if (t_begin < t_end) load_page(sc_buf[0], p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
