@@ -2,11 +2,13 @@
 // (include/ling/kernels/mla_decode.h; pass 2 is the combine kernel of mla_decode.cu, same workspace layout).
 // One CTA (2 warpgroups, 256 threads) per (64 heads, split, sequence); each tile is one cache page of 64 tokens,
 // staged with cp.async in the no-swizzle wgmma layout (common/wgmma.cuh; the next page streams in during this one).
-// Per page, each warpgroup computes the scores S[64 heads × 64 tokens] = Q·Cᵀ over the 576 dims (36 wgmma
-// k-steps, Q and C from shared memory; both warpgroups compute the same S, so no exchange is needed), keeps the
-// online softmax of its rows in registers (a row lives in one quad of one warp), and accumulates
-// U[64 × 256 of its latent columns] += P·C with P from registers as bf16 hi (+ lo when exact) and C transposed
-// from shared memory. Scores are exact bf16 products accumulated in fp32, as the mma.sync path.
+// Exact softmax weights (mla_split_wgmma_kernel): per page each warpgroup computes the scores S[64 heads × 64
+// tokens] = Q·Cᵀ over the 576 dims (36 wgmma k-steps, Q and C from shared memory; both warpgroups compute the same
+// S, so no exchange is needed), keeps the online softmax of its rows in registers (a row lives in one quad of one
+// warp), and accumulates U[64 × 256 of its latent columns] += P·C with P from registers as bf16 hi + lo and C
+// transposed from shared memory. bf16 softmax weights (mla_split_wgmma_tok_kernel): the warpgroups split the
+// page's tokens for the scores and share P through shared memory. Scores are exact bf16 products accumulated in
+// fp32, as the mma.sync path.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -43,7 +45,7 @@ __device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodePar
   }
 }
 
-template <bool kExact>
+// Softmax weights as bf16 hi + lo (fp32-accurate): both warpgroups compute the page's scores.
 __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaSplitArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned char* sq = smem;
@@ -121,11 +123,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
         sum[hf] += e0 + e1;
         // k-step j / 2: registers {row r0 lo-k, row r0+8 lo-k, row r0 hi-k, row r0+8 hi-k}
         const int reg = (j & 1) * 2 + hf;
-        if constexpr (kExact) {
-          split2(e0, e1, phi[j >> 1][reg], plo[j >> 1][reg]);
-        } else {
-          phi[j >> 1][reg] = pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
-        }
+        split2(e0, e1, phi[j >> 1][reg], plo[j >> 1][reg]);
       }
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
@@ -147,7 +145,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
       for (int hh = 0; hh < 2; ++hh) {
         const uint64_t db = smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128);
         wgmma_m64n128k16_rs_tb(acc[hh], phi[ks], db, 1);
-        if constexpr (kExact) wgmma_m64n128k16_rs_tb(acc[hh], plo[ks], db, 1);
+        wgmma_m64n128k16_rs_tb(acc[hh], plo[ks], db, 1);
       }
     wgmma_commit();
     wgmma_wait<0>();
@@ -173,13 +171,165 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
   }
 }
 
+// bf16 softmax weights, tokens split between the warpgroups (no score computed twice): warpgroup w computes the
+// scores of tokens 32w..32w+31 of the page (S_w = Q·C_wᵀ, m64n32), the row maxima are exchanged through shared
+// memory so that both use the same running max, each writes its bf16 weights into a shared 64 × 64 P tile (K-major,
+// no swizzle), and each accumulates its 256 latent columns of P·C over the whole page from shared memory. Row sums
+// stay per warpgroup (same max, so they add at the end).
+constexpr int kPBytes = 64 * 64 * 2;
+constexpr size_t kSmemTok = kSmem + kPBytes + 2 * 64 * sizeof(float);
+
+// (head r, chunk ch of 8 tokens) of the P tile: K-direction core matrices 128 bytes apart, 8-head groups 1024 apart.
+__device__ __forceinline__ int p_off(int r, int ch) { return (r >> 3) * 1024 + ch * 128 + (r & 7) * 16; }
+
+__global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const MlaSplitArgs a) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* sq = smem;
+  unsigned char* sc_buf[2] = {smem + kTileBytes, smem + 2 * kTileBytes};
+  unsigned char* sp = smem + 3 * kTileBytes;
+  float* sx = reinterpret_cast<float*>(sp + kPBytes);  // [2 warpgroups][64 rows]: row maxima, at the end row sums
+  const MlaDecodeParams& p = a.p;
+  const int tid = threadIdx.x, wg = tid >> 7, warp4 = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
+  const int r0 = 16 * warp4 + gi;  // this thread's rows r0 and r0 + 8
+  const int64_t h0 = int64_t(blockIdx.x) * 64, split = blockIdx.y, b = blockIdx.z;
+  const int nh_here = int(std::min<int64_t>(64, p.nh - h0));
+  const int64_t len = p.seq_len[b];
+  const int64_t t_begin = split * a.pages_per_split * kPage;
+  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+
+  for (int i = tid; i < 64 * kChunks; i += kThreads) {
+    const int r = tile_row(i);
+    cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
+               r < nh_here);
+  }
+  if (t_begin < t_end) load_page(sc_buf[0], p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
+  cp_async_commit();
+
+  float acc[2][64];  // U rows (r0, r0 + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this warpgroup's tokens
+  const uint64_t dq = smem_desc(sq, 128, kGroup), dp = smem_desc(sp, 128, 1024);
+  int buf = 0;
+  for (int64_t t0 = t_begin; t0 < t_end; t0 += kPage, buf ^= 1) {
+    const int n = int(std::min<int64_t>(kPage, t_end - t0));
+    if (t0 + kPage < t_end) {
+      load_page(sc_buf[buf ^ 1], p, b, t0 + kPage, int(std::min<int64_t>(kPage, t_end - t0 - kPage)));
+      cp_async_commit();
+      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+    } else {
+      cp_async_wait_all();
+    }
+    fence_proxy_async_smem();
+    __syncthreads();
+    const unsigned char* c = sc_buf[buf];
+    // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims
+    float s[16];
+    const uint64_t dc = smem_desc(c + 4 * wg * kGroup, 128, kGroup);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kRow / 16; ++ks) wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), dc + ks * (256 >> 4), ks > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s);
+    // rows r0 (e < 2) and r0 + 8 (e ≥ 2); token 32·wg + 8j + 2ti + (e & 1)
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) {
+        const int tok = 32 * wg + 8 * j + 2 * ti + (e & 1);
+        s[4 * j + e] = tok < n ? s[4 * j + e] * p.scale : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
+      }
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
+      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+      if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = mx[hf];
+    }
+    __syncthreads();
+    float alpha[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      // finite: token 0 of the page is valid and belongs to warpgroup 0
+      const float m_new = fmaxf(m_run[hf], fmaxf(mx[hf], sx[(wg ^ 1) * 64 + r0 + 8 * hf]));
+      alpha[hf] = expf(m_run[hf] - m_new);  // 0 on the first page
+      m_run[hf] = m_new;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const float e0 = expf(s[4 * j + 2 * hf] - m_run[hf]), e1 = expf(s[4 * j + 2 * hf + 1] - m_run[hf]);
+        sum[hf] += e0 + e1;
+        *reinterpret_cast<uint32_t*>(sp + p_off(r0 + 8 * hf, 4 * wg + j) + 4 * ti) =
+            pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
+      }
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 1);
+      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 2);
+      l_run[hf] = l_run[hf] * alpha[hf] + sum[hf];
+    }
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int i = 0; i < 64; ++i) acc[hh][i] *= alpha[(i >> 1) & 1];
+    fence_proxy_async_smem();
+    __syncthreads();  // the whole P tile written
+    // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
+    fence_regs(acc[0]);
+    fence_regs(acc[1]);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        wgmma_m64n128k16_ss_tb(acc[hh], dp + ks * (256 >> 4),
+                               smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128), 1);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(acc[0]);
+    fence_regs(acc[1]);
+    __syncthreads();  // page, P tile and maxima free for the next page
+  }
+  // row sums: the two warpgroups' parts (same running max)
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+    if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = l_run[hf];
+  __syncthreads();
+  const int64_t base = (b * a.splits + split) * p.nh + h0;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int row = r0 + 8 * hf;
+    if (row >= nh_here) continue;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        *reinterpret_cast<float2*>(a.ws_u + (base + row) * kMlaLatent + 256 * wg + 128 * hh + 8 * j + 2 * ti) =
+            make_float2(acc[hh][4 * j + 2 * hf], acc[hh][4 * j + 2 * hf + 1]);
+    if (wg == 0 && ti == 0) {
+      a.ws_ml[(base + row) * 2] = m_run[hf];
+      a.ws_ml[(base + row) * 2 + 1] = l_run[hf] + sx[64 + row];
+    }
+  }
+}
+
 }  // namespace
 
 void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream) {
-  auto kernel = exact ? mla_split_wgmma_kernel<true> : mla_split_wgmma_kernel<false>;
-  set_max_dynamic_smem(kernel, int(kSmem));
   const dim3 grid(unsigned((a.p.nh + 63) / 64), unsigned(a.splits), unsigned(a.p.B));
-  kernel<<<grid, kThreads, kSmem, stream>>>(a);
+  if (exact) {
+    set_max_dynamic_smem(mla_split_wgmma_kernel, int(kSmem));
+    mla_split_wgmma_kernel<<<grid, kThreads, kSmem, stream>>>(a);
+  } else {
+    set_max_dynamic_smem(mla_split_wgmma_tok_kernel, int(kSmemTok));
+    mla_split_wgmma_tok_kernel<<<grid, kThreads, kSmemTok, stream>>>(a);
+  }
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
