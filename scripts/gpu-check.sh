@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# One-GPU checks on an H100/H200 (run where ling, test_kernels and test_engine_cuda are built), in the order that
+# answers the most per minute of device time; a summary line per step goes to OUT_DIR/summary.txt and stdout,
+# the full logs beside it:
+#   1. tests/kernels (every kernel against its lib/ref twin) and tests/engine_cuda (the fixtures, the trained
+#      models, CUDA vs CPU on all families, graphs vs eager), the latter again with LING_CUDA_PDL=1;
+#   2. `ling bench --backend cuda` kernel rows beside the copy ceiling (the decode GEMV, MoE routing and expert
+#      rows, MLA decode variants, Lightning prefill/decode);
+#   3. with --e2e: `ling synth` of a bf16 model with Ring-mini-linear-2.0 dims (33 GB, written in the background
+#      while 1–2 run) and decode steps at batch 1 and 16, PDL off and on, as % of the bandwidth roofline.
+# Fixture and model folders: LING_FIXTURES_DIR / LING_MODELS_DIR (default: ../shared/fixtures and models/).
+# Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]   (BIN_DIR holds the three binaries, e.g. from a copy of
+#        build/tools/ling/ling, build/tests/test_kernels, build/tests/test_engine_cuda)
+set -uo pipefail
+bin=$1
+out=${2:-/tmp/gpu-check}
+e2e=0
+[ "${3:-}" = "--e2e" ] && e2e=1
+mkdir -p "$out"
+root=$(cd "$(dirname "$0")/.." && pwd)
+export LING_MODELS_DIR=${LING_MODELS_DIR:-$root/models}
+t0=$(date +%s)
+say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/summary.txt"; }
+say "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
+rm_dir=$out/ring-mini
+if [ $e2e = 1 ]; then
+  ( "$bin/ling" --no-db synth --preset "$root/configs/ring-mini-linear-2.0/config.json" --dtype bf16 --out "$rm_dir" \
+      > "$out/synth.txt" 2>&1; echo "rc=$?" >> "$out/synth.txt" ) &
+  synth=$!
+fi
+"$bin/test_kernels" > "$out/test_kernels.txt" 2>&1
+say "test_kernels rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_kernels.txt" | tr '\n' ' ')"
+"$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda.txt" 2>&1
+say "test_engine_cuda rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda.txt" | tr '\n' ' ')"
+LING_CUDA_PDL=1 "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_pdl.txt" 2>&1
+say "test_engine_cuda (LING_CUDA_PDL=1) rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda_pdl.txt" | tr '\n' ' ')"
+grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
+"$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
+say "kernel rows rc=$?"
+grep -hE "^(copy.d2d|gemv.bf16 .* M=1 |moe.route|moe.gate_up_swiglu|moe.down_combine|mla.decode|lightning.decode)" \
+  "$out/kernels.txt" | tee -a "$out/summary.txt"
+if [ $e2e = 1 ]; then
+  wait "$synth"
+  say "synth $(tail -1 "$out/synth.txt")"
+  for pdl in 0 1; do
+    LING_CUDA_PDL=$pdl "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 256 --batch 1,16 --steps 32 \
+      > "$out/e2e_pdl$pdl.txt" 2>&1
+    say "Ring-mini dims decode, LING_CUDA_PDL=$pdl rc=$?"
+    grep -hE "^(copy.d2d|engine.decode)" "$out/e2e_pdl$pdl.txt" | tee -a "$out/summary.txt"
+  done
+  rm -rf "$rm_dir"
+fi
+say done
