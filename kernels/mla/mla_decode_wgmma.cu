@@ -45,6 +45,91 @@ __device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodePar
   }
 }
 
+// The CTA's 64 query rows (zero past nh) and its first page, one cp.async group.
+__device__ __forceinline__ void load_q_and_first_page(unsigned char* sq, unsigned char* dst, const MlaDecodeParams& p,
+                                                      int64_t b, int64_t h0, int nh_here, int64_t t_begin,
+                                                      int64_t t_end) {
+  for (int i = threadIdx.x; i < 64 * kChunks; i += kThreads) {
+    const int r = tile_row(i);
+    cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
+               r < nh_here);
+  }
+  if (t_begin < t_end) load_page(dst, p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
+  cp_async_commit();
+}
+
+// Top of the page loop at token t0: the page after it starts streaming into `next` (if there is one), then the
+// CTA waits until page t0 has landed and is visible to the tensor cores.
+__device__ __forceinline__ void next_page(unsigned char* next, const MlaDecodeParams& p, int64_t b, int64_t t0,
+                                          int64_t t_end) {
+  if (t0 + kPage < t_end) {
+    load_page(next, p, b, t0 + kPage, int(std::min<int64_t>(kPage, t_end - t0 - kPage)));
+    cp_async_commit();
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+  } else {
+    cp_async_wait_all();
+  }
+  fence_proxy_async_smem();
+  __syncthreads();
+}
+
+// Scores of this thread's rows r0 (e < 2) and r0 + 8 (e ≥ 2), token tok0 + 8j + (e & 1) at s[4j + e]: scaled,
+// −∞ past the page's n valid tokens; mx = each row's maximum over the quad (the row's four lanes).
+template <int S>
+__device__ __forceinline__ void scale_mask_rowmax(float (&s)[S], int tok0, int n, float scale, float (&mx)[2]) {
+  mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < S / 4; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int tok = tok0 + 8 * j + (e & 1);
+      s[4 * j + e] = tok < n ? s[4 * j + e] * scale : -INFINITY;
+      mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
+    }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
+    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+  }
+}
+
+// Online-softmax bookkeeping after a page: the quad's row sums into l (scaled by alpha first), U rescaled by alpha.
+__device__ __forceinline__ void rescale(float (&sum)[2], const float (&alpha)[2], float (&l)[2], float (&acc)[2][64]) {
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 1);
+    sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 2);
+    l[hf] = l[hf] * alpha[hf] + sum[hf];
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[hh][i] *= alpha[(i >> 1) & 1];
+}
+
+// The split's partial results of rows r0 and r0 + 8 (those < nh_here): U columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
+// and, from warpgroup 0's first lane of the quad, the row's (m, l).
+__device__ __forceinline__ void store_partials(const MlaSplitArgs& a, int64_t b, int64_t split, int64_t h0, int nh_here,
+                                               int r0, int wg, int ti, const float (&acc)[2][64],
+                                               const float (&m)[2], const float (&l)[2]) {
+  const int64_t base = (b * a.splits + split) * a.p.nh + h0;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int row = r0 + 8 * hf;
+    if (row >= nh_here) continue;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        *reinterpret_cast<float2*>(a.ws_u + (base + row) * kMlaLatent + 256 * wg + 128 * hh + 8 * j + 2 * ti) =
+            make_float2(acc[hh][4 * j + 2 * hf], acc[hh][4 * j + 2 * hf + 1]);
+    if (wg == 0 && ti == 0) {
+      a.ws_ml[(base + row) * 2] = m[hf];
+      a.ws_ml[(base + row) * 2 + 1] = l[hf];
+    }
+  }
+}
+
 // Softmax weights as bf16 hi + lo (fp32-accurate): both warpgroups compute the page's scores.
 __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaSplitArgs a) {
   extern __shared__ __align__(128) unsigned char smem[];
@@ -58,13 +143,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
   const int64_t t_begin = split * a.pages_per_split * kPage;
   const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
 
-  for (int i = tid; i < 64 * kChunks; i += kThreads) {
-    const int r = tile_row(i);
-    cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
-               r < nh_here);
-  }
-  if (t_begin < t_end) load_page(sc_buf[0], p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
-  cp_async_commit();
+  load_q_and_first_page(sq, sc_buf[0], p, b, h0, nh_here, t_begin, t_end);
 
   float acc[2][64];  // U rows (16·warp4 + gi, + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
 #pragma unroll
@@ -76,15 +155,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
   int buf = 0;
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kPage, buf ^= 1) {
     const int n = int(std::min<int64_t>(kPage, t_end - t0));
-    if (t0 + kPage < t_end) {
-      load_page(sc_buf[buf ^ 1], p, b, t0 + kPage, int(std::min<int64_t>(kPage, t_end - t0 - kPage)));
-      cp_async_commit();
-      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-    } else {
-      cp_async_wait_all();
-    }
-    fence_proxy_async_smem();
-    __syncthreads();
+    next_page(sc_buf[buf ^ 1], p, b, t0, t_end);
     const unsigned char* c = sc_buf[buf];
     // S = Q·Cᵀ (64 × 64), 36 k-steps of 16 dims
     float s[32];
@@ -96,20 +167,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
     wgmma_wait<0>();
     fence_regs(s);
     // online softmax of rows r0 = 16·warp4 + gi (e < 2) and r0 + 8 (e ≥ 2); token 8j + 2ti + (e & 1)
-    float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-    for (int j = 0; j < 8; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int tok = 8 * j + 2 * ti + (e & 1);
-        s[4 * j + e] = tok < n ? s[4 * j + e] * p.scale : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
-      }
+    float mx[2];
+    scale_mask_rowmax(s, 2 * ti, n, p.scale, mx);
     float alpha[2], sum[2] = {0.0f, 0.0f};
 #pragma unroll
     for (int hf = 0; hf < 2; ++hf) {
-      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
-      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
       const float m_new = fmaxf(m_run[hf], mx[hf]);  // finite: a page holds ≥ 1 valid token
       alpha[hf] = expf(m_run[hf] - m_new);          // 0 on the first page
       m_run[hf] = m_new;
@@ -125,16 +187,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
         const int reg = (j & 1) * 2 + hf;
         split2(e0, e1, phi[j >> 1][reg], plo[j >> 1][reg]);
       }
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 1);
-      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 2);
-      l_run[hf] = l_run[hf] * alpha[hf] + sum[hf];
-    }
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-      for (int i = 0; i < 64; ++i) acc[hh][i] *= alpha[(i >> 1) & 1];
+    rescale(sum, alpha, l_run, acc);
     // U += P·C: C as B (tokens along K, columns along N, MN-major), 4 k-steps of 16 tokens × 2 halves of 128 columns
     fence_regs(acc[0]);
     fence_regs(acc[1]);
@@ -153,22 +206,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
     fence_regs(acc[1]);
     __syncthreads();  // every warpgroup is done with this page before it is refilled
   }
-  const int64_t base = (b * a.splits + split) * p.nh + h0;
-#pragma unroll
-  for (int hf = 0; hf < 2; ++hf) {
-    const int row = 16 * warp4 + gi + 8 * hf;
-    if (row >= nh_here) continue;
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-        *reinterpret_cast<float2*>(a.ws_u + (base + row) * kMlaLatent + 256 * wg + 128 * hh + 8 * j + 2 * ti) =
-            make_float2(acc[hh][4 * j + 2 * hf], acc[hh][4 * j + 2 * hf + 1]);
-    if (wg == 0 && ti == 0) {
-      a.ws_ml[(base + row) * 2] = m_run[hf];
-      a.ws_ml[(base + row) * 2 + 1] = l_run[hf];
-    }
-  }
+  const float l_mine[2] = {l_run[0], l_run[1]};
+  store_partials(a, b, split, h0, nh_here, 16 * warp4 + gi, wg, ti, acc, m_run, l_mine);
 }
 
 // bf16 softmax weights, tokens split between the warpgroups (no score computed twice): warpgroup w computes the
@@ -197,13 +236,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
   const int64_t t_begin = split * a.pages_per_split * kPage;
   const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
 
-  for (int i = tid; i < 64 * kChunks; i += kThreads) {
-    const int r = tile_row(i);
-    cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
-               r < nh_here);
-  }
-  if (t_begin < t_end) load_page(sc_buf[0], p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
-  cp_async_commit();
+  load_q_and_first_page(sq, sc_buf[0], p, b, h0, nh_here, t_begin, t_end);
 
   float acc[2][64];  // U rows (r0, r0 + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
 #pragma unroll
@@ -215,15 +248,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
   int buf = 0;
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kPage, buf ^= 1) {
     const int n = int(std::min<int64_t>(kPage, t_end - t0));
-    if (t0 + kPage < t_end) {
-      load_page(sc_buf[buf ^ 1], p, b, t0 + kPage, int(std::min<int64_t>(kPage, t_end - t0 - kPage)));
-      cp_async_commit();
-      asm volatile("cp.async.wait_group 1;\n" ::: "memory");
-    } else {
-      cp_async_wait_all();
-    }
-    fence_proxy_async_smem();
-    __syncthreads();
+    next_page(sc_buf[buf ^ 1], p, b, t0, t_end);
     const unsigned char* c = sc_buf[buf];
     // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims
     float s[16];
@@ -235,21 +260,11 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
     wgmma_wait<0>();
     fence_regs(s);
     // rows r0 (e < 2) and r0 + 8 (e ≥ 2); token 32·wg + 8j + 2ti + (e & 1)
-    float mx[2] = {-INFINITY, -INFINITY};
+    float mx[2];
+    scale_mask_rowmax(s, 32 * wg + 2 * ti, n, p.scale, mx);
 #pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int e = 0; e < 4; ++e) {
-        const int tok = 32 * wg + 8 * j + 2 * ti + (e & 1);
-        s[4 * j + e] = tok < n ? s[4 * j + e] * p.scale : -INFINITY;
-        mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
-      }
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
-      mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+    for (int hf = 0; hf < 2; ++hf)
       if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = mx[hf];
-    }
     __syncthreads();
     float alpha[2], sum[2] = {0.0f, 0.0f};
 #pragma unroll
@@ -268,16 +283,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
         *reinterpret_cast<uint32_t*>(sp + p_off(r0 + 8 * hf, 4 * wg + j) + 4 * ti) =
             pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
       }
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 1);
-      sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 2);
-      l_run[hf] = l_run[hf] * alpha[hf] + sum[hf];
-    }
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-      for (int i = 0; i < 64; ++i) acc[hh][i] *= alpha[(i >> 1) & 1];
+    rescale(sum, alpha, l_run, acc);
     fence_proxy_async_smem();
     __syncthreads();  // the whole P tile written
     // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
@@ -301,22 +307,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
   for (int hf = 0; hf < 2; ++hf)
     if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = l_run[hf];
   __syncthreads();
-  const int64_t base = (b * a.splits + split) * p.nh + h0;
-#pragma unroll
-  for (int hf = 0; hf < 2; ++hf) {
-    const int row = r0 + 8 * hf;
-    if (row >= nh_here) continue;
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-      for (int j = 0; j < 16; ++j)
-        *reinterpret_cast<float2*>(a.ws_u + (base + row) * kMlaLatent + 256 * wg + 128 * hh + 8 * j + 2 * ti) =
-            make_float2(acc[hh][4 * j + 2 * hf], acc[hh][4 * j + 2 * hf + 1]);
-    if (wg == 0 && ti == 0) {
-      a.ws_ml[(base + row) * 2] = m_run[hf];
-      a.ws_ml[(base + row) * 2 + 1] = l_run[hf] + sx[64 + row];
-    }
-  }
+  const float l_both[2] = {l_run[0] + sx[64 + r0], l_run[1] + sx[64 + r0 + 8]};
+  store_partials(a, b, split, h0, nh_here, r0, wg, ti, acc, m_run, l_both);
 }
 
 }  // namespace
