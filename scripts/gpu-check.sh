@@ -8,7 +8,10 @@
 #      rows, MLA decode variants, Lightning prefill/decode);
 #   3. with --e2e: `ling synth` of a bf16 model with Ring-mini-linear-2.0 dims (33 GB, written in the background
 #      while 1–2 run) and decode steps at batch 1 and 16, PDL off and on, as % of the bandwidth roofline.
-# Fixture and model folders: LING_FIXTURES_DIR / LING_MODELS_DIR (default: ../shared/fixtures and models/).
+# Fixture and model folders: LING_FIXTURES_DIR / LING_MODELS_DIR (default: ../shared/fixtures and models/). On a
+# machine without ../shared, LING_FIXTURE_GOLDENS=DIR (a copy of the fixture folders without their weights, which
+# keeps a carried tree small) makes the fixtures in OUT_DIR/fixtures: weights from `ling synth --preset tiny` (the
+# fixture models' generator), then the goldens, configs and READMEs of DIR.
 # Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]   (BIN_DIR holds the three binaries, e.g. from a copy of
 #        build/tools/ling/ling, build/tests/test_kernels, build/tests/test_engine_cuda)
 set -uo pipefail
@@ -21,6 +24,14 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 export LING_MODELS_DIR=${LING_MODELS_DIR:-$root/models}
 t0=$(date +%s)
 say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/summary.txt"; }
+if [ -n "${LING_FIXTURE_GOLDENS:-}" ]; then
+  for fam in ling-2.0:ling20-tiny ling-2.5:ling25-tiny; do
+    "$bin/ling" --no-db synth --family "${fam%%:*}" --preset tiny --out "$out/fixtures/${fam#*:}" \
+      >> "$out/fixtures.txt" 2>&1 || say "synth of fixture ${fam#*:} failed (see fixtures.txt)"
+    cp "$LING_FIXTURE_GOLDENS/${fam#*:}"/* "$out/fixtures/${fam#*:}/"
+  done
+  export LING_FIXTURES_DIR=$out/fixtures
+fi
 say "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
 rm_dir=$out/ring-mini
 if [ $e2e = 1 ]; then
