@@ -15,7 +15,14 @@
 # Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]   (BIN_DIR holds the three binaries, e.g. from a copy of
 #        build/tools/ling/ling, build/tests/test_kernels, build/tests/test_engine_cuda)
 set -uo pipefail
+if [ $# -lt 1 ]; then
+  echo "usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]" >&2
+  exit 2
+fi
 bin=$1
+for b in ling test_kernels test_engine_cuda; do
+  [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing or not executable" >&2; exit 2; }
+done
 out=${2:-/tmp/gpu-check}
 e2e=0
 [ "${3:-}" = "--e2e" ] && e2e=1
