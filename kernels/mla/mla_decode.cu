@@ -38,11 +38,7 @@ __global__ void __launch_bounds__(kThreads, 2) mla_split_kernel(const Args a) {
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
   const MlaDecodeParams& p = a.p;
   const int tid = threadIdx.x;
-  const int64_t h0 = int64_t(blockIdx.x) * kHeads, split = blockIdx.y, b = blockIdx.z;
-  const int nh_here = int(std::min<int64_t>(kHeads, p.nh - h0));
-  const int64_t len = p.seq_len[b];
-  const int64_t t_begin = split * a.pages_per_split * kPage;
-  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+  const auto [b, split, h0, t_begin, t_end, nh_here] = mla_cta_work(a, kHeads);
 
   for (int i = tid; i < kHeads * kRow; i += kThreads) {
     const int h = i / kRow, k = i % kRow;
@@ -166,11 +162,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tc_kernel(const Args a)
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
   const int mi = lane >> 3, r8 = lane & 7;
   const int mt = warp % MT, wq = warp / MT;                  // m-tile, index among the warps of that m-tile
-  const int64_t h0 = int64_t(blockIdx.x) * kRows, split = blockIdx.y, b = blockIdx.z;
-  const int nh_here = int(std::min<int64_t>(kRows, p.nh - h0));
-  const int64_t len = p.seq_len[b];
-  const int64_t t_begin = split * a.pages_per_split * kPage;
-  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+  const auto [b, split, h0, t_begin, t_end, nh_here] = mla_cta_work(a, kRows);
 
   for (int i = tid; i < kRows * (kRow / 8); i += kThreads) {
     const int r = i / (kRow / 8), c = (i % (kRow / 8)) * 8;

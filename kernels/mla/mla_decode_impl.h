@@ -22,6 +22,22 @@ __device__ __forceinline__ const uint16_t* mla_page_rows(const MlaDecodeParams& 
                      : p.cache + int64_t(p.page_table[b * p.max_pages + page]) * kMlaPage * kMlaRow;
 }
 
+// A split-pass CTA's share (grid x: head blocks of `rows`, y: splits, z: sequences): heads [h0, h0 + nh_here) of
+// sequence b, its tokens [t_begin, t_end) of split `split` (empty when the sequence is shorter).
+struct MlaCtaWork {
+  int64_t b, split, h0, t_begin, t_end;
+  int nh_here;
+};
+__device__ __forceinline__ MlaCtaWork mla_cta_work(const MlaSplitArgs& a, int rows) {
+  MlaCtaWork w;
+  w.b = blockIdx.z, w.split = blockIdx.y, w.h0 = int64_t(blockIdx.x) * rows;
+  w.nh_here = int(a.p.nh - w.h0 < rows ? a.p.nh - w.h0 : rows);
+  w.t_begin = w.split * a.pages_per_split * kMlaPage;
+  const int64_t stop = w.t_begin + int64_t(a.pages_per_split) * kMlaPage, len = a.p.seq_len[w.b];
+  w.t_end = len < stop ? len : stop;
+  return w;
+}
+
 // Pass 1 on warpgroup MMAs, 64 heads per CTA; exact = softmax weights as bf16 hi + lo (else hi only).
 void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream);
 

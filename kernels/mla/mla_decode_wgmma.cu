@@ -137,11 +137,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
   unsigned char* sc_buf[2] = {smem + kTileBytes, smem + 2 * kTileBytes};
   const MlaDecodeParams& p = a.p;
   const int tid = threadIdx.x, wg = tid >> 7, warp4 = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
-  const int64_t h0 = int64_t(blockIdx.x) * 64, split = blockIdx.y, b = blockIdx.z;
-  const int nh_here = int(std::min<int64_t>(64, p.nh - h0));
-  const int64_t len = p.seq_len[b];
-  const int64_t t_begin = split * a.pages_per_split * kPage;
-  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+  const auto [b, split, h0, t_begin, t_end, nh_here] = mla_cta_work(a, 64);
 
   load_q_and_first_page(sq, sc_buf[0], p, b, h0, nh_here, t_begin, t_end);
 
@@ -230,11 +226,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
   const MlaDecodeParams& p = a.p;
   const int tid = threadIdx.x, wg = tid >> 7, warp4 = (tid >> 5) & 3, lane = tid & 31, gi = lane >> 2, ti = lane & 3;
   const int r0 = 16 * warp4 + gi;  // this thread's rows r0 and r0 + 8
-  const int64_t h0 = int64_t(blockIdx.x) * 64, split = blockIdx.y, b = blockIdx.z;
-  const int nh_here = int(std::min<int64_t>(64, p.nh - h0));
-  const int64_t len = p.seq_len[b];
-  const int64_t t_begin = split * a.pages_per_split * kPage;
-  const int64_t t_end = std::min<int64_t>(len, t_begin + int64_t(a.pages_per_split) * kPage);
+  const auto [b, split, h0, t_begin, t_end, nh_here] = mla_cta_work(a, 64);
 
   load_q_and_first_page(sq, sc_buf[0], p, b, h0, nh_here, t_begin, t_end);
 

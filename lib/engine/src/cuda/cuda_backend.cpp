@@ -167,7 +167,8 @@ class CudaBackend final : public Backend {
     mla_layers_ = 0;
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
       if (c.layers[il].attn == AttnKind::MLA) mla_ordinal_[il] = mla_layers_++;
-    // LING_CUDA_MLA_PAGED=1 (off by default until measured on a GPU): bf16 latent rows and kernels/mla.
+    // LING_CUDA_MLA_PAGED=1 (off by default: its engine tests pass on an H100, its end-to-end speed is not yet
+    // measured): bf16 latent rows and kernels/mla.
     mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
                  c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED");
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
@@ -556,8 +557,9 @@ class CudaBackend final : public Backend {
       const int64_t S = s.pos0 + s.count;
       const float* latent = nullptr;  // fp32 rows [S, lc], as the append leaves them (it may move the cache)
       DevF lat32;
+      LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer,
+                 " out of step");
       if (mla_paged_) {  // bf16 rows in the cache; the expansion reads them back as fp32
-        LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
         DevF rows16((s.count * lc + 1) / 2);
         cuda::f32_to_bf16(ckv.p + s.row0 * lc, lc, rows16.p, s.count, lc, stream_);
         const float* rows = c.latent.append(rows16.p, s.count * latent_floats(), stream_);
@@ -565,7 +567,6 @@ class CudaBackend final : public Backend {
         cuda::bf16_to_f32(rows, lat32.p, S * lc, stream_);
         latent = lat32.p;
       } else {
-        LING_CHECK(c.latent.size == s.pos0 * latent_floats(), "internal error: MLA cache of layer ", layer, " out of step");
         latent = c.latent.append(ckv.p + s.row0 * lc, s.count * lc, stream_);
       }
       // Non-absorbed form: K and V of every cached token expanded from the latent (recomputed per prompt piece:
