@@ -1,6 +1,7 @@
 // Decode GEMV (gemv.h): y[M, N] (+)= x[M, K]·Wᵀ (+ bias), M ≤ 16, bf16 or fp32 weights, fp32 accumulation.
 // Many rows (N > 1024), M = 1 or fp32 weights: one warp per weight row, 8 rows per CTA, lanes over K in 16-byte
-// weight loads with four in flight per lane; the row is read once for all M rows of x (x stays in L1/L2).
+// weight loads, eight in flight per lane when M = 1 (a 2,048-wide row is one round trip) and four otherwise; the
+// row is read once for all M rows of x (x stays in L1/L2).
 // Many rows, bf16 weights, 2 ≤ M ≤ 16: tensor cores (tc_tile.cuh) — a CTA of 8 warps per 16 weight rows, the
 // warps splitting K, x split into bf16 hi + lo (fp32-activation accuracy), the warps' tiles added in warp order;
 // each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
@@ -29,37 +30,31 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
   float acc[MT];
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
-  constexpr int U = 4;
+  // U 16-byte loads per lane at a time: one row of K ≤ U·256 is a single round trip to memory.
+  constexpr int U = MT == 1 ? 8 : 4;
   int64_t i = int64_t(lane) * 8;
   // The first U weight loads (constant data) go out before waiting for x: with programmatic launch they overlap
   // the previous kernel's tail.
   float f[U][8];
-  const bool first = i + int64_t(U - 1) * 256 < K;
-  if (first) {
 #pragma unroll
-    for (int u = 0; u < U; ++u) load8(wr + i + u * 256, f[u]);
-  }
+  for (int u = 0; u < U; ++u)
+    if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
   pdl_wait();
   pdl_trigger();
   if (r >= N) return;
-  for (bool pre = first; i + int64_t(U - 1) * 256 < K; i += U * 256, pre = false) {
-    if (!pre) {
+  for (bool first = true; i < K; i += U * 256, first = false) {
+    if (!first) {
 #pragma unroll
-      for (int u = 0; u < U; ++u) load8(wr + i + u * 256, f[u]);
+      for (int u = 0; u < U; ++u)
+        if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
     }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
       if (m < M) {
 #pragma unroll
-        for (int u = 0; u < U; ++u) acc[m] += dot8(f[u], x + m * ldx + i + u * 256);
+        for (int u = 0; u < U; ++u)
+          if (i + u * 256 < K) acc[m] += dot8(f[u], x + m * ldx + i + u * 256);
       }
-  }
-  for (; i < K; i += 256) {
-    float g[8];
-    load8(wr + i, g);
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-      if (m < M) acc[m] += dot8(g, x + m * ldx + i);
   }
   const float b = bias ? bias[r] : 0.0f;
 #pragma unroll

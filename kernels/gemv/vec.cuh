@@ -38,22 +38,19 @@ __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restri
 }
 
 // Σ x[i]·w[i] over K values (K % 8 == 0, x and w 16-byte aligned) by one warp: lanes over K in 8-wide steps,
-// four 16-byte weight loads in flight per lane, then the warp sum.
-template <typename T>
-__device__ __forceinline__ float warp_dot4(const float* __restrict__ x, const T* __restrict__ w, int64_t K) {
+// U 16-byte weight loads per lane issued together (a row of K ≤ U·256 is one round trip to memory), then the
+// 8-wide dots in index order (the same sums for every U), then the warp sum.
+template <int U, typename T>
+__device__ __forceinline__ float warp_dot(const float* __restrict__ x, const T* __restrict__ w, int64_t K) {
   float acc = 0.0f;
-  int64_t i = int64_t(threadIdx.x & 31) * 8;
-  for (; i + 768 < K; i += 1024) {
-    float f[4][8];
+  for (int64_t i = int64_t(threadIdx.x & 31) * 8; i < K; i += U * 256) {
+    float f[U][8];
 #pragma unroll
-    for (int u = 0; u < 4; ++u) load8(w + i + u * 256, f[u]);
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) load8(w + i + u * 256, f[u]);
 #pragma unroll
-    for (int u = 0; u < 4; ++u) acc += dot8(f[u], x + i + u * 256);
-  }
-  for (; i < K; i += 256) {
-    float f[8];
-    load8(w + i, f);
-    acc += dot8(f, x + i);
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) acc += dot8(f[u], x + i + u * 256);
   }
   return warp_sum(acc);
 }

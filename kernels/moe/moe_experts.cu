@@ -1,7 +1,7 @@
 // Routed experts for decode-sized token counts (moe.h, architecture.md §2.4): per-expert bf16 (or fp32) weights
 // reached through device arrays of pointers, expert ids and routing weights read from device memory.
 // gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i, then the up row I + i of the
-//   slot's expert (four 16-byte loads in flight per lane), act = silu(g)·u.
+//   slot's expert (eight 16-byte loads in flight per lane: a 2,048-wide row is one round trip), act = silu(g)·u.
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics).
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
@@ -30,8 +30,8 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
   const T* w = table[p.ids[slot]];
   float g = 0.0f, u = 0.0f;
   if (w) {
-    g = warp_dot4(p.x + t * H, w + i * H, H);
-    u = warp_dot4(p.x + t * H, w + (I + i) * H, H);
+    g = warp_dot<8>(p.x + t * H, w + i * H, H);
+    u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
@@ -44,7 +44,7 @@ __global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* con
   const int64_t h = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (h >= H) return;
   const T* w = table[p.ids[slot]];
-  const float v = w ? warp_dot4(p.act + slot * I, w + h * I, I) : 0.0f;
+  const float v = w ? warp_dot<8>(p.act + slot * I, w + h * I, I) : 0.0f;
   if ((threadIdx.x & 31) == 0) p.workspace[slot * H + h] = v;
 }
 
