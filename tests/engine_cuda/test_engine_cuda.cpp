@@ -363,17 +363,17 @@ TEST(CudaPrefill, Bf16KernelsMatchTheCpuOracleAndPiecesMatchWhole) {
 }
 
 // MLA at the paged kernel's dims (latent 512 + 64) with bf16 weights: the decode steps keep bf16 latent rows and
-// run kernels/mla over every sequence at once (a bf16 query q̃; LING_CUDA_MLA_PAGED=1). Against the same engine on
-// fp32 latent rows and cuBLAS (the default), three sequences of different lengths decoded together across cache growth
-// (64 → 128 → 256 rows) give logits within cosine distance 1e-4 (the end-to-end criterion of `ling run`); graphs
-// replay the eager steps bit for bit.
+// run kernels/mla over every sequence at once (a bf16 query q̃ and bf16 softmax weights; the default). Against the
+// same engine on fp32 latent rows and cuBLAS (LING_CUDA_MLA_PAGED=0), three sequences of different lengths decoded
+// together across cache growth (64 → 128 → 256 rows) give logits within cosine distance 1e-4 (the end-to-end
+// criterion of `ling run`); graphs replay the eager steps bit for bit.
 TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   SKIP_WITHOUT_DEVICE();
   const std::string dir = make_tiny_model("cuda_mla512", ling25_wide_config(2, 512), 37);
   BackendOptions bo;
   bo.weight_dtype = "bf16";
   auto run = [&](bool paged, bool graphs) {
-    if (paged) setenv("LING_CUDA_MLA_PAGED", "1", 1);
+    setenv("LING_CUDA_MLA_PAGED", paged ? "1" : "0", 1);
     BackendOptions o = bo;
     o.cuda_graphs = graphs;
     auto gpu = cuda_engine(dir, o);

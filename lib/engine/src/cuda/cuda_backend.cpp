@@ -167,10 +167,10 @@ class CudaBackend final : public Backend {
     mla_layers_ = 0;
     for (int64_t il = 0; il < c.num_hidden_layers; ++il)
       if (c.layers[il].attn == AttnKind::MLA) mla_ordinal_[il] = mla_layers_++;
-    // LING_CUDA_MLA_PAGED=1 (off by default: its engine tests pass on an H100, its end-to-end speed is not yet
-    // measured): bf16 latent rows and kernels/mla.
+    // bf16 models at the kernel's dims: bf16 latent rows and kernels/mla (LING_CUDA_MLA_PAGED=0: fp32 rows and
+    // the two-GEMM absorbed form).
     mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
-                 c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED");
+                 c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED", true);
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
@@ -620,6 +620,7 @@ class CudaBackend final : public Backend {
     mp.B = n, mp.nh = nh, mp.max_seq_len = cap, mp.max_pages = (cap + kernels::kMlaPage - 1) / kernels::kMlaPage;
     mp.scale = scale;
     mp.wgmma = true;
+    mp.bf16_softmax_weights = true;  // P·C with bf16 P (the flash-attention rounding; the tokens split per page)
     DevF ws = scratch(int64_t((kernels::mla_decode_workspace_bytes(n, nh, cap, 0, sms_, true) + 3) / 4));
     mp.workspace = ws.p;
     {
