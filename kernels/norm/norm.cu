@@ -94,13 +94,13 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
 }
 
 // grid rows: o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), groups of gs values.
-__global__ void k_group_norm_gate(float* o, const float* w, const float* gate, int64_t width, int64_t gs,
-                                  double eps) {
+__global__ void k_group_norm_gate(float* o, const float* w, const float* gate, int64_t width, int64_t ldg,
+                                  int64_t gs, double eps) {
   pdl_wait();
   pdl_trigger();
   __shared__ double red[32];
   float* orow = o + blockIdx.x * width;
-  const float* grow = gate + blockIdx.x * width;
+  const float* grow = gate + blockIdx.x * ldg;
   for (int64_t g0 = 0; g0 < width; g0 += gs) {
     double ss = 0.0;
     for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(orow[g0 + i]) * double(orow[g0 + i]);
@@ -148,7 +148,10 @@ void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {
              "launch_group_norm_gate: width ", p.width, " is not a positive multiple of groups ", p.groups);
   if (p.rows == 0) return;
   LING_CHECK(p.o && p.w && p.gate, "launch_group_norm_gate: o, w or gate is null");
-  launch_pdl(k_group_norm_gate, unsigned(p.rows), 256, 0, stream, p.o, p.w, p.gate, p.width, p.width / p.groups, p.eps);
+  const int64_t ldg = p.ld_gate ? p.ld_gate : p.width;
+  LING_CHECK(ldg >= p.width, "launch_group_norm_gate: ld_gate ", ldg, " is smaller than width ", p.width);
+  launch_pdl(k_group_norm_gate, unsigned(p.rows), 256, 0, stream, p.o, p.w, p.gate, p.width, ldg, p.width / p.groups,
+             p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -86,21 +86,24 @@ TEST(NormKernels, AddRmsNormMatchesRef) {
 
 TEST(NormKernels, GroupNormGateMatchesRef) {
   SKIP_WITHOUT_CUDA();
-  struct Case { int64_t rows, width, groups; };
-  for (const Case& c : {Case{1, 8192, 8}, Case{6, 8192, 64}, Case{3, 2048, 4}, Case{2, 35, 5}, Case{1, 6, 1}}) {
-    const size_t n = size_t(c.rows * c.width);
-    std::vector<float> o = uniform(n, -2, 2, uint64_t(21 + c.width)), g = uniform(n, -6, 6, uint64_t(22 + c.width));
+  // ld_gate: the gate inside wider rows (as when it follows q‖k‖v in one GEMV output); 0 = width
+  struct Case { int64_t rows, width, groups, ld_gate; };
+  for (const Case& c : {Case{1, 8192, 8, 0}, Case{6, 8192, 64, 0}, Case{3, 2048, 4, 0}, Case{2, 35, 5, 0},
+                        Case{1, 6, 1, 0}, Case{5, 2048, 4, 4 * 2048}, Case{3, 35, 5, 41}}) {
+    const size_t n = size_t(c.rows * c.width), ng = size_t(c.rows * (c.ld_gate ? c.ld_gate : c.width));
+    std::vector<float> o = uniform(n, -2, 2, uint64_t(21 + c.width)), g = uniform(ng, -6, 6, uint64_t(22 + c.width));
     std::vector<float> w = uniform(size_t(c.width), 0.5f, 1.5f, uint64_t(23 + c.width));
-    DeviceBuffer dox(n * 4), dg(n * 4), dw(w.size() * 4);
+    DeviceBuffer dox(n * 4), dg(ng * 4), dw(w.size() * 4);
     dox.upload(o), dg.upload(g), dw.upload(w);
     GroupNormGateParams p;
-    p.rows = c.rows, p.width = c.width, p.groups = c.groups, p.eps = 1e-6;
+    p.rows = c.rows, p.width = c.width, p.groups = c.groups, p.ld_gate = c.ld_gate, p.eps = 1e-6;
     p.o = dox.as<float>(), p.w = dw.as<float>(), p.gate = dg.as<float>();
     kernels::launch_group_norm_gate(p, nullptr);
     TEST_CUDA(cudaDeviceSynchronize());
     p.o = o.data(), p.w = w.data(), p.gate = g.data();
     ref::group_norm_gate(p);
-    EXPECT_TRUE(close_f32("group_norm_gate " + shape({c.rows, c.width, c.groups}), dox.download<float>(n), o));
+    EXPECT_TRUE(close_f32("group_norm_gate " + shape({c.rows, c.width, c.groups, c.ld_gate}), dox.download<float>(n),
+                          o));
   }
 }
 

@@ -78,8 +78,16 @@ TEST(FusedOps, AddRmsNormAndGroupNormGate) {
   GroupNormGateParams gn;
   gn.o = o.data(), gn.w = w.data(), gn.gate = g.data(), gn.rows = rows, gn.width = dim, gn.groups = groups;
   gn.eps = 1e-6;
+  std::vector<float> o_strided = o;  // the same gate inside wider rows (ld_gate): the same output bit for bit
   group_norm_gate(gn);
   EXPECT_TRUE(test::all_close("group_norm_gate", o, want_o, test::tol(1e-5, 1e-6)));
+  const int64_t ldg = dim + 5;
+  std::vector<float> wide(size_t(rows * ldg), 1e30f);
+  for (int64_t r = 0; r < rows; ++r)
+    for (int64_t i = 0; i < dim; ++i) wide[size_t(r * ldg + i)] = g[size_t(r * dim + i)];
+  gn.o = o_strided.data(), gn.gate = wide.data(), gn.ld_gate = ldg;
+  group_norm_gate(gn);
+  EXPECT_EQ(o_strided, o);
 }
 
 TEST(FusedOps, QkNormRopeNormalisesEachHeadThenRotates) {

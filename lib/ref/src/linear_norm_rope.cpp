@@ -53,7 +53,9 @@ void group_norm_gate(const GroupNormGateParams& p) {
   RmsNormParams n;
   n.x = n.y = p.o, n.w = p.w, n.rows = p.rows, n.dim = p.width, n.groups = p.groups, n.eps = p.eps;
   rms_norm(n);
-  for (int64_t i = 0; i < p.rows * p.width; ++i) p.o[i] *= 1.0f / (1.0f + std::exp(-p.gate[i]));
+  const int64_t ldg = p.ld_gate ? p.ld_gate : p.width;
+  for (int64_t r = 0; r < p.rows; ++r)
+    for (int64_t i = 0; i < p.width; ++i) p.o[r * p.width + i] *= 1.0f / (1.0f + std::exp(-p.gate[r * ldg + i]));
 }
 
 void embed(const EmbedParams& p) {

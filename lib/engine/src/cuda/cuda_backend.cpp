@@ -156,6 +156,11 @@ class CudaBackend final : public Backend {
              " projections ", lin_bytes >> 20, " MiB)");
     if (bf16_) lt_ = std::make_unique<kernels::LtGemm>(stream_);
     sample_ws_ = dev_alloc(sampler), sample_ws_bytes_ = sampler;
+    // bf16 Lightning layers: g_proj's rows right after qkv's in one allocation, so that a decode step projects
+    // both with one GEMV (lightning_block); the generic loop below skips what is already on the device.
+    if (bf16_)
+      for (const LayerWeights& L : w_->layers)
+        if (!L.qkv.empty() && !L.g_proj.empty() && L.qkv.cols == L.g_proj.cols) upload16_pair(L.qkv, L.g_proj);
     for (const Mat* m : lin_mats) bf16_ ? upload16(*m) : upload(*m);
     for (const Mat* m : f32_mats) upload(*m);
     decay_.assign(c.num_hidden_layers, DevF());
@@ -433,18 +438,32 @@ class CudaBackend final : public Backend {
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
     const int64_t width = 3 * nh * hd, inner = nh * hd;
-    DevF qkv = scratch(n * width), o = scratch(n * inner), gate = scratch(n * inner);
+    // Decode-sized batches with qkv and g_proj stacked on the device: one GEMV gives rows q‖k‖v‖gate (row stride
+    // ld); otherwise two projections, qkv rows of stride width.
+    const uint16_t* wqkvg = stacked16(L.qkv, L.g_proj);
+    const bool one_gemv = wqkvg && !sumsq && L.qkv_bias.empty() && n <= kGemvRows && H % 8 == 0 &&
+                          (reinterpret_cast<uintptr_t>(x.data) & 15) == 0 && L.qkv.rows == width &&
+                          L.g_proj.rows == inner;
+    const int64_t ld = one_gemv ? width + inner : width;
+    DevF qkv = scratch(n * ld), o = scratch(n * inner), gate = one_gemv ? DevF() : scratch(n * inner);
     auto pos = positions(plan);
-    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
-    qk_norm_rope(L, qkv.p, n, width, nh, nh, pos);
+    if (one_gemv) {
+      cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
+      kernels::GemvParams gp;
+      gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H;
+      kernels::launch_gemv(gp, stream_);
+    } else {
+      lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
+    }
+    qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
-      const float* q = qkv.p + s.row0 * width;
+      const float* q = qkv.p + s.row0 * ld;
       cuda::OpScope ps(prof_, ".lightning.recurrence");
       if (step_ && hd == kernels::kLightningHeadDim) {  // one token: the bandwidth-bound decode kernel
         kernels::LightningDecodeParams p;
         p.q = q; p.k = q + inner; p.v = q + 2 * inner; p.o = o.p + s.row0 * inner; p.state = c.state.p;
-        p.g = decay_[layer].p; p.B = 1; p.nh = nh; p.ldq = p.ldk = p.ldv = width; p.ldo = inner;
+        p.g = decay_[layer].p; p.B = 1; p.nh = nh; p.ldq = p.ldk = p.ldv = ld; p.ldo = inner;
         p.scale = float(1.0 / std::sqrt(double(hd)));
         kernels::launch_lightning_decode(p, stream_);
         continue;
@@ -454,7 +473,7 @@ class CudaBackend final : public Backend {
         // bf16 too), fp32 outputs and state.
         cuda::OpScope pk(prof_, ".lightning.prefill_tc");
         void* qkv16 = bf16_scratch(size_t(s.count * width));
-        cuda::f32_to_bf16(q, width, qkv16, s.count, width, stream_);
+        cuda::f32_to_bf16(q, ld, qkv16, s.count, width, stream_);
         const uint16_t* b = static_cast<const uint16_t*>(qkv16);
         kernels::LightningPrefillParams p;
         p.q = b; p.k = b + inner; p.v = b + 2 * inner; p.ldq = p.ldk = p.ldv = width;
@@ -470,16 +489,16 @@ class CudaBackend final : public Backend {
         continue;
       }
       if (s.count > 1 && cuda::lightning_chunked_supported(hd)) {  // prefill: the state stays on the SM
-        cuda::lightning_chunked(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p,
+        cuda::lightning_chunked(q, q + inner, q + 2 * inner, ld, o.p + s.row0 * inner, inner, c.state.p,
                                 decay_[layer].p, s.count, nh, hd, float(1.0 / std::sqrt(double(hd))), stream_);
         launched();
         continue;
       }
-      cuda::lightning(q, q + inner, q + 2 * inner, width, o.p + s.row0 * inner, inner, c.state.p, decay_[layer].p,
+      cuda::lightning(q, q + inner, q + 2 * inner, ld, o.p + s.row0 * inner, inner, c.state.p, decay_[layer].p,
                       s.count, nh, hd, float(1.0 / std::sqrt(double(hd))), stream_);
       launched();
     }
-    lin(x.data, n, H, L.g_proj, Mat{}, gate.p);
+    if (!one_gemv) lin(x.data, n, H, L.g_proj, Mat{}, gate.p);
     if (sumsq) {
       auto dss = dev_alloc(sizeof(double) * size_t(n));
       cuda::gate_unnormed(o.p, W(L.g_norm), gate.p, n, inner, static_cast<double*>(dss.get()), stream_);
@@ -492,7 +511,9 @@ class CudaBackend final : public Backend {
       return;
     }
     GroupNormGateParams gp;
-    gp.o = o.p; gp.w = W(L.g_norm); gp.gate = gate.p; gp.rows = n; gp.width = inner; gp.groups = cfg_.group_norm_size;
+    gp.o = o.p; gp.w = W(L.g_norm); gp.rows = n; gp.width = inner; gp.groups = cfg_.group_norm_size;
+    gp.gate = one_gemv ? qkv.p + width : gate.p;
+    gp.ld_gate = one_gemv ? ld : 0;
     gp.eps = cfg_.rms_norm_eps;
     kernels::launch_group_norm_gate(gp, stream_);
     launched();
@@ -879,6 +900,26 @@ class CudaBackend final : public Backend {
     auto d = dev_alloc(sizeof(uint16_t) * h.size());
     LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * h.size(), cudaMemcpyHostToDevice));
     dev16_.emplace(m.data(), d);
+  }
+  // Two projection weights with the same K as one bf16 allocation, b's rows right after a's (each still its own
+  // entry of dev16_, b's an alias into the allocation).
+  void upload16_pair(const Mat& a, const Mat& b) {
+    if (dev16_.count(a.data()) || dev16_.count(b.data())) return;
+    std::vector<uint16_t> h(a.v.size() + b.v.size());
+    for (size_t i = 0; i < a.v.size(); ++i) h[i] = f32_to_bf16(a.v[i]);
+    for (size_t i = 0; i < b.v.size(); ++i) h[a.v.size() + i] = f32_to_bf16(b.v[i]);
+    auto d = dev_alloc(sizeof(uint16_t) * h.size());
+    LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * h.size(), cudaMemcpyHostToDevice));
+    dev16_.emplace(a.data(), d);
+    dev16_.emplace(b.data(), std::shared_ptr<void>(d, static_cast<uint16_t*>(d.get()) + a.v.size()));
+  }
+  // The device rows of a and b form one [a.rows + b.rows, K] bf16 matrix (upload16_pair): its address, else null.
+  const uint16_t* stacked16(const Mat& a, const Mat& b) const {
+    const auto [pa, a16] = weight_ref(a);
+    const auto [pb, b16] = weight_ref(b);
+    if (!a16 || !b16 || a.cols != b.cols) return nullptr;
+    const uint16_t* base = static_cast<const uint16_t*>(pa);
+    return base + a.v.size() == static_cast<const uint16_t*>(pb) ? base : nullptr;
   }
   // Scratch for the bf16 copy of a GEMM's activations (grows, kept; from the arena inside a decode step).
   void* bf16_scratch(size_t n) {

@@ -64,8 +64,9 @@ struct QkNormRopeParams {
 struct GroupNormGateParams {
   float* o = nullptr;
   const float* w = nullptr;     // [width]
-  const float* gate = nullptr;  // [rows, width]
+  const float* gate = nullptr;  // [rows, width] at row stride ld_gate
   int64_t rows = 0, width = 0, groups = 1;
+  int64_t ld_gate = 0;          // 0 = width (e.g. width + 3·width when the gate follows q‖k‖v in one row)
   double eps = 1e-6;
 };
 
