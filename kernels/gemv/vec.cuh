@@ -28,6 +28,9 @@ __device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
+// 8 consecutive bf16 weights kept as raw bits (4 registers instead of 8) until dot8_raw converts them exactly.
+__device__ __forceinline__ uint4 load_raw8(const uint16_t* w) { return __ldg(reinterpret_cast<const uint4*>(w)); }
+
 // Σ f[i]·x[i] over 8 values in index order (fp32 FMA chain), x read through the read-only path.
 __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restrict__ x) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(x)), b = __ldg(reinterpret_cast<const float4*>(x + 4));
@@ -35,6 +38,18 @@ __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restri
   s = fmaf(f[1], a.y, s), s = fmaf(f[2], a.z, s), s = fmaf(f[3], a.w, s);
   s = fmaf(f[4], b.x, s), s = fmaf(f[5], b.y, s), s = fmaf(f[6], b.z, s), s = fmaf(f[7], b.w, s);
   return s;
+}
+
+// dot8 of raw bf16 bits (load_raw8): the same products and sums as load8 + dot8.
+__device__ __forceinline__ float dot8_raw(const uint4& raw, const float* __restrict__ x) {
+  float f[8];
+  const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
+#pragma unroll
+  for (int j = 0; j < 4; ++j) {
+    f[2 * j] = __uint_as_float(u[j] << 16);
+    f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
+  }
+  return dot8(f, x);
 }
 
 // Σ x[i]·w[i] over K values (K % 8 == 0, x and w 16-byte aligned) by one warp: lanes over K in 8-wide steps,
@@ -53,6 +68,28 @@ __device__ __forceinline__ float warp_dot(const float* __restrict__ x, const T* 
       if (i + u * 256 < K) acc += dot8(f[u], x + i + u * 256);
   }
   return warp_sum(acc);
+}
+
+// Two bf16 rows against the same x (a gate and an up row): the loads of both rows for U·256 values at a time go
+// out together (raw bits, so a 2,048-wide pair is one round trip in 64 registers); each row's sums are those of
+// warp_dot<U>.
+template <int U>
+__device__ __forceinline__ void warp_dot2(const float* __restrict__ x, const uint16_t* __restrict__ w0,
+                                          const uint16_t* __restrict__ w1, int64_t K, float& a0, float& a1) {
+  float s0 = 0.0f, s1 = 0.0f;
+  for (int64_t i = int64_t(threadIdx.x & 31) * 8; i < K; i += U * 256) {
+    uint4 r0[U], r1[U];
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) r0[u] = load_raw8(w0 + i + u * 256), r1[u] = load_raw8(w1 + i + u * 256);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) s0 += dot8_raw(r0[u], x + i + u * 256);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) s1 += dot8_raw(r1[u], x + i + u * 256);
+  }
+  a0 = warp_sum(s0), a1 = warp_sum(s1);
 }
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }

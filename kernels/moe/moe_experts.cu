@@ -1,9 +1,11 @@
 // Routed experts for decode-sized token counts (moe.h, architecture.md §2.4): per-expert bf16 (or fp32) weights
 // reached through device arrays of pointers, expert ids and routing weights read from device memory.
-// gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i, then the up row I + i of the
-//   slot's expert (eight 16-byte loads in flight per lane: a 2,048-wide row is one round trip), act = silu(g)·u.
+// gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i and the up row I + i of the
+//   slot's expert (bf16: both rows' loads together as raw bits, a 2,048-wide pair in one round trip; fp32: one row
+//   after the other, eight 16-byte loads in flight per lane), act = silu(g)·u.
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
-//   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics).
+//   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
+//   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums.
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
 //   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
 //            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
@@ -11,6 +13,8 @@
 //   down:    grid (⌈H/16⌉, groups), 16 rows of down per CTA over the group's act rows → part[slot, h];
 //   then the same ordered combine. Grid y covers n·k possible groups; CTAs past the plan's count exit at once.
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
+#include <type_traits>
+
 #include "common/check.h"
 #include "common/launch.cuh"
 #include "gemv/tc_tile.cuh"
@@ -30,8 +34,12 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
   const T* w = table[p.ids[slot]];
   float g = 0.0f, u = 0.0f;
   if (w) {
-    g = warp_dot<8>(p.x + t * H, w + i * H, H);
-    u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
+    if constexpr (std::is_same_v<T, uint16_t>) {
+      warp_dot2<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, g, u);
+    } else {
+      g = warp_dot<8>(p.x + t * H, w + i * H, H);
+      u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
+    }
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
@@ -46,6 +54,46 @@ __global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* con
   const T* w = table[p.ids[slot]];
   const float v = w ? warp_dot<8>(p.act + slot * I, w + h * I, I) : 0.0f;
   if ((threadIdx.x & 31) == 0) p.workspace[slot * H + h] = v;
+}
+
+// Down projection and combine in one pass for narrow experts (bf16, I ≤ 512) and few slots (k ≤ kS): grid
+// (⌈H/8⌉, n), one warp per output h of token t, the warp's loads for all k slots' rows issued together (k·2 raw
+// 16-byte loads per lane: one round trip), then out[t, h] (+)= Σ_j w[t, j]·(act[t·k + j]·down_hᵀ) with j ascending
+// — the same sums as k_down_part + k_combine_parts, without the workspace round trip and the second launch.
+template <int kS>
+__global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
+    k_down_combine_narrow(MoeDownParams p, const uint16_t* const* table) {  // 2 CTAs per SM for k ≤ 9
+  pdl_wait();
+  pdl_trigger();
+  const int64_t t = blockIdx.y, H = p.H, I = p.I, h = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  if (h >= H) return;
+  const int k = int(p.k);
+  const int64_t i0 = int64_t(threadIdx.x & 31) * 8;
+  const uint16_t* w[kS];
+  uint4 raw[kS][2];
+#pragma unroll
+  for (int j = 0; j < kS; ++j) {
+    w[j] = j < k ? table[p.ids[t * k + j]] : nullptr;
+#pragma unroll
+    for (int c = 0; c < 2; ++c)
+      if (w[j] && i0 + c * 256 < I) raw[j][c] = load_raw8(w[j] + h * I + i0 + c * 256);
+  }
+  float acc = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kS; ++j) {
+    if (j >= k) break;
+    float part = 0.0f;
+    if (w[j]) {
+      const float* a = p.act + (t * k + j) * I;
+      float s = 0.0f;
+#pragma unroll
+      for (int c = 0; c < 2; ++c)
+        if (i0 + c * 256 < I) s += dot8_raw(raw[j][c], a + i0 + c * 256);
+      part = warp_sum(s);
+    }
+    acc += p.weights[t * k + j] * part;
+  }
+  if ((threadIdx.x & 31) == 0) p.out[t * H + h] = p.accumulate ? p.out[t * H + h] + acc : acc;
 }
 
 __global__ void k_combine_parts(MoeDownParams p) {
@@ -249,6 +297,13 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
     if (p.n <= 8) launch_pdl(k_down_grouped<1>, grid, 256, 0, stream, p, p.down);
     else launch_pdl(k_down_grouped<2>, grid, 256, 0, stream, p, p.down);
     launch_pdl(k_combine_parts, unsigned((p.n * p.H + 255) / 256), 256, 0, stream, p);
+    LING_CUDA_CHECK(cudaGetLastError());
+    return;
+  }
+  if (p.down && p.I <= 512 && p.k <= 16 && p.n < 65536) {  // narrow experts: one pass, no workspace
+    const dim3 grid(unsigned((p.H + 7) / 8), unsigned(p.n));
+    if (p.k <= 9) launch_pdl(k_down_combine_narrow<9>, grid, 256, 0, stream, p, p.down);
+    else launch_pdl(k_down_combine_narrow<16>, grid, 256, 0, stream, p, p.down);
     LING_CUDA_CHECK(cudaGetLastError());
     return;
   }
