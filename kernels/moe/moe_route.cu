@@ -15,6 +15,7 @@
 
 #include "common/check.h"
 #include "common/launch.cuh"
+#include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
 
 namespace ling::kernels {
@@ -41,13 +42,11 @@ __device__ __forceinline__ uint32_t warp_argmax(uint32_t key, uint32_t idx) {
 // sigmoid(x) in fp32 from the correctly rounded e^−x (double exp, then one rounding), as the host's expf.
 __device__ __noinline__ float sigmoid_rn(float x) { return 1.0f / (1.0f + float(exp(-double(x)))); }
 
+// Routing of token t by one warp (every lane calls it): st is the warp's staging row of shared memory
+// (kMoeRouteMaxExperts + kMoeRouteMaxExperts / 32 floats). Logits are read through L2 (__ldcg): they may have been
+// written by other CTAs of the same grid (k_moe_router).
 template <int kPerLane>
-__global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) {
-  pdl_wait();
-  pdl_trigger();
-  __shared__ float stage[kWarps][kMoeRouteMaxExperts + kMoeRouteMaxExperts / 32];
-  const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
-  if (t >= p.n) return;  // whole warps leave together
+__device__ __forceinline__ void route_row(const MoeRouteDevParams& p, int64_t t, float* st) {
   const int lane = threadIdx.x & 31, E = int(p.E), k = int(p.k), n_group = int(p.n_group), per = E / n_group;
   const float ninf = -INFINITY;
   const float* lg = p.logits + t * E;
@@ -57,7 +56,7 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
     const int e = lane + 32 * i;
     s[i] = 0.0f, sel[i] = ninf;
     if (e < E) {
-      s[i] = sigmoid_rn(lg[e]);
+      s[i] = sigmoid_rn(__ldcg(lg + e));
       sel[i] = s[i] + (p.bias ? p.bias[e] : 0.0f);
     }
   }
@@ -74,7 +73,7 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
       if (lane == i) gscore = ofloat(m1) + ofloat(m2);
     }
   } else {
-    float* st = stage[threadIdx.x >> 5];  // expert e at e + e / 32: the group scans hit distinct banks
+    // expert e at e + e / 32 of st: the group scans hit distinct banks
 #pragma unroll
     for (int i = 0; i < kPerLane; ++i)
       if (lane + 32 * i < E) st[lane + 33 * i] = sel[i];
@@ -137,6 +136,65 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
   }
 }
 
+using RouteStage = float[kMoeRouteMaxExperts + kMoeRouteMaxExperts / 32];
+
+template <int kPerLane>
+__global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) {
+  pdl_wait();
+  pdl_trigger();
+  __shared__ RouteStage stage[kWarps];
+  const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
+  if (t >= p.n) return;  // whole warps leave together
+  route_row<kPerLane>(p, t, stage[threadIdx.x >> 5]);
+}
+
+// Router GEMV and routing in one launch (decode steps): CTA e computes logits[m, e] = x[m]·w_eᵀ for the M ≤ MT
+// tokens exactly as the GEMV's one-CTA-per-row path (8 warps over K, sums in warp order), then the last CTA to
+// finish (a counter in device memory, reset by that CTA) routes every token, a warp per token.
+constexpr int kRouterWarps = 8;
+
+template <int kPerLane, int MT>
+__global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
+  pdl_wait();
+  pdl_trigger();
+  __shared__ float red[kRouterWarps][MT];
+  __shared__ RouteStage stage[kRouterWarps];
+  __shared__ bool last;
+  const int64_t e = blockIdx.x, K = r.H, ldx = r.ldx ? r.ldx : r.H;
+  const int M = int(r.route.n), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const float* we = r.w + e * K;
+  float acc[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
+  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 32 * kRouterWarps * 8) {
+    float f[8];
+    load8(we + i, f);
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+      if (m < M) acc[m] += dot8(f, r.x + m * ldx + i);
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const float v = warp_sum(acc[m]);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  if (threadIdx.x < M) {
+    float v = 0.0f;
+    for (int q = 0; q < kRouterWarps; ++q) v += red[q][threadIdx.x];
+    r.logits[threadIdx.x * r.route.E + e] = v;
+  }
+  __threadfence();  // this CTA's logits are visible device-wide before it is counted
+  __syncthreads();
+  if (threadIdx.x == 0) last = atomicAdd(r.counter, 1u) == gridDim.x - 1;
+  __syncthreads();
+  if (!last) return;
+  if (threadIdx.x == 0) *r.counter = 0;  // ready for the next launch
+  __threadfence();
+  for (int64_t t = warp; t < M; t += kRouterWarps) route_row<kPerLane>(r.route, t, stage[warp]);
+}
+
+
 }  // namespace
 
 bool moe_route_supported(int64_t E, int64_t k, int64_t n_group, int64_t topk_group, bool shared_slot) {
@@ -161,6 +219,33 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
   const unsigned grid = unsigned((p.n + kWarps - 1) / kWarps);
   if (p.E <= 256) launch_pdl(k_moe_route<8>, grid, 32 * kWarps, 0, stream, p);
   else launch_pdl(k_moe_route<int(kMoeRouteMaxExperts / 32)>, grid, 32 * kWarps, 0, stream, p);
+  LING_CUDA_CHECK(cudaGetLastError());
+}
+
+void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
+  const MoeRouteDevParams& p = r.route;
+  LING_CHECK(moe_route_supported(p.E, p.k, p.n_group, p.topk_group, p.shared_slot), "launch_moe_router: E = ", p.E,
+             ", k = ", p.k, ", groups ", p.n_group, "/", p.topk_group, " not supported");
+  LING_CHECK(p.n >= 0 && p.n <= kMoeRouterMaxTokens, "launch_moe_router: n = ", p.n, " outside [0, ",
+             kMoeRouterMaxTokens, "]");
+  if (p.n == 0) return;
+  LING_CHECK(r.x && r.w && r.logits && r.counter && p.topk_ids && p.topk_weights,
+             "launch_moe_router: a null x, weight, logits, counter, ids or weights pointer");
+  LING_CHECK(p.logits == r.logits, "launch_moe_router: route.logits must be the logits the GEMV writes");
+  const int64_t ldx = r.ldx ? r.ldx : r.H;
+  LING_CHECK(r.H > 0 && r.H % 8 == 0 && ldx >= r.H && ldx % 4 == 0, "launch_moe_router: H = ", r.H, ", ldx = ", ldx,
+             " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");
+  const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
+  LING_CHECK(a16(r.x) && a16(r.w), "launch_moe_router: x and the router weight must be 16-byte aligned");
+  const unsigned grid = unsigned(p.E);
+  if (p.E <= 256) {
+    if (p.n <= 4) launch_pdl(k_moe_router<8, 4>, grid, 32 * kRouterWarps, 0, stream, r);
+    else launch_pdl(k_moe_router<8, kMoeRouterMaxTokens>, grid, 32 * kRouterWarps, 0, stream, r);
+  } else {
+    constexpr int kS = int(kMoeRouteMaxExperts / 32);
+    if (p.n <= 4) launch_pdl(k_moe_router<kS, 4>, grid, 32 * kRouterWarps, 0, stream, r);
+    else launch_pdl(k_moe_router<kS, kMoeRouterMaxTokens>, grid, 32 * kRouterWarps, 0, stream, r);
+  }
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -5,13 +5,14 @@
 // - experts: gate_up + SwiGLU against ref::linear on the bf16-rounded weights + ref::swiglu, down + combine
 //   against ref::linear per slot summed in double, with null (not held) experts, repeated experts, H / I tails,
 //   bf16 and fp32 weight tables, per slot and grouped by expert through the device plan (groups of 1 to 20
-//   tokens); route with the shared expert as slot k.
+//   tokens); route with the shared expert as slot k; the fused router (GEMV + route in one launch) equal to the pair.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <numeric>
 
 #include "kernel_test_util.h"
+#include "ling/kernels/gemv.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/sampling.h"
 #include "ling/ref/ops.h"
@@ -91,6 +92,55 @@ TEST(MoeRouteKernel, RefusesBadSettings) {
   EXPECT_THROW(kernels::launch_moe_route(p, nullptr), Error);
   p.n_group = 8, p.k = 40;
   EXPECT_THROW(kernels::launch_moe_route(p, nullptr), Error);
+}
+
+// The fused router (launch_moe_router: the GEMV and the routing in one launch, the last CTA routing) against
+// launch_gemv + launch_moe_route on the same inputs: logits, ids and weights equal bit for bit, for n = 1..16
+// tokens, E 256 (Ring-mini / Ling-2.5 settings) and 512, H 2048 and a tail (H 72 with ldx 76), with and without
+// the shared slot; the same counter across 40 launches (each must leave it zero for the next).
+TEST(MoeRouterKernel, OneLaunchEqualsGemvThenRoute) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t E, k, n_group, topk_group, H, ldx; bool shared; };
+  const Case cases[] = {{256, 8, 8, 4, 2048, 0, true}, {256, 8, 8, 4, 72, 76, false}, {512, 8, 16, 8, 2048, 0, false},
+                        {64, 6, 1, 1, 1024, 0, false}};
+  DeviceBuffer counter(4);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  uint64_t seed = 700;
+  int launches = 0;
+  for (const Case& c : cases)
+    for (int64_t n : {1, 2, 5, 9, 16}) {
+      const int64_t ldx = c.ldx ? c.ldx : c.H, ld = c.k + (c.shared ? 1 : 0);
+      std::vector<float> x = uniform(size_t(n * ldx), -1, 1, seed += 5);
+      std::vector<float> w = uniform(size_t(c.E * c.H), -0.05f, 0.05f, seed + 1);
+      std::vector<float> bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 2);
+      DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), db(bias.size() * 4);
+      DeviceBuffer l1(size_t(n * c.E) * 4), l2(size_t(n * c.E) * 4), i1(size_t(n * ld) * 4), i2(size_t(n * ld) * 4);
+      DeviceBuffer w1(size_t(n * ld) * 4), w2(size_t(n * ld) * 4);
+      dx.upload(x), dw.upload(w), db.upload(bias);
+      kernels::GemvParams g;
+      g.x = dx.as<float>(), g.ldx = ldx, g.w_f32 = dw.as<float>(), g.y = l1.as<float>(), g.M = n, g.N = c.E, g.K = c.H;
+      kernels::launch_gemv(g, nullptr);
+      kernels::MoeRouteDevParams rp;
+      rp.bias = db.as<float>(), rp.n = n, rp.E = c.E, rp.k = c.k, rp.n_group = c.n_group, rp.topk_group = c.topk_group;
+      rp.routed_scaling_factor = 2.5f, rp.shared_slot = c.shared;
+      rp.logits = l1.as<float>(), rp.topk_ids = i1.as<int32_t>(), rp.topk_weights = w1.as<float>();
+      kernels::launch_moe_route(rp, nullptr);
+      kernels::MoeRouterParams r;
+      r.route = rp;
+      r.route.logits = l2.as<float>(), r.route.topk_ids = i2.as<int32_t>(), r.route.topk_weights = w2.as<float>();
+      r.x = dx.as<float>(), r.ldx = ldx, r.H = c.H, r.w = dw.as<float>(), r.logits = l2.as<float>();
+      r.counter = counter.as<unsigned>();
+      for (int rep = 0; rep < 2; ++rep, ++launches) kernels::launch_moe_router(r, nullptr);
+      TEST_CUDA(cudaDeviceSynchronize());
+      const std::string tag = "E=" + std::to_string(c.E) + " H=" + std::to_string(c.H) + " n=" + std::to_string(n);
+      EXPECT_EQ(l1.download<float>(size_t(n * c.E)), l2.download<float>(size_t(n * c.E))) << tag << " logits";
+      EXPECT_EQ(i1.download<int32_t>(size_t(n * ld)), i2.download<int32_t>(size_t(n * ld))) << tag << " ids";
+      EXPECT_EQ(w1.download<float>(size_t(n * ld)), w2.download<float>(size_t(n * ld))) << tag << " weights";
+    }
+  EXPECT_EQ(counter.download<unsigned>(1)[0], 0u) << "after " << launches << " launches";
+  kernels::MoeRouterParams bad;
+  bad.route.n = 17, bad.route.E = 256, bad.route.k = 8, bad.route.n_group = 8, bad.route.topk_group = 4;
+  EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
 }
 
 // E experts of bf16 weights in one device buffer each for gate_up [2I, H] and down [H, I]; experts with

@@ -38,6 +38,21 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
 // Whether launch_moe_route accepts these settings (for callers that pick a host path otherwise).
 bool moe_route_supported(int64_t E, int64_t k, int64_t n_group, int64_t topk_group, bool shared_slot);
 
+// Router GEMV and routing in one launch, for decode steps (n ≤ kMoeRouterMaxTokens): logits = x·wᵀ in fp32 (the
+// GEMV's one-CTA-per-row sums, so the same logits as launch_gemv), then launch_moe_route's rule on them. counter:
+// one unsigned in device memory, zero before the first launch; the launch leaves it zero. Launches on one counter
+// must not overlap (one stream).
+constexpr int64_t kMoeRouterMaxTokens = 16;
+struct MoeRouterParams {
+  MoeRouteDevParams route;    // route.logits must equal logits
+  const float* x = nullptr;   // [n, H] at row stride ldx (0 = H), 16-byte aligned
+  int64_t ldx = 0, H = 0;
+  const float* w = nullptr;   // [E, H] fp32 router weight, 16-byte aligned
+  float* logits = nullptr;    // [n, E] written
+  unsigned* counter = nullptr;
+};
+void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream);
+
 // The plan: int32 [0] the number of groups G, [1, 1 + S) the slots ordered by expert (stable), [1 + S, 2 + S + G)
 // the groups' first positions in that order and S at the end; S = n·k ≤ kMoePlanMaxSlots.
 constexpr int64_t kMoePlanMaxSlots = 4096;

@@ -180,6 +180,10 @@ class CudaBackend final : public Backend {
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
     if (bf16_ && c.num_experts > 0) moe_prefill_ = std::make_unique<kernels::MoePrefill>(kMoePrefillLanes);
+    if (c.num_experts > 0) {
+      router_counter_ = dev_alloc(sizeof(unsigned));
+      LING_CUDA_CHECK(cudaMemset(router_counter_.get(), 0, sizeof(unsigned)));
+    }
     for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
       const LayerWeights& L = w_->layers[il];
       if (L.experts.empty()) continue;
@@ -666,7 +670,10 @@ class CudaBackend final : public Backend {
     const LayerWeights& L = w_->layers[layer];
     const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
     DevF dlogits = scratch(n * E);
-    lin(x.data, n, H, L.router, Mat{}, dlogits.p);
+    // Decode steps: the router GEMV and the routing in one launch (launch_moe_router); otherwise the GEMV here.
+    const bool one_launch = step_ && n <= kernels::kMoeRouterMaxTokens && H % 8 == 0 &&
+                            (reinterpret_cast<uintptr_t>(x.data) & 15) == 0 && !dev16_.count(L.router.data());
+    if (!one_launch) lin(x.data, n, H, L.router, Mat{}, dlogits.p);
     if (step_) {  // routing and the routed experts on the device (no trace: steps run unobserved)
       const int64_t I = cfg_.moe_intermediate_size;
       const bool shared = !L.shared.gate_up.empty();
@@ -687,7 +694,14 @@ class CudaBackend final : public Backend {
         rp.topk_ids = dids; rp.topk_weights = wts.p; rp.n = n; rp.E = E; rp.k = k;
         rp.n_group = cfg_.n_group; rp.topk_group = cfg_.topk_group;
         rp.routed_scaling_factor = float(cfg_.routed_scaling_factor); rp.shared_slot = shared_slot;
-        kernels::launch_moe_route(rp, stream_);
+        if (one_launch) {
+          kernels::MoeRouterParams r;
+          r.route = rp; r.x = x.data; r.H = H; r.w = W(L.router); r.logits = dlogits.p;
+          r.counter = static_cast<unsigned*>(router_counter_.get());
+          kernels::launch_moe_router(r, stream_);
+        } else {
+          kernels::launch_moe_route(rp, stream_);
+        }
       }
       // Expert tables: gate_up of experts 0..E−1 and the shared expert, then their down projections.
       const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
@@ -1076,6 +1090,7 @@ class CudaBackend final : public Backend {
   int device_ = 0;
   bool bf16_ = false;
   std::unique_ptr<kernels::LtGemm> lt_;
+  std::shared_ptr<void> router_counter_;  // launch_moe_router's CTA counter (zero between launches)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
   size_t xbf_cap_ = 0;
