@@ -74,27 +74,8 @@ __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict_
   pdl_trigger();
   __shared__ float red[8][MT];
   const int64_t r = blockIdx.x;
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const T* wr = w + r * K;
-  float acc[MT];
-#pragma unroll
-  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
-  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 2048) {
-    float f[8];
-    load8(wr + i, f);
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
-  }
-#pragma unroll
-  for (int m = 0; m < MT; ++m) {
-    const float v = warp_sum(acc[m]);
-    if (lane == 0) red[warp][m] = v;
-  }
-  __syncthreads();
+  float v = block_row_dot<MT>(x, ldx, w + r * K, M, K, red);
   if (threadIdx.x < M) {
-    float v = 0.0f;
-    for (int q = 0; q < 8; ++q) v += red[q][threadIdx.x];
     v += bias ? bias[r] : 0.0f;
     float* yp = y + threadIdx.x * ldy + r;
     *yp = accumulate ? *yp + v : v;

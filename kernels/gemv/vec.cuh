@@ -92,6 +92,34 @@ __device__ __forceinline__ void warp_dot2(const float* __restrict__ x, const uin
   a0 = warp_sum(s0), a1 = warp_sum(s1);
 }
 
+// One weight row against M ≤ MT rows of x by a CTA of 256 threads (8 warps over K in 2,048-value strides, sums
+// in warp order, deterministic): thread m < M returns Σ_i x[m, i]·w[i], the other threads 0. red: shared [8][MT].
+template <int MT, typename T>
+__device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int64_t ldx, const T* __restrict__ wr,
+                                               int M, int64_t K, float (&red)[8][MT]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  float acc[MT];
+#pragma unroll
+  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
+  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 2048) {
+    float f[8];
+    load8(wr + i, f);
+#pragma unroll
+    for (int m = 0; m < MT; ++m)
+      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
+  }
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const float v = warp_sum(acc[m]);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  float v = 0.0f;
+  if (threadIdx.x < M)
+    for (int q = 0; q < 8; ++q) v += red[q][threadIdx.x];
+  return v;
+}
+
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
 }  // namespace

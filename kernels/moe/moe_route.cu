@@ -157,33 +157,14 @@ template <int kPerLane, int MT>
 __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
   pdl_wait();
   pdl_trigger();
+  static_assert(kRouterWarps == 8, "block_row_dot runs 8 warps");
   __shared__ float red[kRouterWarps][MT];
   __shared__ RouteStage stage[kRouterWarps];
   __shared__ bool last;
   const int64_t e = blockIdx.x, K = r.H, ldx = r.ldx ? r.ldx : r.H;
-  const int M = int(r.route.n), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-  const float* we = r.w + e * K;
-  float acc[MT];
-#pragma unroll
-  for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
-  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 32 * kRouterWarps * 8) {
-    float f[8];
-    load8(we + i, f);
-#pragma unroll
-    for (int m = 0; m < MT; ++m)
-      if (m < M) acc[m] += dot8(f, r.x + m * ldx + i);
-  }
-#pragma unroll
-  for (int m = 0; m < MT; ++m) {
-    const float v = warp_sum(acc[m]);
-    if (lane == 0) red[warp][m] = v;
-  }
-  __syncthreads();
-  if (threadIdx.x < M) {
-    float v = 0.0f;
-    for (int q = 0; q < kRouterWarps; ++q) v += red[q][threadIdx.x];
-    r.logits[threadIdx.x * r.route.E + e] = v;
-  }
+  const int M = int(r.route.n), warp = threadIdx.x >> 5;
+  const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red);
+  if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
   __syncthreads();
   if (threadIdx.x == 0) last = atomicAdd(r.counter, 1u) == gridDim.x - 1;
@@ -193,7 +174,6 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   __threadfence();
   for (int64_t t = warp; t < M; t += kRouterWarps) route_row<kPerLane>(r.route, t, stage[warp]);
 }
-
 
 }  // namespace
 
