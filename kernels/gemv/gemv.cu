@@ -70,11 +70,12 @@ __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict_
                                                         const T* __restrict__ w, const float* __restrict__ bias,
                                                         float* __restrict__ y, int64_t ldy, int M, int64_t K,
                                                         bool accumulate) {
-  pdl_wait();
-  pdl_trigger();
   __shared__ float red[8][MT];
   const int64_t r = blockIdx.x;
-  float v = block_row_dot<MT>(x, ldx, w + r * K, M, K, red);
+  float v = block_row_dot<MT>(x, ldx, w + r * K, M, K, red, [] {
+    pdl_wait();
+    pdl_trigger();
+  });
   if (threadIdx.x < M) {
     v += bias ? bias[r] : 0.0f;
     float* yp = y + threadIdx.x * ldy + r;

@@ -94,16 +94,21 @@ __device__ __forceinline__ void warp_dot2(const float* __restrict__ x, const uin
 
 // One weight row against M ≤ MT rows of x by a CTA of 256 threads (8 warps over K in 2,048-value strides, sums
 // in warp order, deterministic): thread m < M returns Σ_i x[m, i]·w[i], the other threads 0. red: shared [8][MT].
-template <int MT, typename T>
+// The first 2,048 weights are loaded before `wait` runs (the caller's programmatic-launch wait: constant data in
+// flight while the previous kernel finishes); x is read only after it.
+template <int MT, typename T, typename Wait>
 __device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int64_t ldx, const T* __restrict__ wr,
-                                               int M, int64_t K, float (&red)[8][MT]) {
+                                               int M, int64_t K, float (&red)[8][MT], Wait wait) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float acc[MT];
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
-  for (int64_t i = int64_t(threadIdx.x) * 8; i < K; i += 2048) {
-    float f[8];
-    load8(wr + i, f);
+  int64_t i = int64_t(threadIdx.x) * 8;
+  float f[8];
+  if (i < K) load8(wr + i, f);
+  wait();
+  for (bool first = true; i < K; i += 2048, first = false) {
+    if (!first) load8(wr + i, f);
 #pragma unroll
     for (int m = 0; m < MT; ++m)
       if (m < M) acc[m] += dot8(f, x + m * ldx + i);

@@ -14,22 +14,24 @@ constexpr int D = 128;
 
 __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDecodeParams p, int64_t ldq, int64_t ldk,
                                                                int64_t ldv, int64_t ldo) {
-  pdl_wait();
-  pdl_trigger();
   __shared__ float qs[D], ks[D];
   __shared__ float4 red[8][D / 4];
   const int64_t h = blockIdx.x, b = blockIdx.y;
   const int tid = threadIdx.x, c4 = (tid & 31) * 4, rg = tid >> 5;
-  if (tid < D) {
-    qs[tid] = p.q[b * ldq + h * D + tid];
-    ks[tid] = p.k[b * ldk + h * D + tid];
-  }
-  const float4 v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
+  // The state (written by this layer's previous step, never by the kernels just before this one) is in flight
+  // before waiting for q, k and v: with programmatic launch its loads overlap the previous kernel's tail.
   float* S = p.state + (b * p.nh + h) * D * D;
   float4 s[16];
 #pragma unroll
   for (int i = 0; i < 16; ++i) s[i] = __ldcs(reinterpret_cast<const float4*>(S + (rg + 8 * i) * D + c4));
   const float decay = expf(p.g[h]);
+  pdl_wait();
+  pdl_trigger();
+  if (tid < D) {
+    qs[tid] = p.q[b * ldq + h * D + tid];
+    ks[tid] = p.k[b * ldk + h * D + tid];
+  }
+  const float4 v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
   __syncthreads();
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll

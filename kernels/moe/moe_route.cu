@@ -155,15 +155,16 @@ constexpr int kRouterWarps = 8;
 
 template <int kPerLane, int MT>
 __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
-  pdl_wait();
-  pdl_trigger();
   static_assert(kRouterWarps == 8, "block_row_dot runs 8 warps");
   __shared__ float red[kRouterWarps][MT];
   __shared__ RouteStage stage[kRouterWarps];
   __shared__ bool last;
   const int64_t e = blockIdx.x, K = r.H, ldx = r.ldx ? r.ldx : r.H;
   const int M = int(r.route.n), warp = threadIdx.x >> 5;
-  const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red);
+  const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red, [] {
+    pdl_wait();
+    pdl_trigger();
+  });
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
   __syncthreads();
