@@ -37,8 +37,9 @@ constexpr int kRegion = 2 * C * kPPitch * 2;  // bytes: a V tile (17 KB) or the 
 struct Smem {
   __nv_bfloat16 q[C][kPitch], k[C][kPitch];      // chunk inputs
   __nv_bfloat16 khi[C][kPitch], klo[C][kPitch];  // decayed keys e^{g(n−1−j)} k_j, split
-  // Two regions alternate by chunk parity: chunk i's V in region i%2 while its P (decayed masked scores, split
-  // hi/lo) and then chunk i+1's V go to the other one, so the next V streams in during this chunk's MMAs.
+  // Two regions alternate by chunk parity: chunk i's V in region i%2 while (kExact) its P (decayed masked scores,
+  // split hi/lo) and then chunk i+1's V go to the other one, so the next V streams in during this chunk's MMAs;
+  // without kExact, P (hi only) takes the unused klo tile and the next V is in flight from the chunk's start.
   alignas(16) unsigned char vp[2][kRegion];
   float decay[C + 1];                            // decay[m] = e^{g·m}, m = 0..64 (accurate expf)
 };
@@ -264,19 +265,23 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     cp_async_wait_all();
     __syncthreads();  // this chunk's tiles have landed; the previous chunk is done with every tile
     const Tile* v = v_tile(s, par);
-    if constexpr (!kOut) {
+    // The next V streams in during the whole chunk where the other region holds no P: the state pass, and the
+    // output pass without kExact (its P, hi only, lives in the klo tile it does not otherwise use).
+    constexpr bool kEarlyV = !kOut || !kExact;
+    if constexpr (kEarlyV) {
       if (has_next) load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
     }
+    auto phi = [&] { return kExact ? phi_tile(s, par ^ 1) : reinterpret_cast<PTile*>(&s.klo[0][0]); };
     build_decayed_keys<kExact>(s, n);
-    if constexpr (kOut) decayed_scores<kExact>(s, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), warp, lane);
+    if constexpr (kOut) decayed_scores<kExact>(s, phi(), plo_tile(s, par ^ 1), warp, lane);
     __syncthreads();  // K is free
     if (has_next) load_tile(s.k, a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
     if constexpr (kOut) {
-      chunk_output<kF32, kExact>(s, v, phi_tile(s, par ^ 1), plo_tile(s, par ^ 1), acc, a, t0, n, h, warp, lane);
+      chunk_output<kF32, kExact>(s, v, phi(), plo_tile(s, par ^ 1), acc, a, t0, n, h, warp, lane);
       __syncthreads();  // Q and the P region are free
       if (has_next) {
         load_tile(s.q, a.q, a.ldq, t0 + C, chunk_len(t0 + C), h);
-        load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
+        if constexpr (!kEarlyV) load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
       }
     }
     cp_async_commit();
