@@ -28,6 +28,15 @@ __device__ __forceinline__ void wgmma_wait() {
 }
 // Generic-proxy writes to shared memory (st.shared, cp.async) made visible to the asynchronous proxy (wgmma).
 __device__ __forceinline__ void fence_proxy_async_smem() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Named barriers between warpgroups (ids 1..15; 0 is __syncthreads): `arrive` signals without waiting (a producer),
+// `sync` waits until `threads` threads have arrived or synced (a consumer); shared-memory writes before either are
+// visible to the threads that pass the sync.
+__device__ __forceinline__ void named_barrier_sync(int id, int threads) {
+  asm volatile("bar.sync %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
+__device__ __forceinline__ void named_barrier_arrive(int id, int threads) {
+  asm volatile("bar.arrive %0, %1;\n" ::"r"(id), "r"(threads) : "memory");
+}
 // Keeps the compiler from moving reads or writes of accumulator registers across wgmma issue / wait.
 template <int N>
 __device__ __forceinline__ void fence_regs(float (&d)[N]) {
@@ -36,6 +45,15 @@ __device__ __forceinline__ void fence_regs(float (&d)[N]) {
 }
 
 // Output operand lists of the wrappers below: the accumulator fragment d[0..N) read and written.
+// The same for A fragments that an issued register-A wgmma still reads (kept in their registers until its wait).
+template <int N>
+__device__ __forceinline__ void fence_regs(uint32_t (&a)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; ++i)
+#pragma unroll
+    for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(a[i][j])::"memory");
+}
+
 #define LING_WGMMA_D8(o)                                                                                      \
   "+f"(d[(o) + 0]), "+f"(d[(o) + 1]), "+f"(d[(o) + 2]), "+f"(d[(o) + 3]), "+f"(d[(o) + 4]), "+f"(d[(o) + 5]), \
       "+f"(d[(o) + 6]), "+f"(d[(o) + 7])
@@ -79,6 +97,18 @@ __device__ __forceinline__ void wgmma_m64n128k16_ss_tb(float d[64], uint64_t des
       "}, %64, %65, p, 1, 1, 0, 1;\n}\n"
       : LING_WGMMA_D64
       : "l"(desc_a), "l"(desc_b), "r"(accumulate));
+}
+
+// d[64×64] (+)= A[64×16]·B[64×16]ᵀ, A from registers (mma.sync A fragments), B from shared memory K-major.
+__device__ __forceinline__ void wgmma_m64n64k16_rs(float d[32], const uint32_t a[4], uint64_t desc_b, int accumulate) {
+  asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+      "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15,"
+      "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+      "}, {%32, %33, %34, %35}, %36, p, 1, 1, 0;\n}\n"
+      : LING_WGMMA_D32
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(desc_b), "r"(accumulate));
 }
 
 // d[64×128] (+)= A[64×16]·B[16×128], A from registers, B from shared memory MN-major (contiguous along N,

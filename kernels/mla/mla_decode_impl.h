@@ -40,5 +40,7 @@ __device__ __forceinline__ MlaCtaWork mla_cta_work(const MlaSplitArgs& a, int ro
 
 // Pass 1 on warpgroup MMAs, 64 heads per CTA; exact = softmax weights as bf16 hi + lo (else hi only).
 void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream);
+// Pass 1 on warpgroup MMAs, bf16 softmax weights, ping-pong schedule (mla_decode_pingpong.cu).
+void launch_mla_split_pingpong(const MlaSplitArgs& a, cudaStream_t stream);
 
 }  // namespace ling::kernels

@@ -25,7 +25,7 @@ constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels
 // Tensor-core variants: mma.sync (wgmma = false), the wgmma kernel above 16 heads (the default), and the wgmma
 // kernel with one bf16 operand for the softmax weights (judged on u by the bound of that rounding,
 // check_u_bf16_weights, and on o by the bf16 cosine rule of house-style.md §4).
-enum class Tc { kMmaSync, kWgmma, kBf16Weights };
+enum class Tc { kMmaSync, kWgmma, kBf16Weights, kPingPong };  // kPingPong: bf16 weights, ping-pong schedule
 
 // bf16 softmax weights: each weight e^{s−m} enters P·C rounded to bf16 (relative error ≤ 2⁻⁸) while the
 // normaliser stays fp32, so every latent column of u = Σ_t p_t c_t is within 2⁻⁸ · Σ_t p_t |c_t,k| of the exact
@@ -125,7 +125,8 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
-  p.wgmma = variant != Tc::kMmaSync, p.bf16_softmax_weights = variant == Tc::kBf16Weights;
+  const bool bf16w = variant == Tc::kBf16Weights || variant == Tc::kPingPong;
+  p.wgmma = variant != Tc::kMmaSync, p.bf16_softmax_weights = bf16w, p.pingpong = variant == Tc::kPingPong;
   // per_seq: sequence b's rows at row offset off[b] of one buffer, 5 unused rows between sequences
   std::vector<uint16_t> flat;
   std::vector<int64_t> off;
@@ -160,7 +161,7 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
       const int64_t page = table[size_t(b * max_pages + t / PAGE)];
       std::copy_n(&cache[size_t((page * PAGE + t % PAGE) * ROW)], ROW, &rows[size_t(t * ROW)]);
     }
-    if (variant == Tc::kBf16Weights) check_u_bf16_weights(q_abs, rows, u, b, nh, len, p.scale, u_bad, u_worst);
+    if (bf16w) check_u_bf16_weights(q_abs, rows, u, b, nh, len, p.scale, u_bad, u_worst);
     const int64_t qpos = len - 1;
     std::vector<float> o(size_t(nh * kMlaV));
     ref::mla_decode_absorbed(to_ref(p, {q_full.data(), kv_b.data(), rows.data(), &qpos, o.data()}, b, len));
@@ -178,7 +179,8 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   std::string tag = "nh=" + std::to_string(nh) + " splits=" +
                     std::to_string(kernels::mla_decode_splits(B, nh, max_len, splits, sms, tensor_cores)) + " lens=";
   for (int64_t l : lens) tag += std::to_string(l) + ",";
-  if (variant == Tc::kBf16Weights) {
+  if (bf16w) {
+    if (variant == Tc::kPingPong) tag = "ping-pong " + tag;
     std::printf("  u (wgmma, bf16 softmax weights) %s: %lld of %lld beyond the rounding bound, worst at %.3f of it\n",
                 tag.c_str(), (long long)u_bad, (long long)(B * nh * R), u_worst);
     EXPECT_EQ(u_bad, 0) << tag;
@@ -248,6 +250,17 @@ TEST(MlaDecode, Bf16SoftmaxWeights) {
   SKIP_WITHOUT_CUDA();
   run_mla(64, {1000, 4099, 1}, 0, 550, true, Tc::kBf16Weights);
   run_mla(130, {70, 33}, 3, 551, true, Tc::kBf16Weights);
+}
+
+// The ping-pong schedule (bf16 softmax weights): odd and even page counts per split, a one-token sequence,
+// empty splits, partial head groups, per-sequence rows, a 16K context.
+TEST(MlaDecodePingPong, Shapes) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099, 1}, 0, 570, true, Tc::kPingPong);
+  run_mla(130, {70, 33}, 3, 571, true, Tc::kPingPong);
+  run_mla(17, {127, 64, 31, 128}, 2, 572, true, Tc::kPingPong);
+  run_mla(64, {16384, 63, 129, 65}, 0, 573, true, Tc::kPingPong);
+  run_mla(64, {1000, 4099, 1, 64}, 0, 574, true, Tc::kPingPong, true);
 }
 
 TEST(MlaDecode, RejectsBadParams) {

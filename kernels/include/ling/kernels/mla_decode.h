@@ -41,6 +41,9 @@ struct MlaDecodeParams {
                                       // false keeps mma.sync there (for comparison)
   bool bf16_softmax_weights = false;  // wgmma path: softmax weights enter P·C as one bf16 operand (no lo part):
                                       // bf16-operand precision, fewer MMAs
+  bool pingpong = false;              // with bf16_softmax_weights: the ping-pong schedule (mla_decode_pingpong.cu:
+                                      // warpgroups own alternate pages, scores computed once, softmax of one
+                                      // warpgroup beside the other's MMAs)
 };
 
 // Pure host plan: context splits per sequence for this shape and path on `num_sms` SMs (1 to 4 full waves).

@@ -137,10 +137,10 @@ CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, 
 }
 
 // Tensor-core MLA decode kernels above 16 heads: the default (wgmma), the mma.sync one, wgmma with bf16 weights.
-enum class MlaKernel { Default, MmaSync, Bf16Weights };
+enum class MlaKernel { Default, MmaSync, Bf16Weights, PingPong };
 
 // tensor_cores: bf16 query on tensor cores (op "mla.decode": the wgmma kernel above 16 heads, mma.sync at ≤ 16;
-// "mla.decode.mma_sync" and "mla.decode.bf16w" for the other kernels); otherwise fp32 query on CUDA cores
+// "mla.decode.mma_sync", "mla.decode.bf16w" and "mla.decode.pingpong" for the other kernels); otherwise fp32 query on CUDA cores
 // ("mla.decode.fp32").
 CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, int sms, const CudaBenchOptions& o,
                         DevBuf& flush, MlaKernel kernel = MlaKernel::Default) {
@@ -161,11 +161,14 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
   p.cache = cache.as<uint16_t>(), p.page_table = tab.as<int32_t>(), p.seq_len = len.as<int32_t>();
   p.u = u.as<float>(), p.workspace = ws.p;
   p.B = B, p.nh = nh, p.max_pages = pages_per_seq, p.max_seq_len = S, p.scale = float(1.0 / std::sqrt(192.0));
-  p.wgmma = kernel != MlaKernel::MmaSync, p.bf16_softmax_weights = kernel == MlaKernel::Bf16Weights;
+  p.wgmma = kernel != MlaKernel::MmaSync;
+  p.bf16_softmax_weights = kernel == MlaKernel::Bf16Weights || kernel == MlaKernel::PingPong;
+  p.pingpong = kernel == MlaKernel::PingPong;
   CudaBenchRow r;
   r.op = !tensor_cores                      ? "mla.decode.fp32"
          : kernel == MlaKernel::MmaSync     ? "mla.decode.mma_sync"
          : kernel == MlaKernel::Bf16Weights ? "mla.decode.bf16w"
+         : kernel == MlaKernel::PingPong    ? "mla.decode.pingpong"
                                             : "mla.decode";
   r.T = S, r.nh = nh, r.batch = B;
   r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(S) + " nh=" + std::to_string(nh) +
@@ -348,7 +351,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
   for (const auto& m : o.mla)
     if (m.heads > 16)
-      for (MlaKernel k : {MlaKernel::MmaSync, MlaKernel::Bf16Weights})
+      for (MlaKernel k : {MlaKernel::MmaSync, MlaKernel::Bf16Weights, MlaKernel::PingPong})
         rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, k));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
   for (const auto& g : o.gemv)

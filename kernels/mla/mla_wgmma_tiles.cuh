@@ -1,0 +1,136 @@
+// Internal to kernels/mla: the staging and softmax pieces shared by the Hopper MLA split kernels
+// (mla_decode_wgmma.cu, mla_decode_pingpong.cu): cache pages and Q in the no-swizzle wgmma layout (common/wgmma.cuh)
+// filled by cp.async, the score masking and row maxima of an m64nN accumulator, the online-softmax rescale and the
+// store of a CTA's partial results.
+#pragma once
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "common/mma.cuh"
+#include "common/wgmma.cuh"
+#include "mla/mla_decode_impl.h"
+
+namespace ling::kernels {
+namespace {
+
+constexpr int kRow = int(kMlaRow), kPage = int(kMlaPage);
+constexpr int kChunks = kRow / 8;              // 16-byte chunks per cache row (72)
+constexpr int kGroup = kChunks * 128;          // bytes of 8 rows in the no-swizzle layout (9216)
+constexpr int kTileBytes = 64 * kRow * 2;      // 64 rows (73,728 bytes)
+constexpr int kThreads = 256;
+constexpr size_t kSmem = 3 * size_t(kTileBytes);  // Q + two cache pages
+
+// A 64-row tile in the no-swizzle layout: (row r, 16-byte chunk ch) at (r >> 3)·kGroup + ch·128 + (r & 7)·16 —
+// K-direction core matrices 128 bytes apart, 8-row groups kGroup apart; read K-major (scores: dims along K) or
+// MN-major (P·C: tokens along K, columns along N). Copy i = ((r >> 3)·kChunks + ch)·8 + (r & 7) lands at byte
+// 16·i, so a warp fills 512 contiguous bytes (no bank conflicts) from 8 rows × 64 contiguous bytes.
+__device__ __forceinline__ int tile_row(int i) { return (i / (8 * kChunks)) * 8 + (i & 7); }
+__device__ __forceinline__ int tile_chunk(int i) { return (i >> 3) % kChunks; }
+
+// Page rows [t0, t0 + n) of sequence b (zeros from row n on) into a tile, as cp.async by `threads` threads of
+// which this is thread `tid`.
+template <int threads = kThreads>
+__device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodeParams& p, int64_t b, int64_t t0, int n,
+                                          int tid = threadIdx.x) {
+  const uint16_t* page = mla_page_rows(p, b, t0 / kPage);
+  for (int i = tid; i < 64 * kChunks; i += threads) {
+    const int r = tile_row(i);
+    cp_async16(dst + 16 * i, r < n ? page + r * kRow + tile_chunk(i) * 8 : page, r < n);
+  }
+}
+
+// The CTA's 64 query rows (zero past nh) and its first page, one cp.async group.
+__device__ __forceinline__ void load_q_and_first_page(unsigned char* sq, unsigned char* dst, const MlaDecodeParams& p,
+                                                      int64_t b, int64_t h0, int nh_here, int64_t t_begin,
+                                                      int64_t t_end) {
+  for (int i = threadIdx.x; i < 64 * kChunks; i += kThreads) {
+    const int r = tile_row(i);
+    cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
+               r < nh_here);
+  }
+  if (t_begin < t_end) load_page(dst, p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
+  cp_async_commit();
+}
+
+// Top of the page loop at token t0: the page after it starts streaming into `next` (if there is one), then the
+// CTA waits until page t0 has landed and is visible to the tensor cores.
+__device__ __forceinline__ void next_page(unsigned char* next, const MlaDecodeParams& p, int64_t b, int64_t t0,
+                                          int64_t t_end) {
+  if (t0 + kPage < t_end) {
+    load_page(next, p, b, t0 + kPage, int(std::min<int64_t>(kPage, t_end - t0 - kPage)));
+    cp_async_commit();
+    asm volatile("cp.async.wait_group 1;\n" ::: "memory");
+  } else {
+    cp_async_wait_all();
+  }
+  fence_proxy_async_smem();
+  __syncthreads();
+}
+
+// Scores of this thread's rows r0 (e < 2) and r0 + 8 (e ≥ 2), token tok0 + 8j + (e & 1) at s[4j + e]: scaled,
+// −∞ past the page's n valid tokens; mx = each row's maximum over the quad (the row's four lanes).
+template <int S>
+__device__ __forceinline__ void scale_mask_rowmax(float (&s)[S], int tok0, int n, float scale, float (&mx)[2]) {
+  mx[0] = mx[1] = -INFINITY;
+#pragma unroll
+  for (int j = 0; j < S / 4; ++j)
+#pragma unroll
+    for (int e = 0; e < 4; ++e) {
+      const int tok = tok0 + 8 * j + (e & 1);
+      s[4 * j + e] = tok < n ? s[4 * j + e] * scale : -INFINITY;
+      mx[e >> 1] = fmaxf(mx[e >> 1], s[4 * j + e]);
+    }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 1));
+    mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], 2));
+  }
+}
+
+// Online-softmax bookkeeping after a page: the quad's row sums into l (scaled by alpha first), U rescaled by alpha.
+__device__ __forceinline__ void rescale(float (&sum)[2], const float (&alpha)[2], float (&l)[2], float (&acc)[2][64]) {
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 1);
+    sum[hf] += __shfl_xor_sync(0xffffffffu, sum[hf], 2);
+    l[hf] = l[hf] * alpha[hf] + sum[hf];
+  }
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[hh][i] *= alpha[(i >> 1) & 1];
+}
+
+// The split's partial results of rows r0 and r0 + 8 (those < nh_here): U columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
+// and, from warpgroup 0's first lane of the quad, the row's (m, l).
+__device__ __forceinline__ void store_partials(const MlaSplitArgs& a, int64_t b, int64_t split, int64_t h0, int nh_here,
+                                               int r0, int wg, int ti, const float (&acc)[2][64],
+                                               const float (&m)[2], const float (&l)[2]) {
+  const int64_t base = (b * a.splits + split) * a.p.nh + h0;
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    const int row = r0 + 8 * hf;
+    if (row >= nh_here) continue;
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+      for (int j = 0; j < 16; ++j)
+        *reinterpret_cast<float2*>(a.ws_u + (base + row) * kMlaLatent + 256 * wg + 128 * hh + 8 * j + 2 * ti) =
+            make_float2(acc[hh][4 * j + 2 * hf], acc[hh][4 * j + 2 * hf + 1]);
+    if (wg == 0 && ti == 0) {
+      a.ws_ml[(base + row) * 2] = m[hf];
+      a.ws_ml[(base + row) * 2 + 1] = l[hf];
+    }
+  }
+}
+
+// A 64 × 64 bf16 P tile (64 heads × the 64 tokens of a page), K-major in the no-swizzle layout.
+constexpr int kPBytes = 64 * 64 * 2;
+
+// (head r, chunk ch of 8 tokens) of the P tile: K-direction core matrices 128 bytes apart, 8-head groups 1024 apart.
+__device__ __forceinline__ int p_off(int r, int ch) { return (r >> 3) * 1024 + ch * 128 + (r & 7) * 16; }
+
+}  // namespace
+}  // namespace ling::kernels
