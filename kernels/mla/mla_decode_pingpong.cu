@@ -60,40 +60,6 @@ __device__ __forceinline__ void page_scores(float (&s)[32], const unsigned char*
   fence_regs(s);
 }
 
-// Column half `wg` of the page's P·C: U[:, 256·wg + 128·hh ..] += P·C[:, ...] with C as the MN-major B operand.
-__device__ __forceinline__ uint64_t pc_desc(const unsigned char* c, int ks, int wg, int hh) {
-  return smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128);
-}
-// P from registers (this warpgroup's page); issued and committed, not waited for.
-__device__ __forceinline__ void pc_issue_rs(float (&acc)[2][64], uint32_t (&ph)[4][4], const unsigned char* c, int wg) {
-  fence_regs(acc[0]);
-  fence_regs(acc[1]);
-  fence_regs(ph);
-  wgmma_fence();
-#pragma unroll
-  for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) wgmma_m64n128k16_rs_tb(acc[hh], ph[ks], pc_desc(c, ks, wg, hh), 1);
-  wgmma_commit();
-}
-// P from a shared tile (the other warpgroup's page); issued and committed, not waited for.
-__device__ __forceinline__ void pc_issue_ss(float (&acc)[2][64], const unsigned char* sp, const unsigned char* c, int wg) {
-  const uint64_t dp = smem_desc(sp, 128, 1024);
-  fence_regs(acc[0]);
-  fence_regs(acc[1]);
-  wgmma_fence();
-#pragma unroll
-  for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) wgmma_m64n128k16_ss_tb(acc[hh], dp + ks * (256 >> 4), pc_desc(c, ks, wg, hh), 1);
-  wgmma_commit();
-}
-__device__ __forceinline__ void pc_wait(float (&acc)[2][64]) {
-  wgmma_wait<0>();
-  fence_regs(acc[0]);
-  fence_regs(acc[1]);
-}
-
 // e^{s − m} of this thread's two rows in place (fp32, for the row sums), as bf16 A fragments in ph, and with
 // `sp` set also into that P tile (times `f`, the scale to the pair's maximum); returns the quad's row sums.
 __device__ __forceinline__ void softmax_weights(float (&s)[32], const float (&m)[2], uint32_t (&ph)[4][4],

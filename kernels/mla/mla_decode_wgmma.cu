@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
     for (int ks = 0; ks < 4; ++ks)
 #pragma unroll
       for (int hh = 0; hh < 2; ++hh) {
-        const uint64_t db = smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128);
+        const uint64_t db = pc_desc(c, ks, wg, hh);
         wgmma_m64n128k16_rs_tb(acc[hh], phi[ks], db, 1);
         wgmma_m64n128k16_rs_tb(acc[hh], plo[ks], db, 1);
       }
@@ -126,7 +126,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this warpgroup's tokens
-  const uint64_t dq = smem_desc(sq, 128, kGroup), dp = smem_desc(sp, 128, 1024);
+  const uint64_t dq = smem_desc(sq, 128, kGroup);
   int buf = 0;
   for (int64_t t0 = t_begin; t0 < t_end; t0 += kPage, buf ^= 1) {
     const int n = int(std::min<int64_t>(kPage, t_end - t0));
@@ -169,19 +169,8 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
     fence_proxy_async_smem();
     __syncthreads();  // the whole P tile written
     // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
-    fence_regs(acc[0]);
-    fence_regs(acc[1]);
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-        wgmma_m64n128k16_ss_tb(acc[hh], dp + ks * (256 >> 4),
-                               smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128), 1);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(acc[0]);
-    fence_regs(acc[1]);
+    pc_issue_ss(acc, sp, c, wg);
+    pc_wait(acc);
     __syncthreads();  // page, P tile and maxima free for the next page
   }
   // row sums: the two warpgroups' parts (same running max)

@@ -132,5 +132,39 @@ constexpr int kPBytes = 64 * 64 * 2;
 // (head r, chunk ch of 8 tokens) of the P tile: K-direction core matrices 128 bytes apart, 8-head groups 1024 apart.
 __device__ __forceinline__ int p_off(int r, int ch) { return (r >> 3) * 1024 + ch * 128 + (r & 7) * 16; }
 
+// Column half `wg` of the page's P·C: U[:, 256·wg + 128·hh ..] += P·C[:, ...] with C as the MN-major B operand.
+__device__ __forceinline__ uint64_t pc_desc(const unsigned char* c, int ks, int wg, int hh) {
+  return smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128);
+}
+// P from registers (this warpgroup's page); issued and committed, not waited for.
+__device__ __forceinline__ void pc_issue_rs(float (&acc)[2][64], uint32_t (&ph)[4][4], const unsigned char* c, int wg) {
+  fence_regs(acc[0]);
+  fence_regs(acc[1]);
+  fence_regs(ph);
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) wgmma_m64n128k16_rs_tb(acc[hh], ph[ks], pc_desc(c, ks, wg, hh), 1);
+  wgmma_commit();
+}
+// P from a shared tile (the other warpgroup's page); issued and committed, not waited for.
+__device__ __forceinline__ void pc_issue_ss(float (&acc)[2][64], const unsigned char* sp, const unsigned char* c, int wg) {
+  const uint64_t dp = smem_desc(sp, 128, 1024);
+  fence_regs(acc[0]);
+  fence_regs(acc[1]);
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) wgmma_m64n128k16_ss_tb(acc[hh], dp + ks * (256 >> 4), pc_desc(c, ks, wg, hh), 1);
+  wgmma_commit();
+}
+__device__ __forceinline__ void pc_wait(float (&acc)[2][64]) {
+  wgmma_wait<0>();
+  fence_regs(acc[0]);
+  fence_regs(acc[1]);
+}
+
 }  // namespace
 }  // namespace ling::kernels
