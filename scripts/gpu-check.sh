@@ -12,6 +12,7 @@
 # machine without ../shared, LING_FIXTURE_GOLDENS=DIR (a copy of the fixture folders without their weights, which
 # keeps a carried tree small) makes the fixtures in OUT_DIR/fixtures: weights from `ling synth --preset tiny` (the
 # fixture models' generator), then the goldens, configs and READMEs of DIR.
+# Each step runs under `timeout` (LING_GPU_CHECK_STEP_S, default 240 s; exit status 124 in its summary line).
 # Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]   (BIN_DIR holds the three binaries, e.g. from a copy of
 #        build/tools/ling/ling, build/tests/test_kernels, build/tests/test_engine_cuda)
 set -uo pipefail
@@ -24,6 +25,7 @@ for b in ling test_kernels test_engine_cuda; do
   [ -x "$bin/$b" ] || { echo "gpu-check: $bin/$b is missing or not executable" >&2; exit 2; }
 done
 out=${2:-/tmp/gpu-check}
+step_limit=${LING_GPU_CHECK_STEP_S:-240}  # seconds per step (a hung kernel costs one step, not the whole lease)
 e2e=0
 [ "${3:-}" = "--e2e" ] && e2e=1
 mkdir -p "$out"
@@ -46,14 +48,14 @@ if [ $e2e = 1 ]; then
       > "$out/synth.txt" 2>&1; echo "rc=$?" >> "$out/synth.txt" ) &
   synth=$!
 fi
-"$bin/test_kernels" > "$out/test_kernels.txt" 2>&1
+timeout "$step_limit" "$bin/test_kernels" > "$out/test_kernels.txt" 2>&1
 say "test_kernels rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_kernels.txt" | tr '\n' ' ')"
-"$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda.txt" 2>&1
+timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda.txt" 2>&1
 say "test_engine_cuda rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda.txt" | tr '\n' ' ')"
-LING_CUDA_PDL=1 "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_pdl.txt" 2>&1
+LING_CUDA_PDL=1 timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_pdl.txt" 2>&1
 say "test_engine_cuda (LING_CUDA_PDL=1) rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda_pdl.txt" | tr '\n' ' ')"
 grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
-"$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
+timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
 say "kernel rows rc=$?"
 grep -hE "^(copy.d2d|gemv.bf16 .* M=1 |moe.route|moe.gate_up_swiglu|moe.down_combine|mla.decode|lightning.decode)" \
   "$out/kernels.txt" | tee -a "$out/summary.txt"
@@ -61,7 +63,7 @@ if [ $e2e = 1 ]; then
   wait "$synth"
   say "synth $(tail -1 "$out/synth.txt")"
   for pdl in 0 1; do
-    LING_CUDA_PDL=$pdl "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 256 --batch 1,16 --steps 32 \
+    LING_CUDA_PDL=$pdl timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 256 --batch 1,16 --steps 32 \
       > "$out/e2e_pdl$pdl.txt" 2>&1
     say "Ring-mini dims decode, LING_CUDA_PDL=$pdl rc=$?"
     grep -hE "^(copy.d2d|engine.decode)" "$out/e2e_pdl$pdl.txt" | tee -a "$out/summary.txt"
