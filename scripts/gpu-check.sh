@@ -63,10 +63,10 @@ if [ $e2e = 1 ]; then
   wait "$synth"
   say "synth $(tail -1 "$out/synth.txt")"
   for pdl in 0 1; do
-    LING_CUDA_PDL=$pdl timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 256 --batch 1,16 --steps 32 \
+    LING_CUDA_PDL=$pdl LING_LOG=info timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 256 --batch 1,16 --steps 32 \
       > "$out/e2e_pdl$pdl.txt" 2>&1
     say "Ring-mini dims decode, LING_CUDA_PDL=$pdl rc=$?"
-    grep -hE "^(copy.d2d|engine.decode)" "$out/e2e_pdl$pdl.txt" | tee -a "$out/summary.txt"
+    grep -hE "^(copy.d2d|engine.load|engine.decode)" "$out/e2e_pdl$pdl.txt" | tee -a "$out/summary.txt"
   done
   rm -rf "$rm_dir"
 fi

@@ -4,9 +4,11 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <random>
 
 #include "ling/core/error.h"
+#include "ling/core/log.h"
 #include "ling/engine/bench_cuda.h"
 #include "ling/engine/engine.h"
 #include "ling/model/accounting.h"
@@ -44,15 +46,31 @@ double decode_weight_params(const ModelConfig& c, int64_t batch) {
 std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_gbps) {
   EngineOptions eo;
   eo.backend = "cuda";
+  const double t_open = now_ms();
   auto eng = Engine::open(o.model, eo);
+  const double open_ms = now_ms() - t_open;
   const ModelConfig& c = eng->config();
+  std::vector<CudaBenchRow> rows;
+  {  // the load (checkpoint read, checked, converted and uploaded): first, and on stderr at once
+    CudaBenchRow r;
+    r.op = "engine.load";
+    r.ms = r.ms_min = r.ms_max = open_ms;
+    r.samples_ms = {open_ms};
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(o.model, ec))
+      if (e.path().extension() == ".safetensors") r.bytes += double(e.file_size(ec));
+    r.gbps = r.bytes / (open_ms * 1e-3) / 1e9;
+    r.shape = "checkpoint files, read to the device";
+    log_info("ling bench: ", o.model, " loaded in ", open_ms / 1e3, " s");
+    rows.push_back(r);
+  }
   std::mt19937 rng(uint32_t(o.seed));
   auto ids = [&](int64_t n) {
     std::vector<int32_t> v(static_cast<size_t>(n));
     for (auto& x : v) x = int32_t(rng() % uint32_t(c.vocab_size));
     return v;
   };
-  std::vector<CudaBenchRow> rows;
+  const size_t first_prefill = rows.size();
   for (int64_t T : o.e2e_prefill) {
     LING_CHECK(T <= c.max_position_embeddings, "--prefill ", T, " exceeds max_position_embeddings ",
                c.max_position_embeddings);
@@ -77,9 +95,10 @@ std::vector<CudaBenchRow> run_e2e_bench(const CudaBenchOptions& o, double copy_g
     char buf[96];
     std::snprintf(buf, sizeof buf, ", %.2f us/token", us_tok);
     r.shape += buf;
-    if (!rows.empty()) {
-      std::snprintf(buf, sizeof buf, " (%.2fx T=%lld)", us_tok / (1e3 * rows.front().ms / double(rows.front().T)),
-                    static_cast<long long>(rows.front().T));
+    if (rows.size() > first_prefill) {
+      const CudaBenchRow& f = rows[first_prefill];
+      std::snprintf(buf, sizeof buf, " (%.2fx T=%lld)", us_tok / (1e3 * f.ms / double(f.T)),
+                    static_cast<long long>(f.T));
       r.shape += buf;
     }
     rows.push_back(r);
