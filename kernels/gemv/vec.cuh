@@ -13,9 +13,11 @@ __device__ __forceinline__ float warp_sum(float v) {
   return v;
 }
 
+// 8 consecutive bf16 weights kept as raw bits (4 registers instead of 8) until unpack8 widens them.
+__device__ __forceinline__ uint4 load_raw8(const uint16_t* w) { return __ldg(reinterpret_cast<const uint4*>(w)); }
+
 // bf16 → fp32 is exact: the 16 bits become the high half of the float (element 0 is the low half of a word).
-__device__ __forceinline__ void load8(const uint16_t* w, float (&f)[8]) {
-  const uint4 raw = __ldg(reinterpret_cast<const uint4*>(w));
+__device__ __forceinline__ void unpack8(const uint4& raw, float (&f)[8]) {
   const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
 #pragma unroll
   for (int j = 0; j < 4; ++j) {
@@ -23,13 +25,11 @@ __device__ __forceinline__ void load8(const uint16_t* w, float (&f)[8]) {
     f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
   }
 }
+__device__ __forceinline__ void load8(const uint16_t* w, float (&f)[8]) { unpack8(load_raw8(w), f); }
 __device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
   const float4 a = __ldg(reinterpret_cast<const float4*>(w)), b = __ldg(reinterpret_cast<const float4*>(w + 4));
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
-
-// 8 consecutive bf16 weights kept as raw bits (4 registers instead of 8) until dot8_raw converts them exactly.
-__device__ __forceinline__ uint4 load_raw8(const uint16_t* w) { return __ldg(reinterpret_cast<const uint4*>(w)); }
 
 // Σ f[i]·x[i] over 8 values in index order (fp32 FMA chain), x read through the read-only path.
 __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restrict__ x) {
@@ -43,12 +43,7 @@ __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restri
 // dot8 of raw bf16 bits (load_raw8): the same products and sums as load8 + dot8.
 __device__ __forceinline__ float dot8_raw(const uint4& raw, const float* __restrict__ x) {
   float f[8];
-  const uint32_t u[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-  for (int j = 0; j < 4; ++j) {
-    f[2 * j] = __uint_as_float(u[j] << 16);
-    f[2 * j + 1] = __uint_as_float(u[j] & 0xffff0000u);
-  }
+  unpack8(raw, f);
   return dot8(f, x);
 }
 

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <initializer_list>
 #include <source_location>
 #include <string>
 #include <unordered_map>
@@ -906,24 +907,34 @@ class CudaBackend final : public Backend {
     LING_CUDA_CHECK(cudaMemcpy(d.p, m.data(), sizeof(float) * m.v.size(), cudaMemcpyHostToDevice));
     dev_.emplace(m.data(), d);
   }
-  // A projection weight as bf16 on the device (host f32 rounded to nearest even: exact for bf16 checkpoints).
+  // Matrices as one bf16 allocation, each one's values right after the previous one's (host f32 rounded to
+  // nearest even: exact for bf16 checkpoints).
+  static std::shared_ptr<void> dev16(std::initializer_list<const Mat*> mats) {
+    size_t n = 0;
+    for (const Mat* m : mats) n += m->v.size();
+    std::vector<uint16_t> h(n);
+    size_t at = 0;
+    for (const Mat* m : mats) {
+      const float* v = m->v.data();
+      const int64_t k = int64_t(m->v.size());
+#pragma omp parallel for if (k > (1 << 20))
+      for (int64_t i = 0; i < k; ++i) h[at + size_t(i)] = f32_to_bf16(v[i]);
+      at += size_t(k);
+    }
+    auto d = dev_alloc(sizeof(uint16_t) * n);
+    LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * n, cudaMemcpyHostToDevice));
+    return d;
+  }
+  // A projection weight as bf16 on the device.
   void upload16(const Mat& m) {
     if (m.empty() || dev16_.count(m.data())) return;
-    std::vector<uint16_t> h(m.v.size());
-    for (size_t i = 0; i < h.size(); ++i) h[i] = f32_to_bf16(m.v[i]);
-    auto d = dev_alloc(sizeof(uint16_t) * h.size());
-    LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * h.size(), cudaMemcpyHostToDevice));
-    dev16_.emplace(m.data(), d);
+    dev16_.emplace(m.data(), dev16({&m}));
   }
   // Two projection weights with the same K as one bf16 allocation, b's rows right after a's (each still its own
   // entry of dev16_, b's an alias into the allocation).
   void upload16_pair(const Mat& a, const Mat& b) {
     if (dev16_.count(a.data()) || dev16_.count(b.data())) return;
-    std::vector<uint16_t> h(a.v.size() + b.v.size());
-    for (size_t i = 0; i < a.v.size(); ++i) h[i] = f32_to_bf16(a.v[i]);
-    for (size_t i = 0; i < b.v.size(); ++i) h[a.v.size() + i] = f32_to_bf16(b.v[i]);
-    auto d = dev_alloc(sizeof(uint16_t) * h.size());
-    LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * h.size(), cudaMemcpyHostToDevice));
+    auto d = dev16({&a, &b});
     dev16_.emplace(a.data(), d);
     dev16_.emplace(b.data(), std::shared_ptr<void>(d, static_cast<uint16_t*>(d.get()) + a.v.size()));
   }
