@@ -3,7 +3,13 @@
 // One pass over the schema (presence, shape, FP8 scales), one over the checkpoint (unexpected names), then layer
 // by layer: read (finite values checked), assemble (gate‖up fusion), hand over. Every error names the tensor and
 // the checkpoint path.
+#include <omp.h>
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
+#include <exception>
 #include <map>
 #include <set>
 
@@ -21,15 +27,43 @@ bool ignorable(const std::string& name) {
   return ends(".attention.slope") || ends("rotary_emb.inv_freq");
 }
 
-Mat to_mat(const TensorInfo& t, const std::string& where) {
+// Large allocations as transparent huge pages where the kernel allows it (madvise mode): 512× fewer page faults
+// when the f32 copies are first written (a hint; nothing changes where it is refused).
+void advise_huge_pages(void* p, size_t bytes) {
+  constexpr uintptr_t kHuge = uintptr_t(2) << 20;
+  if (bytes < 2 * kHuge) return;
+  const uintptr_t b = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t e = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kHuge - 1);
+  if (e > b) madvise(reinterpret_cast<void*>(b), e - b, MADV_HUGEPAGE);
+}
+
+// Tensor → f32 Mat with every value checked finite (the first non-finite one, by flat index, is reported). Capacity
+// for `extra` more values is reserved (gate rows keep room for their up rows: fuse_rows then copies only those).
+// Large tensors are converted by all threads when the caller is not already running in parallel.
+Mat to_mat(const TensorInfo& t, const std::string& where, size_t extra = 0) {
   Mat m;
   if (t.shape.size() == 1) { m.rows = 1; m.cols = t.shape[0]; }
   else if (t.shape.size() == 2) { m.rows = t.shape[0]; m.cols = t.shape[1]; }
   else LING_THROW(where, ": tensor '", t.name, "': expected 1 or 2 dimensions, got ", t.shape_str());
-  m.v = t.to_f32();
-  for (size_t i = 0; i < m.v.size(); ++i)
-    if (!std::isfinite(m.v[i]))
-      LING_THROW(where, ": tensor '", t.name, "': non-finite value ", m.v[i], " at flat index ", i);
+  LING_CHECK(t.dtype != DType::BOOL, where, ": tensor '", t.name, "': BOOL cannot be read as numbers");
+  const size_t n = size_t(t.numel()), es = dtype_size(t.dtype);
+  m.v.reserve(n + extra);
+  advise_huge_pages(m.v.data(), sizeof(float) * (n + extra));
+  m.v.resize(n);
+  constexpr size_t kPiece = size_t(1) << 20;
+  const int64_t pieces = int64_t((n + kPiece - 1) / kPiece);
+  const auto* src = reinterpret_cast<const unsigned char*>(t.data);
+  float* dst = m.v.data();
+  size_t first_bad = n;
+#pragma omp parallel for schedule(dynamic, 1) reduction(min : first_bad) if (pieces > 8 && !omp_in_parallel())
+  for (int64_t i = 0; i < pieces; ++i) {
+    const size_t b = size_t(i) * kPiece, len = std::min(kPiece, n - b);
+    convert_to_f32(t.dtype, src + b * es, dst + b, len);
+    for (size_t j = b; j < b + len; ++j)
+      if (!std::isfinite(dst[j])) { first_bad = std::min(first_bad, j); break; }
+  }
+  if (first_bad < n)
+    LING_THROW(where, ": tensor '", t.name, "': non-finite value ", m.v[first_bad], " at flat index ", first_bad);
   return m;
 }
 
@@ -141,12 +175,26 @@ ModelWeights load_weights_streamed(const ModelConfig& config, const Checkpoint& 
     LING_THROW(where, ": unexpected tensor '", name, "' (not in the schema of ", config.architecture, ")");
   }
   // Pass 2, one layer at a time: its tensors → f32 (finite values checked), assembled, handed over.
+  // The tensors of a layer are read by all threads (each one's pages first touched by the thread that fills
+  // them); an error is the first failing tensor's, in schema order, whatever the threads' timing.
   auto read_layer = [&](int layer) {
-    for (const ToLoad& x : by_layer[layer]) {
-      Mat m = to_mat(*x.t, where);
-      if (x.scale) apply_block_scale(m, *x.t, *x.scale, where);
-      pool.mats[x.t->name] = std::move(m);
+    const std::vector<ToLoad>& xs = by_layer[layer];
+    std::vector<Mat> mats(xs.size());
+    std::vector<std::exception_ptr> errors(xs.size());
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int64_t i = 0; i < int64_t(xs.size()); ++i) {
+      try {
+        const ToLoad& x = xs[size_t(i)];
+        const bool gate = x.t->name.size() > 17 && x.t->name.ends_with(".gate_proj.weight");
+        mats[size_t(i)] = to_mat(*x.t, where, gate ? size_t(x.t->numel()) : 0);
+        if (x.scale) apply_block_scale(mats[size_t(i)], *x.t, *x.scale, where);
+      } catch (...) {
+        errors[size_t(i)] = std::current_exception();
+      }
     }
+    for (const std::exception_ptr& e : errors)
+      if (e) std::rethrow_exception(e);
+    for (size_t i = 0; i < xs.size(); ++i) pool.mats[xs[i].t->name] = std::move(mats[i]);
     by_layer.erase(layer);
   };
   auto leftovers = [&] {
@@ -207,16 +255,21 @@ ModelWeights load_weights_streamed(const ModelConfig& config, const Checkpoint& 
       L.router_bias = pool.take_opt(m + "gate.expert_bias");
       if (L.router_bias.empty()) L.router_bias = pool.take_opt(m + "gate.e_score_correction_bias");
       if (L.router_bias.empty()) L.router_bias = pool.take_opt(m + "experts.expert_bias");
+      // Experts held by another rank stay empty; the gate‖up fusions run on all threads.
+      L.experts.resize(size_t(config.num_experts));
+      std::vector<Mat> ups(size_t(config.num_experts));
       for (int64_t e = 0; e < config.num_experts; ++e) {
+        if (keep_expert && !keep_expert(e)) continue;
         const std::string ep = m + "experts." + std::to_string(e) + ".";
-        ExpertWeights ew;
-        if (keep_expert && !keep_expert(e)) {
-          L.experts.push_back(std::move(ew));  // held by another rank
-          continue;
-        }
-        ew.gate_up = fuse_rows(pool.take(ep + "gate_proj.weight"), pool.take(ep + "up_proj.weight"));
-        ew.down = pool.take(ep + "down_proj.weight");
-        L.experts.push_back(std::move(ew));
+        L.experts[size_t(e)].gate_up = pool.take(ep + "gate_proj.weight");
+        ups[size_t(e)] = pool.take(ep + "up_proj.weight");
+        L.experts[size_t(e)].down = pool.take(ep + "down_proj.weight");
+      }
+#pragma omp parallel for schedule(dynamic, 4)
+      for (int64_t e = 0; e < config.num_experts; ++e) {
+        Mat& gu = L.experts[size_t(e)].gate_up;
+        if (!gu.empty()) gu = fuse_rows(std::move(gu), ups[size_t(e)]);
+        ups[size_t(e)] = Mat{};
       }
       if (config.num_shared_experts > 0) {
         L.shared.gate_up = fuse_rows(pool.take(m + "shared_experts.gate_proj.weight"),
