@@ -13,7 +13,9 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
@@ -34,6 +36,7 @@
 #include "ling/kernels/mla_decode.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/moe_prefill.h"
+#include "ling/kernels/prefetch.h"
 #include "ling/kernels/sampling.h"
 #include "model_tables.h"
 #include "ling/core/dtype.h"
@@ -44,6 +47,7 @@
 
 #include "device_memory.h"
 #include "env_flag.h"
+#include "side_branch.h"
 
 namespace ling {
 namespace {
@@ -83,6 +87,9 @@ class CudaBackend final : public Backend {
     // LING_CUDA_SYNC=1 (debugging): every launch is followed by a synchronisation, so an asynchronous fault is
     // reported at the launch that caused it instead of at a later call.
     sync_launches_ = cuda::env_flag("LING_CUDA_SYNC");
+    // LING_CUDA_L2PF=1: decode steps prefetch the weights of their next GEMVs into L2 on a side stream while the
+    // short kernels run (l2_prefetch_*; same results; off by default until measured on a GPU).
+    l2pf_ = cuda::env_flag("LING_CUDA_L2PF");
     LING_CUBLAS_CHECK(cublasCreate(&blas_));
     LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
     LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
@@ -277,6 +284,7 @@ class CudaBackend final : public Backend {
     return key;
   }
   void step_end() override {
+    side_.join(stream_);
     if (capturing_) {  // an op threw during capture: end it and drop the partial graph
       cudaGraph_t g = nullptr;
       cudaStreamEndCapture(stream_, &g);
@@ -295,6 +303,7 @@ class CudaBackend final : public Backend {
   std::unique_ptr<StepGraph> capture_end() override {
     cudaGraph_t g = nullptr;
     capturing_ = false;
+    side_.join(stream_);
     LING_CUDA_CHECK(cudaStreamEndCapture(stream_, &g));
     auto out = std::make_unique<CudaGraph>();
     const cudaError_t e = cudaGraphInstantiate(&out->exec, g, 0);
@@ -457,6 +466,7 @@ class CudaBackend final : public Backend {
       kernels::GemvParams gp;
       gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H;
       kernels::launch_gemv(gp, stream_);
+      l2_prefetch_rest_of_layer(layer);
     } else {
       lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
     }
@@ -704,6 +714,7 @@ class CudaBackend final : public Backend {
           kernels::launch_moe_route(rp, stream_);
         }
       }
+      l2_prefetch_experts(layer, dids, n * slots);
       // Expert tables: gate_up of experts 0..E−1 and the shared expert, then their down projections.
       const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
       {
@@ -726,6 +737,7 @@ class CudaBackend final : public Backend {
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
       else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
       kernels::launch_moe_down_combine(dp, stream_);
+      l2_prefetch_next_layer(layer);
       return;
     }
     if (moe_prefill_ && kernels::moe_route_supported(E, k, cfg_.n_group, cfg_.topk_group, false)) {
@@ -946,6 +958,63 @@ class CudaBackend final : public Backend {
     const uint16_t* base = static_cast<const uint16_t*>(pa);
     return base + a.v.size() == static_cast<const uint16_t*>(pb) ? base : nullptr;
   }
+  // LING_CUDA_L2PF=1, decode steps of bf16 models: L2 prefetches on the side branch, each starting once the work
+  // queued so far on the main stream is done (kernels/prefetch.h). None while profiling (eager, timed per op).
+  bool l2pf_on() const { return l2pf_ && step_ && bf16_ && !prof_.on(); }
+  void l2_prefetch(const kernels::L2PrefetchParams& p) {
+    if (p.n == 0 && p.n_ids == 0) return;
+    kernels::launch_l2_prefetch(p, side_.fork(stream_));
+    launched();
+  }
+  // Bytes of a weight on the device (bf16 or f32 copy); 0 for an empty Mat.
+  size_t weight_bytes(const Mat& m) const {
+    const auto [p, is16] = weight_ref(m);
+    return p ? m.v.size() * (is16 ? 2 : 4) : 0;
+  }
+  void add_weight(kernels::L2PrefetchParams& p, const Mat& m, size_t cap = SIZE_MAX) const {
+    p.add(weight_ptr(m), std::min(weight_bytes(m), cap));
+  }
+  // While a Lightning layer's short kernels run (QK-norm + RoPE, recurrence, group norm): its output projection,
+  // then its MoE router (fp32) and shared expert.
+  void l2_prefetch_rest_of_layer(int layer) {
+    if (!l2pf_on()) return;
+    const LayerWeights& L = w_->layers[layer];
+    kernels::L2PrefetchParams p;
+    add_weight(p, L.dense);
+    if (!L.experts.empty()) {
+      add_weight(p, L.router);
+      add_weight(p, L.shared.gate_up);
+      add_weight(p, L.shared.down);
+    }
+    l2_prefetch(p);
+  }
+  // Once the router has chosen: the down projections of the chosen experts (read after their gate/up), when they
+  // fit in a third of a 50 MB L2.
+  void l2_prefetch_experts(int layer, const int32_t* ids, int64_t n_ids) {
+    if (!l2pf_on()) return;
+    const LayerWeights& L = w_->layers[layer];
+    const size_t per = weight_bytes(L.experts.front().down);
+    if (per == 0 || size_t(n_ids) * per > kL2PrefetchBudget) return;
+    kernels::L2PrefetchParams p;
+    const int64_t E = int64_t(L.experts.size());
+    p.table = static_cast<const void* const*>(expert_tables_[layer].get()) + E + 1;
+    p.table_len = int(E + 1);
+    p.ids = ids;
+    p.n_ids = int(n_ids);
+    p.table_bytes = per;
+    l2_prefetch(p);
+  }
+  // After an MoE layer: the head of the next layer's first projection (read right after the add + norm).
+  void l2_prefetch_next_layer(int layer) {
+    if (!l2pf_on() || layer + 1 >= int(w_->layers.size())) return;
+    const LayerWeights& N = w_->layers[layer + 1];
+    kernels::L2PrefetchParams p;
+    if (const uint16_t* s = stacked16(N.qkv, N.g_proj))
+      p.add(s, std::min((N.qkv.v.size() + N.g_proj.v.size()) * 2, kL2PrefetchBudget));
+    else
+      add_weight(p, N.qkv, kL2PrefetchBudget);
+    l2_prefetch(p);
+  }
   // Scratch for the bf16 copy of a GEMM's activations (grows, kept; from the arena inside a decode step).
   void* bf16_scratch(size_t n) {
     if (step_) return arena_.get(int64_t((n + 1) / 2));
@@ -1140,6 +1209,9 @@ class CudaBackend final : public Backend {
   cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;
   bool sync_launches_ = false;  // LING_CUDA_SYNC
+  bool l2pf_ = false;           // LING_CUDA_L2PF
+  static constexpr size_t kL2PrefetchBudget = size_t(16) << 20;  // bytes prefetched ahead at most per fork
+  cuda::SideBranch side_;       // the L2 prefetches' stream
   int sms_ = 0;                                 // multiprocessors of the device
   uint64_t next_uid_ = 0;
 };
