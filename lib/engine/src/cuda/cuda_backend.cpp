@@ -111,6 +111,10 @@ class CudaBackend final : public Backend {
     lt_.reset();
     if (blas_) cublasDestroy(blas_);
     if (stage_) cudaFreeHost(stage_);
+    for (int b = 0; b < 2; ++b) {
+      if (up_stage_[b]) cudaFreeHost(up_stage_[b]);
+      if (up_done_[b]) cudaEventDestroy(up_done_[b]);
+    }
     if (stream_) cudaStreamDestroy(stream_);
   }
   std::string name() const override { return "cuda"; }
@@ -920,21 +924,35 @@ class CudaBackend final : public Backend {
     dev_.emplace(m.data(), d);
   }
   // Matrices as one bf16 allocation, each one's values right after the previous one's (host f32 rounded to
-  // nearest even: exact for bf16 checkpoints).
-  static std::shared_ptr<void> dev16(std::initializer_list<const Mat*> mats) {
+  // nearest even: exact for bf16 checkpoints). The values are converted by all threads into two pinned staging
+  // buffers in turn, each copied to the device while the other one fills (no pageable copies, no temporary host
+  // allocation per weight); the copies are ordered on the backend's stream.
+  std::shared_ptr<void> dev16(std::initializer_list<const Mat*> mats) {
     size_t n = 0;
     for (const Mat* m : mats) n += m->v.size();
-    std::vector<uint16_t> h(n);
-    size_t at = 0;
+    auto d = dev_alloc(sizeof(uint16_t) * n);
+    if (!up_stage_[0]) {
+      for (int b = 0; b < 2; ++b) {
+        LING_CUDA_CHECK(cudaMallocHost(&up_stage_[b], sizeof(uint16_t) * kUpStageElems));
+        LING_CUDA_CHECK(cudaEventCreateWithFlags(&up_done_[b], cudaEventDisableTiming));
+      }
+    }
+    uint16_t* dst = static_cast<uint16_t*>(d.get());
     for (const Mat* m : mats) {
       const float* v = m->v.data();
-      const int64_t k = int64_t(m->v.size());
-#pragma omp parallel for if (k > (1 << 20))
-      for (int64_t i = 0; i < k; ++i) h[at + size_t(i)] = f32_to_bf16(v[i]);
-      at += size_t(k);
+      const size_t k = m->v.size();
+      for (size_t b0 = 0; b0 < k; b0 += kUpStageElems) {
+        const int64_t len = int64_t(std::min(kUpStageElems, k - b0));
+        LING_CUDA_CHECK(cudaEventSynchronize(up_done_[up_next_]));  // this buffer's previous copy is done
+        uint16_t* h = static_cast<uint16_t*>(up_stage_[up_next_]);
+#pragma omp parallel for if (len > (int64_t(1) << 18))
+        for (int64_t i = 0; i < len; ++i) h[i] = f32_to_bf16(v[b0 + size_t(i)]);
+        LING_CUDA_CHECK(cudaMemcpyAsync(dst + b0, h, sizeof(uint16_t) * size_t(len), cudaMemcpyHostToDevice, stream_));
+        LING_CUDA_CHECK(cudaEventRecord(up_done_[up_next_], stream_));
+        up_next_ ^= 1;
+      }
+      dst += k;
     }
-    auto d = dev_alloc(sizeof(uint16_t) * n);
-    LING_CUDA_CHECK(cudaMemcpy(d.get(), h.data(), sizeof(uint16_t) * n, cudaMemcpyHostToDevice));
     return d;
   }
   // A projection weight as bf16 on the device.
@@ -1196,6 +1214,10 @@ class CudaBackend final : public Backend {
   static constexpr size_t kBlasWorkspace = size_t(4) << 20, kStageBytes = size_t(1) << 16;
   std::shared_ptr<void> blas_ws_;
   void* stage_ = nullptr;                       // pinned staging of a step's positions and ids
+  static constexpr size_t kUpStageElems = size_t(8) << 20;  // bf16 values per weight-upload staging buffer
+  void* up_stage_[2] = {nullptr, nullptr};      // pinned staging of the bf16 weight uploads (dev16)
+  cudaEvent_t up_done_[2] = {nullptr, nullptr}; // each buffer's last copy
+  int up_next_ = 0;
   std::shared_ptr<void> step_ids_, step_pos_;   // device [step_cap_] int32 / int64
   int64_t step_cap_ = 0;
   // MLA layers at the paged kernel's dims (latent 512 + 64) of bf16 models: the latent cache holds bf16 rows
