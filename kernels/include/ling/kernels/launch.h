@@ -1,6 +1,6 @@
 // Programmatic dependent launch of the decode-path kernels (GEMV, norms, RoPE, SwiGLU, embedding, Lightning
-// decode, MoE routing and experts): process-wide, off by default; the CUDA backend turns it on with
-// LING_CUDA_PDL=1. Each such kernel waits for its predecessor's results inside the kernel (common/launch.cuh), so
+// decode, MoE routing and experts): process-wide, off by default here; the CUDA backend turns it on (unless
+// LING_CUDA_PDL=0). Each such kernel waits for its predecessor's results inside the kernel (common/launch.cuh), so
 // results are the same either way; only the gaps between kernels change.
 #pragma once
 

@@ -1,4 +1,4 @@
-// Environment switches of the CUDA backend (LING_CUDA_PDL, LING_CUDA_MLA_PAGED, LING_CUDA_SYNC): unset or empty
+// Environment switches of the CUDA backend (LING_CUDA_PDL, LING_CUDA_MLA_PAGED, LING_CUDA_SYNC, …): unset or empty
 // gives the switch's default, "0" turns it off, any other value on.
 #pragma once
 #include <cstdlib>
