@@ -42,5 +42,7 @@ __device__ __forceinline__ MlaCtaWork mla_cta_work(const MlaSplitArgs& a, int ro
 void launch_mla_split_wgmma(const MlaSplitArgs& a, bool exact, cudaStream_t stream);
 // Pass 1 on warpgroup MMAs, bf16 softmax weights, ping-pong schedule (mla_decode_pingpong.cu).
 void launch_mla_split_pingpong(const MlaSplitArgs& a, cudaStream_t stream);
+// Pass 1 on warpgroup MMAs, bf16 softmax weights, pages by TMA from the pool (mla_decode_tma.cu).
+void launch_mla_split_tma(const MlaSplitArgs& a, cudaStream_t stream);
 
 }  // namespace ling::kernels

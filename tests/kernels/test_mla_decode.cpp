@@ -25,7 +25,8 @@ constexpr int64_t R = kernels::kMlaLatent, DR = kernels::kMlaRope, ROW = kernels
 // Tensor-core variants: mma.sync (wgmma = false), the wgmma kernel above 16 heads (the default), and the wgmma
 // kernel with one bf16 operand for the softmax weights (judged on u by the bound of that rounding,
 // check_u_bf16_weights, and on o by the bf16 cosine rule of house-style.md §4).
-enum class Tc { kMmaSync, kWgmma, kBf16Weights, kPingPong };  // kPingPong: bf16 weights, ping-pong schedule
+// kPingPong: bf16 weights, ping-pong schedule; kTma: bf16 weights, pages by TMA from the pool
+enum class Tc { kMmaSync, kWgmma, kBf16Weights, kPingPong, kTma };
 
 // bf16 softmax weights: each weight e^{s−m} enters P·C rounded to bf16 (relative error ≤ 2⁻⁸) while the
 // normaliser stays fp32, so every latent column of u = Σ_t p_t c_t is within 2⁻⁸ · Σ_t p_t |c_t,k| of the exact
@@ -125,8 +126,9 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   p.seq_len = dseq.as<int32_t>(), p.u = du.as<float>(), p.workspace = dws.ptr;
   p.B = B, p.nh = nh, p.max_pages = max_pages, p.max_seq_len = max_len, p.splits = splits;
   p.scale = float(1.0 / std::sqrt(192.0));
-  const bool bf16w = variant == Tc::kBf16Weights || variant == Tc::kPingPong;
+  const bool bf16w = variant == Tc::kBf16Weights || variant == Tc::kPingPong || variant == Tc::kTma;
   p.wgmma = variant != Tc::kMmaSync, p.bf16_softmax_weights = bf16w, p.pingpong = variant == Tc::kPingPong;
+  p.tma = variant == Tc::kTma, p.num_pages = int64_t(cache_bf.size()) / (PAGE * ROW);
   // per_seq: sequence b's rows at row offset off[b] of one buffer, 5 unused rows between sequences
   std::vector<uint16_t> flat;
   std::vector<int64_t> off;
@@ -181,6 +183,7 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
   for (int64_t l : lens) tag += std::to_string(l) + ",";
   if (bf16w) {
     if (variant == Tc::kPingPong) tag = "ping-pong " + tag;
+    if (variant == Tc::kTma) tag = "tma " + tag;
     std::printf("  u (wgmma, bf16 softmax weights) %s: %lld of %lld beyond the rounding bound, worst at %.3f of it\n",
                 tag.c_str(), (long long)u_bad, (long long)(B * nh * R), u_worst);
     EXPECT_EQ(u_bad, 0) << tag;
@@ -261,6 +264,16 @@ TEST(MlaDecodePingPong, Shapes) {
   run_mla(17, {127, 64, 31, 128}, 2, 572, true, Tc::kPingPong);
   run_mla(64, {16384, 63, 129, 65}, 0, 573, true, Tc::kPingPong);
   run_mla(64, {1000, 4099, 1, 64}, 0, 574, true, Tc::kPingPong, true);
+}
+
+// TMA page loads (bf16 softmax weights, page pool): odd and even page counts, a one-token sequence, empty
+// splits, partial head groups and last pages, a 16K context.
+TEST(MlaDecodeTma, Shapes) {
+  SKIP_WITHOUT_CUDA();
+  run_mla(64, {1000, 4099, 1}, 0, 580, true, Tc::kTma);
+  run_mla(130, {70, 33}, 3, 581, true, Tc::kTma);
+  run_mla(17, {127, 64, 31, 128}, 2, 582, true, Tc::kTma);
+  run_mla(64, {16384, 63, 129, 65}, 0, 583, true, Tc::kTma);
 }
 
 TEST(MlaDecode, RejectsBadParams) {

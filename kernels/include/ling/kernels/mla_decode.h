@@ -41,6 +41,9 @@ struct MlaDecodeParams {
                                       // false keeps mma.sync there (for comparison)
   bool bf16_softmax_weights = false;  // wgmma path: softmax weights enter P·C as one bf16 operand (no lo part):
                                       // bf16-operand precision, fewer MMAs
+  int64_t num_pages = 0;              // pages in the pool `cache` (needed by `tma`)
+  bool tma = false;                   // with bf16_softmax_weights and the page pool: pages loaded by the tensor
+                                      // memory accelerator (mla_decode_tma.cu) instead of cp.async
   bool pingpong = false;              // with bf16_softmax_weights: the ping-pong schedule (mla_decode_pingpong.cu:
                                       // warpgroups own alternate pages, scores computed once, softmax of one
                                       // warpgroup beside the other's MMAs)

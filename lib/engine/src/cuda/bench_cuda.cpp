@@ -137,10 +137,10 @@ CudaBenchRow lightning_decode(int64_t B, int64_t nh, const CudaBenchOptions& o, 
 }
 
 // Tensor-core MLA decode kernels above 16 heads: the default (wgmma), the mma.sync one, wgmma with bf16 weights.
-enum class MlaKernel { Default, MmaSync, Bf16Weights, PingPong };
+enum class MlaKernel { Default, MmaSync, Bf16Weights, PingPong, Tma };
 
 // tensor_cores: bf16 query on tensor cores (op "mla.decode": the wgmma kernel above 16 heads, mma.sync at ≤ 16;
-// "mla.decode.mma_sync", "mla.decode.bf16w" and "mla.decode.pingpong" for the other kernels); otherwise fp32 query on CUDA cores
+// "mla.decode.mma_sync", "mla.decode.bf16w", "mla.decode.pingpong" and "mla.decode.tma" for the other kernels); otherwise fp32 query on CUDA cores
 // ("mla.decode.fp32").
 CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, int sms, const CudaBenchOptions& o,
                         DevBuf& flush, MlaKernel kernel = MlaKernel::Default) {
@@ -162,13 +162,15 @@ CudaBenchRow mla_decode(const CudaBenchOptions::MlaShape& m, bool tensor_cores, 
   p.u = u.as<float>(), p.workspace = ws.p;
   p.B = B, p.nh = nh, p.max_pages = pages_per_seq, p.max_seq_len = S, p.scale = float(1.0 / std::sqrt(192.0));
   p.wgmma = kernel != MlaKernel::MmaSync;
-  p.bf16_softmax_weights = kernel == MlaKernel::Bf16Weights || kernel == MlaKernel::PingPong;
+  p.bf16_softmax_weights = kernel == MlaKernel::Bf16Weights || kernel == MlaKernel::PingPong || kernel == MlaKernel::Tma;
   p.pingpong = kernel == MlaKernel::PingPong;
+  p.tma = kernel == MlaKernel::Tma, p.num_pages = pages;
   CudaBenchRow r;
   r.op = !tensor_cores                      ? "mla.decode.fp32"
          : kernel == MlaKernel::MmaSync     ? "mla.decode.mma_sync"
          : kernel == MlaKernel::Bf16Weights ? "mla.decode.bf16w"
          : kernel == MlaKernel::PingPong    ? "mla.decode.pingpong"
+         : kernel == MlaKernel::Tma         ? "mla.decode.tma"
                                             : "mla.decode";
   r.T = S, r.nh = nh, r.batch = B;
   r.shape = "B=" + std::to_string(B) + " ctx=" + std::to_string(S) + " nh=" + std::to_string(nh) +
@@ -352,7 +354,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush));
   for (const auto& m : o.mla)
     if (m.heads > 16)
-      for (MlaKernel k : {MlaKernel::MmaSync, MlaKernel::Bf16Weights, MlaKernel::PingPong})
+      for (MlaKernel k : {MlaKernel::MmaSync, MlaKernel::Bf16Weights, MlaKernel::PingPong, MlaKernel::Tma})
         rep.rows.push_back(mla_decode(m, true, rep.sms, o, flush, k));
   for (const auto& m : o.mla) rep.rows.push_back(mla_decode(m, false, rep.sms, o, flush));
   for (const auto& g : o.gemv)

@@ -1,0 +1,228 @@
+// Absorbed MLA decode, split-KV pass 1 on Hopper warpgroup MMAs with bf16 softmax weights and TMA page loads
+// (MlaDecodeParams::tma; page pool only). The schedule is the token-split kernel's (mla_decode_wgmma.cu: each
+// warpgroup scores half of the page's tokens, the row maxima meet in shared memory, P is shared as a 64 × 64 bf16
+// tile and each warpgroup accumulates its 256 latent columns), but the pages arrive by the tensor memory
+// accelerator: the next page is requested as 72 boxes of 64 rows × 16 bytes (one per 8-dim chunk, issued by the
+// lanes of warp 0) that complete on one mbarrier per page buffer, so no thread spends issue slots on copies and the
+// loads are not bounded by the per-SM limit of outstanding cp.async requests (measured: a cp.async page loop alone
+// reaches ~62% of the copy rate).
+// Page tile layout ("chunk-major", no swizzle): (row r, chunk ch) at ch·1024 + r·16 — core matrices of 8 rows ×
+// 16 bytes contiguous, 8-row groups 128 bytes apart, chunks 1,024 bytes apart; read K-major for the scores (dims
+// along K) and MN-major for P·C (tokens along K, latent columns along N). Rows past the sequence's end in its last
+// page are zeroed in shared memory before use (pool rows there are not the sequence's).
+#include <cuda.h>
+#include <cudaTypedefs.h>
+#include <cuda_bf16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+
+#include "common/check.h"
+#include "common/launch.cuh"
+#include "common/wgmma.cuh"
+#include "ling/kernels/mla_decode.h"
+#include "mla/mla_decode_impl.h"
+#include "mla/mla_wgmma_tiles.cuh"
+
+namespace ling::kernels {
+namespace {
+
+constexpr int kChunkBytes = 64 * 16;                 // one chunk of all 64 rows of a page (a TMA box)
+constexpr int kOffBuf = kTileBytes;                  // Q | page 0 | page 1 | P | maxima | mbarriers
+constexpr int kOffP = kOffBuf + 2 * kTileBytes;
+constexpr int kOffX = kOffP + kPBytes;
+constexpr int kOffBar = kOffX + 2 * 64 * int(sizeof(float));
+constexpr size_t kSmemTma = size_t(kOffBar) + 2 * sizeof(uint64_t);
+
+__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
+}
+__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
+  asm volatile(
+      "{\n.reg .pred done;\nwait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
+      "r"(parity)
+      : "memory");
+}
+// Box (x = first element of the row, y = first row) of the 2-D tensor map into shared memory, completing on bar.
+__device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar) {
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          smem_addr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(x), "r"(y), "r"(smem_addr(bar))
+      : "memory");
+}
+
+// Warp 0 requests page `page` (0-based within sequence b) into dst: lane 0 arms the barrier with the page's bytes,
+// then the lanes issue the 72 chunk boxes.
+__device__ __forceinline__ void request_page(unsigned char* dst, const CUtensorMap* map, const MlaDecodeParams& p,
+                                             int64_t b, int64_t page, uint64_t* bar, int lane) {
+  const int y = int(int64_t(p.page_table[b * p.max_pages + page]) * kPage);
+  if (lane == 0) mbar_expect_tx(bar, unsigned(kTileBytes));
+  __syncwarp();
+  for (int ch = lane; ch < kChunks; ch += 32) tma_load_2d(dst + ch * kChunkBytes, map, 8 * ch, y, bar);
+}
+
+__global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSplitArgs a,
+                                                                    const __grid_constant__ CUtensorMap map) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* sq = smem;
+  unsigned char* const buf[2] = {smem + kOffBuf, smem + kOffBuf + kTileBytes};
+  unsigned char* sp = smem + kOffP;
+  float* sx = reinterpret_cast<float*>(smem + kOffX);  // [2 warpgroups][64 rows]: row maxima, at the end row sums
+  uint64_t* bars = reinterpret_cast<uint64_t*>(smem + kOffBar);
+  const MlaDecodeParams& p = a.p;
+  const int tid = threadIdx.x, wg = tid >> 7, warp = tid >> 5, warp4 = warp & 3, lane = tid & 31, gi = lane >> 2,
+            ti = lane & 3;
+  const int r0 = 16 * warp4 + gi;  // this thread's rows r0 and r0 + 8
+  const MlaCtaWork w = mla_cta_work(a, 64);
+  const int64_t b = w.b, t_begin = w.t_begin, t_end = w.t_end;
+  const int np = t_end > t_begin ? int((t_end - t_begin + kPage - 1) / kPage) : 0;
+  const int64_t page0 = t_begin / kPage;
+
+  if (tid == 0) {
+    mbar_init(&bars[0], 1);
+    mbar_init(&bars[1], 1);
+    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+  }
+  // The CTA's 64 query rows (zero past nh) by cp.async in the wgmma tile layout.
+  for (int i = tid; i < 64 * kChunks; i += kThreads) {
+    const int r = tile_row(i);
+    cp_async16(sq + 16 * i, r < w.nh_here ? p.q_bf16 + (b * p.nh + w.h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
+               r < w.nh_here);
+  }
+  cp_async_commit();
+  __syncthreads();  // barriers initialised
+  if (warp == 0 && np > 0) request_page(buf[0], &map, p, b, page0, &bars[0], lane);
+  cp_async_wait_all();
+  fence_proxy_async_smem();
+  __syncthreads();
+
+  float acc[2][64];  // U rows (r0, r0 + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this warpgroup's tokens
+  const uint64_t dq = smem_desc(sq, 128, kGroup), dp = smem_desc(sp, 128, 1024);
+  for (int i = 0; i < np; ++i) {
+    const int64_t t0 = t_begin + int64_t(i) * kPage;
+    const int n = int(std::min<int64_t>(kPage, t_end - t0));
+    unsigned char* c = buf[i & 1];
+    // the next page into the other buffer (free: the previous page ended with a barrier)
+    if (warp == 0 && i + 1 < np) request_page(buf[(i + 1) & 1], &map, p, b, page0 + i + 1, &bars[(i + 1) & 1], lane);
+    mbar_wait(&bars[i & 1], unsigned((i >> 1) & 1));
+    if (n < kPage) {  // the sequence's last page: rows n.. are not its tokens
+      for (int idx = tid; idx < (kPage - n) * kChunks; idx += kThreads) {
+        const int r = n + idx / kChunks, ch = idx % kChunks;
+        *reinterpret_cast<uint4*>(c + ch * kChunkBytes + r * 16) = make_uint4(0u, 0u, 0u, 0u);
+      }
+      fence_proxy_async_smem();
+      __syncthreads();
+    }
+    // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims (2 chunks)
+    float s[16];
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < kRow / 16; ++ks)
+      wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), smem_desc(c + 2 * ks * kChunkBytes + 32 * wg * 16, kChunkBytes, 128),
+                         ks > 0);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(s);
+    // rows r0 (e < 2) and r0 + 8 (e ≥ 2); token 32·wg + 8j + 2ti + (e & 1)
+    float mx[2];
+    scale_mask_rowmax(s, 32 * wg + 2 * ti, n, p.scale, mx);
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf)
+      if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = mx[hf];
+    __syncthreads();
+    float alpha[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      // finite: token 0 of the page is valid and belongs to warpgroup 0
+      const float m_new = fmaxf(m_run[hf], fmaxf(mx[hf], sx[(wg ^ 1) * 64 + r0 + 8 * hf]));
+      alpha[hf] = expf(m_run[hf] - m_new);  // 0 on the first page
+      m_run[hf] = m_new;
+    }
+#pragma unroll
+    for (int j = 0; j < 4; ++j)
+#pragma unroll
+      for (int hf = 0; hf < 2; ++hf) {
+        const float e0 = expf(s[4 * j + 2 * hf] - m_run[hf]), e1 = expf(s[4 * j + 2 * hf + 1] - m_run[hf]);
+        sum[hf] += e0 + e1;
+        *reinterpret_cast<uint32_t*>(sp + p_off(r0 + 8 * hf, 4 * wg + j) + 4 * ti) =
+            pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
+      }
+    rescale(sum, alpha, l_run, acc);
+    fence_proxy_async_smem();
+    __syncthreads();  // the whole P tile written
+    // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major: 8 tokens 128 bytes apart, chunks 1,024)
+    fence_regs(acc[0]);
+    fence_regs(acc[1]);
+    wgmma_fence();
+#pragma unroll
+    for (int ks = 0; ks < 4; ++ks)
+#pragma unroll
+      for (int hh = 0; hh < 2; ++hh)
+        wgmma_m64n128k16_ss_tb(acc[hh], dp + ks * (256 >> 4),
+                               smem_desc(c + ks * 256 + (32 * wg + 16 * hh) * kChunkBytes, 128, kChunkBytes), 1);
+    wgmma_commit();
+    wgmma_wait<0>();
+    fence_regs(acc[0]);
+    fence_regs(acc[1]);
+    __syncthreads();  // page, P tile and maxima free for the next page
+  }
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+    if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = l_run[hf];
+  __syncthreads();
+  const float l_both[2] = {l_run[0] + sx[64 + r0], l_run[1] + sx[64 + r0 + 8]};
+  store_partials(a, b, w.split, w.h0, w.nh_here, r0, wg, ti, acc, m_run, l_both);
+}
+
+// cuTensorMapEncodeTiled through the runtime's driver entry point (no link-time dependency on libcuda).
+PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
+  static PFN_cuTensorMapEncodeTiled_v12000 fn = nullptr;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q{};
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) == cudaSuccess &&
+        q == cudaDriverEntryPointSuccess)
+      fn = reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  });
+  return fn;
+}
+
+}  // namespace
+
+void launch_mla_split_tma(const MlaSplitArgs& a, cudaStream_t stream) {
+  const MlaDecodeParams& p = a.p;
+  LING_CHECK(p.cache && p.page_table && p.num_pages > 0, "mla decode (tma): needs the page pool (cache, page_table, "
+             "num_pages)");
+  LING_CHECK(reinterpret_cast<uintptr_t>(p.cache) % 16 == 0, "mla decode (tma): the page pool must be 16-byte aligned");
+  LING_CHECK(p.num_pages * kMlaPage < (int64_t(1) << 31), "mla decode (tma): ", p.num_pages, " pages exceed the "
+             "tensor map's row range");
+  auto encode = encode_tiled();
+  LING_CHECK(encode != nullptr, "mla decode (tma): cuTensorMapEncodeTiled is not available from the driver");
+  CUtensorMap map;
+  const cuuint64_t dims[2] = {cuuint64_t(kMlaRow), cuuint64_t(p.num_pages * kMlaPage)};
+  const cuuint64_t strides[1] = {cuuint64_t(kMlaRow * 2)};
+  const cuuint32_t box[2] = {8, cuuint32_t(kMlaPage)}, estride[2] = {1, 1};
+  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(p.cache), dims, strides,
+                            box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  LING_CHECK(r == CUDA_SUCCESS, "mla decode (tma): cuTensorMapEncodeTiled failed (CUresult ", int(r), ")");
+  const dim3 grid(unsigned((p.nh + 63) / 64), unsigned(a.splits), unsigned(p.B));
+  set_max_dynamic_smem(mla_split_tma_kernel, int(kSmemTma));
+  mla_split_tma_kernel<<<grid, kThreads, kSmemTma, stream>>>(a, map);
+  LING_CUDA_CHECK(cudaGetLastError());
+}
+
+}  // namespace ling::kernels
