@@ -363,7 +363,7 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   Args a{p, static_cast<float*>(p.workspace), nullptr, int(sp), int((pages + sp - 1) / sp)};
   a.ws_ml = a.ws_u + p.B * sp * p.nh * kLat;
   if (p.q_bf16 && p.nh > 16 && p.wgmma) {  // warpgroup MMAs, 64 heads per CTA
-    if (p.bf16_softmax_weights && p.tma && p.cache) launch_mla_split_tma(a, stream);
+    if (p.bf16_softmax_weights && p.tma && (p.cache || p.seq_maps)) launch_mla_split_tma(a, stream);
     else if (p.bf16_softmax_weights && p.pingpong) launch_mla_split_pingpong(a, stream);
     else launch_mla_split_wgmma(a, !p.bf16_softmax_weights, stream);
   } else if (p.q_bf16) {  // mma.sync: 64 heads per CTA, or 16 when nh ≤ 16

@@ -59,17 +59,17 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
 }
 
 // Warp 0 requests page `page` (0-based within sequence b) into dst: lane 0 arms the barrier with the page's bytes,
-// then the lanes issue the 72 chunk boxes.
+// then the lanes issue the 72 chunk boxes. `map`: the pool's (rows of page-table pages) or the sequence's own.
 __device__ __forceinline__ void request_page(unsigned char* dst, const CUtensorMap* map, const MlaDecodeParams& p,
                                              int64_t b, int64_t page, uint64_t* bar, int lane) {
-  const int y = int(int64_t(p.page_table[b * p.max_pages + page]) * kPage);
+  const int y = int((p.seq_maps ? page : int64_t(p.page_table[b * p.max_pages + page])) * kPage);
   if (lane == 0) mbar_expect_tx(bar, unsigned(kTileBytes));
   __syncwarp();
   for (int ch = lane; ch < kChunks; ch += 32) tma_load_2d(dst + ch * kChunkBytes, map, 8 * ch, y, bar);
 }
 
 __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSplitArgs a,
-                                                                    const __grid_constant__ CUtensorMap map) {
+                                                                    const __grid_constant__ CUtensorMap pool_map) {
   extern __shared__ __align__(128) unsigned char smem[];
   unsigned char* sq = smem;
   unsigned char* const buf[2] = {smem + kOffBuf, smem + kOffBuf + kTileBytes};
@@ -84,6 +84,12 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
   const int64_t b = w.b, t_begin = w.t_begin, t_end = w.t_end;
   const int np = t_end > t_begin ? int((t_end - t_begin + kPage - 1) / kPage) : 0;
   const int64_t page0 = t_begin / kPage;
+  // The pool's map (a kernel parameter) or the sequence's (device memory, written by the host before the launch:
+  // acquired for the tensor proxy by each lane that issues copies with it).
+  const CUtensorMap* map = p.seq_maps ? static_cast<const CUtensorMap*>(p.seq_maps) + b : &pool_map;
+  if (p.seq_maps && warp == 0)
+    asm volatile("fence.proxy.tensormap::generic.acquire.gpu [%0], 128;\n" ::"l"(reinterpret_cast<uint64_t>(map))
+                 : "memory");
 
   if (tid == 0) {
     mbar_init(&bars[0], 1);
@@ -98,7 +104,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
   }
   cp_async_commit();
   __syncthreads();  // barriers initialised
-  if (warp == 0 && np > 0) request_page(buf[0], &map, p, b, page0, &bars[0], lane);
+  if (warp == 0 && np > 0) request_page(buf[0], map, p, b, page0, &bars[0], lane);
   cp_async_wait_all();
   fence_proxy_async_smem();
   __syncthreads();
@@ -115,7 +121,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
     const int n = int(std::min<int64_t>(kPage, t_end - t0));
     unsigned char* c = buf[i & 1];
     // the next page into the other buffer (free: the previous page ended with a barrier)
-    if (warp == 0 && i + 1 < np) request_page(buf[(i + 1) & 1], &map, p, b, page0 + i + 1, &bars[(i + 1) & 1], lane);
+    if (warp == 0 && i + 1 < np) request_page(buf[(i + 1) & 1], map, p, b, page0 + i + 1, &bars[(i + 1) & 1], lane);
     mbar_wait(&bars[i & 1], unsigned((i >> 1) & 1));
     if (n < kPage) {  // the sequence's last page: rows n.. are not its tokens
       for (int idx = tid; idx < (kPage - n) * kChunks; idx += kThreads) {
@@ -200,28 +206,44 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
   return fn;
 }
 
+// Rows [rows, rows + n_rows) of 576 bf16 as a 2-D map read in boxes of 64 rows × 8 values (16 bytes).
+void encode_rows(CUtensorMap* map, const uint16_t* rows, int64_t n_rows, const char* what) {
+  auto encode = encode_tiled();
+  LING_CHECK(encode != nullptr, "mla decode (tma): cuTensorMapEncodeTiled is not available from the driver");
+  LING_CHECK(reinterpret_cast<uintptr_t>(rows) % 16 == 0, "mla decode (tma): ", what, " not 16-byte aligned");
+  LING_CHECK(n_rows >= 1 && n_rows < (int64_t(1) << 31), "mla decode (tma): ", what, " of ", n_rows,
+             " rows outside the tensor map's range");
+  const cuuint64_t dims[2] = {cuuint64_t(kMlaRow), cuuint64_t(n_rows)};
+  const cuuint64_t strides[1] = {cuuint64_t(kMlaRow * 2)};
+  const cuuint32_t box[2] = {8, cuuint32_t(kMlaPage)}, estride[2] = {1, 1};
+  const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(rows), dims, strides, box,
+                            estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+  LING_CHECK(r == CUDA_SUCCESS, "mla decode (tma): cuTensorMapEncodeTiled failed for ", what, " (CUresult ", int(r),
+             ")");
+}
+
 }  // namespace
+
+void mla_encode_seq_map(void* out, const uint16_t* rows, int64_t cap_rows) {
+  static_assert(sizeof(CUtensorMap) == kMlaSeqMapBytes, "a tensor map is 128 bytes");
+  LING_CHECK(reinterpret_cast<uintptr_t>(out) % 64 == 0, "mla_encode_seq_map: output not 64-byte aligned");
+  encode_rows(static_cast<CUtensorMap*>(out), rows, cap_rows, "a sequence's rows");
+}
 
 void launch_mla_split_tma(const MlaSplitArgs& a, cudaStream_t stream) {
   const MlaDecodeParams& p = a.p;
-  LING_CHECK(p.cache && p.page_table && p.num_pages > 0, "mla decode (tma): needs the page pool (cache, page_table, "
-             "num_pages)");
-  LING_CHECK(reinterpret_cast<uintptr_t>(p.cache) % 16 == 0, "mla decode (tma): the page pool must be 16-byte aligned");
-  LING_CHECK(p.num_pages * kMlaPage < (int64_t(1) << 31), "mla decode (tma): ", p.num_pages, " pages exceed the "
-             "tensor map's row range");
-  auto encode = encode_tiled();
-  LING_CHECK(encode != nullptr, "mla decode (tma): cuTensorMapEncodeTiled is not available from the driver");
-  CUtensorMap map;
-  const cuuint64_t dims[2] = {cuuint64_t(kMlaRow), cuuint64_t(p.num_pages * kMlaPage)};
-  const cuuint64_t strides[1] = {cuuint64_t(kMlaRow * 2)};
-  const cuuint32_t box[2] = {8, cuuint32_t(kMlaPage)}, estride[2] = {1, 1};
-  const CUresult r = encode(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(p.cache), dims, strides,
-                            box, estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
-                            CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
-  LING_CHECK(r == CUDA_SUCCESS, "mla decode (tma): cuTensorMapEncodeTiled failed (CUresult ", int(r), ")");
+  CUtensorMap pool_map{};  // unused with seq_maps
+  if (!p.seq_maps) {
+    LING_CHECK(p.cache && p.page_table && p.num_pages > 0, "mla decode (tma): needs the page pool (cache, page_table, "
+               "num_pages) or seq_maps");
+    encode_rows(&pool_map, p.cache, p.num_pages * kMlaPage, "the page pool");
+  } else {
+    LING_CHECK(reinterpret_cast<uintptr_t>(p.seq_maps) % 64 == 0, "mla decode (tma): seq_maps not 64-byte aligned");
+  }
   const dim3 grid(unsigned((p.nh + 63) / 64), unsigned(a.splits), unsigned(p.B));
   set_max_dynamic_smem(mla_split_tma_kernel, int(kSmemTma));
-  mla_split_tma_kernel<<<grid, kThreads, kSmemTma, stream>>>(a, map);
+  mla_split_tma_kernel<<<grid, kThreads, kSmemTma, stream>>>(a, pool_map);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -149,6 +149,19 @@ void run_mla(int64_t nh, const std::vector<int64_t>& lens, int64_t splits, uint6
     dptrs.upload(ptrs);
     p.cache = nullptr, p.page_table = nullptr, p.seq_cache = dptrs.as<const uint16_t* const>();
   }
+  // TMA over per-sequence rows: each sequence's tensor map covers its rows and the 5 zero rows after them (the
+  // next sequence's rows lie beyond and must read as zeros).
+  struct alignas(64) SeqMap {
+    unsigned char bytes[kernels::kMlaSeqMapBytes];
+  };
+  std::vector<SeqMap> maps(static_cast<size_t>(B));
+  DeviceBuffer dmaps(size_t(B) * sizeof(SeqMap));
+  if (per_seq && variant == Tc::kTma) {
+    for (int64_t b = 0; b < B; ++b)
+      kernels::mla_encode_seq_map(&maps[size_t(b)], dflat.as<uint16_t>() + off[size_t(b)] * ROW, lens[size_t(b)] + 5);
+    dmaps.upload(maps);
+    p.seq_maps = dmaps.ptr;
+  }
   kernels::launch_mla_decode(p, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
   const std::vector<float> u = du.download<float>(size_t(B * nh * R));
@@ -266,14 +279,16 @@ TEST(MlaDecodePingPong, Shapes) {
   run_mla(64, {1000, 4099, 1, 64}, 0, 574, true, Tc::kPingPong, true);
 }
 
-// TMA page loads (bf16 softmax weights, page pool): odd and even page counts, a one-token sequence, empty
-// splits, partial head groups and last pages, a 16K context.
+// TMA page loads (bf16 softmax weights; the page pool, and per-sequence rows with their tensor maps): odd and even
+// page counts, a one-token sequence, empty splits, partial head groups and last pages, a 16K context.
 TEST(MlaDecodeTma, Shapes) {
   SKIP_WITHOUT_CUDA();
   run_mla(64, {1000, 4099, 1}, 0, 580, true, Tc::kTma);
   run_mla(130, {70, 33}, 3, 581, true, Tc::kTma);
   run_mla(17, {127, 64, 31, 128}, 2, 582, true, Tc::kTma);
   run_mla(64, {16384, 63, 129, 65}, 0, 583, true, Tc::kTma);
+  run_mla(64, {1000, 4099, 1, 64, 130}, 0, 584, true, Tc::kTma, true);  // per-sequence rows and tensor maps
+  run_mla(130, {70, 33}, 3, 585, true, Tc::kTma, true);
 }
 
 TEST(MlaDecode, RejectsBadParams) {

@@ -41,9 +41,11 @@ struct MlaDecodeParams {
                                       // false keeps mma.sync there (for comparison)
   bool bf16_softmax_weights = false;  // wgmma path: softmax weights enter P·C as one bf16 operand (no lo part):
                                       // bf16-operand precision, fewer MMAs
-  int64_t num_pages = 0;              // pages in the pool `cache` (needed by `tma`)
-  bool tma = false;                   // with bf16_softmax_weights and the page pool: pages loaded by the tensor
-                                      // memory accelerator (mla_decode_tma.cu) instead of cp.async
+  int64_t num_pages = 0;              // pages in the pool `cache` (needed by `tma` with the pool)
+  const void* seq_maps = nullptr;     // with seq_cache and `tma`: [B] device tensor maps of each sequence's rows
+                                      // (kMlaSeqMapBytes each, 64-byte aligned; mla_encode_seq_map)
+  bool tma = false;                   // with bf16_softmax_weights, and the page pool or seq_maps: pages loaded by the
+                                      // tensor memory accelerator (mla_decode_tma.cu) instead of cp.async
   bool pingpong = false;              // with bf16_softmax_weights: the ping-pong schedule (mla_decode_pingpong.cu:
                                       // warpgroups own alternate pages, scores computed once, softmax of one
                                       // warpgroup beside the other's MMAs)
@@ -55,5 +57,11 @@ int64_t mla_decode_splits(int64_t B, int64_t nh, int64_t max_seq_len, int64_t re
 size_t mla_decode_workspace_bytes(int64_t B, int64_t nh, int64_t max_seq_len, int64_t requested, int num_sms,
                                   bool tensor_cores);
 void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream);
+
+// Host: the tensor map (kMlaSeqMapBytes, into `out`, 64-byte aligned) of one sequence's contiguous bf16 rows
+// [cap_rows, 576] at `rows` (device), as MlaDecodeParams::seq_maps holds them; rows past cap_rows read as zeros.
+// Throws where the driver offers no tensor maps.
+constexpr size_t kMlaSeqMapBytes = 128;
+void mla_encode_seq_map(void* out, const uint16_t* rows, int64_t cap_rows);
 
 }  // namespace ling::kernels

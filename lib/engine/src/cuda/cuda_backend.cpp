@@ -189,6 +189,9 @@ class CudaBackend final : public Backend {
     // the two-GEMM absorbed form).
     mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
                  c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED", true);
+    // LING_CUDA_MLA_TMA=1: the paged decode reads each sequence's rows through its tensor map (kernels/mla TMA
+    // page loads) instead of cp.async.
+    mla_tma_ = mla_paged_ && cuda::env_flag("LING_CUDA_MLA_TMA", false);
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
@@ -236,6 +239,7 @@ class CudaBackend final : public Backend {
       if (mla_paged_) {
         mla_tab_ = dev_alloc(sizeof(void*) * size_t(mla_layers_ * step_cap_));
         mla_tab_host_.clear();
+        if (mla_tma_) mla_maps_ = dev_alloc(kernels::kMlaSeqMapBytes * size_t(mla_layers_ * step_cap_));
       }
     }
     // The previous step ended with a synchronising copy of its logits: the staging buffer is free.
@@ -276,6 +280,23 @@ class CudaBackend final : public Backend {
       if (tab != mla_tab_host_) {
         LING_CUDA_CHECK(cudaMemcpyAsync(mla_tab_.get(), tab.data(), sizeof(void*) * tab.size(), cudaMemcpyHostToDevice,
                                         stream_));
+        if (mla_tma_) {  // each sequence's tensor map over its rows' capacity (a moved cache changed the table)
+          struct alignas(64) SeqMap {
+            unsigned char bytes[kernels::kMlaSeqMapBytes];
+          };
+          std::vector<SeqMap> maps(tab.size(), SeqMap{});
+          for (size_t i = 0; i < plan.seqs.size(); ++i) {
+            auto* st = static_cast<CudaSeqState*>(plan.seqs[i].state);
+            for (int64_t il = 0; il < cfg_.num_hidden_layers; ++il)
+              if (mla_ordinal_[il] >= 0) {
+                const DevVec& v = st->layers[il].latent;
+                kernels::mla_encode_seq_map(&maps[size_t(mla_ordinal_[il] * step_cap_) + i],
+                                            reinterpret_cast<const uint16_t*>(v.p), v.cap / latent_floats());
+              }
+          }
+          LING_CUDA_CHECK(cudaMemcpyAsync(mla_maps_.get(), maps.data(), sizeof(SeqMap) * maps.size(),
+                                          cudaMemcpyHostToDevice, stream_));
+        }
         sync();
         mla_tab_host_ = std::move(tab);
       }
@@ -662,6 +683,11 @@ class CudaBackend final : public Backend {
     mp.scale = scale;
     mp.wgmma = true;
     mp.bf16_softmax_weights = true;  // P·C with bf16 P (the flash-attention rounding; the tokens split per page)
+    if (mla_tma_) {
+      mp.tma = true;
+      mp.seq_maps = static_cast<const unsigned char*>(mla_maps_.get()) +
+                    kernels::kMlaSeqMapBytes * size_t(mla_ordinal_[layer] * step_cap_);
+    }
     DevF ws = scratch(int64_t((kernels::mla_decode_workspace_bytes(n, nh, cap, 0, sms_, true) + 3) / 4));
     mp.workspace = ws.p;
     {
@@ -1228,6 +1254,8 @@ class CudaBackend final : public Backend {
   int64_t mla_layers_ = 0;
   std::shared_ptr<void> mla_tab_;               // device [mla_layers_, step_cap_] row pointers of each sequence
   std::vector<const void*> mla_tab_host_;       // what mla_tab_ holds
+  std::shared_ptr<void> mla_maps_;              // with mla_tma_: device [mla_layers_, step_cap_] tensor maps
+  bool mla_tma_ = false;
   StepArena arena_;
   cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;
