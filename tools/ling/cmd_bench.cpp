@@ -155,7 +155,7 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
   Table t({"op", "shape", "ms (median)", "min..max", "MB", "GFLOP", "GB/s", "TFLOP/s", "% of copy"});
   for (const auto& x : r.rows)
     t.row({x.op, x.shape, f(x.ms, 4), f(x.ms_min, 4) + ".." + f(x.ms_max, 4), f(x.bytes / 1e6, 1),
-           f(x.flops / 1e9, 2), f(x.gbps, 0), f(x.tflops, 1), f(x.ceiling_pct, 1)});
+           f(x.flops / 1e9, 2), f(x.gbps, x.gbps < 100 ? 2 : 0), f(x.tflops, 1), f(x.ceiling_pct, 1)});
   t.print(std::cout);
   return 0;
 }
