@@ -185,7 +185,7 @@ ModelWeights load_weights_streamed(const ModelConfig& config, const Checkpoint& 
     for (int64_t i = 0; i < int64_t(xs.size()); ++i) {
       try {
         const ToLoad& x = xs[size_t(i)];
-        const bool gate = x.t->name.size() > 17 && x.t->name.ends_with(".gate_proj.weight");
+        const bool gate = x.t->name.ends_with(".gate_proj.weight");
         mats[size_t(i)] = to_mat(*x.t, where, gate ? size_t(x.t->numel()) : 0);
         if (x.scale) apply_block_scale(mats[size_t(i)], *x.t, *x.scale, where);
       } catch (...) {

@@ -1017,7 +1017,8 @@ class CudaBackend final : public Backend {
     return p ? m.v.size() * (is16 ? 2 : 4) : 0;
   }
   void add_weight(kernels::L2PrefetchParams& p, const Mat& m, size_t cap = SIZE_MAX) const {
-    p.add(weight_ptr(m), std::min(weight_bytes(m), cap));
+    const auto [ptr, is16] = weight_ref(m);
+    if (ptr) p.add(ptr, std::min(m.v.size() * (is16 ? 2 : 4), cap));
   }
   // While a Lightning layer's short kernels run (QK-norm + RoPE, recurrence, group norm): its output projection,
   // then its MoE router (fp32) and shared expert.
