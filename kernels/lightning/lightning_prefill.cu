@@ -7,11 +7,13 @@
 //     o_i = scale · [ e^{g(i+1)} q_i S + Σ_{j≤i} e^{g(i−j)} (q_i·k_j) v_j ],  S ← e^{gn} S + Σ_j e^{g(n−1−j)} k_jᵀ v_j
 //   and the last block writes the final state.
 // Precision (kExact): q/k/v are exact bf16 operands; every fp32 operand that must enter an MMA (the decayed scores
-// P, the decayed keys, the state) is split into bf16 hi + lo (two MMAs), so outputs and state keep ~fp32
+// P, the decayed values e^{g(n−1−j)} v_j of the state update, the state) is split into bf16 hi + lo (two MMAs), so outputs and state keep ~fp32
 // accuracy. Without kExact (params.exact = false) only the hi parts enter the MMAs: bf16 operands, fp32
 // accumulation — the precision class of the usual chunked kernels — with 2.25× fewer MMAs.
 // Layout per CTA (256 threads = 8 warps): warp w owns the state transposed, Sᵀ[dv 16w..16w+15][dk 0..127], as
-// mma accumulators; that register layout is exactly the B fragment of Q·S, so Q·S needs no shared memory.
+// mma accumulators; that register layout is exactly the B fragment of Q·S, so Q·S needs no shared memory, and the
+// state update decays the Vᵀ fragments in registers. K and V are double-buffered (the next chunk's are requested as
+// a chunk starts), Q is refilled mid-chunk: two barriers per output chunk, one per state-pass chunk.
 #include <cuda_bf16.h>
 
 #include <algorithm>
@@ -32,20 +34,17 @@ constexpr int kThreads = 256;
 
 using Tile = __nv_bfloat16[kPitch];    // one row of a [C][D] tile
 using PTile = __nv_bfloat16[kPPitch];  // one row of a [C][C] tile
-constexpr int kRegion = 2 * C * kPPitch * 2;  // bytes: a V tile (17 KB) or the P hi + lo tiles (18 KB)
+constexpr int kRegion = 2 * C * kPPitch * 2;  // bytes of the P region: hi + lo tiles (18 KB)
 
 struct Smem {
-  __nv_bfloat16 q[C][kPitch], k[C][kPitch];      // chunk inputs
-  __nv_bfloat16 khi[C][kPitch], klo[C][kPitch];  // decayed keys e^{g(n−1−j)} k_j, split
-  // Two regions alternate by chunk parity: chunk i's V in region i%2 while (kExact) its P (decayed masked scores,
-  // split hi/lo) and then chunk i+1's V go to the other one, so the next V streams in during this chunk's MMAs;
-  // without kExact, P (hi only) takes the unused klo tile and the next V is in flight from the chunk's start.
-  alignas(16) unsigned char vp[2][kRegion];
-  float decay[C + 1];                            // decay[m] = e^{g·m}, m = 0..64 (accurate expf)
+  __nv_bfloat16 q[C][kPitch];     // chunk i's queries (refilled with chunk i+1's once its scores and Q·S are done)
+  __nv_bfloat16 k[2][C][kPitch];  // chunk i's keys in k[i % 2], chunk i+1's streaming into the other
+  __nv_bfloat16 v[2][C][kPitch];  // likewise the values
+  alignas(16) unsigned char p[kRegion];  // decayed masked scores P, bf16 hi (+ lo with kExact)
+  float decay[C + 1];                    // decay[m] = e^{g·m}, m = 0..64 (accurate expf)
 };
-__device__ __forceinline__ Tile* v_tile(Smem& s, int i) { return reinterpret_cast<Tile*>(s.vp[i]); }
-__device__ __forceinline__ PTile* phi_tile(Smem& s, int i) { return reinterpret_cast<PTile*>(s.vp[i]); }
-__device__ __forceinline__ PTile* plo_tile(Smem& s, int i) { return reinterpret_cast<PTile*>(s.vp[i] + C * kPPitch * 2); }
+__device__ __forceinline__ PTile* phi_tile(Smem& s) { return reinterpret_cast<PTile*>(s.p); }
+__device__ __forceinline__ PTile* plo_tile(Smem& s) { return reinterpret_cast<PTile*>(s.p + C * kPPitch * 2); }
 
 struct Args {
   const uint16_t *q, *k, *v;
@@ -78,44 +77,40 @@ __device__ __forceinline__ void to_operands(float x0, float x1, uint32_t& hi, ui
   else hi = pack_bf16(__float2bfloat16_rn(x0), __float2bfloat16_rn(x1));
 }
 
-// K̃ = e^{g(n−1−j)} k_j split into hi/lo (rows j ≥ n are zero already).
+// Sᵀ ← e^{gn} Sᵀ + Ṽᵀ K for this warp's 16 dv rows, Ṽ_j = e^{g(n−1−j)} v_j (rows j ≥ n are zero): the decay is
+// applied to the A fragments in registers (split into hi + lo with kExact), so no decayed copy of a tile is built.
+// acc[j] = Sᵀ[16w + {g, g+8}][8j + 2t + {0,1}].
 template <bool kExact>
-__device__ __forceinline__ void build_decayed_keys(Smem& s, int n) {
-  for (int idx = threadIdx.x; idx < C * (D / 2); idx += kThreads) {
-    const int r = idx >> 6, c = (idx & 63) * 2;
-    const float w = r < n ? s.decay[n - 1 - r] : 0.0f;
-    const __nv_bfloat162 kv = *reinterpret_cast<const __nv_bfloat162*>(&s.k[r][c]);
-    uint32_t hi, lo;
-    to_operands<kExact>(__low2float(kv) * w, __high2float(kv) * w, hi, lo);
-    *reinterpret_cast<uint32_t*>(&s.khi[r][c]) = hi;
-    if constexpr (kExact) *reinterpret_cast<uint32_t*>(&s.klo[r][c]) = lo;
-  }
-}
-
-// Sᵀ ← e^{gn} Sᵀ + Vᵀ K̃ for this warp's 16 dv rows. acc[j] = Sᵀ[16w + {g, g+8}][8j + 2t + {0,1}].
-template <bool kExact>
-__device__ __forceinline__ void state_update(const Smem& s, const Tile* v, float (&acc)[16][4], float decay_n, int warp,
-                                             int lane) {
+__device__ __forceinline__ void state_update(const Smem& s, const Tile* v, const Tile* k, float (&acc)[16][4], int n,
+                                             int warp, int lane) {
+  const float decay_n = s.decay[n];
 #pragma unroll
   for (int j = 0; j < 16; ++j)
 #pragma unroll
     for (int e = 0; e < 4; ++e) acc[j][e] *= decay_n;
-  const int mi = lane >> 3, r = lane & 7;
+  const int mi = lane >> 3, r = lane & 7, ti = lane & 3;
+  auto weight = [&](int j) { return j < n ? s.decay[n - 1 - j] : 0.0f; };
 #pragma unroll
   for (int ks = 0; ks < C / 16; ++ks) {
-    uint32_t a[4];  // A = Vᵀ (m = dv, k = token) from V[token][dv]
+    uint32_t a[4];  // A = Vᵀ (m = dv, k = token) from V[token][dv]: a[0], a[1] tokens 2t, 2t+1; a[2], a[3] + 8
     ldsm_x4_t(a, &v[16 * ks + (mi >> 1) * 8 + r][16 * warp + (mi & 1) * 8]);
+    const int j0 = 16 * ks + 2 * ti;
+    const float w[4] = {weight(j0), weight(j0 + 1), weight(j0 + 8), weight(j0 + 9)};
+    uint32_t ahi[4], alo[4];
 #pragma unroll
-    for (int jp = 0; jp < 8; ++jp) {  // B = K̃ (k = token, n = dk) from K̃[token][dk]
-      uint32_t bh[4];
-      ldsm_x4_t(bh, &s.khi[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
-      mma_bf16(acc[2 * jp], a, bh[0], bh[1]);
-      mma_bf16(acc[2 * jp + 1], a, bh[2], bh[3]);
+    for (int e = 0; e < 4; ++e) {
+      const __nv_bfloat162 x = *reinterpret_cast<const __nv_bfloat162*>(&a[e]);
+      to_operands<kExact>(__low2float(x) * w[(e >> 1) * 2], __high2float(x) * w[(e >> 1) * 2 + 1], ahi[e], alo[e]);
+    }
+#pragma unroll
+    for (int jp = 0; jp < 8; ++jp) {  // B = K (k = token, n = dk) from K[token][dk]
+      uint32_t b[4];
+      ldsm_x4_t(b, &k[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
+      mma_bf16(acc[2 * jp], ahi, b[0], b[1]);
+      mma_bf16(acc[2 * jp + 1], ahi, b[2], b[3]);
       if constexpr (kExact) {
-        uint32_t bl[4];
-        ldsm_x4_t(bl, &s.klo[16 * ks + (mi & 1) * 8 + r][16 * jp + (mi >> 1) * 8]);
-        mma_bf16(acc[2 * jp], a, bl[0], bl[1]);
-        mma_bf16(acc[2 * jp + 1], a, bl[2], bl[3]);
+        mma_bf16(acc[2 * jp], alo, b[0], b[1]);
+        mma_bf16(acc[2 * jp + 1], alo, b[2], b[3]);
       }
     }
   }
@@ -123,7 +118,8 @@ __device__ __forceinline__ void state_update(const Smem& s, const Tile* v, float
 
 // P[i][j] = (q_i·k_j) e^{g(i−j)} for j ≤ i, else 0; warp w covers rows 16(w/2).., cols 32(w%2)...
 template <bool kExact>
-__device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile* plo, int warp, int lane) {
+__device__ __forceinline__ void decayed_scores(const Smem& s, const Tile* k, PTile* phi, PTile* plo, int warp,
+                                               int lane) {
   const int mt = warp >> 1, col0 = (warp & 1) * 32, mi = lane >> 3, r = lane & 7;
   const int gi = lane >> 2, ti = lane & 3;
   float p[4][4] = {};
@@ -135,7 +131,7 @@ __device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile*
 #pragma unroll
       for (int np = 0; np < 2; ++np) {  // B = Kᵀ (k = dk, n = key) from K[key][dk]
         uint32_t b[4];
-        ldsm_x4(b, &s.k[col0 + 16 * np + (mi >> 1) * 8 + r][16 * ks + (mi & 1) * 8]);
+        ldsm_x4(b, &k[col0 + 16 * np + (mi >> 1) * 8 + r][16 * ks + (mi & 1) * 8]);
         mma_bf16(p[2 * np], a, b[0], b[1]);
         mma_bf16(p[2 * np + 1], a, b[2], b[3]);
       }
@@ -155,13 +151,18 @@ __device__ __forceinline__ void decayed_scores(const Smem& s, PTile* phi, PTile*
     }
 }
 
-// O[:, 16w..16w+15] = scale · (diag(e^{g(i+1)}) Q S + P V), rows < n stored to global.
-template <bool kF32, bool kExact>
-__device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const PTile* phi, const PTile* plo,
-                                             const float (&acc)[16][4], const Args& a,
-                                             int64_t t0, int n, int64_t h, int warp, int lane) {
-  const int mi = lane >> 3, r = lane & 7, gi = lane >> 2, ti = lane & 3;
-  float o[4][2][4] = {};
+// O[:, 16w..16w+15] = scale · (diag(e^{g(i+1)}) Q S + P V) in two steps: qs_part (Q and the state) before the
+// barrier that publishes P, pv_part (P, V, the stores of rows < n) after it, while the next Q streams in.
+template <bool kExact>
+__device__ __forceinline__ void qs_part(const Smem& s, const float (&acc)[16][4], float (&o)[4][2][4], int warp,
+                                        int lane) {
+  const int mi = lane >> 3, r = lane & 7, gi = lane >> 2;
+#pragma unroll
+  for (int mt = 0; mt < 4; ++mt)
+#pragma unroll
+    for (int nb = 0; nb < 2; ++nb)
+#pragma unroll
+      for (int e = 0; e < 4; ++e) o[mt][nb][e] = 0.0f;
 #pragma unroll
   for (int ks = 0; ks < D / 16; ++ks) {
     uint32_t bh[2][2], bl[2][2];  // B = S (k = dk, n = dv) straight from this warp's Sᵀ accumulators
@@ -192,6 +193,12 @@ __device__ __forceinline__ void chunk_output(const Smem& s, const Tile* v, const
         o[mt][nb][2 * half + 1] *= f;
       }
     }
+}
+
+template <bool kF32, bool kExact>
+__device__ __forceinline__ void pv_part(const Tile* v, const PTile* phi, const PTile* plo, float (&o)[4][2][4],
+                                        const Args& a, int64_t t0, int n, int64_t h, int warp, int lane) {
+  const int mi = lane >> 3, r = lane & 7, gi = lane >> 2, ti = lane & 3;
 #pragma unroll
   for (int ks = 0; ks < C / 16; ++ks) {
     uint32_t b[4];  // B = V (k = token, n = dv) from V[token][dv]
@@ -251,12 +258,12 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     for (int e = 0; e < 4; ++e)
       acc[j][e] = s0 ? s0[(8 * j + 2 * ti + (e & 1)) * D + 16 * warp + gi + 8 * (e >> 1)] : 0.0f;
 
-  // Tiles are refilled as soon as the chunk no longer reads them: K after the scores and decayed keys, Q (and the
-  // next V, into the region of this chunk's P) after the outputs; in the state pass the next V right away.
+  // Chunk i's K and V sit in buffer i % 2 and chunk i+1's are requested as the chunk starts (the previous chunk,
+  // the last reader of that buffer, is past the barrier); Q is refilled once the scores and Q·S are done.
   auto chunk_len = [&](int64_t t0) { return int(std::min<int64_t>(C, t_end - t0)); };
   if constexpr (kOut) load_tile(s.q, a.q, a.ldq, t_begin, chunk_len(t_begin), h);
-  load_tile(s.k, a.k, a.ldk, t_begin, chunk_len(t_begin), h);
-  load_tile(v_tile(s, 0), a.v, a.ldv, t_begin, chunk_len(t_begin), h);
+  load_tile(s.k[0], a.k, a.ldk, t_begin, chunk_len(t_begin), h);
+  load_tile(s.v[0], a.v, a.ldv, t_begin, chunk_len(t_begin), h);
   cp_async_commit();
   int par = 0;
   for (int64_t t0 = t_begin; t0 < t_end; t0 += C, par ^= 1) {
@@ -264,29 +271,24 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
     const bool has_next = t0 + C < t_end;
     cp_async_wait_all();
     __syncthreads();  // this chunk's tiles have landed; the previous chunk is done with every tile
-    const Tile* v = v_tile(s, par);
-    // The next V streams in during the whole chunk where the other region holds no P: the state pass, and the
-    // output pass without kExact (its P, hi only, lives in the klo tile it does not otherwise use).
-    constexpr bool kEarlyV = !kOut || !kExact;
-    if constexpr (kEarlyV) {
-      if (has_next) load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
+    if (has_next) {
+      load_tile(s.k[par ^ 1], a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
+      load_tile(s.v[par ^ 1], a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
+      cp_async_commit();
     }
-    auto phi = [&] { return kExact ? phi_tile(s, par ^ 1) : reinterpret_cast<PTile*>(&s.klo[0][0]); };
-    build_decayed_keys<kExact>(s, n);
-    if constexpr (kOut) decayed_scores<kExact>(s, phi(), plo_tile(s, par ^ 1), warp, lane);
-    __syncthreads();  // K is free
-    if (has_next) load_tile(s.k, a.k, a.ldk, t0 + C, chunk_len(t0 + C), h);
     if constexpr (kOut) {
-      chunk_output<kF32, kExact>(s, v, phi(), plo_tile(s, par ^ 1), acc, a, t0, n, h, warp, lane);
-      __syncthreads();  // Q and the P region are free
+      float o[4][2][4];
+      decayed_scores<kExact>(s, s.k[par], phi_tile(s), plo_tile(s), warp, lane);
+      qs_part<kExact>(s, acc, o, warp, lane);
+      __syncthreads();  // P is complete; Q is free
       if (has_next) {
         load_tile(s.q, a.q, a.ldq, t0 + C, chunk_len(t0 + C), h);
-        if constexpr (!kEarlyV) load_tile(v_tile(s, par ^ 1), a.v, a.ldv, t0 + C, chunk_len(t0 + C), h);
+        cp_async_commit();
       }
+      pv_part<kF32, kExact>(s.v[par], phi_tile(s), plo_tile(s), o, a, t0, n, h, warp, lane);
     }
-    cp_async_commit();
     // An output CTA's final state is needed only in the last block (the scan gave every other block's successor).
-    if (!kOut || has_next || b == a.nb - 1) state_update<kExact>(s, v, acc, s.decay[n], warp, lane);
+    if (!kOut || has_next || b == a.nb - 1) state_update<kExact>(s, s.v[par], s.k[par], acc, n, warp, lane);
   }
 
   float* dst = nullptr;
@@ -340,7 +342,7 @@ Plan make_plan(int64_t T, int64_t nh, int64_t requested_blocks, int num_sms) {
     pl.L = std::max<int64_t>(chunks, 1) * C;
     return pl;
   }
-  // Two CTAs fit one SM (105 KB of shared memory each): one full wave of nh · nb output CTAs.
+  // Two CTAs fit one SM (104 KB of shared memory each): one full wave of nh · nb output CTAs.
   int64_t nb = requested_blocks > 0 ? requested_blocks : std::max<int64_t>(1, (2 * int64_t(num_sms)) / nh);
   nb = std::clamp<int64_t>(nb, 1, chunks);
   const int64_t per_block = (chunks + nb - 1) / nb;  // chunks per block

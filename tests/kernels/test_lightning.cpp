@@ -158,7 +158,7 @@ TEST(LightningPrefill, LingDims) {
   run_prefill({2053, 8, 0, true}, 303);
 }
 
-// exact = false: bf16 operands for the decayed scores, decayed keys and state, against the low-precision
+// exact = false: bf16 operands for the decayed scores, decayed values and state, against the low-precision
 // reference that rounds the same intermediates (ref bf16_operands): the state by the bf16 rules, the outputs by
 // the bf16 rules widened by the rounding-flip bound (flip_bounds), at the same awkward shapes, block scans and
 // Ling dims.

@@ -57,7 +57,7 @@ void lightning_chunked(const LightningParams& p) {
     const double g = p.g[h];
     std::vector<double> qk(C * C);
     std::vector<double> acc(d);
-    std::vector<double> Snew(d * d);
+    std::vector<double> Snew(d * d), wv(d);
     for (int64_t c0 = 0; c0 < p.T; c0 += C) {
       const int64_t n = std::min(C, p.T - c0);
       // Intra-chunk scores (q_i · k_j) for j ≤ i.
@@ -103,10 +103,11 @@ void lightning_chunked(const LightningParams& p) {
         const float* k = p.k + (c0 + j) * s.k + h * d;
         const float* v = p.v + (c0 + j) * s.v + h * d;
         const double w = std::exp(g * double(n - 1 - j));
+        for (int64_t b = 0; b < d; ++b) wv[b] = p.bf16_operands ? double(round_bf16(float(w * double(v[b])))) : w * double(v[b]);
         for (int64_t a = 0; a < d; ++a) {
-          const double ka = p.bf16_operands ? double(round_bf16(float(w * double(k[a])))) : w * double(k[a]);
+          const double ka = k[a];
 #pragma omp simd
-          for (int64_t b = 0; b < d; ++b) Snew[a * d + b] += ka * double(v[b]);
+          for (int64_t b = 0; b < d; ++b) Snew[a * d + b] += ka * wv[b];
         }
       }
       for (int64_t x = 0; x < d * d; ++x) S[x] = float(Snew[x]);

@@ -99,7 +99,8 @@ struct LightningParams {
   float scale = 1.0f;
   int64_t chunk = 64;        // chunk size of the chunked form
   // Chunked form only: round what a bf16-operand tensor-core kernel rounds — the decayed scores
-  // (q_i·k_j)·e^{g(i−j)}, the decayed keys e^{g(n−1−j)}·k_j and the state entering q·S — to bf16 (the
+  // (q_i·k_j)·e^{g(i−j)}, the decayed values e^{g(n−1−j)}·v_j of the state update and the state entering q·S —
+  // to bf16 (the
   // low-precision reference of kernels::LightningPrefillParams::exact = false).
   bool bf16_operands = false;
 };
