@@ -41,7 +41,7 @@ struct Smem {
   __nv_bfloat16 k[2][C][kPitch];  // chunk i's keys in k[i % 2], chunk i+1's streaming into the other
   __nv_bfloat16 v[2][C][kPitch];  // likewise the values
   alignas(16) unsigned char p[kRegion];  // decayed masked scores P, bf16 hi (+ lo with kExact)
-  float decay[C + 1];                    // decay[m] = e^{g·m}, m = 0..64 (accurate expf)
+  float decay[C + 1];  // decay[m] = e^{g·m}, m = 0..64, correctly rounded to fp32 (double exp, as the reference)
 };
 __device__ __forceinline__ PTile* phi_tile(Smem& s) { return reinterpret_cast<PTile*>(s.p); }
 __device__ __forceinline__ PTile* plo_tile(Smem& s) { return reinterpret_cast<PTile*>(s.p + C * kPPitch * 2); }
@@ -244,7 +244,7 @@ __global__ void __launch_bounds__(kThreads, 2) lightning_block_kernel(const Args
   Smem& s = *reinterpret_cast<Smem*>(smem_raw);
   const int b = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, gi = lane >> 2, ti = lane & 3;
   const int64_t h = blockIdx.y;
-  if (threadIdx.x <= C) s.decay[threadIdx.x] = expf(a.g[h] * float(threadIdx.x));
+  if (threadIdx.x <= C) s.decay[threadIdx.x] = float(exp(double(a.g[h]) * double(threadIdx.x)));
   const int64_t span = kOut ? a.L : a.L / a.R;  // pass 1: CTA b is sub-block b (all sub-blocks are full)
   const int64_t t_begin = int64_t(b) * span, t_end = std::min<int64_t>(a.T, t_begin + span);
   constexpr int64_t DD = int64_t(D) * D;

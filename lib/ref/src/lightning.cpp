@@ -103,7 +103,9 @@ void lightning_chunked(const LightningParams& p) {
         const float* k = p.k + (c0 + j) * s.k + h * d;
         const float* v = p.v + (c0 + j) * s.v + h * d;
         const double w = std::exp(g * double(n - 1 - j));
-        for (int64_t b = 0; b < d; ++b) wv[b] = p.bf16_operands ? double(round_bf16(float(w * double(v[b])))) : w * double(v[b]);
+        // bf16_operands: the kernel's decayed value, bf16(fp32(e^{g(n−1−j)}) · v) with one fp32 product.
+        const float wf = float(w);
+        for (int64_t b = 0; b < d; ++b) wv[b] = p.bf16_operands ? double(round_bf16(wf * v[b])) : w * double(v[b]);
         for (int64_t a = 0; a < d; ++a) {
           const double ka = k[a];
 #pragma omp simd
