@@ -141,44 +141,14 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(s);
-    // rows r0 (e < 2) and r0 + 8 (e ≥ 2); token 32·wg + 8j + 2ti + (e & 1)
-    float mx[2];
-    scale_mask_rowmax(s, 32 * wg + 2 * ti, n, p.scale, mx);
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf)
-      if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = mx[hf];
-    __syncthreads();
-    float alpha[2], sum[2] = {0.0f, 0.0f};
-#pragma unroll
-    for (int hf = 0; hf < 2; ++hf) {
-      // finite: token 0 of the page is valid and belongs to warpgroup 0
-      const float m_new = fmaxf(m_run[hf], fmaxf(mx[hf], sx[(wg ^ 1) * 64 + r0 + 8 * hf]));
-      alpha[hf] = expf(m_run[hf] - m_new);  // 0 on the first page
-      m_run[hf] = m_new;
-    }
-#pragma unroll
-    for (int j = 0; j < 4; ++j)
-#pragma unroll
-      for (int hf = 0; hf < 2; ++hf) {
-        const float e0 = expf(s[4 * j + 2 * hf] - m_run[hf]), e1 = expf(s[4 * j + 2 * hf + 1] - m_run[hf]);
-        sum[hf] += e0 + e1;
-        *reinterpret_cast<uint32_t*>(sp + p_off(r0 + 8 * hf, 4 * wg + j) + 4 * ti) =
-            pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
-      }
-    rescale(sum, alpha, l_run, acc);
-    fence_proxy_async_smem();
-    __syncthreads();  // the whole P tile written
+    split_softmax_to_p(s, n, p.scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
     // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
     pc_issue_ss(acc, sp, c, wg);
     pc_wait(acc);
     __syncthreads();  // page, P tile and maxima free for the next page
   }
-  // row sums: the two warpgroups' parts (same running max)
-#pragma unroll
-  for (int hf = 0; hf < 2; ++hf)
-    if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = l_run[hf];
-  __syncthreads();
-  const float l_both[2] = {l_run[0] + sx[64 + r0], l_run[1] + sx[64 + r0 + 8]};
+  float l_both[2];  // row sums: the two warpgroups' parts (same running max)
+  split_row_sums(l_run, wg, r0, ti, sx, l_both);
   store_partials(a, b, split, h0, nh_here, r0, wg, ti, acc, m_run, l_both);
 }
 

@@ -132,6 +132,51 @@ constexpr int kPBytes = 64 * 64 * 2;
 // (head r, chunk ch of 8 tokens) of the P tile: K-direction core matrices 128 bytes apart, 8-head groups 1024 apart.
 __device__ __forceinline__ int p_off(int r, int ch) { return (r >> 3) * 1024 + ch * 128 + (r & 7) * 16; }
 
+// Token-split page step (each warpgroup scored 32 of the page's tokens into s): scale and mask, the row maxima
+// exchanged through sx ([2][64]) so that both warpgroups share one running max, the accumulators rescaled, and
+// this warpgroup's e^{s − m} written to its half of the P tile as bf16; ends with the P tile complete (barrier).
+__device__ __forceinline__ void split_softmax_to_p(float (&s)[16], int n, float scale, int wg, int r0, int ti,
+                                                   float* sx, unsigned char* sp, float (&m_run)[2], float (&l_run)[2],
+                                                   float (&acc)[2][64]) {
+  // rows r0 (e < 2) and r0 + 8 (e ≥ 2); token 32·wg + 8j + 2ti + (e & 1)
+  float mx[2];
+  scale_mask_rowmax(s, 32 * wg + 2 * ti, n, scale, mx);
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+    if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = mx[hf];
+  __syncthreads();
+  float alpha[2], sum[2] = {0.0f, 0.0f};
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf) {
+    // finite: token 0 of the page is valid and belongs to warpgroup 0
+    const float m_new = fmaxf(m_run[hf], fmaxf(mx[hf], sx[(wg ^ 1) * 64 + r0 + 8 * hf]));
+    alpha[hf] = expf(m_run[hf] - m_new);  // 0 on the first page
+    m_run[hf] = m_new;
+  }
+#pragma unroll
+  for (int j = 0; j < 4; ++j)
+#pragma unroll
+    for (int hf = 0; hf < 2; ++hf) {
+      const float e0 = expf(s[4 * j + 2 * hf] - m_run[hf]), e1 = expf(s[4 * j + 2 * hf + 1] - m_run[hf]);
+      sum[hf] += e0 + e1;
+      *reinterpret_cast<uint32_t*>(sp + p_off(r0 + 8 * hf, 4 * wg + j) + 4 * ti) =
+          pack_bf16(__float2bfloat16_rn(e0), __float2bfloat16_rn(e1));
+    }
+  rescale(sum, alpha, l_run, acc);
+  fence_proxy_async_smem();
+  __syncthreads();  // the whole P tile written
+}
+// After the token-split page loop: each row's sum over both warpgroups' tokens (same running max), through sx.
+__device__ __forceinline__ void split_row_sums(const float (&l_run)[2], int wg, int r0, int ti, float* sx,
+                                               float (&l_both)[2]) {
+#pragma unroll
+  for (int hf = 0; hf < 2; ++hf)
+    if (ti == 0) sx[wg * 64 + r0 + 8 * hf] = l_run[hf];
+  __syncthreads();
+  l_both[0] = l_run[0] + sx[64 + r0];
+  l_both[1] = l_run[1] + sx[64 + r0 + 8];
+}
+
 // Column half `wg` of the page's P·C: U[:, 256·wg + 128·hh ..] += P·C[:, ...] with C as the MN-major B operand.
 __device__ __forceinline__ uint64_t pc_desc(const unsigned char* c, int ks, int wg, int hh) {
   return smem_desc(c + 2 * ks * kGroup + (32 * wg + 16 * hh) * 128, kGroup, 128);
