@@ -48,13 +48,13 @@ enum PingPongBarrier : int {
 // S = Q·Cᵀ for one page: 32 k-steps of latent dims (Q and C from shared memory), 4 of RoPE dims (Q from registers).
 __device__ __forceinline__ void page_scores(float (&s)[32], const unsigned char* sq, const unsigned char* c,
                                             const uint32_t (&rq)[4][4]) {
-  const uint64_t dq = smem_desc(sq, 128, kQGroup), dc = smem_desc(c, 128, kGroup);
+  const uint64_t dq = smem_desc(sq, 128, kQGroup);
   wgmma_fence();
 #pragma unroll
   for (int ks = 0; ks < int(kMlaLatent) / 16; ++ks)
-    wgmma_m64n64k16_ss(s, dq + ks * (256 >> 4), dc + ks * (256 >> 4), ks > 0);
+    wgmma_m64n64k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 0, ks), ks > 0);
 #pragma unroll
-  for (int kr = 0; kr < 4; ++kr) wgmma_m64n64k16_rs(s, rq[kr], dc + (32 + kr) * (256 >> 4), 1);
+  for (int kr = 0; kr < 4; ++kr) wgmma_m64n64k16_rs(s, rq[kr], page_k_desc(c, 0, 32 + kr), 1);
   wgmma_commit();
   wgmma_wait<0>();
   fence_regs(s);
@@ -88,7 +88,7 @@ __device__ __forceinline__ void store_p(unsigned char* sp, const float (&s)[32],
 }
 
 __global__ void __launch_bounds__(kThreads, 1) mla_split_pingpong_kernel(const MlaSplitArgs a) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];
   unsigned char* sq = smem;
   unsigned char* sp1 = smem + kOffP1;
   unsigned char* sp0 = smem + kOffP0;

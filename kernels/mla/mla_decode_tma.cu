@@ -2,14 +2,11 @@
 // (MlaDecodeParams::tma; page pool only). The schedule is the token-split kernel's (mla_decode_wgmma.cu: each
 // warpgroup scores half of the page's tokens, the row maxima meet in shared memory, P is shared as a 64 × 64 bf16
 // tile and each warpgroup accumulates its 256 latent columns), but the pages arrive by the tensor memory
-// accelerator: the next page is requested as 72 boxes of 64 rows × 16 bytes (one per 8-dim chunk, issued by the
-// lanes of warp 0) that complete on one mbarrier per page buffer, so no thread spends issue slots on copies and the
-// loads are not bounded by the per-SM limit of outstanding cp.async requests (measured: a cp.async page loop alone
-// reaches ~62% of the copy rate).
-// Page tile layout ("chunk-major", no swizzle): (row r, chunk ch) at ch·1024 + r·16 — core matrices of 8 rows ×
-// 16 bytes contiguous, 8-row groups 128 bytes apart, chunks 1,024 bytes apart; read K-major for the scores (dims
-// along K) and MN-major for P·C (tokens along K, latent columns along N). Rows past the sequence's end in its last
-// page are zeroed in shared memory before use (pool rows there are not the sequence's).
+// accelerator: the next page is requested as 9 boxes of 64 rows × 64 dims with SWIZZLE_128B (one per slab, issued
+// by the lanes of warp 0) that complete on one mbarrier per page buffer, so no thread spends issue slots on copies.
+// The boxes land in the 128-byte-swizzled slab layout of the cp.async kernels (mla_wgmma_tiles.cuh), read with the
+// same descriptors. Rows past the sequence's end in its last page are zeroed in shared memory before use (pool
+// rows there are not the sequence's).
 #include <cuda.h>
 #include <cudaTypedefs.h>
 #include <cuda_bf16.h>
@@ -28,7 +25,6 @@
 namespace ling::kernels {
 namespace {
 
-constexpr int kChunkBytes = 64 * 16;                 // one chunk of all 64 rows of a page (a TMA box)
 constexpr int kOffBuf = kTileBytes;                  // Q | page 0 | page 1 | P | maxima | mbarriers
 constexpr int kOffP = kOffBuf + 2 * kTileBytes;
 constexpr int kOffX = kOffP + kPBytes;
@@ -59,18 +55,18 @@ __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, i
 }
 
 // Warp 0 requests page `page` (0-based within sequence b) into dst: lane 0 arms the barrier with the page's bytes,
-// then the lanes issue the 72 chunk boxes. `map`: the pool's (rows of page-table pages) or the sequence's own.
+// then the lanes issue the 9 slab boxes. `map`: the pool's (rows of page-table pages) or the sequence's own.
 __device__ __forceinline__ void request_page(unsigned char* dst, const CUtensorMap* map, const MlaDecodeParams& p,
                                              int64_t b, int64_t page, uint64_t* bar, int lane) {
   const int y = int((p.seq_maps ? page : int64_t(p.page_table[b * p.max_pages + page])) * kPage);
   if (lane == 0) mbar_expect_tx(bar, unsigned(kTileBytes));
   __syncwarp();
-  for (int ch = lane; ch < kChunks; ch += 32) tma_load_2d(dst + ch * kChunkBytes, map, 8 * ch, y, bar);
+  if (lane < kChunks / 8) tma_load_2d(dst + lane * kSlabBytes, map, 64 * lane, y, bar);
 }
 
 __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSplitArgs a,
                                                                     const __grid_constant__ CUtensorMap pool_map) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];
   unsigned char* sq = smem;
   unsigned char* const buf[2] = {smem + kOffBuf, smem + kOffBuf + kTileBytes};
   unsigned char* sp = smem + kOffP;
@@ -115,7 +111,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
 #pragma unroll
     for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this warpgroup's tokens
-  const uint64_t dq = smem_desc(sq, 128, kGroup), dp = smem_desc(sp, 128, 1024);
+  const uint64_t dq = smem_desc(sq, 128, kGroup);
   for (int i = 0; i < np; ++i) {
     const int64_t t0 = t_begin + int64_t(i) * kPage;
     const int n = int(std::min<int64_t>(kPage, t_end - t0));
@@ -126,36 +122,24 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
     if (n < kPage) {  // the sequence's last page: rows n.. are not its tokens
       for (int idx = tid; idx < (kPage - n) * kChunks; idx += kThreads) {
         const int r = n + idx / kChunks, ch = idx % kChunks;
-        *reinterpret_cast<uint4*>(c + ch * kChunkBytes + r * 16) = make_uint4(0u, 0u, 0u, 0u);
+        *reinterpret_cast<uint4*>(c + page_off(r, ch)) = make_uint4(0u, 0u, 0u, 0u);
       }
       fence_proxy_async_smem();
       __syncthreads();
     }
-    // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims (2 chunks)
+    // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims
     float s[16];
     wgmma_fence();
 #pragma unroll
     for (int ks = 0; ks < kRow / 16; ++ks)
-      wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), smem_desc(c + 2 * ks * kChunkBytes + 32 * wg * 16, kChunkBytes, 128),
-                         ks > 0);
+      wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 32 * wg, ks), ks > 0);
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(s);
     split_softmax_to_p(s, n, p.scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
-    // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major: 8 tokens 128 bytes apart, chunks 1,024)
-    fence_regs(acc[0]);
-    fence_regs(acc[1]);
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < 4; ++ks)
-#pragma unroll
-      for (int hh = 0; hh < 2; ++hh)
-        wgmma_m64n128k16_ss_tb(acc[hh], dp + ks * (256 >> 4),
-                               smem_desc(c + ks * 256 + (32 * wg + 16 * hh) * kChunkBytes, 128, kChunkBytes), 1);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(acc[0]);
-    fence_regs(acc[1]);
+    // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
+    pc_issue_ss(acc, sp, c, wg);
+    pc_wait(acc);
     __syncthreads();  // page, P tile and maxima free for the next page
   }
   float l_both[2];  // row sums: the two warpgroups' parts (same running max)
@@ -177,7 +161,7 @@ PFN_cuTensorMapEncodeTiled_v12000 encode_tiled() {
   return fn;
 }
 
-// Rows [rows, rows + n_rows) of 576 bf16 as a 2-D map read in boxes of 64 rows × 8 values (16 bytes).
+// Rows [rows, rows + n_rows) of 576 bf16 as a 2-D map read in boxes of 64 rows × 64 values, 128-byte swizzled.
 void encode_rows(CUtensorMap* map, const uint16_t* rows, int64_t n_rows, const char* what) {
   auto encode = encode_tiled();
   LING_CHECK(encode != nullptr, "mla decode (tma): cuTensorMapEncodeTiled is not available from the driver");
@@ -186,9 +170,9 @@ void encode_rows(CUtensorMap* map, const uint16_t* rows, int64_t n_rows, const c
              " rows outside the tensor map's range");
   const cuuint64_t dims[2] = {cuuint64_t(kMlaRow), cuuint64_t(n_rows)};
   const cuuint64_t strides[1] = {cuuint64_t(kMlaRow * 2)};
-  const cuuint32_t box[2] = {8, cuuint32_t(kMlaPage)}, estride[2] = {1, 1};
+  const cuuint32_t box[2] = {64, cuuint32_t(kMlaPage)}, estride[2] = {1, 1};
   const CUresult r = encode(map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<uint16_t*>(rows), dims, strides, box,
-                            estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_NONE,
+                            estride, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                             CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
   LING_CHECK(r == CUDA_SUCCESS, "mla decode (tma): cuTensorMapEncodeTiled failed for ", what, " (CUresult ", int(r),
              ")");

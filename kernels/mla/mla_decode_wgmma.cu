@@ -1,7 +1,7 @@
 // Absorbed MLA decode, split-KV pass 1 on Hopper warpgroup MMAs (wgmma), for more than 16 heads
 // (include/ling/kernels/mla_decode.h; pass 2 is the combine kernel of mla_decode.cu, same workspace layout).
 // One CTA (2 warpgroups, 256 threads) per (64 heads, split, sequence); each tile is one cache page of 64 tokens,
-// staged with cp.async in the no-swizzle wgmma layout (common/wgmma.cuh; the next page streams in during this one).
+// staged with cp.async in 128-byte-swizzled slabs (mla_wgmma_tiles.cuh; the next page streams in during this one).
 // Exact softmax weights (mla_split_wgmma_kernel): per page each warpgroup computes the scores S[64 heads × 64
 // tokens] = Q·Cᵀ over the 576 dims (36 wgmma k-steps, Q and C from shared memory; both warpgroups compute the same
 // S, so no exchange is needed), keeps the online softmax of its rows in registers (a row lives in one quad of one
@@ -26,7 +26,7 @@ namespace {
 
 // Softmax weights as bf16 hi + lo (fp32-accurate): both warpgroups compute the page's scores.
 __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaSplitArgs a) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];
   unsigned char* sq = smem;
   unsigned char* sc_buf[2] = {smem + kTileBytes, smem + 2 * kTileBytes};
   const MlaDecodeParams& p = a.p;
@@ -49,10 +49,9 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
     const unsigned char* c = sc_buf[buf];
     // S = Q·Cᵀ (64 × 64), 36 k-steps of 16 dims
     float s[32];
-    const uint64_t dc = smem_desc(c, 128, kGroup);
     wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < kRow / 16; ++ks) wgmma_m64n64k16_ss(s, dq + ks * (256 >> 4), dc + ks * (256 >> 4), ks > 0);
+    for (int ks = 0; ks < kRow / 16; ++ks) wgmma_m64n64k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 0, ks), ks > 0);
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(s);
@@ -108,7 +107,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
 constexpr size_t kSmemTok = kSmem + kPBytes + 2 * 64 * sizeof(float);
 
 __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const MlaSplitArgs a) {
-  extern __shared__ __align__(128) unsigned char smem[];
+  extern __shared__ __align__(1024) unsigned char smem[];
   unsigned char* sq = smem;
   unsigned char* sc_buf[2] = {smem + kTileBytes, smem + 2 * kTileBytes};
   unsigned char* sp = smem + 3 * kTileBytes;
@@ -134,10 +133,10 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
     const unsigned char* c = sc_buf[buf];
     // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims
     float s[16];
-    const uint64_t dc = smem_desc(c + 4 * wg * kGroup, 128, kGroup);
     wgmma_fence();
 #pragma unroll
-    for (int ks = 0; ks < kRow / 16; ++ks) wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), dc + ks * (256 >> 4), ks > 0);
+    for (int ks = 0; ks < kRow / 16; ++ks)
+      wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 32 * wg, ks), ks > 0);
     wgmma_commit();
     wgmma_wait<0>();
     fence_regs(s);
