@@ -189,9 +189,9 @@ class CudaBackend final : public Backend {
     // the two-GEMM absorbed form).
     mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
                  c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED", true);
-    // LING_CUDA_MLA_TMA=1: the paged decode reads each sequence's rows through its tensor map (kernels/mla TMA
-    // page loads) instead of cp.async.
-    mla_tma_ = mla_paged_ && cuda::env_flag("LING_CUDA_MLA_TMA", false);
+    // The paged decode reads each sequence's rows through its tensor map (kernels/mla TMA page loads;
+    // LING_CUDA_MLA_TMA=0: cp.async).
+    mla_tma_ = mla_paged_ && cuda::env_flag("LING_CUDA_MLA_TMA", true);
     // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
     expert_tables_.assign(c.num_hidden_layers, {});
     expert_tables_host_.assign(c.num_hidden_layers, {});
