@@ -59,12 +59,15 @@ __global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* con
 // Down projection and combine in one pass for narrow experts (bf16, I ≤ 512) and few slots (k ≤ kS): grid
 // (⌈H/8⌉, n), one warp per output h of token t, the warp's loads for all k slots' rows issued together (k·2 raw
 // 16-byte loads per lane: one round trip), then out[t, h] (+)= Σ_j w[t, j]·(act[t·k + j]·down_hᵀ) with j ascending
-// — the same sums as k_down_part + k_combine_parts, without the workspace round trip and the second launch.
+// — the same sums as k_down_part + k_combine_parts, without the workspace round trip and the second launch. With
+// ids_ready the loads of ids, table and weights go out before the programmatic-launch wait.
 template <int kS>
 __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     k_down_combine_narrow(MoeDownParams p, const uint16_t* const* table) {  // 2 CTAs per SM for k ≤ 9
-  pdl_wait();
-  pdl_trigger();
+  if (!p.ids_ready) {
+    pdl_wait();
+    pdl_trigger();
+  }
   const int64_t t = blockIdx.y, H = p.H, I = p.I, h = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   if (h >= H) return;
   const int k = int(p.k);
@@ -73,10 +76,14 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
   uint4 raw[kS][2];
 #pragma unroll
   for (int j = 0; j < kS; ++j) {
-    w[j] = j < k ? table[p.ids[t * k + j]] : nullptr;
+    w[j] = j < k ? table[__ldcg(p.ids + t * k + j)] : nullptr;  // through L2: the buffer is reused every layer
 #pragma unroll
     for (int c = 0; c < 2; ++c)
       if (w[j] && i0 + c * 256 < I) raw[j][c] = load_raw8(w[j] + h * I + i0 + c * 256);
+  }
+  if (p.ids_ready) {  // the weights are in flight; act (and the routing weights) come from the kernels ahead
+    pdl_wait();
+    pdl_trigger();
   }
   float acc = 0.0f;
 #pragma unroll

@@ -93,24 +93,25 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
   }
 }
 
-// grid rows: o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), groups of gs values.
+// grid (rows, groups): o = GroupRMSNorm(o) · w ⊙ sigmoid(gate) for group blockIdx.y (gs values) of row blockIdx.x —
+// the groups of a row in parallel, not one reduction after another (a decode step runs this once per Lightning
+// layer on one row).
 __global__ void k_group_norm_gate(float* o, const float* w, const float* gate, int64_t width, int64_t ldg,
                                   int64_t gs, double eps) {
   pdl_wait();
   pdl_trigger();
   __shared__ double red[32];
-  float* orow = o + blockIdx.x * width;
-  const float* grow = gate + blockIdx.x * ldg;
-  for (int64_t g0 = 0; g0 < width; g0 += gs) {
-    double ss = 0.0;
-    for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(orow[g0 + i]) * double(orow[g0 + i]);
-    ss = block_sum_d(ss, red);
-    const float inv = float(1.0 / sqrt(ss / double(gs) + eps));
-    for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) {
-      const float v = (orow[g0 + i] * inv) * w[g0 + i];
-      orow[g0 + i] = v * (1.0f / (1.0f + expf(-grow[g0 + i])));
-    }
-    __syncthreads();
+  const int64_t g0 = int64_t(blockIdx.y) * gs;
+  float* orow = o + blockIdx.x * width + g0;
+  const float* grow = gate + blockIdx.x * ldg + g0;
+  const float* wg = w + g0;
+  double ss = 0.0;
+  for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(orow[i]) * double(orow[i]);
+  ss = block_sum_d(ss, red);
+  const float inv = float(1.0 / sqrt(ss / double(gs) + eps));
+  for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) {
+    const float v = (orow[i] * inv) * wg[i];
+    orow[i] = v * (1.0f / (1.0f + expf(-grow[i])));
   }
 }
 
@@ -150,8 +151,9 @@ void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {
   LING_CHECK(p.o && p.w && p.gate, "launch_group_norm_gate: o, w or gate is null");
   const int64_t ldg = p.ld_gate ? p.ld_gate : p.width;
   LING_CHECK(ldg >= p.width, "launch_group_norm_gate: ld_gate ", ldg, " is smaller than width ", p.width);
-  launch_pdl(k_group_norm_gate, unsigned(p.rows), 256, 0, stream, p.o, p.w, p.gate, p.width, ldg, p.width / p.groups,
-             p.eps);
+  LING_CHECK(p.groups < 65536, "launch_group_norm_gate: ", p.groups, " groups exceed one grid");
+  launch_pdl(k_group_norm_gate, dim3(unsigned(p.rows), unsigned(p.groups)), 256, 0, stream, p.o, p.w, p.gate, p.width,
+             ldg, p.width / p.groups, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

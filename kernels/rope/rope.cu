@@ -50,6 +50,12 @@ __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, con
   const int64_t head = blockIdx.y;
   float* xr = x + blockIdx.x * ld + head * hd;
   const float* w = head < nq ? wq : wk;
+  // This thread's first rotation factors before anything else, so that the double-precision trig overlaps the
+  // loads and the reduction instead of following them.
+  const float p = float(pos[blockIdx.x]);
+  const int64_t i0 = threadIdx.x;
+  float c0 = 0.0f, s0 = 0.0f;
+  if (i0 < 2 * half) rope_cs(p, inv_freq, i0 < half ? i0 : i0 - half, af, c0, s0);
   for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) buf[i] = xr[i];
   if (w) {
     double ss = 0.0;
@@ -60,13 +66,12 @@ __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, con
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) buf[i] = (buf[i] * inv) * w[i];
   }
   __syncthreads();
-  const float p = float(pos[blockIdx.x]);
   for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {
     float v = buf[i];
     if (i < 2 * half) {
       const int64_t j = i < half ? i : i - half;
-      float c, s;
-      rope_cs(p, inv_freq, j, af, c, s);
+      float c = c0, s = s0;
+      if (i != i0) rope_cs(p, inv_freq, j, af, c, s);
       const float x1 = inter ? buf[2 * j] : buf[j], x2 = inter ? buf[2 * j + 1] : buf[j + half];
       v = i < half ? x1 * c - x2 * s : x2 * c + x1 * s;
     }

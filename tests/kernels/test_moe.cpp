@@ -172,8 +172,10 @@ struct Experts {
 
 // f32: the expert tables point at fp32 copies of the same (bf16-representable) weights.
 // grouped: the slots go through the device plan (moe_plan_bytes), each expert read once for its tokens.
+// ids_ready: the down pass may load ids, table and weights before its programmatic-launch wait (launched here
+// without one, so this checks the reordered kernel's results, not the overlap).
 void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed,
-                 bool f32 = false, bool grouped = false) {
+                 bool f32 = false, bool grouped = false, bool ids_ready = false) {
   Experts ex(E, H, I, seed);
   std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2), w = uniform(size_t(n * k), 0.05f, 1, seed + 3);
   std::vector<float> out0 = uniform(size_t(n * H), -1, 1, seed + 4);
@@ -217,7 +219,7 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   if (f32) d.down_f32 = ex.tdn32.as<const float*>();
   else d.down = ex.tdn.as<const uint16_t*>();
   d.out = dout.as<float>();
-  d.n = n, d.k = k, d.H = H, d.I = I, d.accumulate = accumulate;
+  d.n = n, d.k = k, d.H = H, d.I = I, d.accumulate = accumulate, d.ids_ready = ids_ready;
   if (grouped) d.plan = dplan.as<int32_t>();
   DeviceBuffer dws(kernels::moe_down_workspace_bytes(n, k, H));
   d.workspace = dws.as<float>();
@@ -241,7 +243,7 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   }
   const std::string tag = "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I) +
                           " n=" + std::to_string(n) + " k=" + std::to_string(k) + (accumulate ? " accumulate" : "") +
-                          (f32 ? " f32 weights" : "") + (grouped ? " grouped" : "");
+                          (f32 ? " f32 weights" : "") + (grouped ? " grouped" : "") + (ids_ready ? " ids_ready" : "");
   const auto act = dact.download<float>(size_t(S * I));
   EXPECT_TRUE(close_f32("gate_up+swiglu " + tag, act, act_ref));
   for (int64_t s = 0; s < S; ++s) {  // slots of experts not held are exactly 0
@@ -266,6 +268,9 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(12, 264, 1024, 1, 3, false, 280, true);
   run_experts(10, 1032, 40, 1, 1, true, 290);
   run_experts(16, 512, 2048, 1, 8, false, 295);
+  // the engine's decode form of the narrow one-pass down kernel (loads before the wait), with an H tail
+  run_experts(16, 2048, 512, 1, 9, true, 296, false, false, true);
+  run_experts(20, 264, 40, 2, 6, false, 297, false, false, true);
 }
 
 // Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and

@@ -81,6 +81,10 @@ struct MoeDownParams {
   bool accumulate = false;                // out += instead of out =
   float* workspace = nullptr;             // moe_down_workspace_bytes(n, k, H): the per-slot outputs [n·k, H]
   const int32_t* plan = nullptr;          // the plan gate_up wrote (used with bf16 weights) or null
+  // true: ids were final before the kernel launched just ahead of this one in the stream began (e.g. the router
+  // ran before gate_up), so under programmatic dependent launch the narrow one-pass kernel may read ids and the
+  // table and start its weight loads before it waits for that kernel (act, weights and out only after).
+  bool ids_ready = false;
 };
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);

@@ -763,6 +763,7 @@ class CudaBackend final : public Backend {
       dp.act = act.p; dp.ids = dids; dp.weights = wts.p; dp.out = out.data; dp.n = n; dp.k = slots; dp.H = H; dp.I = I;
       dp.accumulate = shared && !shared_slot;
       dp.plan = dplan;
+      dp.ids_ready = true;  // the router ran before gate_up: this kernel may start its weight loads early
       DevF part = scratch(int64_t(kernels::moe_down_workspace_bytes(n, slots, H) / sizeof(float)));
       dp.workspace = part.p;
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
