@@ -131,10 +131,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_pingpong_kernel(const M
   __syncthreads();
 
   float acc[2][64];  // U rows (r0, r0 + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  zero_acc(acc);
   float l_run[2] = {0.0f, 0.0f};  // this warpgroup's pages, at the current maximum
   float s[32];
   uint32_t ph[4][4] = {};

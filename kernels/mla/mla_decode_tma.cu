@@ -92,12 +92,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
     mbar_init(&bars[1], 1);
     asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
   }
-  // The CTA's 64 query rows (zero past nh) by cp.async in the wgmma tile layout.
-  for (int i = tid; i < 64 * kChunks; i += kThreads) {
-    const int r = tile_row(i);
-    cp_async16(sq + 16 * i, r < w.nh_here ? p.q_bf16 + (b * p.nh + w.h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
-               r < w.nh_here);
-  }
+  load_q(sq, p, b, w.h0, w.nh_here);  // the CTA's 64 query rows by cp.async
   cp_async_commit();
   __syncthreads();  // barriers initialised
   if (warp == 0 && np > 0) request_page(buf[0], map, p, b, page0, &bars[0], lane);
@@ -106,10 +101,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
   __syncthreads();
 
   float acc[2][64];  // U rows (r0, r0 + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  zero_acc(acc);
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this warpgroup's tokens
   const uint64_t dq = smem_desc(sq, 128, kGroup);
   for (int i = 0; i < np; ++i) {
@@ -127,20 +119,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
       fence_proxy_async_smem();
       __syncthreads();
     }
-    // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims
-    float s[16];
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kRow / 16; ++ks)
-      wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 32 * wg, ks), ks > 0);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(s);
-    split_softmax_to_p(s, n, p.scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
-    // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
-    pc_issue_ss(acc, sp, c, wg);
-    pc_wait(acc);
-    __syncthreads();  // page, P tile and maxima free for the next page
+    split_page(c, n, dq, p.scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
   }
   float l_both[2];  // row sums: the two warpgroups' parts (same running max)
   split_row_sums(l_run, wg, r0, ti, sx, l_both);

@@ -36,10 +36,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_kernel(const MlaS
   load_q_and_first_page(sq, sc_buf[0], p, b, h0, nh_here, t_begin, t_end);
 
   float acc[2][64];  // U rows (16·warp4 + gi, + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  zero_acc(acc);
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};
   const uint64_t dq = smem_desc(sq, 128, kGroup);
   int buf = 0;
@@ -120,10 +117,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
   load_q_and_first_page(sq, sc_buf[0], p, b, h0, nh_here, t_begin, t_end);
 
   float acc[2][64];  // U rows (r0, r0 + 8), columns 256·wg + 128·hh + 8j + 2ti + {0, 1}
-#pragma unroll
-  for (int hh = 0; hh < 2; ++hh)
-#pragma unroll
-    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+  zero_acc(acc);
   float m_run[2] = {-INFINITY, -INFINITY}, l_run[2] = {0.0f, 0.0f};  // l_run: this warpgroup's tokens
   const uint64_t dq = smem_desc(sq, 128, kGroup);
   int buf = 0;
@@ -131,20 +125,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_wgmma_tok_kernel(const 
     const int n = int(std::min<int64_t>(kPage, t_end - t0));
     next_page(sc_buf[buf ^ 1], p, b, t0, t_end);
     const unsigned char* c = sc_buf[buf];
-    // S_w = Q·C_wᵀ (64 heads × this warpgroup's 32 tokens), 36 k-steps of 16 dims
-    float s[16];
-    wgmma_fence();
-#pragma unroll
-    for (int ks = 0; ks < kRow / 16; ++ks)
-      wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 32 * wg, ks), ks > 0);
-    wgmma_commit();
-    wgmma_wait<0>();
-    fence_regs(s);
-    split_softmax_to_p(s, n, p.scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
-    // U += P·C over the page's 64 tokens: P (K-major) and C (MN-major) from shared memory
-    pc_issue_ss(acc, sp, c, wg);
-    pc_wait(acc);
-    __syncthreads();  // page, P tile and maxima free for the next page
+    split_page(c, n, dq, p.scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
   }
   float l_both[2];  // row sums: the two warpgroups' parts (same running max)
   split_row_sums(l_run, wg, r0, ti, sx, l_both);

@@ -59,15 +59,21 @@ __device__ __forceinline__ void load_page(unsigned char* dst, const MlaDecodePar
   }
 }
 
-// The CTA's 64 query rows (zero past nh) and its first page, one cp.async group.
-__device__ __forceinline__ void load_q_and_first_page(unsigned char* sq, unsigned char* dst, const MlaDecodeParams& p,
-                                                      int64_t b, int64_t h0, int nh_here, int64_t t_begin,
-                                                      int64_t t_end) {
+// The CTA's 64 query rows (zero past nh) into the Q tile, as cp.async (not committed).
+__device__ __forceinline__ void load_q(unsigned char* sq, const MlaDecodeParams& p, int64_t b, int64_t h0,
+                                       int nh_here) {
   for (int i = threadIdx.x; i < 64 * kChunks; i += kThreads) {
     const int r = tile_row(i);
     cp_async16(sq + 16 * i, r < nh_here ? p.q_bf16 + (b * p.nh + h0 + r) * kRow + tile_chunk(i) * 8 : p.q_bf16,
                r < nh_here);
   }
+}
+
+// The CTA's 64 query rows and its first page, one cp.async group.
+__device__ __forceinline__ void load_q_and_first_page(unsigned char* sq, unsigned char* dst, const MlaDecodeParams& p,
+                                                      int64_t b, int64_t h0, int nh_here, int64_t t_begin,
+                                                      int64_t t_end) {
+  load_q(sq, p, b, h0, nh_here);
   if (t_begin < t_end) load_page(dst, p, b, t_begin, int(std::min<int64_t>(kPage, t_end - t_begin)));
   cp_async_commit();
 }
@@ -228,6 +234,33 @@ __device__ __forceinline__ void pc_wait(float (&acc)[2][64]) {
   wgmma_wait<0>();
   fence_regs(acc[0]);
   fence_regs(acc[1]);
+}
+
+// U accumulators of a CTA's two warpgroups, zeroed.
+__device__ __forceinline__ void zero_acc(float (&acc)[2][64]) {
+#pragma unroll
+  for (int hh = 0; hh < 2; ++hh)
+#pragma unroll
+    for (int i = 0; i < 64; ++i) acc[hh][i] = 0.0f;
+}
+
+// One landed page c (n valid tokens) of the token-split kernels (cp.async and TMA): this warpgroup's scores
+// S_w = Q·C_wᵀ (64 heads × its 32 tokens, 36 k-steps of 16 dims), the shared softmax into the P tile, U += P·C
+// over the page's 64 tokens; ends with the barrier after which the page, P tile and maxima may be reused.
+__device__ __forceinline__ void split_page(const unsigned char* c, int n, uint64_t dq, float scale, int wg, int r0,
+                                           int ti, float* sx, unsigned char* sp, float (&m_run)[2],
+                                           float (&l_run)[2], float (&acc)[2][64]) {
+  float s[16];
+  wgmma_fence();
+#pragma unroll
+  for (int ks = 0; ks < kRow / 16; ++ks) wgmma_m64n32k16_ss(s, dq + ks * (256 >> 4), page_k_desc(c, 32 * wg, ks), ks > 0);
+  wgmma_commit();
+  wgmma_wait<0>();
+  fence_regs(s);
+  split_softmax_to_p(s, n, scale, wg, r0, ti, sx, sp, m_run, l_run, acc);
+  pc_issue_ss(acc, sp, c, wg);
+  pc_wait(acc);
+  __syncthreads();
 }
 
 }  // namespace
