@@ -17,6 +17,7 @@
 
 #include "common/check.h"
 #include "common/launch.cuh"
+#include "common/mbarrier.cuh"
 #include "common/wgmma.cuh"
 #include "ling/kernels/mla_decode.h"
 #include "mla/mla_decode_impl.h"
@@ -31,20 +32,6 @@ constexpr int kOffX = kOffP + kPBytes;
 constexpr int kOffBar = kOffX + 2 * 64 * int(sizeof(float));
 constexpr size_t kSmemTma = size_t(kOffBar) + 2 * sizeof(uint64_t);
 
-__device__ __forceinline__ void mbar_init(uint64_t* bar, unsigned count) {
-  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_expect_tx(uint64_t* bar, unsigned bytes) {
-  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(smem_addr(bar)), "r"(bytes) : "memory");
-}
-__device__ __forceinline__ void mbar_wait(uint64_t* bar, unsigned parity) {
-  asm volatile(
-      "{\n.reg .pred done;\nwait_%=:\n"
-      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-      "@!done bra wait_%=;\n}\n" ::"r"(smem_addr(bar)),
-      "r"(parity)
-      : "memory");
-}
 // Box (x = first element of the row, y = first row) of the 2-D tensor map into shared memory, completing on bar.
 __device__ __forceinline__ void tma_load_2d(void* dst, const CUtensorMap* map, int x, int y, uint64_t* bar) {
   asm volatile(
@@ -90,7 +77,7 @@ __global__ void __launch_bounds__(kThreads, 1) mla_split_tma_kernel(const MlaSpl
   if (tid == 0) {
     mbar_init(&bars[0], 1);
     mbar_init(&bars[1], 1);
-    asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+    mbar_init_fence();
   }
   load_q(sq, p, b, w.h0, w.nh_here);  // the CTA's 64 query rows by cp.async
   cp_async_commit();

@@ -5,7 +5,8 @@
 // - experts: gate_up + SwiGLU against ref::linear on the bf16-rounded weights + ref::swiglu, down + combine
 //   against ref::linear per slot summed in double, with null (not held) experts, repeated experts, H / I tails,
 //   bf16 and fp32 weight tables, per slot and grouped by expert through the device plan (groups of 1 to 20
-//   tokens); route with the shared expert as slot k; the fused router (GEMV + route in one launch) equal to the pair.
+//   tokens); route with the shared expert as slot k; the fused router (GEMV + route in one launch) equal to the pair;
+// - the fused one-token MoE kernel (router + experts in one launch) against the router and ref.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -284,6 +285,105 @@ TEST(MoeExpertKernels, GroupedByExpertMatchRef) {
   run_experts(4, 1032, 72, 20, 3, true, 330, false, true);
   run_experts(64, 768, 256, 16, 8, false, 340, false, true);
   run_experts(16, 512, 128, 7, 8, true, 350, true, true);
+}
+
+// The fused one-token MoE kernel (launch_moe_fused: router, gate_up + SwiGLU and down + combine in one launch
+// with grid barriers) on the same inputs as launch_moe_router: logits, ids and weights equal bit for bit; act
+// against ref::linear + ref::swiglu on the bf16-rounded weights and out against the per-slot ref::linear summed
+// in double (close_f32). Ring-mini dims (E 256, k 8 + the shared slot, H 2048, I 512), H 4096 (one pair per
+// stage, 32 down rows per CTA on 132 SMs), H / I tails, experts not held (null table entries), accumulate; the
+// same counters over every launch (each must leave them zero).
+void run_fused(int64_t E, int64_t k, int64_t n_group, int64_t topk_group, int64_t H, int64_t I, bool shared,
+               bool accumulate, DeviceBuffer& sync, uint64_t seed) {
+  int dev = 0, sms = 0;
+  TEST_CUDA(cudaGetDevice(&dev));
+  TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  ASSERT_TRUE(kernels::moe_fused_supported(H, I, E, k, n_group, topk_group, shared, sms));
+  const int64_t slots = k + (shared ? 1 : 0), entries = E + (shared ? 1 : 0);  // entry E: the shared expert
+  // A pool of 12 distinct experts: table entry e is block e % 12 (null when Experts::held(e) is false).
+  constexpr int64_t kPool = 12;
+  Experts ex(kPool, H, I, seed);
+  std::vector<const uint16_t*> tg(static_cast<size_t>(entries)), td(static_cast<size_t>(entries));
+  for (int64_t e = 0; e < entries; ++e) {
+    tg[size_t(e)] = Experts::held(e) ? ex.dgu.as<uint16_t>() + (e % kPool) * 2 * I * H : nullptr;
+    td[size_t(e)] = Experts::held(e) ? ex.ddn.as<uint16_t>() + (e % kPool) * H * I : nullptr;
+  }
+  DeviceBuffer tgu(size_t(entries) * 8), tdn(size_t(entries) * 8);
+  tgu.upload(tg), tdn.upload(td);
+  std::vector<float> x = uniform(size_t(H), -1, 1, seed + 1), rw = uniform(size_t(E * H), -0.05f, 0.05f, seed + 2);
+  std::vector<float> bias = uniform(size_t(E), -0.5f, 0.5f, seed + 3), out0 = uniform(size_t(H), -1, 1, seed + 4);
+  DeviceBuffer dx(x.size() * 4), drw(rw.size() * 4), db(bias.size() * 4), l1(size_t(E) * 4), l2(size_t(E) * 4);
+  DeviceBuffer i1(size_t(slots) * 4), i2(size_t(slots) * 4), w1(size_t(slots) * 4), w2(size_t(slots) * 4);
+  DeviceBuffer counter(4), dact(size_t(slots * I) * 4), dout(size_t(H) * 4);
+  dx.upload(x), drw.upload(rw), db.upload(bias), dout.upload(out0);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  kernels::MoeRouterParams r;
+  r.route.bias = db.as<float>(), r.route.n = 1, r.route.E = E, r.route.k = k, r.route.n_group = n_group;
+  r.route.topk_group = topk_group, r.route.routed_scaling_factor = 2.5f, r.route.shared_slot = shared;
+  r.route.logits = l1.as<float>(), r.route.topk_ids = i1.as<int32_t>(), r.route.topk_weights = w1.as<float>();
+  r.x = dx.as<float>(), r.H = H, r.w = drw.as<float>(), r.logits = l1.as<float>(), r.counter = counter.as<unsigned>();
+  kernels::launch_moe_router(r, nullptr);
+  kernels::MoeFusedParams f;
+  f.router = r;
+  f.router.logits = l2.as<float>(), f.router.route.logits = l2.as<float>();
+  f.router.route.topk_ids = i2.as<int32_t>(), f.router.route.topk_weights = w2.as<float>();
+  f.gate_up = tgu.as<const uint16_t*>(), f.down = tdn.as<const uint16_t*>();
+  f.act = dact.as<float>(), f.out = dout.as<float>(), f.I = I, f.accumulate = accumulate;
+  f.sync = sync.as<unsigned>();
+  kernels::launch_moe_fused(f, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+  const std::string tag = "E=" + std::to_string(E) + " k=" + std::to_string(k) + " H=" + std::to_string(H) +
+                          " I=" + std::to_string(I) + (shared ? " shared slot" : "") + (accumulate ? " accumulate" : "");
+  ASSERT_EQ(l1.download<float>(size_t(E)), l2.download<float>(size_t(E))) << tag << " logits";
+  const auto ids = i2.download<int32_t>(size_t(slots));
+  const auto wts = w2.download<float>(size_t(slots));
+  ASSERT_EQ(i1.download<int32_t>(size_t(slots)), ids) << tag << " ids";
+  ASSERT_EQ(w1.download<float>(size_t(slots)), wts) << tag << " weights";
+  ASSERT_EQ(sync.download<unsigned>(2), (std::vector<unsigned>{0u, 0u})) << tag << " counters";
+
+  std::vector<float> act_ref(size_t(slots * I), 0.0f), gu(size_t(2 * I)), y(static_cast<size_t>(H));
+  std::vector<double> acc(static_cast<size_t>(H), 0.0);
+  int held = 0;
+  for (int64_t s = 0; s < slots; ++s) {
+    const int64_t e = ids[size_t(s)];
+    if (!Experts::held(e)) continue;
+    ++held;
+    ref::LinearParams l;
+    l.x = x.data(), l.w = ex.gu.data() + (e % kPool) * 2 * I * H, l.y = gu.data(), l.M = 1, l.N = 2 * I, l.K = H;
+    ref::linear(l);
+    ref::SwigluParams sw;
+    sw.gu = gu.data(), sw.out = act_ref.data() + s * I, sw.rows = 1, sw.I = I;
+    ref::swiglu(sw);
+    ref::LinearParams d;
+    d.x = act_ref.data() + s * I, d.w = ex.dn.data() + (e % kPool) * H * I, d.y = y.data(), d.M = 1, d.N = H, d.K = I;
+    ref::linear(d);
+    for (int64_t h = 0; h < H; ++h) acc[size_t(h)] += double(wts[size_t(s)]) * y[size_t(h)];
+  }
+  std::vector<float> out_ref(static_cast<size_t>(H));
+  for (int64_t h = 0; h < H; ++h) out_ref[size_t(h)] = float(acc[size_t(h)] + (accumulate ? out0[size_t(h)] : 0.0));
+  EXPECT_TRUE(close_f32("fused gate_up+swiglu " + tag, dact.download<float>(act_ref.size()), act_ref));
+  EXPECT_TRUE(close_f32("fused down+combine " + tag, dout.download<float>(size_t(H)), out_ref));
+  std::printf("  fused %s: %d of %lld slots held\n", tag.c_str(), held, static_cast<long long>(slots));
+}
+
+TEST(MoeFusedKernel, MatchesRouterAndRef) {
+  SKIP_WITHOUT_CUDA();
+  DeviceBuffer sync(8);
+  TEST_CUDA(cudaMemset(sync.as<void>(), 0, 8));
+  run_fused(256, 8, 8, 4, 2048, 512, true, false, sync, 900);   // Ring-mini dims
+  run_fused(256, 8, 8, 4, 2048, 512, true, true, sync, 910);
+  run_fused(64, 6, 1, 1, 1024, 256, false, false, sync, 920);   // four pairs per stage
+  run_fused(512, 8, 16, 8, 4096, 128, false, true, sync, 930);  // one pair per stage, E 512
+  run_fused(20, 4, 4, 2, 264, 40, true, false, sync, 940);      // H / I tails, few router rows
+  run_fused(16, 3, 2, 1, 1552, 72, false, true, sync, 950);     // two pairs per stage, a column tail
+  int dev = 0, sms = 0;
+  TEST_CUDA(cudaGetDevice(&dev));
+  TEST_CUDA(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  EXPECT_FALSE(kernels::moe_fused_supported(8192, 2048, 256, 8, 8, 4, true, sms));  // Ling-2.5 dims: three launches
+  kernels::MoeFusedParams bad;
+  bad.router.route.n = 2, bad.router.route.E = 256, bad.router.route.k = 8, bad.router.route.n_group = 8;
+  bad.router.route.topk_group = 4, bad.router.H = 2048, bad.I = 512;
+  EXPECT_THROW(kernels::launch_moe_fused(bad, nullptr), Error);
 }
 
 TEST(MoeExpertKernels, RefuseBadShapes) {

@@ -89,4 +89,31 @@ struct MoeDownParams {
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);
 
+// One decode token's MoE FFN in one launch (bf16 experts): the router GEMV and routing of launch_moe_router (the
+// same logits, ids and weights), gate_up + SwiGLU over every slot, then down + combine in slot order (the sums of
+// the narrow down kernel), with two grid-wide barriers between the phases. One CTA per SM (all resident: the
+// barriers spin); each CTA streams its share of the expert rows through a ring of shared-memory stages filled by
+// bulk copies, so the copies of its down rows go out while the gate_up phase is still running elsewhere. Only
+// constant data (router weights) is read before the programmatic-launch wait.
+struct MoeFusedParams {
+  MoeRouterParams router;                  // route.n must be 1; route.topk_ids / topk_weights (k (+1) slots)
+                                           // receive the routing when non-null; counter unused
+  const uint16_t* const* gate_up = nullptr;  // [E (+1)] device table (entry E: the shared expert when shared_slot)
+  const uint16_t* const* down = nullptr;     // [E (+1)]
+  float* act = nullptr;                    // [slots, I] device scratch (written, read back by every CTA)
+  float* out = nullptr;                    // [H]
+  int64_t I = 0;
+  bool accumulate = false;                 // out += instead of out =
+  unsigned* sync = nullptr;                // 2 unsigned of device memory, zero before; the launch leaves them zero.
+                                           // Launches on one pair must not overlap (one stream).
+  // Diagnostics (ling bench): per CTA kMoeFusedStamps globaltimer readings (ns) — start, after the
+  // programmatic-launch wait, router rows done, barrier 1, routed, gate_up done, barrier 2, down done — or null.
+  unsigned long long* stamps = nullptr;
+};
+constexpr int kMoeFusedStamps = 8;
+// Whether launch_moe_fused takes these shapes on a device with `sms` SMs (else use the three launches above).
+bool moe_fused_supported(int64_t H, int64_t I, int64_t E, int64_t k, int64_t n_group, int64_t topk_group,
+                         bool shared_slot, int sms);
+void launch_moe_fused(const MoeFusedParams& p, cudaStream_t stream);
+
 }  // namespace ling::kernels

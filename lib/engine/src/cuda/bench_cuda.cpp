@@ -287,6 +287,94 @@ std::vector<CudaBenchRow> moe_expert_rows(int64_t H, int64_t I, int64_t n, const
   return rows;
 }
 
+// One decode token's MoE layer at Ring-mini / Ling-2.5 routing settings (E 256, k 8 + the shared expert as slot
+// k, 8 groups with 4 kept), the 257 table entries over a pool of 64 distinct experts (entry e → e % 64): the router
+// and the experts as three launches (moe.layer: launch_moe_router, gate_up + SwiGLU, down + combine) and in one
+// (moe.layer.fused: launch_moe_fused), then the fused kernel's phases from one more call with its stamps (median
+// over the CTAs as ms, the fastest and slowest CTA as min..max). Bytes: the router weights and the distinct pool
+// experts the routing touched.
+std::vector<CudaBenchRow> moe_layer_rows(int64_t H, int64_t I, int sms, const CudaBenchOptions& o, DevBuf& flush) {
+  const int64_t E = 256, k = 8, slots = k + 1, pool = 64;
+  if (!kernels::moe_fused_supported(H, I, E, k, 8, 4, true, sms)) return {};
+  DevBuf gu(size_t(pool * 2 * I * H) * 2), dn(size_t(pool * H * I) * 2), tab(size_t(2 * (E + 1)) * 8);
+  DevBuf rw(size_t(E * H) * 4), bias(size_t(E) * 4), x(size_t(H) * 4), logits(size_t(E) * 4);
+  DevBuf ids(size_t(slots) * 4), wts(size_t(slots) * 4), act(size_t(slots * I) * 4), out(size_t(H) * 4);
+  DevBuf counter(4), sync(8), stamps(size_t(sms) * kernels::kMoeFusedStamps * 8);
+  DevBuf dws(kernels::moe_down_workspace_bytes(1, slots, H));
+  kernels::launch_fill_uniform_bf16(gu.as<uint16_t>(), pool * 2 * I * H, -0.1f, 0.1f, o.seed + 31, nullptr);
+  kernels::launch_fill_uniform_bf16(dn.as<uint16_t>(), pool * H * I, -0.1f, 0.1f, o.seed + 32, nullptr);
+  kernels::launch_fill_uniform_f32(rw.as<float>(), E * H, -0.05f, 0.05f, o.seed + 33, nullptr);
+  kernels::launch_fill_uniform_f32(bias.as<float>(), E, -0.5f, 0.5f, o.seed + 34, nullptr);
+  kernels::launch_fill_uniform_f32(x.as<float>(), H, -1.f, 1.f, o.seed + 35, nullptr);
+  std::vector<const uint16_t*> t(size_t(2 * (E + 1)));
+  for (int64_t e = 0; e <= E; ++e) {
+    t[size_t(e)] = gu.as<uint16_t>() + (e % pool) * 2 * I * H;
+    t[size_t(E + 1 + e)] = dn.as<uint16_t>() + (e % pool) * H * I;
+  }
+  BENCH_CUDA(cudaMemcpy(tab.p, t.data(), t.size() * 8, cudaMemcpyHostToDevice));
+  BENCH_CUDA(cudaMemset(counter.p, 0, 4));
+  BENCH_CUDA(cudaMemset(sync.p, 0, 8));
+  kernels::MoeRouterParams r;
+  r.route.logits = logits.as<float>(), r.route.bias = bias.as<float>(), r.route.topk_ids = ids.as<int32_t>();
+  r.route.topk_weights = wts.as<float>(), r.route.n = 1, r.route.E = E, r.route.k = k, r.route.n_group = 8;
+  r.route.topk_group = 4, r.route.routed_scaling_factor = 2.5f, r.route.shared_slot = true;
+  r.x = x.as<float>(), r.H = H, r.w = rw.as<float>(), r.logits = logits.as<float>(), r.counter = counter.as<unsigned>();
+  const auto* gtab = tab.as<const uint16_t*>();
+  kernels::MoeGateUpParams g;
+  g.x = x.as<float>(), g.ids = ids.as<int32_t>(), g.gate_up = gtab, g.act = act.as<float>(), g.n = 1, g.k = slots;
+  g.H = H, g.I = I;
+  kernels::MoeDownParams d;
+  d.act = act.as<float>(), d.ids = ids.as<int32_t>(), d.weights = wts.as<float>(), d.down = gtab + E + 1;
+  d.out = out.as<float>(), d.n = 1, d.k = slots, d.H = H, d.I = I, d.workspace = dws.as<float>();
+  kernels::MoeFusedParams f;
+  f.router = r, f.gate_up = gtab, f.down = gtab + E + 1, f.act = act.as<float>(), f.out = out.as<float>(), f.I = I;
+  f.sync = sync.as<unsigned>();
+  kernels::launch_moe_fused(f, nullptr);
+  std::vector<int32_t> hid(static_cast<size_t>(slots));
+  BENCH_CUDA(cudaMemcpy(hid.data(), ids.p, hid.size() * 4, cudaMemcpyDeviceToHost));
+  std::vector<bool> touched(static_cast<size_t>(pool), false);
+  for (int32_t e : hid) touched[size_t(e % pool)] = true;
+  const double distinct = double(std::count(touched.begin(), touched.end(), true));
+  const std::string shape = "n=1 E=256 k=8+1 H=" + std::to_string(H) + " I=" + std::to_string(I);
+  std::vector<CudaBenchRow> rows(2);
+  rows[0].op = "moe.layer", rows[1].op = "moe.layer.fused";
+  for (auto& row : rows) {
+    row.shape = shape, row.batch = 1;
+    row.bytes = double(E * H) * 4 + distinct * double(3 * I * H) * 2;
+    row.flops = 2.0 * double(E * H) + 6.0 * double(slots * I * H);
+  }
+  time_calls([&] {
+    kernels::launch_moe_router(r, nullptr);
+    kernels::launch_moe_gate_up_swiglu(g, nullptr);
+    kernels::launch_moe_down_combine(d, nullptr);
+  }, o, flush, rows[0]);
+  time_calls([&] { kernels::launch_moe_fused(f, nullptr); }, o, flush, rows[1]);
+  // Phases of one more cold call.
+  f.stamps = stamps.as<unsigned long long>();
+  BENCH_CUDA(cudaMemsetAsync(flush.p, 1, kFlushBytes, nullptr));
+  kernels::launch_moe_fused(f, nullptr);
+  BENCH_CUDA(cudaDeviceSynchronize());
+  std::vector<unsigned long long> st(size_t(sms) * kernels::kMoeFusedStamps);
+  BENCH_CUDA(cudaMemcpy(st.data(), stamps.p, st.size() * 8, cudaMemcpyDeviceToHost));
+  const char* names[kernels::kMoeFusedStamps - 1] = {"wait", "router", "barrier1", "route", "gate_up", "barrier2", "down"};
+  unsigned long long t0 = ~0ull;
+  for (int c = 0; c < sms; ++c) t0 = std::min(t0, st[size_t(c) * kernels::kMoeFusedStamps]);
+  for (int i = 0; i + 1 < kernels::kMoeFusedStamps; ++i) {
+    std::vector<double> dt;
+    for (int c = 0; c < sms; ++c) {
+      const unsigned long long* sc = st.data() + size_t(c) * kernels::kMoeFusedStamps;
+      dt.push_back(double(sc[i + 1] - sc[i]) * 1e-6);
+    }
+    std::sort(dt.begin(), dt.end());
+    CudaBenchRow ph;
+    ph.op = std::string("moe.layer.fused.") + names[i];
+    ph.shape = shape + " (CTA median, min..max)";
+    ph.batch = 1, ph.ms = dt[dt.size() / 2], ph.ms_min = dt.front(), ph.ms_max = dt.back();
+    rows.push_back(ph);
+  }
+  return rows;
+}
+
 // Greedy sampling over an lm_head's logits.
 CudaBenchRow argmax_row(int64_t n, int64_t V, const CudaBenchOptions& o, DevBuf& flush) {
   DevBuf x(size_t(n * V) * 4), ids(size_t(n) * 4);
@@ -367,6 +455,8 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& m : o.moe)
     for (int64_t n : {1, 8})
       for (auto& r : moe_expert_rows(m.H, m.I, n, o, flush)) rep.rows.push_back(r);
+  for (const auto& m : o.moe)
+    for (auto& r : moe_layer_rows(m.H, m.I, rep.sms, o, flush)) rep.rows.push_back(r);
   for (int64_t n : {1, 8}) rep.rows.push_back(argmax_row(n, 157184, o, flush));
   for (int64_t n : {1, 8}) rep.rows.push_back(sample_row(n, 157184, o, flush));
   const CudaTimeFn timed = [&](const std::function<void()>& fn, CudaBenchRow& row) { time_calls(fn, o, flush, row); };

@@ -106,6 +106,7 @@ class CudaBackend final : public Backend {
     cudaStreamSynchronize(stream_);
     prof_.collect();
     prof_.print();
+    print_moe_stamps();
     dev_.clear();
     dev16_.clear();
     xbf_.reset();
@@ -199,6 +200,17 @@ class CudaBackend final : public Backend {
     if (c.num_experts > 0) {
       router_counter_ = dev_alloc(sizeof(unsigned));
       LING_CUDA_CHECK(cudaMemset(router_counter_.get(), 0, sizeof(unsigned)));
+      moe_sync_ = dev_alloc(2 * sizeof(unsigned));
+      LING_CUDA_CHECK(cudaMemset(moe_sync_.get(), 0, 2 * sizeof(unsigned)));
+    }
+    // One-token decode steps of bf16 MoE layers: router, experts and combine in one launch (kernels/moe
+    // launch_moe_fused) where the shapes allow; LING_CUDA_MOE_FUSED=0: the three launches.
+    moe_fused_ = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_MOE_FUSED", true);
+    // LING_CUDA_MOE_STAMPS=1 (diagnostics): the fused kernel records its phase times; the last step's are printed
+    // to stderr at exit (median over CTAs, per layer).
+    if (moe_fused_ && cuda::env_flag("LING_CUDA_MOE_STAMPS")) {
+      moe_stamps_ = dev_alloc(size_t(c.num_hidden_layers) * size_t(sms_) * kernels::kMoeFusedStamps * 8);
+      LING_CUDA_CHECK(cudaMemset(moe_stamps_.get(), 0, size_t(c.num_hidden_layers) * size_t(sms_) * kernels::kMoeFusedStamps * 8));
     }
     for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
       const LayerWeights& L = w_->layers[il];
@@ -724,6 +736,29 @@ class CudaBackend final : public Backend {
       const int64_t slots = k + (shared_slot ? 1 : 0);
       DevF ids = scratch(n * slots), wts = scratch(n * slots), act = scratch(n * slots * I);
       int32_t* dids = reinterpret_cast<int32_t*>(ids.p);
+      if (n == 1 && one_launch && moe_fused_ &&
+          kernels::moe_fused_supported(H, I, E, k, cfg_.n_group, cfg_.topk_group, shared_slot, sms_)) {
+        if (shared && !shared_slot) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
+        cuda::OpScope pf(prof_, ".moe.fused");
+        const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
+        kernels::MoeFusedParams f;
+        f.router.route.logits = dlogits.p;
+        f.router.route.bias = L.router_bias.empty() ? nullptr : W(L.router_bias);
+        f.router.route.n = 1, f.router.route.E = E, f.router.route.k = k;
+        f.router.route.n_group = cfg_.n_group, f.router.route.topk_group = cfg_.topk_group;
+        f.router.route.routed_scaling_factor = float(cfg_.routed_scaling_factor);
+        f.router.route.shared_slot = shared_slot;
+        f.router.x = x.data, f.router.H = H, f.router.w = W(L.router), f.router.logits = dlogits.p;
+        f.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
+        f.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
+        f.act = act.p, f.out = out.data, f.I = I, f.accumulate = shared && !shared_slot;
+        f.sync = static_cast<unsigned*>(moe_sync_.get());
+        if (moe_stamps_)
+          f.stamps = static_cast<unsigned long long*>(moe_stamps_.get()) + size_t(layer) * sms_ * kernels::kMoeFusedStamps;
+        kernels::launch_moe_fused(f, stream_);
+        l2_prefetch_next_layer(layer);
+        return;
+      }
       // bf16 experts, several tokens: slots grouped by expert on the device, each expert read once for all its
       // tokens (one token: each slot streams its own expert, no plan needed)
       const bool grouped = bf16_ && n > 1 && n * slots <= kernels::kMoePlanMaxSlots;
@@ -1218,6 +1253,37 @@ class CudaBackend final : public Backend {
   bool bf16_ = false;
   std::unique_ptr<kernels::LtGemm> lt_;
   std::shared_ptr<void> router_counter_;  // launch_moe_router's CTA counter (zero between launches)
+  std::shared_ptr<void> moe_sync_;        // launch_moe_fused's barrier counters (zero between launches)
+  std::shared_ptr<void> moe_stamps_;      // LING_CUDA_MOE_STAMPS: [layers][SMs][kMoeFusedStamps] globaltimer
+  void print_moe_stamps() const {
+    if (!moe_stamps_) return;
+    const size_t per = size_t(sms_) * kernels::kMoeFusedStamps;
+    std::vector<unsigned long long> st(size_t(cfg_.num_hidden_layers) * per);
+    if (cudaMemcpy(st.data(), moe_stamps_.get(), st.size() * 8, cudaMemcpyDeviceToHost) != cudaSuccess) return;
+    std::fprintf(stderr, "fused MoE phases of the last step, µs (median over CTAs; then slowest CTA): wait router "
+                         "barrier1 route gate_up barrier2 down | gap since the previous MoE layer's end\n");
+    unsigned long long prev_end = 0;
+    for (int64_t l = 0; l < cfg_.num_hidden_layers; ++l) {
+      const unsigned long long* L = st.data() + size_t(l) * per;
+      if (L[0] == 0) continue;
+      std::fprintf(stderr, "  layer %lld:", static_cast<long long>(l));
+      unsigned long long first = ~0ull, last = 0;
+      for (int i = 0; i + 1 < kernels::kMoeFusedStamps; ++i) {
+        std::vector<double> d;
+        for (int c = 0; c < sms_; ++c) {
+          const unsigned long long* C = L + size_t(c) * kernels::kMoeFusedStamps;
+          d.push_back(double(C[i + 1] - C[i]) * 1e-3);
+          first = std::min(first, C[0]), last = std::max(last, C[kernels::kMoeFusedStamps - 1]);
+        }
+        std::sort(d.begin(), d.end());
+        std::fprintf(stderr, " %.1f/%.1f", d[d.size() / 2], d.back());
+      }
+      std::fprintf(stderr, " | total %.1f gap %.1f\n", double(last - first) * 1e-3,
+                   prev_end ? double(first - prev_end) * 1e-3 : 0.0);
+      prev_end = last;
+    }
+  }
+  bool moe_fused_ = false;
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
   size_t xbf_cap_ = 0;
