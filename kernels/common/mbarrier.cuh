@@ -1,6 +1,6 @@
 // Shared-memory mbarriers and bulk copies (sm_90): a barrier armed with the bytes it expects completes its phase
 // when that many bytes have landed (cp.async.bulk / cp.async.bulk.tensor with mbarrier::complete_tx); waiters
-// spin on the phase parity. Used by the TMA MLA kernel and the fused MoE decode kernel.
+// spin on the phase parity; bulk L2 prefetches. Used by the TMA MLA kernel and the fused MoE decode kernel.
 #pragma once
 #include <cstdint>
 
@@ -38,6 +38,11 @@ __device__ __forceinline__ void bulk_load(void* dst, const void* src, unsigned b
       "cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(smem_addr(dst)),
       "l"(src), "r"(bytes), "r"(smem_addr(bar))
       : "memory");
+}
+
+// `bytes` (a multiple of 16, 16-byte aligned) from global memory into L2, nothing waited for (a hint).
+__device__ __forceinline__ void bulk_prefetch_l2(const void* src, unsigned bytes) {
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 
 }  // namespace ling::kernels

@@ -12,16 +12,14 @@ constexpr int kThreads = 256;
 unsigned blocks_for(int64_t n) { return unsigned((n + kThreads - 1) / kThreads); }
 
 __global__ void k_embed(const int32_t* ids, const float* table, float* out, int64_t n, int64_t H) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= n * H) return;
   out[i] = table[int64_t(ids[i / H]) * H + i % H];
 }
 
 __global__ void k_swiglu(const float* gu, float* out, int64_t rows, int64_t I, int64_t ldo) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
   if (i >= rows * I) return;
   const int64_t r = i / I, c = i % I;

@@ -39,8 +39,7 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
 #pragma unroll
   for (int u = 0; u < U; ++u)
     if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   if (r >= N) return;
   for (bool first = true; i < K; i += U * 256, first = false) {
     if (!first) {
@@ -73,8 +72,7 @@ __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict_
   __shared__ float red[8][MT];
   const int64_t r = blockIdx.x;
   float v = block_row_dot<MT>(x, ldx, w + r * K, M, K, red, [] {
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter();
   });
   if (threadIdx.x < M) {
     v += bias ? bias[r] : 0.0f;
@@ -89,8 +87,7 @@ __global__ void __launch_bounds__(256) k_gemv_tc(const float* __restrict__ x, in
                                                  const uint16_t* __restrict__ w, const float* __restrict__ bias,
                                                  float* __restrict__ y, int64_t ldy, int M, int64_t N, int64_t K,
                                                  bool accumulate) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ float red[8 * NT * 4 * 32];
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, c = lane & 3;
   const int64_t r0 = int64_t(blockIdx.x) * 16;

@@ -25,8 +25,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
 #pragma unroll
   for (int i = 0; i < 16; ++i) s[i] = __ldcs(reinterpret_cast<const float4*>(S + (rg + 8 * i) * D + c4));
   const float decay = expf(p.g[h]);
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   if (tid < D) {
     qs[tid] = p.q[b * ldq + h * D + tid];
     ks[tid] = p.k[b * ldk + h * D + tid];

@@ -46,8 +46,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
 
 template <typename T>
 __global__ void __launch_bounds__(256) k_down_part(MoeDownParams p, const T* const* table) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t slot = blockIdx.x, H = p.H, I = p.I;
   const int64_t h = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
   if (h >= H) return;
@@ -65,8 +64,7 @@ template <int kS>
 __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     k_down_combine_narrow(MoeDownParams p, const uint16_t* const* table) {  // 2 CTAs per SM for k ≤ 9
   if (!p.ids_ready) {
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter();
   }
   const int64_t t = blockIdx.y, H = p.H, I = p.I, h = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   if (h >= H) return;
@@ -82,8 +80,7 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
       if (w[j] && i0 + c * 256 < I) raw[j][c] = load_raw8(w[j] + h * I + i0 + c * 256);
   }
   if (p.ids_ready) {  // the weights are in flight; act (and the routing weights) come from the kernels ahead
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter();
   }
   float acc = 0.0f;
 #pragma unroll
@@ -104,8 +101,7 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
 }
 
 __global__ void k_combine_parts(MoeDownParams p) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= p.n * p.H) return;
   const int64_t t = i / p.H, h = i % p.H;
@@ -214,8 +210,7 @@ __global__ void __launch_bounds__(256) k_gate_up_grouped(MoeGateUpParams p, cons
 
 template <int NT>
 __global__ void __launch_bounds__(256) k_down_grouped(MoeDownParams p, const uint16_t* const* table) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ float red[8 * NT * 4 * 32];
   const int S = int(p.n * p.k);
   Group gr;

@@ -1,19 +1,25 @@
-// One decode token's MoE FFN in one launch (moe.h, MoeFusedParams), for bf16 experts: a CTA per SM, all resident,
-// three phases separated by grid-wide barriers (a counter in device memory, reset by the last CTA to leave):
-//   router:  CTA c computes logits of experts [E·c/G, E·(c+1)/G) exactly as launch_moe_router (one-CTA-per-row
-//            sums; the first weights loaded before the programmatic-launch wait); barrier; every CTA then routes
-//            the token itself (route_row, warp 0) into shared memory — no second barrier for the ids.
-//   gate_up: the flat (slot, i) pairs split evenly over the CTAs; a stage is up to R pairs of one slot (the R gate
-//            rows then the R up rows, two bulk copies of R·H bf16). Each warp owns one row of a stage and 1/parts
-//            of its columns (2R·parts = 8 warps), its slice of x in registers; partial sums meet in shared memory
-//            in part order; act = silu(g)·u goes to the device scratch; barrier.
-//   down:    rows [H·c/G, H·(c+1)/G) of every slot's down matrix (one stage per slot, a contiguous block), act
+// One decode token's MoE FFN in one launch (moe.h, MoeFusedParams), for bf16 experts: a CTA per SM (8 consumer
+// warps + 1 producer warp), all resident, three phases separated by grid-wide barriers of the consumer warps (a
+// counter in device memory, reset by the last CTA to leave):
+//   router:  CTA c computes logits of experts [E·c/G, E·(c+1)/G) with the sums of launch_moe_router (thread t:
+//            elements 8t + 2048j, then the 8 warps in order; the first weights loaded before the wait); barrier;
+//            every CTA then routes the token itself (route_block: ref::moe_route's rule and tie order, one expert
+//            per thread, short loops) — no second barrier for the ids.
+//   gate_up: each CTA takes 1/G of the shared expert's pairs (slot k, known before routing) and 1/G of the routed
+//            slots' flat (slot, i) pairs; a stage is up to R pairs of one slot (the gate rows, then the up rows: two
+//            bulk copies). Each consumer warp owns one row of a stage and 1/parts of its columns (2R·parts = 8),
+//            its slice of x in registers; g and u per pair meet in shared memory in part order; act = silu(g)·u
+//            goes to the device scratch; barrier.
+//   down:    rows [H·c/G, H·(c+1)/G) of every slot's down matrix (DS slots per stage, contiguous blocks), act
 //            from shared memory; out[h] (+)= Σ_j w_j·(act_j·down_j[h]) with j ascending and the per-row sums of the
 //            narrow down kernel (moe_experts.cu), so the same combine given the same act.
-// One producer thread keeps a ring of kStages 16 KB stages full with cp.async.bulk copies completing on
-// mbarriers; a stage is refilled once the CTA has passed the barrier that ends its use. The down stages follow
-// the gate_up stages in the same ring, so a CTA's down rows are requested as soon as its gate_up stages drain —
-// before the second barrier. Null table entries (experts not held) contribute 0, as in the three-launch path.
+// The producer warp keeps a ring of kStages 32 KB stages full with cp.async.bulk copies completing on "full"
+// mbarriers; the consumer warps release a stage on its "empty" mbarrier. The shared expert's first stages go out
+// before the programmatic-launch wait (constant data); once routed, the producer requests the CTA's down rows of
+// every slot into L2 (and with l2_gate_up its routed gate_up rows), then issues the gate_up and down stages in
+// order, so the down copies leave as soon as ring stages free up. Null table entries (experts not held) give 0,
+// as in the three-launch path. Optional per-CTA globaltimer stamps at the phase boundaries (ling bench rows,
+// LING_CUDA_MOE_STAMPS).
 #include <algorithm>
 
 #include "common/check.h"
@@ -285,7 +291,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
 #pragma unroll
     for (int r = 0; r < kRouterPrefetch; ++r)
       if (e0 + r < e1 && i0 < H) load8(p.router.w + size_t(e0 + r) * H + i0, f0[r]);
-    pdl_wait();
+    pdl_enter();
     stamp(1);
     for (int e = e0; e < e1; ++e) {
       const float* wr = p.router.w + size_t(e) * H;
@@ -315,9 +321,8 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
       consumers_sync();  // router_red is reused by the next row
     }
   } else {
-    pdl_wait();
+    pdl_enter();
   }
-  pdl_trigger();
   stamp(2);
   if (warp < kConsumers) grid_barrier(p.sync, unsigned(G));
   stamp(3);
@@ -328,7 +333,22 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   if (warp == kConsumers) {  // the producer: the remaining gate_up stages, then the down stages
     const uint16_t** gp = reinterpret_cast<const uint16_t**>(route.score);  // routing scratch, free now
     const uint16_t** dp = gp + kMaxSlots;
-    for (int j = lane; j < slots; j += 32) gp[j] = p.gate_up[ids_s[j]], dp[j] = p.down[ids_s[j]];
+    for (int j = lane; j < slots; j += 32) {
+      gp[j] = p.gate_up[ids_s[j]], dp[j] = p.down[ids_s[j]];
+      // This CTA's down rows of every slot into L2 now: their address translations (nine experts) and reads
+      // overlap the gate_up phase instead of following one another after the second barrier.
+      if (dp[j] && w.h1 > w.h0) bulk_prefetch_l2(dp[j] + size_t(w.h0) * I, unsigned((w.h1 - w.h0) * I * 2));
+    }
+    if (p.l2_gate_up)  // lane s: routed slot s's rows of this CTA (gate, then up), in 64 KB pieces
+      for (int slot = w.q0 / I + lane; w.q1 > w.q0 && slot <= (w.q1 - 1) / I; slot += 32) {
+        const int i0 = max(w.q0, slot * I) - slot * I, i1 = min(w.q1, (slot + 1) * I) - slot * I;
+        if (!gp[slot]) continue;
+        for (int half = 0; half < 2; ++half) {
+          const char* a = reinterpret_cast<const char*>(gp[slot] + size_t(half * I + i0) * H);
+          for (size_t off = 0, n = size_t(i1 - i0) * H * 2; off < n; off += 65536)
+            bulk_prefetch_l2(a + off, unsigned(std::min<size_t>(65536, n - off)));
+        }
+      }
     __syncwarp();
     if (lane != 0) return;
     Pairs c(w);

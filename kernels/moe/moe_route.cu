@@ -26,8 +26,7 @@ constexpr int kWarps = 4;
 
 template <int kPerLane>
 __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ RouteStage stage[kWarps];
   const int64_t t = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);
   if (t >= p.n) return;  // whole warps leave together
@@ -48,8 +47,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   const int64_t e = blockIdx.x, K = r.H, ldx = r.ldx ? r.ldx : r.H;
   const int M = int(r.route.n), warp = threadIdx.x >> 5;
   const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red, [] {
-    pdl_wait();
-    pdl_trigger();
+    pdl_enter();
   });
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted

@@ -13,8 +13,7 @@ namespace {
 // grid (rows, groups), gs values per group.
 __global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs, int64_t ldx, int64_t ldy,
                            double eps) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ double red[32];
   const float* xr = x + blockIdx.x * ldx + blockIdx.y * gs;
   float* yr = y + blockIdx.x * ldy + blockIdx.y * gs;
@@ -28,8 +27,7 @@ __global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs,
 
 // grid rows: h += d; y = h / rms(h) · w.
 __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t dim, double eps) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ double red[32];
   float* hr = h + blockIdx.x * dim;
   const float* dr = d ? d + blockIdx.x * dim : nullptr;
@@ -49,8 +47,7 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
 // load of the row is in flight at once instead of one latency per strided step.
 __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
                                                          int64_t dim, double eps) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ double red[32];
   const int64_t n4 = dim / 4;
   float4* hr = reinterpret_cast<float4*>(h + blockIdx.x * dim);
@@ -98,8 +95,7 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
 // layer on one row).
 __global__ void k_group_norm_gate(float* o, const float* w, const float* gate, int64_t width, int64_t ldg,
                                   int64_t gs, double eps) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ double red[32];
   const int64_t g0 = int64_t(blockIdx.y) * gs;
   float* orow = o + blockIdx.x * width + g0;

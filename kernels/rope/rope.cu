@@ -20,8 +20,7 @@ __device__ __forceinline__ void rope_cs(float p, const float* inv_freq, int64_t 
 // grid rows·heads, thread j < half rotates pair j.
 __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int64_t heads, int64_t row_stride,
                        int64_t head_stride, int64_t half, float af, bool inter) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   const int64_t t = blockIdx.x / heads, h = blockIdx.x % heads;
   float* xr = x + t * row_stride + h * head_stride;
   const int64_t j = threadIdx.x;
@@ -43,8 +42,7 @@ __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int6
 __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, const float* wq, const float* wk,
                                double eps, const int64_t* pos, const float* inv_freq, int64_t half, float af,
                                bool inter) {
-  pdl_wait();
-  pdl_trigger();
+  pdl_enter();
   __shared__ double red[32];
   __shared__ float buf[kQkNormRopeMaxHead];
   const int64_t head = blockIdx.y;

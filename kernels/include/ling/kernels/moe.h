@@ -94,7 +94,9 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);
 // the narrow down kernel), with two grid-wide barriers between the phases. One CTA per SM (all resident: the
 // barriers spin); each CTA streams its share of the expert rows through a ring of shared-memory stages filled by
 // bulk copies, so the copies of its down rows go out while the gate_up phase is still running elsewhere. Only
-// constant data (router weights) is read before the programmatic-launch wait.
+// constant data (router weights, the shared expert) is read before the programmatic-launch wait. Measured slower
+// end to end than the three launches at Ring-mini dims (README); the CUDA backend uses it with
+// LING_CUDA_MOE_FUSED=1.
 struct MoeFusedParams {
   MoeRouterParams router;                  // route.n must be 1; route.topk_ids / topk_weights (k (+1) slots)
                                            // receive the routing when non-null; counter unused
@@ -104,6 +106,7 @@ struct MoeFusedParams {
   float* out = nullptr;                    // [H]
   int64_t I = 0;
   bool accumulate = false;                 // out += instead of out =
+  bool l2_gate_up = false;                 // also request the CTA's whole routed gate_up rows into L2 once routed
   unsigned* sync = nullptr;                // 2 unsigned of device memory, zero before; the launch leaves them zero.
                                            // Launches on one pair must not overlap (one stream).
   // Diagnostics (ling bench): per CTA kMoeFusedStamps globaltimer readings (ns) — start, after the

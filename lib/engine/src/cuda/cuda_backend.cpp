@@ -203,9 +203,12 @@ class CudaBackend final : public Backend {
       moe_sync_ = dev_alloc(2 * sizeof(unsigned));
       LING_CUDA_CHECK(cudaMemset(moe_sync_.get(), 0, 2 * sizeof(unsigned)));
     }
-    // One-token decode steps of bf16 MoE layers: router, experts and combine in one launch (kernels/moe
-    // launch_moe_fused) where the shapes allow; LING_CUDA_MOE_FUSED=0: the three launches.
-    moe_fused_ = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_MOE_FUSED", true);
+    // LING_CUDA_MOE_FUSED=1: one-token decode steps of bf16 MoE layers run router, experts and combine in one
+    // launch (kernels/moe launch_moe_fused) where the shapes allow. Off by default: measured slower end to end
+    // than the three launches (Ring-mini dims, H100; README, CUDA backend).
+    moe_fused_ = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_MOE_FUSED");
+    // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
+    moe_l2_ = cuda::env_flag("LING_CUDA_MOE_L2");
     // LING_CUDA_MOE_STAMPS=1 (diagnostics): the fused kernel records its phase times; the last step's are printed
     // to stderr at exit (median over CTAs, per layer).
     if (moe_fused_ && cuda::env_flag("LING_CUDA_MOE_STAMPS")) {
@@ -753,6 +756,7 @@ class CudaBackend final : public Backend {
         f.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
         f.act = act.p, f.out = out.data, f.I = I, f.accumulate = shared && !shared_slot;
         f.sync = static_cast<unsigned*>(moe_sync_.get());
+        f.l2_gate_up = moe_l2_;
         if (moe_stamps_)
           f.stamps = static_cast<unsigned long long*>(moe_stamps_.get()) + size_t(layer) * sms_ * kernels::kMoeFusedStamps;
         kernels::launch_moe_fused(f, stream_);
@@ -1283,7 +1287,7 @@ class CudaBackend final : public Backend {
       prev_end = last;
     }
   }
-  bool moe_fused_ = false;
+  bool moe_fused_ = false, moe_l2_ = false;
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
   size_t xbf_cap_ = 0;
