@@ -49,18 +49,22 @@ if [ $e2e = 1 ]; then
       > "$out/synth.txt" 2>&1; echo "rc=$?" >> "$out/synth.txt" ) &
   synth=$!
 fi
-timeout "$step_limit" "$bin/test_kernels" > "$out/test_kernels.txt" 2>&1
-say "test_kernels rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_kernels.txt" | tr '\n' ' ')"
-timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda.txt" 2>&1
-say "test_engine_cuda rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda.txt" | tr '\n' ' ')"
-LING_CUDA_PDL=0 timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_pdl0.txt" 2>&1
-say "test_engine_cuda (LING_CUDA_PDL=0) rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda_pdl0.txt" | tr '\n' ' ')"
-LING_CUDA_L2PF=1 timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_l2pf.txt" 2>&1
-say "test_engine_cuda (LING_CUDA_L2PF=1) rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda_l2pf.txt" | tr '\n' ' ')"
-LING_CUDA_MLA_TMA=0 timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_tma.txt" 2>&1
-say "test_engine_cuda (LING_CUDA_MLA_TMA=0) rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda_tma.txt" | tr '\n' ' ')"
-LING_CUDA_MOE_FUSED=1 timeout "$step_limit" "$bin/test_engine_cuda" --gtest_filter='-*TensorParallel*:*Tp*' > "$out/test_engine_cuda_moe_fused.txt" 2>&1
-say "test_engine_cuda (LING_CUDA_MOE_FUSED=1) rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/test_engine_cuda_moe_fused.txt" | tr '\n' ' ')"
+# run_test NAME LOG [VAR=VALUE] [ARG...]: run $bin/NAME (with the variable set, when given) into $out/LOG.txt, one
+# summary line: "NAME (VAR=VALUE) rc=… [ PASSED ] … [ FAILED ] …".
+run_test() {
+  local name=$1 log=$2 var=() label=$1
+  shift 2
+  if [[ ${1:-} == *=* && ${1:-} != --* ]]; then var=("$1"); label="$name ($1)"; shift; fi
+  env "${var[@]}" timeout "$step_limit" "$bin/$name" "$@" > "$out/$log.txt" 2>&1
+  say "$label rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/$log.txt" | tr '\n' ' ')"
+}
+engine=(--gtest_filter='-*TensorParallel*:*Tp*')
+run_test test_kernels test_kernels
+run_test test_engine_cuda test_engine_cuda "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_pdl0 LING_CUDA_PDL=0 "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_l2pf LING_CUDA_L2PF=1 "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_tma LING_CUDA_MLA_TMA=0 "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_moe_fused LING_CUDA_MOE_FUSED=1 "${engine[@]}"
 grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
 timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
 say "kernel rows rc=$?"
