@@ -372,6 +372,11 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
     return;
   }
 
+  // Which slots' experts are held (bit j: gate_up / down of slot j non-null), one parallel load per lane: a
+  // table read per stage would put a dependent round trip to memory (the table leaves L2 between layers) in
+  // front of every stage.
+  const unsigned gate_held = __ballot_sync(kFull, lane < slots && p.gate_up[ids_s[lane < slots ? lane : 0]]);
+  const unsigned down_held = __ballot_sync(kFull, lane < slots && p.down[ids_s[lane < slots ? lane : 0]]);
   // gate_up: consumer warp → (row of the stage, column part), its slice of x in registers.
   const int part = warp % parts, row = warp / parts;
   const int Kp = H / parts;
@@ -388,7 +393,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
     const unsigned b = n % kStages;
     mbar_wait(&full[b], (n / kStages) & 1);
     const bool gate = row < R, live = gate ? row < np : row - R < np;
-    if (live && p.gate_up[ids_s[slot]]) {
+    if (live && ((gate_held >> slot) & 1u)) {
       const int r_s = gate ? row : np + (row - R);  // the stage holds np gate rows, then np up rows
       const uint16_t* wr = reinterpret_cast<const uint16_t*>(ring + b * kStageBytes) + r_s * H + part * Kp;
       float acc = 0.0f;
@@ -414,7 +419,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   for (int t = tid; t < cur.t; t += 32 * kConsumers) {
     const int q = t < ns ? k * I + w.s0 + t : w.q0 + (t - ns);  // slot·I + i
     float g = 0.0f, u = 0.0f;
-    const bool held = p.gate_up[ids_s[q / I]] != nullptr;
+    const bool held = (gate_held >> (q / I)) & 1u;
     if (held)
       for (int pt = 0; pt < parts; ++pt) g += gu_s[(t * 2) * parts + pt], u += gu_s[(t * 2 + 1) * parts + pt];
     p.act[q] = held ? (g / (1.0f + expf(-g))) * u : 0.0f;
@@ -442,7 +447,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
 #pragma unroll 1
     for (int j = j0; j < min(slots, j0 + DS); ++j) {
       const uint16_t* wd = reinterpret_cast<const uint16_t*>(ring + b * kStageBytes) + (j - j0) * nh * I;
-      const bool held = p.down[ids_s[j]] != nullptr;
+      const bool held = (down_held >> j) & 1u;
       const float* a = act_s + j * I;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {
