@@ -161,13 +161,15 @@ struct RouteSmem {
 // ref::moe_route for one token by the 8 consumer warps (the rule and tie order of route_row, moe_route.cu, in
 // short loops: expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1)
 // slots) to shared memory. Each top-k round is a warp arg-max per warp, then the best of the 8 warp winners.
-__device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, int32_t* ids, float* wts) {
+// bias2: this thread's selection biases of experts tid and tid + 256 (loaded before the kernel's wait: constant).
+__device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, const float (&bias2)[2], int32_t* ids,
+                            float* wts) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, E = int(p.E), k = int(p.k);
   const int n_group = int(p.n_group), per = E / n_group;
 #pragma unroll 1
-  for (int e = tid; e < E; e += 32 * kConsumers) {
+  for (int e = tid, j = 0; e < E; e += 32 * kConsumers, ++j) {
     const float s = sigmoid_rn(__ldcg(p.logits + e));
-    m.score[e] = s, m.sel[e] = s + (p.bias ? p.bias[e] : 0.0f);
+    m.score[e] = s, m.sel[e] = s + (j == 0 ? bias2[0] : bias2[1]);
   }
   if (per == 32) {  // group g = experts 32g..32g+31: warp (g % 8), round g / 8
 #pragma unroll 1
@@ -285,6 +287,9 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   // Router rows [e0, e1): the sums of launch_moe_router (thread t: elements 8t + 2048j, warp sums, then the 8
   // warps in order); the first 2,048 weights of up to kRouterPrefetch rows are loaded before the wait.
   const int e0 = E * c / G, e1 = E * (c + 1) / G;
+  float bias2[2] = {0.0f, 0.0f};  // E ≤ 512 = 2 experts per consumer thread
+  if (warp < kConsumers && rt.bias)
+    for (int j = 0; j < 2 && tid + 256 * j < E; ++j) bias2[j] = rt.bias[tid + 256 * j];
   if (warp < kConsumers) {
     float f0[kRouterPrefetch][8];
     const int i0 = tid * 8;
@@ -326,7 +331,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   stamp(2);
   if (warp < kConsumers) grid_barrier(p.sync, unsigned(G));
   stamp(3);
-  if (warp < kConsumers) route_block(rt, route, ids_s, wts_s);  // every CTA routes the token (logits via L2)
+  if (warp < kConsumers) route_block(rt, route, bias2, ids_s, wts_s);  // every CTA routes (logits via L2)
   __syncthreads();  // ids in shared memory; the barriers initialised
   stamp(4);
   if (c == 0 && tid < slots && rt.topk_ids) rt.topk_ids[tid] = ids_s[tid], rt.topk_weights[tid] = wts_s[tid];
