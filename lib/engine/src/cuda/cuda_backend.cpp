@@ -440,8 +440,7 @@ class CudaBackend final : public Backend {
       for (const SeqSlice& s : plan.seqs) {
         CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
         const float* row = qkv.p + s.row0 * width;
-        cuda::write_row_at(row + nh * hd, c.k.p, kvw, pos + s.row0, stream_);
-        cuda::write_row_at(row + nh * hd + kvw, c.v.p, kvw, pos + s.row0, stream_);
+        cuda::write_rows_at(row + nh * hd, c.k.p, row + nh * hd + kvw, c.v.p, kvw, pos + s.row0, stream_);
         const int64_t S = c.k.cap / kvw;
         DevF ws = scratch(cuda::decode_attention_workspace(1, nh, S, hd));
         cuda::OpScope ps(prof_, ".gqa.decode_attention");
