@@ -2,7 +2,8 @@
 // position read from device memory, split-KV attention over a cache with room for S rows (one query per row,
 // GQA groups or one shared latent head), a masked softmax for GEMM-based scores, and the absorbed MLA query /
 // output projections. The row writes and the split-KV attention launch with programmatic dependent launch
-// (ling/kernels/pdl.cuh: each waits for the kernel ahead at its start). Limits: fp32 caches; the chunk loop is sized for decode (one or few queries).
+// (ling/kernels/pdl.cuh: each waits for the kernel ahead at its start). Limits: fp32 caches; the chunk loop is
+// sized for decode (one or few queries).
 #include <cuda_bf16.h>
 
 #include <cmath>
