@@ -45,4 +45,16 @@ __device__ __forceinline__ void bulk_prefetch_l2(const void* src, unsigned bytes
   asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(src), "r"(bytes) : "memory");
 }
 
+// Pieces first, first + stride, … of at most `piece` bytes of [p, p + bytes) into L2 (bytes rounded down to a
+// multiple of 16): one thread walks them all with (0, 1), a grid shares them with (thread index, thread count).
+__device__ __forceinline__ void bulk_prefetch_l2_pieces(const void* p, size_t bytes, size_t piece, size_t first,
+                                                        size_t stride) {
+  bytes &= ~size_t(15);
+  const size_t pieces = (bytes + piece - 1) / piece;
+  for (size_t i = first; i < pieces; i += stride) {
+    const size_t off = i * piece;
+    bulk_prefetch_l2(static_cast<const char*>(p) + off, unsigned(bytes - off < piece ? bytes - off : piece));
+  }
+}
+
 }  // namespace ling::kernels

@@ -40,6 +40,14 @@ __device__ __forceinline__ float dot8(const float (&f)[8], const float* __restri
   return s;
 }
 
+// dot8's products and sums (the same FMA chain) with x in registers or shared memory.
+__device__ __forceinline__ float dot8_local(const float (&f)[8], const float* x) {
+  float s = f[0] * x[0];
+#pragma unroll
+  for (int j = 1; j < 8; ++j) s = fmaf(f[j], x[j], s);
+  return s;
+}
+
 // dot8 of raw bf16 bits (load_raw8): the same products and sums as load8 + dot8.
 __device__ __forceinline__ float dot8_raw(const uint4& raw, const float* __restrict__ x) {
   float f[8];

@@ -79,14 +79,6 @@ __device__ __forceinline__ void grid_barrier(unsigned* ctr, unsigned target) {
   consumers_sync();
 }
 
-// Σ f[i]·x[i] as dot8 (vec.cuh), x in registers or shared memory.
-__device__ __forceinline__ float dot8_local(const float (&f)[8], const float* x) {
-  float s = f[0] * x[0];
-#pragma unroll
-  for (int j = 1; j < 8; ++j) s = fmaf(f[j], x[j], s);
-  return s;
-}
-
 // This CTA's work: gate_up pairs — first [s0, s1) of the shared expert's slot (slot k, known before routing),
 // then [q0, q1) of the routed slots' flat slot·I + i order — and down rows [h0, h1); R pairs per gate_up stage,
 // DS slots per down stage.

@@ -1,33 +1,19 @@
 // L2 prefetch kernel (ling/kernels/prefetch.h): each thread issues bulk prefetches of kL2PrefetchPiece-byte
 // pieces, striding over the direct ranges and then the table ranges.
 #include "common/check.h"
+#include "common/mbarrier.cuh"
 #include "ling/kernels/prefetch.h"
 
 namespace ling::kernels {
 namespace {
 
-__device__ __forceinline__ void prefetch_l2(const void* p, uint32_t bytes) {
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;\n" ::"l"(p), "r"(bytes) : "memory");
-}
-
-// Pieces [0, pieces(bytes)) of one range, strided over the grid's threads.
-__device__ __forceinline__ void prefetch_range(const char* p, size_t bytes, size_t tid, size_t threads) {
-  bytes &= ~size_t(15);
-  const size_t pieces = (bytes + kL2PrefetchPiece - 1) / kL2PrefetchPiece;
-  for (size_t i = tid; i < pieces; i += threads) {
-    const size_t off = i * kL2PrefetchPiece;
-    const size_t len = bytes - off < kL2PrefetchPiece ? bytes - off : kL2PrefetchPiece;
-    prefetch_l2(p + off, uint32_t(len));
-  }
-}
-
 __global__ void l2_prefetch_kernel(L2PrefetchParams p) {
   const size_t threads = size_t(gridDim.x) * blockDim.x, tid = size_t(blockIdx.x) * blockDim.x + threadIdx.x;
-  for (int r = 0; r < p.n; ++r) prefetch_range(static_cast<const char*>(p.ptr[r]), p.bytes[r], tid, threads);
+  for (int r = 0; r < p.n; ++r) bulk_prefetch_l2_pieces(p.ptr[r], p.bytes[r], kL2PrefetchPiece, tid, threads);
   for (int i = 0; i < p.n_ids; ++i) {
     const int32_t id = p.ids[i];
     if (id < 0 || id >= p.table_len || !p.table[id]) continue;
-    prefetch_range(static_cast<const char*>(p.table[id]), p.table_bytes, tid, threads);
+    bulk_prefetch_l2_pieces(p.table[id], p.table_bytes, kL2PrefetchPiece, tid, threads);
   }
 }
 

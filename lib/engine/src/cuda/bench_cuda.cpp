@@ -357,8 +357,6 @@ std::vector<CudaBenchRow> moe_layer_rows(int64_t H, int64_t I, int sms, const Cu
   std::vector<unsigned long long> st(size_t(sms) * kernels::kMoeFusedStamps);
   BENCH_CUDA(cudaMemcpy(st.data(), stamps.p, st.size() * 8, cudaMemcpyDeviceToHost));
   const char* names[kernels::kMoeFusedStamps - 1] = {"wait", "router", "barrier1", "route", "gate_up", "barrier2", "down"};
-  unsigned long long t0 = ~0ull;
-  for (int c = 0; c < sms; ++c) t0 = std::min(t0, st[size_t(c) * kernels::kMoeFusedStamps]);
   for (int i = 0; i + 1 < kernels::kMoeFusedStamps; ++i) {
     std::vector<double> dt;
     for (int c = 0; c < sms; ++c) {

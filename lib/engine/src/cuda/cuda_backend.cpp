@@ -1291,13 +1291,15 @@ class CudaBackend final : public Backend {
       const unsigned long long* L = st.data() + size_t(l) * per;
       if (L[0] == 0) continue;
       std::fprintf(stderr, "  layer %lld:", static_cast<long long>(l));
-      unsigned long long first = ~0ull, last = 0;
+      unsigned long long first = ~0ull, last = 0;  // the layer's first CTA start and last CTA end
+      for (int c = 0; c < sms_; ++c)
+        first = std::min(first, L[size_t(c) * kernels::kMoeFusedStamps]),
+        last = std::max(last, L[size_t(c) * kernels::kMoeFusedStamps + kernels::kMoeFusedStamps - 1]);
       for (int i = 0; i + 1 < kernels::kMoeFusedStamps; ++i) {
         std::vector<double> d;
         for (int c = 0; c < sms_; ++c) {
           const unsigned long long* C = L + size_t(c) * kernels::kMoeFusedStamps;
           d.push_back(double(C[i + 1] - C[i]) * 1e-3);
-          first = std::min(first, C[0]), last = std::max(last, C[kernels::kMoeFusedStamps - 1]);
         }
         std::sort(d.begin(), d.end());
         std::fprintf(stderr, " %.1f/%.1f", d[d.size() / 2], d.back());
