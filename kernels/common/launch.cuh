@@ -11,19 +11,9 @@
 
 #include "common/check.h"
 #include "ling/kernels/launch.h"
+#include "ling/kernels/pdl.cuh"
 
 namespace ling::kernels {
-
-__device__ __forceinline__ void pdl_wait() { asm volatile("griddepcontrol.wait;\n" ::: "memory"); }
-__device__ __forceinline__ void pdl_trigger() { asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory"); }
-// Trigger, then wait: the next kernel may be scheduled before this one has waited, so that chains of short
-// kernels get their constant loads (weights, states) in flight while the kernels ahead still run. Still ordered:
-// each kernel completes only after its own wait returned, so a wait that sees the previous kernel complete also
-// sees every kernel before it complete. Not for a kernel whose successor reads, before its own wait, data that a
-// kernel ahead of this one writes (MoeDownParams::ids_ready after the gate_up kernel): that one waits first.
-__device__ __forceinline__ void pdl_enter() {
-  asm volatile("griddepcontrol.launch_dependents;\ngriddepcontrol.wait;\n" ::: "memory");
-}
 
 // cudaFuncSetAttribute(kernel, MaxDynamicSharedMemorySize, bytes) only when it raises the size set so far for this
 // device and kernel (a larger limit serves every smaller launch), so repeated launches, and those inside a
@@ -37,13 +27,7 @@ void set_max_dynamic_smem(void (*kernel)(KArgs...), int bytes) {
 // kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch() is on.
 template <typename... KArgs, typename... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {
-  cudaLaunchConfig_t cfg = {};
-  cfg.gridDim = grid, cfg.blockDim = block, cfg.dynamicSmemBytes = smem, cfg.stream = stream;
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cfg.attrs = attr, cfg.numAttrs = programmatic_launch() ? 1 : 0;
-  LING_CUDA_CHECK(cudaLaunchKernelEx(&cfg, kernel, std::forward<Args>(args)...));
+  LING_CUDA_CHECK(launch_pdl_unchecked(kernel, grid, block, smem, stream, std::forward<Args>(args)...));
 }
 
 }  // namespace ling::kernels

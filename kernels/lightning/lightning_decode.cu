@@ -3,8 +3,11 @@
 // is read once and written once with streaming (evict-first) accesses.
 // One CTA per (head, sequence): 256 threads, thread = (column quad c4 = 4·(tid % 32), row group tid / 32);
 // each thread keeps its 16 rows (rg + 8i) of float4 in flight, then the 8 row groups reduce o in shared memory.
+// Folds for decode steps (LightningDecodeParams): q/k norm + RoPE before the update, the group output gate by the
+// last CTA of each group after it — bit for bit the separate launches' results, two launches fewer per layer.
 #include "common/check.h"
 #include "common/launch.cuh"
+#include "ling/kernels/reduce.cuh"
 #include "ling/kernels/lightning.h"
 
 namespace ling::kernels {
@@ -12,6 +15,15 @@ namespace {
 
 constexpr int D = 128;
 
+// cos and sin of pair j at position p, times af: f32 angle, double trig rounded to f32 (ref::rope, rope.cu).
+__device__ __forceinline__ void rope_cs(float p, const float* inv_freq, int64_t j, float af, float& c, float& s) {
+  const float ang = p * inv_freq[j];
+  c = float(cos(double(ang))) * af;
+  s = float(sin(double(ang))) * af;
+}
+
+// kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers).
+template <bool kFold>
 __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDecodeParams p, int64_t ldq, int64_t ldk,
                                                                int64_t ldv, int64_t ldo) {
   __shared__ float qs[D], ks[D];
@@ -25,10 +37,50 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
 #pragma unroll
   for (int i = 0; i < 16; ++i) s[i] = __ldcs(reinterpret_cast<const float4*>(S + (rg + 8 * i) * D + c4));
   const float decay = expf(p.g[h]);
-  pdl_enter();
-  if (tid < D) {
-    qs[tid] = p.q[b * ldq + h * D + tid];
-    ks[tid] = p.k[b * ldk + h * D + tid];
+  if constexpr (kFold) {
+    // Thread t < 128: element t of q; t ≥ 128: element t − 128 of k. The rotation factors first (double trig),
+    // as launch_qk_norm_rope does, so that they overlap the loads.
+    __shared__ double ssum[8];
+    const int e = tid & (D - 1);
+    const bool is_q = tid < D;
+    const int64_t half = p.rope_dim / 2;
+    float c0 = 0.0f, s0 = 0.0f, pf = 0.0f;
+    if (p.inv_freq) {
+      pf = float(p.pos[b]);
+      if (e < 2 * half) rope_cs(pf, p.inv_freq, e < half ? e : e - half, p.rope_factor, c0, s0);
+    }
+    pdl_enter();
+    float x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
+    float* buf = is_q ? qs : ks;
+    const float* w = is_q ? p.q_norm : p.k_norm;
+    if (w) {  // block_sum_d over the head's 128 threads: lanes by xor shuffles, then its 4 warps in order
+      double v = double(x) * double(x);
+      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+      if ((tid & 31) == 0) ssum[tid >> 5] = v;
+    }
+    __syncthreads();
+    if (w) {
+      const int w0 = is_q ? 0 : 4;
+      double ss = 0.0;
+      for (int i = 0; i < 4; ++i) ss += ssum[w0 + i];
+      const float inv = float(1.0 / sqrt(ss / double(D) + p.qk_eps));
+      x = (x * inv) * w[e];
+    }
+    buf[e] = x;
+    __syncthreads();
+    if (p.inv_freq && e < 2 * half) {
+      const int64_t j = e < half ? e : e - half;
+      const float x1 = p.rope_interleaved ? buf[2 * j] : buf[j], x2 = p.rope_interleaved ? buf[2 * j + 1] : buf[j + half];
+      x = e < half ? x1 * c0 - x2 * s0 : x2 * c0 + x1 * s0;
+    }
+    __syncthreads();  // every rotation read its pair before any is written
+    buf[e] = x;
+  } else {
+    pdl_enter();
+    if (tid < D) {
+      qs[tid] = p.q[b * ldq + h * D + tid];
+      ks[tid] = p.k[b * ldk + h * D + tid];
+    }
   }
   const float4 v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
   __syncthreads();
@@ -57,6 +109,37 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     for (int j = 0; j < 8; ++j) sum += r[j * D + tid];
     p.o[b * ldo + h * D + tid] = sum * p.scale;
   }
+  if constexpr (kFold) {
+    if (!p.gate_w) return;
+    // The output gate of this head's group, by the group's last CTA to get here: o of the whole group read back
+    // through L2, then launch_group_norm_gate's sums (256 threads, strided, block_sum_d) and products.
+    __shared__ bool last;
+    __shared__ double gred[32];
+    const int64_t hpg = p.nh / p.groups, grp = h / hpg, gs = hpg * D;
+    __syncthreads();
+    if (tid == 0) {
+      __threadfence();  // this head's o before the count
+      last = atomicAdd(p.counters + b * p.groups + grp, 1u) == unsigned(hpg - 1);
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    float* orow = p.o + b * ldo + grp * gs;
+    const float* grow = p.gate + b * (p.ld_gate ? p.ld_gate : p.nh * D) + grp * gs;
+    const float* wg = p.gate_w + grp * gs;
+    double ss = 0.0;
+    for (int64_t i = tid; i < gs; i += 256) {
+      const double o = double(__ldcg(orow + i));
+      ss += o * o;
+    }
+    ss = block_sum_d(ss, gred);
+    const float inv = float(1.0 / sqrt(ss / double(gs) + p.gate_eps));
+    for (int64_t i = tid; i < gs; i += 256) {
+      const float o = (__ldcg(orow + i) * inv) * wg[i];
+      orow[i] = o * (1.0f / (1.0f + expf(-grow[i])));
+    }
+    if (tid == 0) p.counters[b * p.groups + grp] = 0;  // ready for the next launch
+  }
 }
 
 }  // namespace
@@ -71,7 +154,24 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
   LING_CHECK(ldv % 4 == 0 && reinterpret_cast<uintptr_t>(p.v) % 16 == 0 &&
                  reinterpret_cast<uintptr_t>(p.state) % 16 == 0,
              "lightning decode: v and state must be 16-byte aligned (v row stride a multiple of 4)");
-  launch_pdl(lightning_decode_kernel, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, p, ldq, ldk, ldv, ldo);
+  const bool qk = p.inv_freq || p.q_norm || p.k_norm, gate = p.gate_w != nullptr;
+  if (qk) {
+    LING_CHECK(p.pos || !p.inv_freq, "lightning decode: RoPE needs positions");
+    LING_CHECK(p.rope_dim >= 0 && p.rope_dim % 2 == 0 && p.rope_dim <= D, "lightning decode: rope_dim ", p.rope_dim,
+               " must be even and at most ", D);
+  }
+  if (gate) {
+    LING_CHECK(p.gate && p.counters, "lightning decode: the output gate needs gate and counters");
+    LING_CHECK(p.groups >= 1 && p.nh % p.groups == 0, "lightning decode: ", p.nh, " heads in ", p.groups,
+               " groups");
+    LING_CHECK(ldo == w, "lightning decode: the output gate needs packed o rows (ldo = nh·128)");
+  }
+  if (qk || gate)
+    launch_pdl(lightning_decode_kernel<true>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, p, ldq, ldk, ldv,
+               ldo);
+  else
+    launch_pdl(lightning_decode_kernel<false>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, p, ldq, ldk, ldv,
+               ldo);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

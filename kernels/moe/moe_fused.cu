@@ -144,89 +144,6 @@ struct Producer {
   }
 };
 
-struct RouteSmem {
-  float *score, *sel, *group;
-  uint32_t* cand;  // [2 rounds][8 warps][key, idx]
-  unsigned* kept;
-};
-
-// ref::moe_route for one token by the 8 consumer warps (the rule and tie order of route_row, moe_route.cu, in
-// short loops: expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1)
-// slots) to shared memory. Each top-k round is a warp arg-max per warp, then the best of the 8 warp winners.
-__device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, int32_t* ids, float* wts) {
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, E = int(p.E), k = int(p.k);
-  const int n_group = int(p.n_group), per = E / n_group;
-#pragma unroll 1
-  for (int e = tid; e < E; e += 32 * kConsumers) {
-    const float s = sigmoid_rn(__ldcg(p.logits + e));
-    m.score[e] = s, m.sel[e] = s + (p.bias ? p.bias[e] : 0.0f);
-  }
-  if (per == 32) {  // group g = experts 32g..32g+31: warp (g % 8), round g / 8
-#pragma unroll 1
-    for (int g = warp; g < n_group; g += kConsumers) {
-      const uint32_t key = okey(m.sel[32 * g + lane]);
-      const uint32_t m1 = __reduce_max_sync(kFull, key);
-      const int ties = __popc(__ballot_sync(kFull, key == m1));
-      const uint32_t m2 = ties >= 2 ? m1 : __reduce_max_sync(kFull, key == m1 ? 0u : key);
-      if (lane == 0) m.group[g] = ofloat(m1) + ofloat(m2);
-    }
-    consumers_sync();
-  } else {
-    consumers_sync();
-    if (tid < n_group) {
-      float a = -INFINITY, b = -INFINITY;
-      for (int e = tid * per; e < (tid + 1) * per; ++e) {
-        const float v = m.sel[e];
-        if (v > a) b = a, a = v;
-        else if (v > b) b = v;
-      }
-      m.group[tid] = per >= 2 ? a + b : a;
-    }
-    consumers_sync();
-  }
-  if (warp == 0) {
-    const float gscore = lane < n_group ? m.group[lane] : -INFINITY;
-    unsigned kept = 0;
-    for (int i = 0; i < int(p.topk_group); ++i) {
-      const bool live = lane < n_group && !((kept >> lane) & 1u);
-      kept |= 1u << warp_argmax(live ? okey(gscore) : 0u, live ? uint32_t(lane) : 0xffffffffu);
-    }
-    if (lane == 0) *m.kept = kept;
-  }
-  consumers_sync();
-  const unsigned kept = *m.kept;
-  unsigned taken = 0;  // bit j: expert tid + 256j picked
-  float sum = 0.0f;
-#pragma unroll 1
-  for (int i = 0; i < k; ++i) {
-    uint32_t bkey = 0, bidx = 0xffffffffu;  // this thread's best live expert (lowest index among equal keys)
-#pragma unroll 1
-    for (int j = 0, e = tid; e < E; ++j, e += 32 * kConsumers) {
-      const uint32_t key = okey(m.sel[e]);
-      if (((kept >> (e / per)) & 1u) && !((taken >> j) & 1u) && (bidx == 0xffffffffu || key > bkey)) bkey = key, bidx = e;
-    }
-    const uint32_t wbest = warp_argmax(bkey, bidx);
-    const uint32_t wkey = __shfl_sync(kFull, bkey, int(wbest == 0xffffffffu ? 0 : wbest % 32));
-    uint32_t* c = m.cand + (i & 1) * 2 * kConsumers;
-    if (lane == 0) c[2 * warp] = wbest == 0xffffffffu ? 0u : wkey, c[2 * warp + 1] = wbest;
-    consumers_sync();
-    uint32_t gk = 0, gi = 0xffffffffu;
-    for (int w = 0; w < kConsumers; ++w) {
-      const uint32_t key = c[2 * w], idx = c[2 * w + 1];
-      if (idx != 0xffffffffu && (gi == 0xffffffffu || key > gk || (key == gk && idx < gi))) gk = key, gi = idx;
-    }
-    if (int(gi) % (32 * kConsumers) == tid) taken |= 1u << (int(gi) / (32 * kConsumers));
-    const float sv = m.score[gi];
-    sum += sv;
-    if (tid == 0) ids[i] = int32_t(gi), wts[i] = sv;
-  }
-  if (tid == 0) {
-    const float denom = k > 1 ? sum + 1e-20f : 1.0f;
-    for (int i = 0; i < k; ++i) wts[i] = (wts[i] / denom) * p.routed_scaling_factor;
-    if (p.shared_slot) ids[k] = int32_t(E), wts[k] = 1.0f;  // the shared expert: table entry E, weight 1
-  }
-}
-
 // KU: 256-column steps of a consumer warp's slice of x (⌈H / parts / 256⌉, rounded up to a power of two).
 template <int KU>
 __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams p, int R, int DS) {
@@ -237,6 +154,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   float* router_red = reinterpret_cast<float*>(smem + kOffRouterRed);
   int32_t* ids_s = reinterpret_cast<int32_t*>(smem + kOffIds);
   float* wts_s = reinterpret_cast<float*>(smem + kOffWts);
+  static_assert(kConsumers == kRouteWarps, "route_block runs on the consumer warps");
   const RouteSmem route{reinterpret_cast<float*>(smem + kOffScore), reinterpret_cast<float*>(smem + kOffSel),
                         reinterpret_cast<float*>(smem + kOffGroup), reinterpret_cast<uint32_t*>(smem + kOffCand),
                         reinterpret_cast<unsigned*>(smem + kOffKept)};
@@ -277,6 +195,9 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   // Router rows [e0, e1): the sums of launch_moe_router (thread t: elements 8t + 2048j, warp sums, then the 8
   // warps in order); the first 2,048 weights of up to kRouterPrefetch rows are loaded before the wait.
   const int e0 = E * c / G, e1 = E * (c + 1) / G;
+  float bias2[2] = {0.0f, 0.0f};  // E ≤ 512 = 2 experts per consumer thread
+  if (warp < kConsumers && rt.bias)
+    for (int j = 0; j < 2 && tid + 256 * j < E; ++j) bias2[j] = rt.bias[tid + 256 * j];
   if (warp < kConsumers) {
     float f0[kRouterPrefetch][8];
     const int i0 = tid * 8;
@@ -318,7 +239,8 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   stamp(2);
   if (warp < kConsumers) grid_barrier(p.sync, unsigned(G));
   stamp(3);
-  if (warp < kConsumers) route_block(rt, route, ids_s, wts_s);  // every CTA routes the token (logits via L2)
+  if (warp < kConsumers)  // every CTA routes the token (logits via L2)
+    route_block(rt, route, bias2, ids_s, wts_s, [] { consumers_sync(); });
   __syncthreads();  // ids in shared memory; the barriers initialised
   stamp(4);
   if (c == 0 && tid < slots && rt.topk_ids) rt.topk_ids[tid] = ids_s[tid], rt.topk_weights[tid] = wts_s[tid];
@@ -364,6 +286,11 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
     return;
   }
 
+  // Which slots' experts are held (bit j: gate_up / down of slot j non-null), one parallel load per lane: a
+  // table read per stage would put a dependent round trip to memory (the table leaves L2 between layers) in
+  // front of every stage.
+  const unsigned gate_held = __ballot_sync(kFull, lane < slots && p.gate_up[ids_s[lane < slots ? lane : 0]]);
+  const unsigned down_held = __ballot_sync(kFull, lane < slots && p.down[ids_s[lane < slots ? lane : 0]]);
   // gate_up: consumer warp → (row of the stage, column part), its slice of x in registers.
   const int part = warp % parts, row = warp / parts;
   const int Kp = H / parts;
@@ -380,7 +307,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
     const unsigned b = n % kStages;
     mbar_wait(&full[b], (n / kStages) & 1);
     const bool gate = row < R, live = gate ? row < np : row - R < np;
-    if (live && p.gate_up[ids_s[slot]]) {
+    if (live && ((gate_held >> slot) & 1u)) {
       const int r_s = gate ? row : np + (row - R);  // the stage holds np gate rows, then np up rows
       const uint16_t* wr = reinterpret_cast<const uint16_t*>(ring + b * kStageBytes) + r_s * H + part * Kp;
       float acc = 0.0f;
@@ -406,7 +333,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   for (int t = tid; t < cur.t; t += 32 * kConsumers) {
     const int q = t < ns ? k * I + w.s0 + t : w.q0 + (t - ns);  // slot·I + i
     float g = 0.0f, u = 0.0f;
-    const bool held = p.gate_up[ids_s[q / I]] != nullptr;
+    const bool held = (gate_held >> (q / I)) & 1u;
     if (held)
       for (int pt = 0; pt < parts; ++pt) g += gu_s[(t * 2) * parts + pt], u += gu_s[(t * 2 + 1) * parts + pt];
     p.act[q] = held ? (g / (1.0f + expf(-g))) * u : 0.0f;
@@ -434,7 +361,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
 #pragma unroll 1
     for (int j = j0; j < min(slots, j0 + DS); ++j) {
       const uint16_t* wd = reinterpret_cast<const uint16_t*>(ring + b * kStageBytes) + (j - j0) * nh * I;
-      const bool held = p.down[ids_s[j]] != nullptr;
+      const bool held = (down_held >> j) & 1u;
       const float* a = act_s + j * I;
 #pragma unroll
       for (int r = 0; r < 4; ++r) {

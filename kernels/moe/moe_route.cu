@@ -35,7 +35,8 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
 
 // Router GEMV and routing in one launch (decode steps): CTA e computes logits[m, e] = x[m]·w_eᵀ for the M ≤ MT
 // tokens exactly as the GEMV's one-CTA-per-row path (8 warps over K, sums in warp order), then the last CTA to
-// finish (a counter in device memory, reset by that CTA) routes every token, a warp per token.
+// finish (a counter in device memory, reset by that CTA) routes every token, a warp per token (one token: all 8
+// warps, route_block).
 constexpr int kRouterWarps = 8;
 
 template <int kPerLane, int MT>
@@ -44,6 +45,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   __shared__ float red[kRouterWarps][MT];
   __shared__ RouteStage stage[kRouterWarps];
   __shared__ bool last;
+  static_assert(kRouterWarps == kRouteWarps, "one token is routed by route_block's 8 warps");
   const int64_t e = blockIdx.x, K = r.H, ldx = r.ldx ? r.ldx : r.H;
   const int M = int(r.route.n), warp = threadIdx.x >> 5;
   const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red, [] {
@@ -57,6 +59,17 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   if (!last) return;
   if (threadIdx.x == 0) *r.counter = 0;  // ready for the next launch
   __threadfence();
+  if (M == 1) {  // one token (batch-1 decode): all 8 warps, short loops (route_block)
+    float* st = &stage[0][0];  // the warps' staging rows, free here: scores, selection scores, groups, rounds
+    const RouteSmem m{st, st + kMoeRouteMaxExperts, st + 2 * kMoeRouteMaxExperts,
+                      reinterpret_cast<uint32_t*>(st + 2 * kMoeRouteMaxExperts + 32),
+                      reinterpret_cast<unsigned*>(st + 2 * kMoeRouteMaxExperts + 32 + 4 * kRouteWarps)};
+    float bias2[2] = {0.0f, 0.0f};
+    for (int j = 0; j < 2 && int(threadIdx.x) + 256 * j < r.route.E; ++j)
+      bias2[j] = r.route.bias ? r.route.bias[threadIdx.x + 256 * j] : 0.0f;
+    route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); });
+    return;
+  }
   for (int64_t t = warp; t < M; t += kRouterWarps) route_row<kPerLane>(r.route, t, stage[warp]);
 }
 

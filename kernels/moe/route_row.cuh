@@ -1,5 +1,6 @@
-// The device routing rule of moe_route.cu (ref::moe_route, exactly) as a warp-level function, shared by the
-// routing kernels and the fused one-token MoE kernel (moe_fused.cu). Internal linkage: each .cu gets its own copy.
+// The device routing rule of moe_route.cu (ref::moe_route, exactly): route_row by one warp per token, and
+// route_block by 8 warps for one token; shared by the routing kernels and the fused one-token MoE kernel.
+// Internal linkage: each .cu gets its own copy.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -124,6 +125,96 @@ __device__ __forceinline__ void route_row(const MoeRouteDevParams& p, int64_t t,
 }
 
 using RouteStage = float[kMoeRouteMaxExperts + kMoeRouteMaxExperts / 32];
+
+constexpr int kRouteWarps = 8;  // route_block's threads: 8 warps
+
+struct RouteSmem {
+  float *score, *sel, *group;
+  uint32_t* cand;  // [2 rounds][8 warps][key, idx]
+  unsigned* kept;
+};
+
+// ref::moe_route for one token by threads 0..255 of the CTA (the rule and tie order of route_row, in short loops:
+// expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1) slots; shared or
+// global memory, thread 0 writes). Each top-k round is a warp arg-max per warp, then the best of the 8 warp
+// winners. bias2: this thread's selection biases of experts tid and tid + 256 (callers may load them early: they
+// are constant); sync: a barrier of the 256 threads. Small code on purpose (see route_row): it runs once per layer.
+template <typename Sync>
+__device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, const float (&bias2)[2], int32_t* ids,
+                            float* wts, Sync consumers_sync) {
+  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, E = int(p.E), k = int(p.k);
+  const int n_group = int(p.n_group), per = E / n_group;
+#pragma unroll 1
+  for (int e = tid, j = 0; e < E; e += 32 * kRouteWarps, ++j) {
+    const float s = sigmoid_rn(__ldcg(p.logits + e));
+    m.score[e] = s, m.sel[e] = s + (j == 0 ? bias2[0] : bias2[1]);
+  }
+  if (per == 32) {  // group g = experts 32g..32g+31: warp (g % 8), round g / 8
+#pragma unroll 1
+    for (int g = warp; g < n_group; g += kRouteWarps) {
+      const uint32_t key = okey(m.sel[32 * g + lane]);
+      const uint32_t m1 = __reduce_max_sync(kFull, key);
+      const int ties = __popc(__ballot_sync(kFull, key == m1));
+      const uint32_t m2 = ties >= 2 ? m1 : __reduce_max_sync(kFull, key == m1 ? 0u : key);
+      if (lane == 0) m.group[g] = ofloat(m1) + ofloat(m2);
+    }
+    consumers_sync();
+  } else {
+    consumers_sync();
+    if (tid < n_group) {
+      float a = -INFINITY, b = -INFINITY;
+      for (int e = tid * per; e < (tid + 1) * per; ++e) {
+        const float v = m.sel[e];
+        if (v > a) b = a, a = v;
+        else if (v > b) b = v;
+      }
+      m.group[tid] = per >= 2 ? a + b : a;
+    }
+    consumers_sync();
+  }
+  if (warp == 0) {
+    const float gscore = lane < n_group ? m.group[lane] : -INFINITY;
+    unsigned kept = 0;
+    for (int i = 0; i < int(p.topk_group); ++i) {
+      const bool live = lane < n_group && !((kept >> lane) & 1u);
+      kept |= 1u << warp_argmax(live ? okey(gscore) : 0u, live ? uint32_t(lane) : 0xffffffffu);
+    }
+    if (lane == 0) *m.kept = kept;
+  }
+  consumers_sync();
+  const unsigned kept = *m.kept;
+  unsigned taken = 0;  // bit j: expert tid + 256j picked
+  float sum = 0.0f;
+#pragma unroll 1
+  for (int i = 0; i < k; ++i) {
+    uint32_t bkey = 0, bidx = 0xffffffffu;  // this thread's best live expert (lowest index among equal keys)
+#pragma unroll 1
+    for (int j = 0, e = tid; e < E; ++j, e += 32 * kRouteWarps) {
+      const uint32_t key = okey(m.sel[e]);
+      if (((kept >> (e / per)) & 1u) && !((taken >> j) & 1u) && (bidx == 0xffffffffu || key > bkey)) bkey = key, bidx = e;
+    }
+    const uint32_t wbest = warp_argmax(bkey, bidx);
+    const uint32_t wkey = __shfl_sync(kFull, bkey, int(wbest == 0xffffffffu ? 0 : wbest % 32));
+    uint32_t* c = m.cand + (i & 1) * 2 * kRouteWarps;
+    if (lane == 0) c[2 * warp] = wbest == 0xffffffffu ? 0u : wkey, c[2 * warp + 1] = wbest;
+    consumers_sync();
+    uint32_t gk = 0, gi = 0xffffffffu;
+    for (int w = 0; w < kRouteWarps; ++w) {
+      const uint32_t key = c[2 * w], idx = c[2 * w + 1];
+      if (idx != 0xffffffffu && (gi == 0xffffffffu || key > gk || (key == gk && idx < gi))) gk = key, gi = idx;
+    }
+    if (int(gi) % (32 * kRouteWarps) == tid) taken |= 1u << (int(gi) / (32 * kRouteWarps));
+    const float sv = m.score[gi];
+    sum += sv;
+    if (tid == 0) ids[i] = int32_t(gi), wts[i] = sv;
+  }
+  if (tid == 0) {
+    const float denom = k > 1 ? sum + 1e-20f : 1.0f;
+    for (int i = 0; i < k; ++i) wts[i] = (wts[i] / denom) * p.routed_scaling_factor;
+    if (p.shared_slot) ids[k] = int32_t(E), wts[k] = 1.0f;  // the shared expert: table entry E, weight 1
+  }
+}
+
 
 }  // namespace
 }  // namespace ling::kernels

@@ -1,7 +1,8 @@
 // Lightning kernels vs lib/ref (architecture.md §2.6): the chunked prefill (bf16 q/k/v, fp32 state in/out, bf16
 // and fp32 outputs) against ref::lightning_chunked on the same bf16-rounded inputs, and the batched decode step
 // against ref::lightning_recurrent per sequence. Shapes: 1 token, primes, non-multiples of the 64-token chunk,
-// forced sequence blocks (the cross-block state scan), Ling-2.5-1T's 64 heads and one TP8 shard (8 heads).
+// forced sequence blocks (the cross-block state scan), Ling-2.5-1T's 64 heads and one TP8 shard (8 heads); the
+// decode kernel's folds (q/k norm + RoPE, output gate) against the separate kernels, bit for bit.
 // Tolerances: fp32 outputs and state rtol 1e-4 (kernel_test_util.h), bf16 outputs by house-style.md §4.
 #include <gtest/gtest.h>
 
@@ -10,6 +11,8 @@
 
 #include "kernel_test_util.h"
 #include "lightning_params.h"
+#include "ling/kernels/norm.h"
+#include "ling/kernels/rope.h"
 
 namespace ling::test {
 namespace {
@@ -203,6 +206,73 @@ void run_decode(int64_t B, int64_t nh, int steps, uint64_t seed) {
   }
   EXPECT_TRUE(close_f32("state B=" + std::to_string(B) + " nh=" + std::to_string(nh), dstate.download<float>(ns),
                         ref_state));
+}
+
+// The decode folds (LightningDecodeParams::q_norm / inv_freq / gate_w): one launch against the three separate
+// kernels on the same rows q‖k‖v‖gate (launch_qk_norm_rope in place, the plain decode kernel, launch_group_norm_gate)
+// — o and state equal bit for bit. Ring-mini's shape (16 heads, 4 groups, RoPE on 64 of 128 dims), 64 heads in 8
+// groups with interleaved RoPE over all 128, a null k_norm, no RoPE, and 3 sequences at once (per-sequence group
+// counters), over several steps on the same counters (each launch leaves them zero).
+void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bool interleaved, bool k_norm,
+                     int steps, uint64_t seed) {
+  const int64_t inner = nh * D, ld = 4 * inner;  // rows q‖k‖v‖gate
+  const size_t nrow = size_t(B * ld), n = size_t(B * inner), ns = size_t(B * nh * D * D);
+  std::vector<float> state = uniform(ns, -0.5f, 0.5f, seed), g = log_decays(nh);
+  std::vector<float> wq = uniform(size_t(D), 0.5f, 1.5f, seed + 1), wk = uniform(size_t(D), 0.5f, 1.5f, seed + 2);
+  std::vector<float> wg = uniform(size_t(inner), 0.5f, 1.5f, seed + 3), inv_freq(size_t(std::max<int64_t>(rope_dim / 2, 1)));
+  for (size_t j = 0; j < inv_freq.size(); ++j) inv_freq[j] = float(std::pow(10000.0, -2.0 * double(j) / double(rope_dim ? rope_dim : 2)));
+  std::vector<int64_t> pos(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) pos[size_t(b)] = 17 + 1000 * b;
+  DeviceBuffer rows_a(nrow * 4), rows_b(nrow * 4), oa(n * 4), ob(n * 4), sa(ns * 4), sb(ns * 4), dg(g.size() * 4);
+  DeviceBuffer dwq(wq.size() * 4), dwk(wk.size() * 4), dwg(wg.size() * 4), dfreq(inv_freq.size() * 4), dpos(pos.size() * 8);
+  DeviceBuffer counters(size_t(B * groups) * 4);
+  sa.upload(state), sb.upload(state), dg.upload(g), dwq.upload(wq), dwk.upload(wk), dwg.upload(wg);
+  dfreq.upload(inv_freq), dpos.upload(pos);
+  TEST_CUDA(cudaMemset(counters.as<void>(), 0, size_t(B * groups) * 4));
+  const std::string tag = "B=" + std::to_string(B) + " nh=" + std::to_string(nh) + " groups=" + std::to_string(groups) +
+                          " rope_dim=" + std::to_string(rope_dim) + (interleaved ? " interleaved" : "") +
+                          (k_norm ? "" : " no k_norm");
+  for (int s = 0; s < steps; ++s) {
+    const std::vector<float> rows = uniform(nrow, -1, 1, seed + 10 * uint64_t(s + 1));
+    rows_a.upload(rows), rows_b.upload(rows);
+    // Separate launches.
+    QkNormRopeParams qk;
+    qk.x = rows_a.as<float>(), qk.pos = dpos.as<int64_t>(), qk.inv_freq = rope_dim ? dfreq.as<float>() : nullptr;
+    qk.wq = dwq.as<float>(), qk.wk = k_norm ? dwk.as<float>() : nullptr;
+    qk.rows = B, qk.nq = nh, qk.nk = nh, qk.hd = D, qk.ld = ld, qk.rope_dim = rope_dim, qk.eps = 1e-6;
+    qk.attention_factor = 1.0f, qk.interleaved = interleaved;
+    kernels::launch_qk_norm_rope(qk, nullptr);
+    kernels::LightningDecodeParams p;
+    p.q = rows_a.as<float>(), p.k = p.q + inner, p.v = p.q + 2 * inner, p.o = oa.as<float>(), p.state = sa.as<float>();
+    p.g = dg.as<float>(), p.B = B, p.nh = nh, p.ldq = p.ldk = p.ldv = ld, p.scale = 1.0f / std::sqrt(float(D));
+    kernels::launch_lightning_decode(p, nullptr);
+    GroupNormGateParams gn;
+    gn.o = oa.as<float>(), gn.w = dwg.as<float>(), gn.gate = rows_a.as<float>() + 3 * inner, gn.rows = B;
+    gn.width = inner, gn.groups = groups, gn.ld_gate = ld, gn.eps = 1e-6;
+    kernels::launch_group_norm_gate(gn, nullptr);
+    // One launch.
+    kernels::LightningDecodeParams f = p;
+    f.q = rows_b.as<float>(), f.k = f.q + inner, f.v = f.q + 2 * inner, f.o = ob.as<float>(), f.state = sb.as<float>();
+    f.pos = dpos.as<int64_t>(), f.inv_freq = rope_dim ? dfreq.as<float>() : nullptr, f.q_norm = dwq.as<float>();
+    f.k_norm = k_norm ? dwk.as<float>() : nullptr, f.rope_dim = rope_dim, f.qk_eps = 1e-6, f.rope_interleaved = interleaved;
+    f.gate_w = dwg.as<float>(), f.gate = rows_b.as<float>() + 3 * inner, f.ld_gate = ld, f.groups = groups;
+    f.gate_eps = 1e-6, f.counters = counters.as<unsigned>();
+    kernels::launch_lightning_decode(f, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    ASSERT_EQ(oa.download<float>(n), ob.download<float>(n)) << tag << " o, step " << s;
+    ASSERT_EQ(counters.download<unsigned>(size_t(B * groups)), std::vector<unsigned>(size_t(B * groups), 0u)) << tag;
+  }
+  EXPECT_EQ(sa.download<float>(ns), sb.download<float>(ns)) << tag << " state";
+  std::printf("  fold %s: o and state equal to the separate launches over %d steps\n", tag.c_str(), steps);
+}
+
+TEST(LightningDecode, FoldsEqualSeparateKernels) {
+  SKIP_WITHOUT_CUDA();
+  run_decode_fold(1, 16, 4, 64, false, true, 3, 500);   // Ring-mini-linear-2.0
+  run_decode_fold(1, 64, 8, 128, true, true, 2, 510);
+  run_decode_fold(1, 8, 2, 64, false, false, 2, 520);   // no k_norm
+  run_decode_fold(1, 4, 1, 0, false, true, 2, 530);     // no RoPE, one group
+  run_decode_fold(3, 16, 4, 64, false, true, 2, 540);   // three sequences
 }
 
 TEST(LightningDecode, MatchesRecurrentReference) {

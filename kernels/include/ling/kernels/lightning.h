@@ -51,6 +51,25 @@ struct LightningDecodeParams {
   int64_t B = 0, nh = 0;
   int64_t ldq = 0, ldk = 0, ldv = 0, ldo = 0;
   float scale = 1.0f;
+  // Decode-step folds (each off when its pointer is null), bit for bit the separate kernels' results:
+  // - qk: q and k of each head through launch_qk_norm_rope's math first (RMSNorm with q_norm / k_norm, either may
+  //   be null, then partial RoPE at pos[b] with inv_freq over rope_dim dims); the q/k buffers are not written.
+  const int64_t* pos = nullptr;       // [B] positions (with inv_freq)
+  const float* inv_freq = nullptr;    // [rope_dim / 2] or null: no RoPE
+  const float* q_norm = nullptr;      // [128] or null
+  const float* k_norm = nullptr;      // [128] or null
+  int64_t rope_dim = 0;
+  double qk_eps = 1e-6;
+  float rope_factor = 1.0f;
+  bool rope_interleaved = false;
+  // - gate: o = GroupRMSNorm(o) · gate_w ⊙ sigmoid(gate) over `groups` groups of nh / groups heads (launch_group_
+  //   norm_gate's math), done by the last CTA of each (sequence, group) to finish; counters: B · groups unsigned
+  //   of device memory, zero before, left zero (launches on one array must not overlap: one stream).
+  const float* gate_w = nullptr;      // [nh·128] or null
+  const float* gate = nullptr;        // [B, nh·128] at row stride ld_gate (0 = nh·128)
+  int64_t groups = 1, ld_gate = 0;
+  double gate_eps = 1e-6;
+  unsigned* counters = nullptr;
 };
 void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream);
 

@@ -207,6 +207,11 @@ class CudaBackend final : public Backend {
     // launch (kernels/moe launch_moe_fused) where the shapes allow. Off by default: measured slower end to end
     // than the three launches (Ring-mini dims, H100; README, CUDA backend).
     moe_fused_ = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_MOE_FUSED");
+    // Lightning decode steps fold q/k norm + RoPE and the output gate into the recurrence kernel
+    // (LING_CUDA_LIGHTNING_FOLD=0: three launches); its group counters stay zero between launches.
+    lightning_fold_ = cuda::env_flag("LING_CUDA_LIGHTNING_FOLD", true);
+    fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
+    LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
     // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
     moe_l2_ = cuda::env_flag("LING_CUDA_MOE_L2");
     // LING_CUDA_MOE_STAMPS=1 (diagnostics): the fused kernel records its phase times; the last step's are printed
@@ -435,8 +440,7 @@ class CudaBackend final : public Backend {
       for (const SeqSlice& s : plan.seqs) {
         CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
         const float* row = qkv.p + s.row0 * width;
-        cuda::write_row_at(row + nh * hd, c.k.p, kvw, pos + s.row0, stream_);
-        cuda::write_row_at(row + nh * hd + kvw, c.v.p, kvw, pos + s.row0, stream_);
+        cuda::write_rows_at(row + nh * hd, c.k.p, row + nh * hd + kvw, c.v.p, kvw, pos + s.row0, stream_);
         const int64_t S = c.k.cap / kvw;
         DevF ws = scratch(cuda::decode_attention_workspace(1, nh, S, hd));
         cuda::OpScope ps(prof_, ".gqa.decode_attention");
@@ -511,7 +515,11 @@ class CudaBackend final : public Backend {
     } else {
       lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
     }
-    qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
+    // Decode steps with q‖k‖v‖gate rows: q/k norm + RoPE and the output gate run inside the recurrence kernel
+    // (LightningDecodeParams folds; LING_CUDA_LIGHTNING_FOLD=0: separate launches).
+    const bool fold = step_ && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
+                      cfg_.group_norm_size <= kFoldMaxGroups && nh % cfg_.group_norm_size == 0;
+    if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
     for (const SeqSlice& s : plan.seqs) {
       CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
       const float* q = qkv.p + s.row0 * ld;
@@ -521,6 +529,13 @@ class CudaBackend final : public Backend {
         p.q = q; p.k = q + inner; p.v = q + 2 * inner; p.o = o.p + s.row0 * inner; p.state = c.state.p;
         p.g = decay_[layer].p; p.B = 1; p.nh = nh; p.ldq = p.ldk = p.ldv = ld; p.ldo = inner;
         p.scale = float(1.0 / std::sqrt(double(hd)));
+        if (fold) {
+          p.pos = pos + s.row0; p.inv_freq = cfg_.rope_dim() > 0 ? inv_freq_.p : nullptr;
+          p.q_norm = L.q_norm.empty() ? nullptr : W(L.q_norm); p.k_norm = L.k_norm.empty() ? nullptr : W(L.k_norm);
+          p.rope_dim = cfg_.rope_dim(); p.qk_eps = cfg_.rms_norm_eps; p.rope_factor = freqs_.attention_factor;
+          p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
+          p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
+        }
         kernels::launch_lightning_decode(p, stream_);
         continue;
       }
@@ -563,6 +578,11 @@ class CudaBackend final : public Backend {
       sumsq->assign(size_t(n), 0.0);
       LING_CUDA_CHECK(cudaMemcpyAsync(sumsq->data(), dss.get(), sizeof(double) * size_t(n), cudaMemcpyDeviceToHost,
                                       stream_));
+      sync();
+      return;
+    }
+    if (fold) {  // the gate ran inside the recurrence kernel
+      lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
       sync();
       return;
     }
@@ -1290,6 +1310,9 @@ class CudaBackend final : public Backend {
     }
   }
   bool moe_fused_ = false, moe_l2_ = false;
+  static constexpr int64_t kFoldMaxGroups = 64;
+  bool lightning_fold_ = true;
+  std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
   size_t xbf_cap_ = 0;

@@ -1,19 +1,27 @@
 // Attention of a decode step (architecture.md §2.3, §2.7) without host round trips: cache rows written at a
 // position read from device memory, split-KV attention over a cache with room for S rows (one query per row,
 // GQA groups or one shared latent head), a masked softmax for GEMM-based scores, and the absorbed MLA query /
-// output projections. Limits: fp32 caches; the chunk loop is sized for decode (one or few queries).
+// output projections. The row writes and the split-KV attention launch with programmatic dependent launch
+// (ling/kernels/pdl.cuh: each waits for the kernel ahead at its start). Limits: fp32 caches; the chunk loop is
+// sized for decode (one or few queries).
 #include <cuda_bf16.h>
 
 #include <cmath>
 
 #include "device_util.cuh"
 #include "kernels.cuh"
+#include "ling/kernels/pdl.cuh"
 
 namespace ling::cuda {
 namespace {
 
-__global__ void k_write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos) {
+// grid (x, rows): row y of (src, dst) pairs {0, 1}.
+__global__ void k_write_rows_at(const float* src0, float* dst0, const float* src1, float* dst1, int64_t width,
+                                const int64_t* pos) {
+  kernels::pdl_enter();
   const int64_t p = *pos;
+  const float* src = blockIdx.y ? src1 : src0;
+  float* dst = blockIdx.y ? dst1 : dst0;
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < width; i += int64_t(gridDim.x) * blockDim.x)
     dst[p * width + i] = src[i];
 }
@@ -28,6 +36,7 @@ __global__ void k_decode_attn_part(const float* q, int64_t ldq, const float* k, 
                                    float scale, float* ws) {
   __shared__ float sc[kAttnChunk];
   __shared__ float red[32];
+  kernels::pdl_enter();
   const int64_t th = blockIdx.x, t = th / nh, h = th % nh, g = h / G, split = blockIdx.y;
   const int64_t n = pos[t] + 1, j0 = split * kAttnChunk, j1 = min(n, j0 + kAttnChunk);
   const int64_t splits = gridDim.y;
@@ -86,6 +95,7 @@ __global__ void k_decode_attn_part(const float* q, int64_t ldq, const float* k, 
 // Pass 2. grid T·nh: o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s.
 __global__ void k_decode_attn_combine(const float* ws, int64_t splits, int64_t dv, float* o, int64_t ldo,
                                       int64_t nh) {
+  kernels::pdl_enter();
   const int64_t th = blockIdx.x, t = th / nh, h = th % nh;
   const float* parts = ws + th * splits * (dv + 2);
   float M = -INFINITY;
@@ -168,7 +178,15 @@ __global__ void k_mla_out(const float* u, const T* kv_b, float* o, int64_t nh, i
 }  // namespace
 
 void write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos, cudaStream_t s) {
-  if (width > 0) k_write_row_at<<<unsigned(std::min<int64_t>((width + 255) / 256, 64)), 256, 0, s>>>(src, dst, width, pos);
+  if (width > 0)
+    (void)kernels::launch_pdl_unchecked(k_write_rows_at, dim3(unsigned(std::min<int64_t>((width + 255) / 256, 64)), 1),
+                                        dim3(256), 0, s, src, dst, src, dst, width, pos);
+}
+void write_rows_at(const float* src0, float* dst0, const float* src1, float* dst1, int64_t width, const int64_t* pos,
+                   cudaStream_t s) {
+  if (width > 0)
+    (void)kernels::launch_pdl_unchecked(k_write_rows_at, dim3(unsigned(std::min<int64_t>((width + 255) / 256, 64)), 2),
+                                        dim3(256), 0, s, src0, dst0, src1, dst1, width, pos);
 }
 
 
@@ -181,9 +199,10 @@ void decode_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, 
                       int64_t dv, float scale, float* ws, cudaStream_t s) {
   if (T * nh == 0 || S == 0) return;
   const int64_t splits = (S + kAttnChunk - 1) / kAttnChunk;
-  k_decode_attn_part<<<dim3(unsigned(T * nh), unsigned(splits)), 256, 0, s>>>(q, ldq, k, ldk, v, ldv, pos, nh, nh / nkv,
-                                                                             dk, dv, scale, ws);
-  k_decode_attn_combine<<<unsigned(T * nh), 128, 0, s>>>(ws, splits, dv, o, ldo, nh);
+  (void)kernels::launch_pdl_unchecked(k_decode_attn_part, dim3(unsigned(T * nh), unsigned(splits)), dim3(256), 0, s, q,
+                                      ldq, k, ldk, v, ldv, pos, nh, nh / nkv, dk, dv, scale, ws);
+  (void)kernels::launch_pdl_unchecked(k_decode_attn_combine, dim3(unsigned(T * nh)), dim3(128), 0, s, ws, splits, dv, o,
+                                      ldo, nh);
 }
 
 

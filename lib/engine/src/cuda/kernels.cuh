@@ -47,6 +47,9 @@ void gate_unnormed(float* o, const float* w, const float* gate, int64_t rows, in
                    cudaStream_t s);
 // dst[*pos, :] = src[:] for a row of `width` values (cache append at a device-side position).
 void write_row_at(const float* src, float* dst, int64_t width, const int64_t* pos, cudaStream_t s);
+// Two rows in one launch: dst0 row *pos = src0, dst1 row *pos = src1 (e.g. a GQA step's K and V rows).
+void write_rows_at(const float* src0, float* dst0, const float* src1, float* dst1, int64_t width, const int64_t* pos,
+                   cudaStream_t s);
 // Decode attention (ref::attention for one query per row) split over chunks of 128 keys: query t attends over
 // rows j ≤ pos[t] of a cache with room for S rows; ws holds decode_attention_workspace(...) floats.
 int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv);
