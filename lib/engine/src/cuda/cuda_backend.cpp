@@ -207,7 +207,7 @@ class CudaBackend final : public Backend {
     // launch (kernels/moe launch_moe_fused) where the shapes allow. Off by default: measured slower end to end
     // than the three launches (Ring-mini dims, H100; README, CUDA backend).
     moe_fused_ = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_MOE_FUSED");
-    // Lightning decode steps fold q/k norm + RoPE and the output gate into the recurrence kernel
+    // Batch-1 Lightning decode steps fold q/k norm + RoPE and the output gate into the recurrence kernel
     // (LING_CUDA_LIGHTNING_FOLD=0: three launches); its group counters stay zero between launches.
     lightning_fold_ = cuda::env_flag("LING_CUDA_LIGHTNING_FOLD", true);
     fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
@@ -515,9 +515,11 @@ class CudaBackend final : public Backend {
     } else {
       lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
     }
-    // Decode steps with q‖k‖v‖gate rows: q/k norm + RoPE and the output gate run inside the recurrence kernel
-    // (LightningDecodeParams folds; LING_CUDA_LIGHTNING_FOLD=0: separate launches).
-    const bool fold = step_ && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
+    // Batch-1 decode steps with q‖k‖v‖gate rows: q/k norm + RoPE and the output gate run inside the recurrence
+    // kernel (LightningDecodeParams folds; LING_CUDA_LIGHTNING_FOLD=0: separate launches). Only for one sequence:
+    // the fold launches once per sequence, and at B 16 (Ring-mini dims, H100) that step took 6.18 ms against
+    // 5.26 ms with the batched separate kernels.
+    const bool fold = step_ && n == 1 && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
                       cfg_.group_norm_size <= kFoldMaxGroups && nh % cfg_.group_norm_size == 0;
     if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
     for (const SeqSlice& s : plan.seqs) {
