@@ -9,18 +9,12 @@
 #include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
 #include "ling/kernels/lightning.h"
+#include "rope/rope_math.cuh"
 
 namespace ling::kernels {
 namespace {
 
 constexpr int D = 128;
-
-// cos and sin of pair j at position p, times af: f32 angle, double trig rounded to f32 (ref::rope, rope.cu).
-__device__ __forceinline__ void rope_cs(float p, const float* inv_freq, int64_t j, float af, float& c, float& s) {
-  const float ang = p * inv_freq[j];
-  c = float(cos(double(ang))) * af;
-  s = float(sin(double(ang))) * af;
-}
 
 // kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers).
 template <bool kFold>
@@ -68,11 +62,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     }
     buf[e] = x;
     __syncthreads();
-    if (p.inv_freq && e < 2 * half) {
-      const int64_t j = e < half ? e : e - half;
-      const float x1 = p.rope_interleaved ? buf[2 * j] : buf[j], x2 = p.rope_interleaved ? buf[2 * j + 1] : buf[j + half];
-      x = e < half ? x1 * c0 - x2 * s0 : x2 * c0 + x1 * s0;
-    }
+    if (p.inv_freq && e < 2 * half) x = rope_rotated(buf, e, half, c0, s0, p.rope_interleaved);
     __syncthreads();  // every rotation read its pair before any is written
     buf[e] = x;
   } else {

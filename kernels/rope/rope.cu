@@ -6,16 +6,10 @@
 #include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
 #include "ling/kernels/rope.h"
+#include "rope/rope_math.cuh"
 
 namespace ling::kernels {
 namespace {
-
-// cos and sin of pair j at position p, times af: f32 angle, double trig rounded to f32 (ref::rope).
-__device__ __forceinline__ void rope_cs(float p, const float* inv_freq, int64_t j, float af, float& c, float& s) {
-  const float ang = p * inv_freq[j];
-  c = float(cos(double(ang))) * af;
-  s = float(sin(double(ang))) * af;
-}
 
 // grid rows·heads, thread j < half rotates pair j.
 __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int64_t heads, int64_t row_stride,
@@ -70,8 +64,7 @@ __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, con
       const int64_t j = i < half ? i : i - half;
       float c = c0, s = s0;
       if (i != i0) rope_cs(p, inv_freq, j, af, c, s);
-      const float x1 = inter ? buf[2 * j] : buf[j], x2 = inter ? buf[2 * j + 1] : buf[j + half];
-      v = i < half ? x1 * c - x2 * s : x2 * c + x1 * s;
+      v = rope_rotated(buf, i, half, c, s, inter);
     }
     xr[i] = v;
   }
