@@ -196,8 +196,7 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   // warps in order); the first 2,048 weights of up to kRouterPrefetch rows are loaded before the wait.
   const int e0 = E * c / G, e1 = E * (c + 1) / G;
   float bias2[2] = {0.0f, 0.0f};  // E ≤ 512 = 2 experts per consumer thread
-  if (warp < kConsumers && rt.bias)
-    for (int j = 0; j < 2 && tid + 256 * j < E; ++j) bias2[j] = rt.bias[tid + 256 * j];
+  if (warp < kConsumers) route_block_biases(rt, tid, bias2);
   if (warp < kConsumers) {
     float f0[kRouterPrefetch][8];
     const int i0 = tid * 8;

@@ -64,9 +64,8 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     const RouteSmem m{st, st + kMoeRouteMaxExperts, st + 2 * kMoeRouteMaxExperts,
                       reinterpret_cast<uint32_t*>(st + 2 * kMoeRouteMaxExperts + 32),
                       reinterpret_cast<unsigned*>(st + 2 * kMoeRouteMaxExperts + 32 + 4 * kRouteWarps)};
-    float bias2[2] = {0.0f, 0.0f};
-    for (int j = 0; j < 2 && int(threadIdx.x) + 256 * j < r.route.E; ++j)
-      bias2[j] = r.route.bias ? r.route.bias[threadIdx.x + 256 * j] : 0.0f;
+    float bias2[2];
+    route_block_biases(r.route, int(threadIdx.x), bias2);
     route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); });
     return;
   }

@@ -134,6 +134,14 @@ struct RouteSmem {
   unsigned* kept;
 };
 
+// route_block's bias2 for thread tid of 256: the selection biases of experts tid and tid + 256 (E ≤ 512), 0 where
+// there is none.
+__device__ __forceinline__ void route_block_biases(const MoeRouteDevParams& p, int tid, float (&bias2)[2]) {
+  bias2[0] = bias2[1] = 0.0f;
+  if (p.bias)
+    for (int j = 0; j < 2 && tid + 256 * j < p.E; ++j) bias2[j] = p.bias[tid + 256 * j];
+}
+
 // ref::moe_route for one token by threads 0..255 of the CTA (the rule and tie order of route_row, in short loops:
 // expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1) slots; shared or
 // global memory, thread 0 writes). Each top-k round is a warp arg-max per warp, then the best of the 8 warp
