@@ -583,18 +583,15 @@ class CudaBackend final : public Backend {
       sync();
       return;
     }
-    if (fold) {  // the gate ran inside the recurrence kernel
-      lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
-      sync();
-      return;
+    if (!fold) {  // (with the fold the gate ran inside the recurrence kernel)
+      GroupNormGateParams gp;
+      gp.o = o.p; gp.w = W(L.g_norm); gp.rows = n; gp.width = inner; gp.groups = cfg_.group_norm_size;
+      gp.gate = one_gemv ? qkv.p + width : gate.p;
+      gp.ld_gate = one_gemv ? ld : 0;
+      gp.eps = cfg_.rms_norm_eps;
+      kernels::launch_group_norm_gate(gp, stream_);
+      launched();
     }
-    GroupNormGateParams gp;
-    gp.o = o.p; gp.w = W(L.g_norm); gp.rows = n; gp.width = inner; gp.groups = cfg_.group_norm_size;
-    gp.gate = one_gemv ? qkv.p + width : gate.p;
-    gp.ld_gate = one_gemv ? ld : 0;
-    gp.eps = cfg_.rms_norm_eps;
-    kernels::launch_group_norm_gate(gp, stream_);
-    launched();
     lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
     sync();
   }
