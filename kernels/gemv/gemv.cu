@@ -1,7 +1,8 @@
 // Decode GEMV (gemv.h): y[M, N] (+)= x[M, K]·Wᵀ (+ bias), M ≤ 16, bf16 or fp32 weights, fp32 accumulation.
 // Many rows (N > 1024), M = 1 or fp32 weights: one warp per weight row, 8 rows per CTA, lanes over K in 16-byte
 // weight loads, eight in flight per lane when M = 1 (a 2,048-wide row is one round trip) and four otherwise; the
-// row is read once for all M rows of x (x stays in L1/L2).
+// row is read once for all M rows of x (x stays in L1/L2). bf16 weights stay raw bits until the dot (62
+// registers at M = 1: four CTAs per SM instead of two).
 // Many rows, bf16 weights, 2 ≤ M ≤ 16: tensor cores (tc_tile.cuh) — a CTA of 8 warps per 16 weight rows, the
 // warps splitting K, x split into bf16 hi + lo (fp32-activation accuracy), the warps' tiles added in warp order;
 // each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
@@ -21,7 +22,7 @@
 namespace ling::kernels {
 namespace {
 
-template <int MT, typename T>
+template <int MT, typename T, typename WT = W8<T>>
 __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
                                                        const T* __restrict__ w, const float* __restrict__ bias,
                                                        float* __restrict__ y, int64_t ldy, int M, int64_t N,
@@ -37,10 +38,10 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
   int64_t i = int64_t(lane) * 8;
   // The first U weight loads (constant data) go out before waiting for x: with programmatic launch they overlap
   // the previous kernel's tail.
-  float f[U][8];
+  WT f[U];
 #pragma unroll
   for (int u = 0; u < U; ++u)
-    if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
+    if (i + u * 256 < K) f[u].load(wr + i + u * 256);
   pdl_enter();
   if (r >= N) {
     if constexpr (MT == 1)
@@ -51,14 +52,14 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
     if (!first) {
 #pragma unroll
       for (int u = 0; u < U; ++u)
-        if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
+        if (i + u * 256 < K) f[u].load(wr + i + u * 256);
     }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
       if (m < M) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
-          if (i + u * 256 < K) acc[m] += dot8(f[u], x + m * ldx + i + u * 256);
+          if (i + u * 256 < K) acc[m] += f[u].dot(x + m * ldx + i + u * 256);
       }
   }
   const float b = bias ? bias[r] : 0.0f;
@@ -128,7 +129,14 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
   if (p.N <= 1024)
     launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate,
                p.tail);
-  else
+  else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
+    if (!p.raw_bf16)
+      launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
+                 int(p.M), p.N, p.K, p.accumulate, p.tail);
+    else
+      launch_pdl(k_gemv_warp_row<1, uint16_t>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
+                 int(p.M), p.N, p.K, p.accumulate, p.tail);
+  } else
     launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
                p.accumulate, p.tail);
 }

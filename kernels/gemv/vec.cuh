@@ -55,6 +55,28 @@ __device__ __forceinline__ float dot8_raw(const uint4& raw, const float* __restr
   return dot8(f, x);
 }
 
+// 8 weights as loaded, widened only in the dot: bf16 as raw bits (4 registers), fp32 as floats (8).
+template <typename T>
+struct W8;
+template <>
+struct W8<uint16_t> {
+  uint4 raw;
+  __device__ __forceinline__ void load(const uint16_t* w) { raw = load_raw8(w); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8_raw(raw, x); }
+};
+// bf16 widened at the load (8 registers), as load8: the form GemvParams::raw_bf16 = false keeps to compare.
+struct W8Wide {
+  float f[8];
+  __device__ __forceinline__ void load(const uint16_t* w) { load8(w, f); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8(f, x); }
+};
+template <>
+struct W8<float> {
+  float f[8];
+  __device__ __forceinline__ void load(const float* w) { load8(w, f); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8(f, x); }
+};
+
 // Σ x[i]·w[i] over K values (K % 8 == 0, x and w 16-byte aligned) by one warp: lanes over K in 8-wide steps,
 // U 16-byte weight loads per lane issued together (a row of K ≤ U·256 is one round trip to memory), then the
 // 8-wide dots in index order (the same sums for every U), then the warp sum.

@@ -28,7 +28,8 @@ namespace ling::kernels {
 namespace {
 
 template <typename T>
-__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
+__global__ void __launch_bounds__(256)
+    k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
   // grid (⌈I/8⌉, n·k): with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
   // constant table entry), the others follow in slot order; those CTAs load their first weights before the wait.
   const int64_t k = p.k, y = blockIdx.y;

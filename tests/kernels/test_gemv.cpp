@@ -196,6 +196,26 @@ TEST(GemvKernel, AddNormTail) {
   EXPECT_THROW(kernels::launch_gemv(bad, nullptr), Error);
 }
 
+// bf16 M = 1 weights kept as raw bits (the default) and widened at the load (raw_bf16 = false): the same sums, so
+// the same outputs bit for bit (a K tail, a partial last CTA, bias and accumulate).
+TEST(GemvKernel, RawAndWidenedBf16Equal) {
+  SKIP_WITHOUT_CUDA();
+  for (const auto& [N, K] : {std::pair<int64_t, int64_t>{2053, 1288}, {6144, 2048}, {1032, 8200}}) {
+    std::vector<float> x = uniform(size_t(K), -1, 1, uint64_t(N + K)), w = uniform(size_t(N * K), -1, 1, uint64_t(N));
+    std::vector<float> bias = uniform(size_t(N), -1, 1, uint64_t(K)), y0 = uniform(size_t(N), -1, 1, 7);
+    DeviceBuffer dx(x.size() * 4), dw(w.size() * 2), db(bias.size() * 4), d1(y0.size() * 4), d2(y0.size() * 4);
+    dx.upload(x), dw.upload(to_bf16(w)), db.upload(bias), d1.upload(y0), d2.upload(y0);
+    kernels::GemvParams p;
+    p.x = dx.as<float>(), p.w = dw.as<uint16_t>(), p.bias = db.as<float>(), p.M = 1, p.N = N, p.K = K;
+    p.accumulate = true, p.y = d1.as<float>();
+    kernels::launch_gemv(p, nullptr);
+    p.raw_bf16 = false, p.y = d2.as<float>();
+    kernels::launch_gemv(p, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    EXPECT_EQ(d1.download<float>(y0.size()), d2.download<float>(y0.size())) << "N=" << N << " K=" << K;
+  }
+}
+
 TEST(GemvKernel, RefusesUnsupportedShapes) {
   alignas(16) static float buf[64];
   kernels::GemvParams p;

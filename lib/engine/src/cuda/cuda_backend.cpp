@@ -216,6 +216,7 @@ class CudaBackend final : public Backend {
     // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
     norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", true);
+    gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
     tail_counter_ = dev_alloc(sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(tail_counter_.get(), 0, sizeof(unsigned)));
     // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
@@ -542,7 +543,7 @@ class CudaBackend final : public Backend {
     if (one_gemv) {
       cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
       kernels::GemvParams gp;
-      gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H;
+      gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
       kernels::launch_gemv(gp, stream_);
       l2_prefetch_rest_of_layer(layer);
     } else {
@@ -1210,6 +1211,7 @@ class CudaBackend final : public Backend {
       gp.x = x; gp.ldx = ldx ? ldx : K; gp.bias = bias.empty() ? nullptr : W(bias); gp.y = y; gp.M = M; gp.N = N; gp.K = K;
       if (is16) gp.w = static_cast<const uint16_t*>(wp);
       else gp.w_f32 = static_cast<const float*>(wp);
+      gp.raw_bf16 = gemv_raw_;
       if (op_out && M == 1 && N == tail_.norm.dim && aligned(y)) gp.tail = take_tail();
       kernels::launch_gemv(gp, stream_);
       return;
@@ -1350,6 +1352,7 @@ class CudaBackend final : public Backend {
   }
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
   bool norm_tail_ = true, tail_taken_ = false;  // announce_add_norm
+  bool gemv_raw_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
