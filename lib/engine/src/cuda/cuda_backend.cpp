@@ -215,7 +215,7 @@ class CudaBackend final : public Backend {
     // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
     // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
-    norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", true);
+    norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
     gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
     tail_counter_ = dev_alloc(sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(tail_counter_.get(), 0, sizeof(unsigned)));
@@ -420,8 +420,8 @@ class CudaBackend final : public Backend {
   }
 
   // Batch-1 decode steps: the add + norm after an op runs inside the op's last kernel where that kernel takes an
-  // AddNormTail (the one-row GEMV, the narrow MoE down pass): one launch fewer per norm (LING_CUDA_NORM_TAIL=0: a
-  // launch of its own).
+  // AddNormTail (the one-row GEMV, the narrow MoE down pass) with LING_CUDA_NORM_TAIL=1: one launch fewer per
+  // norm. Off by default: no faster end to end on an H100 (README, CUDA backend).
   void announce_add_norm(Buffer& h, NormSlot slot, int layer, Buffer& out) override {
     tail_ = {};
     tail_taken_ = false;
@@ -1351,7 +1351,7 @@ class CudaBackend final : public Backend {
     }
   }
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
-  bool norm_tail_ = true, tail_taken_ = false;  // announce_add_norm
+  bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
   bool gemv_raw_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
