@@ -217,6 +217,8 @@ class CudaBackend final : public Backend {
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
     norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
     gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
+    // LING_CUDA_GQA_WIDE=1: softmax decode attention over 128-wide heads through the all-keys-at-once pass.
+    gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", false);
     tail_counter_ = dev_alloc(sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(tail_counter_.get(), 0, sizeof(unsigned)));
     // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
@@ -479,7 +481,7 @@ class CudaBackend final : public Backend {
         DevF ws = scratch(cuda::decode_attention_workspace(1, nh, S, hd));
         cuda::OpScope ps(prof_, ".gqa.decode_attention");
         cuda::decode_attention(row, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, pos + s.row0, 1, S,
-                               nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_);
+                               nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_, gqa_wide_);
         launched();
       }
       lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data, 0, true);
@@ -1352,7 +1354,7 @@ class CudaBackend final : public Backend {
   }
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
   bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
-  bool gemv_raw_ = true;
+  bool gemv_raw_ = true, gqa_wide_ = false;
   kernels::AddNormTail tail_;                   // announced, not yet taken
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
