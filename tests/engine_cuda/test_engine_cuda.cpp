@@ -405,10 +405,11 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   EXPECT_TRUE(rep.ok) << rep.line();
 }
 
-// Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
-// (LING_CUDA_GQA_WIDE=1): a Ling 2.0 GQA model with head 128 (4 query heads over 2 KV heads, dense FFNs), a
-// 150-token prompt (three 64-key chunks, the last partial; the caches grow from 64 rows) and 10 greedy steps —
-// ids and decode logits against the CPU oracle, and against the same steps through the per-key pass.
+// Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once (the
+// default; LING_CUDA_GQA_WIDE=0 runs the per-key pass): a Ling 2.0 GQA model with head 128 (4 query heads over 2
+// KV heads, dense FFNs), a 150-token prompt (three 64-key chunks, the last partial; the caches grow from 64 rows)
+// and 10 greedy steps — ids and decode logits against the CPU oracle, and against the same steps through the
+// per-key pass.
 TEST(CudaGqa, WideHeadPassMatchesCpuAndPerKeyPass) {
   SKIP_WITHOUT_DEVICE();
   const std::string cfg = R"({"architectures": ["BailingMoeV2ForCausalLM"], "model_type": "bailing_moe",
@@ -420,10 +421,11 @@ TEST(CudaGqa, WideHeadPassMatchesCpuAndPerKeyPass) {
     "eos_token_id": 96, "pad_token_id": 96})";
   const std::string dir = make_tiny_model("cuda_gqa_wide", cfg, 41);
   auto cpu = open_engine(dir);
-  setenv("LING_CUDA_GQA_WIDE", "1", 1);
-  auto wide = cuda_engine(dir);
   unsetenv("LING_CUDA_GQA_WIDE");
+  auto wide = cuda_engine(dir);
+  setenv("LING_CUDA_GQA_WIDE", "0", 1);
   auto per_key = cuda_engine(dir);
+  unsetenv("LING_CUDA_GQA_WIDE");
   std::mt19937 rng(17);
   std::vector<int32_t> prompt(150);
   for (auto& x : prompt) x = int32_t(rng() % 97u);

@@ -217,8 +217,9 @@ class CudaBackend final : public Backend {
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
     norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
     gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
-    // LING_CUDA_GQA_WIDE=1: softmax decode attention over 128-wide heads through the all-keys-at-once pass.
-    gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", false);
+    // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
+    // (LING_CUDA_GQA_WIDE=0: the per-key pass).
+    gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
     tail_counter_ = dev_alloc(sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(tail_counter_.get(), 0, sizeof(unsigned)));
     // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
@@ -1354,7 +1355,7 @@ class CudaBackend final : public Backend {
   }
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
   bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
-  bool gemv_raw_ = true, gqa_wide_ = false;
+  bool gemv_raw_ = true, gqa_wide_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
