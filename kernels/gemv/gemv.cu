@@ -1,14 +1,17 @@
 // Decode GEMV (gemv.h): y[M, N] (+)= x[M, K]·Wᵀ (+ bias), M ≤ 16, bf16 or fp32 weights, fp32 accumulation.
 // Many rows (N > 1024), M = 1 or fp32 weights: one warp per weight row, 8 rows per CTA, lanes over K in 16-byte
 // weight loads, eight in flight per lane when M = 1 (a 2,048-wide row is one round trip) and four otherwise; the
-// row is read once for all M rows of x (x stays in L1/L2).
+// row is read once for all M rows of x (x stays in L1/L2). bf16 weights stay raw bits until the dot (62
+// registers at M = 1: four CTAs per SM instead of two).
 // Many rows, bf16 weights, 2 ≤ M ≤ 16: tensor cores (tc_tile.cuh) — a CTA of 8 warps per 16 weight rows, the
 // warps splitting K, x split into bf16 hi + lo (fp32-activation accuracy), the warps' tiles added in warp order;
 // each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
 // Few rows (N ≤ 1024, e.g. the router's E): one CTA of 8 warps per row, K split over the warps, partial sums
 // added in warp order (fixed order, deterministic, no atomics).
+// With an AddNormTail (M = 1) the last CTA adds y to the residual row and writes its RMSNorm (norm.h).
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
+#include "norm/add_norm_tail.cuh"
 #include "common/check.h"
 #include "common/launch.cuh"
 #include "ling/kernels/gemv.h"
@@ -19,11 +22,11 @@
 namespace ling::kernels {
 namespace {
 
-template <int MT, typename T>
+template <int MT, typename T, typename WT = W8<T>>
 __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
                                                        const T* __restrict__ w, const float* __restrict__ bias,
                                                        float* __restrict__ y, int64_t ldy, int M, int64_t N,
-                                                       int64_t K, bool accumulate) {
+                                                       int64_t K, bool accumulate, AddNormTail tail) {
   const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   const T* wr = w + std::min<int64_t>(r, N - 1) * K;
@@ -35,24 +38,28 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
   int64_t i = int64_t(lane) * 8;
   // The first U weight loads (constant data) go out before waiting for x: with programmatic launch they overlap
   // the previous kernel's tail.
-  float f[U][8];
+  WT f[U];
 #pragma unroll
   for (int u = 0; u < U; ++u)
-    if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
+    if (i + u * 256 < K) f[u].load(wr + i + u * 256);
   pdl_enter();
-  if (r >= N) return;
+  if (r >= N) {
+    if constexpr (MT == 1)
+      if (tail.counter) add_norm_tail(tail, y);  // every thread of the CTA takes part in the tail's count
+    return;
+  }
   for (bool first = true; i < K; i += U * 256, first = false) {
     if (!first) {
 #pragma unroll
       for (int u = 0; u < U; ++u)
-        if (i + u * 256 < K) load8(wr + i + u * 256, f[u]);
+        if (i + u * 256 < K) f[u].load(wr + i + u * 256);
     }
 #pragma unroll
     for (int m = 0; m < MT; ++m)
       if (m < M) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
-          if (i + u * 256 < K) acc[m] += dot8(f[u], x + m * ldx + i + u * 256);
+          if (i + u * 256 < K) acc[m] += f[u].dot(x + m * ldx + i + u * 256);
       }
   }
   const float b = bias ? bias[r] : 0.0f;
@@ -62,13 +69,15 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
       const float v = warp_sum(acc[m]) + b;
       if (lane == 0) y[m * ldy + r] = accumulate ? y[m * ldy + r] + v : v;
     }
+  if constexpr (MT == 1)  // (launch_gemv: a tail needs M = 1)
+    if (tail.counter) add_norm_tail(tail, y);
 }
 
 template <int MT, typename T>
 __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict__ x, int64_t ldx,
                                                         const T* __restrict__ w, const float* __restrict__ bias,
                                                         float* __restrict__ y, int64_t ldy, int M, int64_t K,
-                                                        bool accumulate) {
+                                                        bool accumulate, AddNormTail tail) {
   __shared__ float red[8][MT];
   const int64_t r = blockIdx.x;
   float v = block_row_dot<MT>(x, ldx, w + r * K, M, K, red, [] {
@@ -79,6 +88,8 @@ __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict_
     float* yp = y + threadIdx.x * ldy + r;
     *yp = accumulate ? *yp + v : v;
   }
+  if constexpr (MT == 1)
+    if (tail.counter) add_norm_tail(tail, y);
 }
 
 // grid ⌈N / 16⌉ CTAs of 8 warps; NT token tiles of 8 (M ≤ 8·NT).
@@ -116,17 +127,25 @@ __global__ void __launch_bounds__(256) k_gemv_tc(const float* __restrict__ x, in
 template <int MT, typename T>
 void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaStream_t s) {
   if (p.N <= 1024)
-    launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate);
-  else
+    launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate,
+               p.tail);
+  else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
+    if (!p.raw_bf16)
+      launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
+                 int(p.M), p.N, p.K, p.accumulate, p.tail);
+    else
+      launch_pdl(k_gemv_warp_row<1, uint16_t>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
+                 int(p.M), p.N, p.K, p.accumulate, p.tail);
+  } else
     launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
-                                                                   p.accumulate);
+               p.accumulate, p.tail);
 }
 
 template <typename T>
 void launch_typed(const GemvParams& p, const T* w, cudaStream_t s) {
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldy = p.ldy ? p.ldy : p.N;
   if constexpr (std::is_same_v<T, uint16_t>) {
-    if (p.tensor_cores && p.M >= 2 && p.N > 1024) {
+    if (p.tensor_cores && p.M >= 2 && p.N > 1024) {  // (no tail: it is for M = 1)
       const unsigned grid = unsigned((p.N + 15) / 16);
       if (p.M <= 8) launch_pdl(k_gemv_tc<1>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
       else launch_pdl(k_gemv_tc<2>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
@@ -154,6 +173,8 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
   LING_CHECK(aligned16(p.w ? static_cast<const void*>(p.w) : p.w_f32), "launch_gemv: weights not 16-byte aligned");
   LING_CHECK(p.y != nullptr, "launch_gemv: y is null");
   LING_CHECK(p.N < (int64_t(1) << 33), "launch_gemv: N = ", p.N, " too large for one grid");
+  LING_CHECK(!p.tail.counter || p.M == 1, "launch_gemv: the add + norm tail needs M = 1 (M = ", p.M, ")");
+  check_add_norm_tail(p.tail, p.y, p.N, "launch_gemv");
   if (p.N == 0) return;
   if (p.w) launch_typed(p, p.w, stream);
   else launch_typed(p, p.w_f32, stream);

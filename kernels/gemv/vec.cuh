@@ -55,6 +55,28 @@ __device__ __forceinline__ float dot8_raw(const uint4& raw, const float* __restr
   return dot8(f, x);
 }
 
+// 8 weights as loaded, widened only in the dot: bf16 as raw bits (4 registers), fp32 as floats (8).
+template <typename T>
+struct W8;
+template <>
+struct W8<uint16_t> {
+  uint4 raw;
+  __device__ __forceinline__ void load(const uint16_t* w) { raw = load_raw8(w); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8_raw(raw, x); }
+};
+// bf16 widened at the load (8 registers), as load8: the form GemvParams::raw_bf16 = false keeps to compare.
+struct W8Wide {
+  float f[8];
+  __device__ __forceinline__ void load(const uint16_t* w) { load8(w, f); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8(f, x); }
+};
+template <>
+struct W8<float> {
+  float f[8];
+  __device__ __forceinline__ void load(const float* w) { load8(w, f); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8(f, x); }
+};
+
 // Σ x[i]·w[i] over K values (K % 8 == 0, x and w 16-byte aligned) by one warp: lanes over K in 8-wide steps,
 // U 16-byte weight loads per lane issued together (a row of K ≤ U·256 is one round trip to memory), then the
 // 8-wide dots in index order (the same sums for every U), then the warp sum.
@@ -75,26 +97,35 @@ __device__ __forceinline__ float warp_dot(const float* __restrict__ x, const T* 
 
 // Two bf16 rows against the same x (a gate and an up row): the loads of both rows for U·256 values at a time go
 // out together (raw bits, so a 2,048-wide pair is one round trip in 64 registers); each row's sums are those of
-// warp_dot<U>.
+// warp_dot<U>. dot2_load issues one such step (columns i + 256u); warp_dot2_from starts from a step already
+// loaded at the lane's first column (e.g. before a programmatic-launch wait).
 template <int U>
-__device__ __forceinline__ void warp_dot2(const float* __restrict__ x, const uint16_t* __restrict__ w0,
-                                          const uint16_t* __restrict__ w1, int64_t K, float& a0, float& a1) {
+struct Dot2Chunk {
+  uint4 r0[U], r1[U];
+};
+template <int U>
+__device__ __forceinline__ void dot2_load(const uint16_t* __restrict__ w0, const uint16_t* __restrict__ w1, int64_t K,
+                                          int64_t i, Dot2Chunk<U>& c) {
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (i + u * 256 < K) c.r0[u] = load_raw8(w0 + i + u * 256), c.r1[u] = load_raw8(w1 + i + u * 256);
+}
+template <int U>
+__device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, const uint16_t* __restrict__ w0,
+                                               const uint16_t* __restrict__ w1, int64_t K, Dot2Chunk<U>& c, float& a0,
+                                               float& a1) {
   float s0 = 0.0f, s1 = 0.0f;
   for (int64_t i = int64_t(threadIdx.x & 31) * 8; i < K; i += U * 256) {
-    uint4 r0[U], r1[U];
+    if (i >= U * 256) dot2_load<U>(w0, w1, K, i, c);
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (i + u * 256 < K) r0[u] = load_raw8(w0 + i + u * 256), r1[u] = load_raw8(w1 + i + u * 256);
+      if (i + u * 256 < K) s0 += dot8_raw(c.r0[u], x + i + u * 256);
 #pragma unroll
     for (int u = 0; u < U; ++u)
-      if (i + u * 256 < K) s0 += dot8_raw(r0[u], x + i + u * 256);
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (i + u * 256 < K) s1 += dot8_raw(r1[u], x + i + u * 256);
+      if (i + u * 256 < K) s1 += dot8_raw(c.r1[u], x + i + u * 256);
   }
   a0 = warp_sum(s0), a1 = warp_sum(s1);
 }
-
 // One weight row against M ≤ MT rows of x by a CTA of 256 threads (8 warps over K in 2,048-value strides, sums
 // in warp order, deterministic): thread m < M returns Σ_i x[m, i]·w[i], the other threads 0. red: shared [8][MT].
 // The first 2,048 weights are loaded before `wait` runs (the caller's programmatic-launch wait: constant data in

@@ -1,11 +1,13 @@
 // Routed experts for decode-sized token counts (moe.h, architecture.md §2.4): per-expert bf16 (or fp32) weights
 // reached through device arrays of pointers, expert ids and routing weights read from device memory.
-// gate_up: grid (n·k slots, ⌈I/8⌉), one warp per intermediate row i: the gate row i and the up row I + i of the
+// gate_up: grid (⌈I/8⌉, n·k slots), one warp per intermediate row i: the gate row i and the up row I + i of the
 //   slot's expert (bf16: both rows' loads together as raw bits, a 2,048-wide pair in one round trip; fp32: one row
-//   after the other, eight 16-byte loads in flight per lane), act = silu(g)·u.
+//   after the other, eight 16-byte loads in flight per lane), act = silu(g)·u. With early_id (the shared expert
+//   as every token's last slot) that slot's CTAs come first and start their loads before the wait.
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
-//   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums.
+//   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums; for one token
+//   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail).
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
 //   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
 //            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
@@ -20,28 +22,47 @@
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
+#include "norm/add_norm_tail.cuh"
 
 namespace ling::kernels {
 namespace {
 
 template <typename T>
-__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
-  pdl_wait();
-  pdl_trigger();
-  const int64_t slot = blockIdx.x, t = slot / p.k, I = p.I, H = p.H;
-  const int64_t i = int64_t(blockIdx.y) * 8 + (threadIdx.x >> 5);
-  if (i >= I) return;
-  const T* w = table[p.ids[slot]];
+__global__ void __launch_bounds__(256)
+    k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
+  // grid (⌈I/8⌉, n·k): with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
+  // constant table entry), the others follow in slot order; those CTAs load their first weights before the wait.
+  const int64_t k = p.k, y = blockIdx.y;
+  const bool early = p.early_id >= 0;
+  const int64_t slot = !early ? y : y < p.n ? y * k + k - 1 : ((y - p.n) / (k - 1)) * k + (y - p.n) % (k - 1);
+  const int64_t t = slot / k, I = p.I, H = p.H;
+  const int64_t i = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
+  const bool pre = early && slot % k == k - 1;
   float g = 0.0f, u = 0.0f;
-  if (w) {
-    if constexpr (std::is_same_v<T, uint16_t>) {
-      warp_dot2<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, g, u);
-    } else {
+  if constexpr (std::is_same_v<T, uint16_t>) {
+    Dot2Chunk<8> c;
+    const T* w = pre ? table[p.early_id] : nullptr;
+    if (w && i < I) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
+    pdl_wait();
+    pdl_trigger();
+    if (i >= I) return;
+    if (!pre) {
+      w = table[p.ids[slot]];
+      if (w) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
+    }
+    if (w) warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
+    if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
+  } else {
+    pdl_wait();
+    pdl_trigger();
+    if (i >= I) return;
+    const T* w = table[pre ? p.early_id : p.ids[slot]];
+    if (w) {
       g = warp_dot<8>(p.x + t * H, w + i * H, H);
       u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
     }
+    if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
   }
-  if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
 
 template <typename T>
@@ -67,7 +88,13 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     pdl_enter();
   }
   const int64_t t = blockIdx.y, H = p.H, I = p.I, h = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
-  if (h >= H) return;
+  if (h >= H) {
+    if (p.tail.counter) {
+      if (p.ids_ready) pdl_enter();
+      add_norm_tail(p.tail, p.out);  // every thread of the CTA takes part in the tail's count
+    }
+    return;
+  }
   const int k = int(p.k);
   const int64_t i0 = int64_t(threadIdx.x & 31) * 8;
   const uint16_t* w[kS];
@@ -98,6 +125,7 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     acc += p.weights[t * k + j] * part;
   }
   if ((threadIdx.x & 31) == 0) p.out[t * H + h] = p.accumulate ? p.out[t * H + h] + acc : acc;
+  if (p.tail.counter) add_norm_tail(p.tail, p.out);
 }
 
 __global__ void k_combine_parts(MoeDownParams p) {
@@ -272,8 +300,9 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
       return;
     }
   }
-  LING_CHECK((p.I + 7) / 8 < 65536, "launch_moe_gate_up_swiglu: I = ", p.I, " too large for the grid");
-  const dim3 grid(unsigned(p.n * p.k), unsigned((p.I + 7) / 8));
+  LING_CHECK(p.early_id < 0 || p.k >= 2, "launch_moe_gate_up_swiglu: early_id needs k >= 2 (k = ", p.k, ")");
+  LING_CHECK(S < 65536, "launch_moe_gate_up_swiglu: n·k = ", S, " slots too many for the grid");
+  const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
   if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
   else launch_pdl(k_gate_up_swiglu<float>, grid, 256, 0, stream, p, p.gate_up_f32);
   LING_CUDA_CHECK(cudaGetLastError());
@@ -302,6 +331,10 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
     LING_CUDA_CHECK(cudaGetLastError());
     return;
   }
+  LING_CHECK(!p.tail.counter || (p.n == 1 && p.down && !p.plan && p.I <= 512 && p.k <= 16),
+             "launch_moe_down_combine: the add + norm tail needs one token and the narrow bf16 kernel (I <= 512, "
+             "k <= 16, no plan)");
+  check_add_norm_tail(p.tail, p.out, p.H, "launch_moe_down_combine");
   if (p.down && p.I <= 512 && p.k <= 16 && p.n < 65536) {  // narrow experts: one pass, no workspace
     const dim3 grid(unsigned((p.H + 7) / 8), unsigned(p.n));
     if (p.k <= 9) launch_pdl(k_down_combine_narrow<9>, grid, 256, 0, stream, p, p.down);

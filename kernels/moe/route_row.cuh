@@ -130,7 +130,7 @@ constexpr int kRouteWarps = 8;  // route_block's threads: 8 warps
 
 struct RouteSmem {
   float *score, *sel, *group;
-  uint32_t* cand;  // [2 rounds][8 warps][key, idx]
+  uint32_t* cand;  // 32 words: the k ≤ 32 picks' scores
   unsigned* kept;
 };
 
@@ -144,8 +144,8 @@ __device__ __forceinline__ void route_block_biases(const MoeRouteDevParams& p, i
 
 // ref::moe_route for one token by threads 0..255 of the CTA (the rule and tie order of route_row, in short loops:
 // expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1) slots; shared or
-// global memory, thread 0 writes). Each top-k round is a warp arg-max per warp, then the best of the 8 warp
-// winners. bias2: this thread's selection biases of experts tid and tid + 256 (callers may load them early: they
+// global memory; the picking threads write the ids, thread 0 the weights). The top-k is a rank per kept expert
+// (four barriers in all, whatever k). bias2: this thread's selection biases of experts tid and tid + 256 (callers may load them early: they
 // are constant); sync: a barrier of the 256 threads. Small code on purpose (see route_row): it runs once per layer.
 template <typename Sync>
 __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, const float (&bias2)[2], int32_t* ids,
@@ -191,34 +191,32 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
   }
   consumers_sync();
   const unsigned kept = *m.kept;
-  unsigned taken = 0;  // bit j: expert tid + 256j picked
-  float sum = 0.0f;
+  // Top-k by rank: expert e of a kept group is pick number rank(e) = #{kept e' : sel(e') > sel(e), or equal keys
+  // and e' < e} — the order of the rounds in route_row (largest key, then lowest index), with two barriers instead
+  // of one per pick. The picks' scores are staged in m.cand (k ≤ 32 floats) and added in pick order by thread 0.
+  float* picked = reinterpret_cast<float*>(m.cand);
 #pragma unroll 1
-  for (int i = 0; i < k; ++i) {
-    uint32_t bkey = 0, bidx = 0xffffffffu;  // this thread's best live expert (lowest index among equal keys)
+  for (int e = tid; e < E; e += 32 * kRouteWarps) {
+    if (!((kept >> (e / per)) & 1u)) continue;
+    const uint32_t key = okey(m.sel[e]);
+    int rank = 0;
 #pragma unroll 1
-    for (int j = 0, e = tid; e < E; ++j, e += 32 * kRouteWarps) {
-      const uint32_t key = okey(m.sel[e]);
-      if (((kept >> (e / per)) & 1u) && !((taken >> j) & 1u) && (bidx == 0xffffffffu || key > bkey)) bkey = key, bidx = e;
+    for (unsigned gs = kept; gs != 0; gs &= gs - 1) {
+      const int g0 = (__ffs(gs) - 1) * per;
+#pragma unroll 4
+      for (int q = g0; q < g0 + per; ++q) {
+        const uint32_t kq = okey(m.sel[q]);
+        rank += (kq > key) | ((kq == key) & (q < e));
+      }
     }
-    const uint32_t wbest = warp_argmax(bkey, bidx);
-    const uint32_t wkey = __shfl_sync(kFull, bkey, int(wbest == 0xffffffffu ? 0 : wbest % 32));
-    uint32_t* c = m.cand + (i & 1) * 2 * kRouteWarps;
-    if (lane == 0) c[2 * warp] = wbest == 0xffffffffu ? 0u : wkey, c[2 * warp + 1] = wbest;
-    consumers_sync();
-    uint32_t gk = 0, gi = 0xffffffffu;
-    for (int w = 0; w < kRouteWarps; ++w) {
-      const uint32_t key = c[2 * w], idx = c[2 * w + 1];
-      if (idx != 0xffffffffu && (gi == 0xffffffffu || key > gk || (key == gk && idx < gi))) gk = key, gi = idx;
-    }
-    if (int(gi) % (32 * kRouteWarps) == tid) taken |= 1u << (int(gi) / (32 * kRouteWarps));
-    const float sv = m.score[gi];
-    sum += sv;
-    if (tid == 0) ids[i] = int32_t(gi), wts[i] = sv;
+    if (rank < k) ids[rank] = int32_t(e), picked[rank] = m.score[e];
   }
+  consumers_sync();
   if (tid == 0) {
+    float sum = 0.0f;
+    for (int i = 0; i < k; ++i) sum += picked[i];
     const float denom = k > 1 ? sum + 1e-20f : 1.0f;
-    for (int i = 0; i < k; ++i) wts[i] = (wts[i] / denom) * p.routed_scaling_factor;
+    for (int i = 0; i < k; ++i) wts[i] = (picked[i] / denom) * p.routed_scaling_factor;
     if (p.shared_slot) ids[k] = int32_t(E), wts[k] = 1.0f;  // the shared expert: table entry E, weight 1
   }
 }

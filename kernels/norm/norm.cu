@@ -140,6 +140,16 @@ void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream) {
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
+void check_add_norm_tail(const AddNormTail& t, const float* d, int64_t dim, const char* who) {
+  if (!t.counter) return;
+  const AddRmsNormParams& p = t.norm;
+  LING_CHECK(p.h && p.w && p.y && d, who, ": the add + norm tail needs h, w, y and the output row");
+  LING_CHECK(p.dim == dim && dim % 4 == 0, who, ": the add + norm tail's dim ", p.dim, " must equal the output width ",
+             dim, " and be a multiple of 4");
+  LING_CHECK(aligned16(p.h) && aligned16(p.w) && aligned16(p.y) && aligned16(d), who,
+             ": the add + norm tail's h, w, y and output must be 16-byte aligned");
+}
+
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {
   LING_CHECK(p.rows >= 0 && p.rows < (int64_t(1) << 31) && p.width > 0 && p.groups > 0 && p.width % p.groups == 0,
              "launch_group_norm_gate: width ", p.width, " is not a positive multiple of groups ", p.groups);

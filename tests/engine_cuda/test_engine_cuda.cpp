@@ -405,6 +405,40 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   EXPECT_TRUE(rep.ok) << rep.line();
 }
 
+// Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once (the
+// default; LING_CUDA_GQA_WIDE=0 runs the per-key pass): a Ling 2.0 GQA model with head 128 (4 query heads over 2
+// KV heads, dense FFNs), a 150-token prompt (three 64-key chunks, the last partial; the caches grow from 64 rows)
+// and 10 greedy steps — ids and decode logits against the CPU oracle, and against the same steps through the
+// per-key pass.
+TEST(CudaGqa, WideHeadPassMatchesCpuAndPerKeyPass) {
+  SKIP_WITHOUT_DEVICE();
+  const std::string cfg = R"({"architectures": ["BailingMoeV2ForCausalLM"], "model_type": "bailing_moe",
+    "vocab_size": 97, "hidden_size": 256, "intermediate_size": 128, "num_hidden_layers": 2,
+    "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 128, "partial_rotary_factor": 0.5,
+    "num_experts": 4, "num_experts_per_tok": 2, "n_group": 1, "topk_group": 1, "moe_intermediate_size": 16,
+    "num_shared_experts": 1, "first_k_dense_replace": 2, "routed_scaling_factor": 2.5, "use_qk_norm": true,
+    "rope_theta": 10000.0, "max_position_embeddings": 1024, "rms_norm_eps": 1e-6, "tie_word_embeddings": false,
+    "eos_token_id": 96, "pad_token_id": 96})";
+  const std::string dir = make_tiny_model("cuda_gqa_wide", cfg, 41);
+  auto cpu = open_engine(dir);
+  unsetenv("LING_CUDA_GQA_WIDE");
+  auto wide = cuda_engine(dir);
+  setenv("LING_CUDA_GQA_WIDE", "0", 1);
+  auto per_key = cuda_engine(dir);
+  unsetenv("LING_CUDA_GQA_WIDE");
+  std::mt19937 rng(17);
+  std::vector<int32_t> prompt(150);
+  for (auto& x : prompt) x = int32_t(rng() % 97u);
+  GenerateOptions o;
+  o.max_new_tokens = 10;
+  const GenerateResult rw = generate(*wide, prompt, o), rk = generate(*per_key, prompt, o), rc = generate(*cpu, prompt, o);
+  EXPECT_EQ(rw.decode_ids, rc.decode_ids);
+  EXPECT_EQ(rw.decode_ids, rk.decode_ids);
+  const std::vector<int64_t> shape = {int64_t(rw.decode_ids.size()), rw.vocab};
+  EXPECT_TRUE(close_reported("decode_logits (wide vs CPU)", shape, rw.decode_logits.data(), rc.decode_logits.data()));
+  EXPECT_TRUE(close_reported("decode_logits (wide vs per-key)", shape, rw.decode_logits.data(), rk.decode_logits.data()));
+}
+
 TEST(CudaBackend, NoDeviceIsOneClearError) {
   if (have_device()) GTEST_SKIP() << "a device is present";
   try {

@@ -135,6 +135,87 @@ TEST(GemvKernel, ProgrammaticLaunchChain) {
   }
 }
 
+// The add + norm tail (AddNormTail, norm.h) on one-row GEMVs: y equals the same GEMV without a tail bit for bit,
+// and h += y, a = RMSNorm(h)·w against ref::add_rms_norm on that y. Both paths (warp per row, with a last CTA of
+// half its warps past N; block per row), bf16 and fp32 weights, bias and accumulate; the same counter through a
+// chain of launches under programmatic launch (each must leave it zero; each reads the h the one before wrote).
+TEST(GemvKernel, AddNormTail) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t N, K; bool f32, bias, accumulate; };
+  const Case cases[] = {{2048, 2048, false, false, false}, {2052, 1032, false, true, true}, {520, 2048, false, false, false},
+                        {1028, 64, true, true, false}, {8192, 1024, false, false, true}};
+  DeviceBuffer counter(4);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  uint64_t seed = 1200;
+  for (const Case& c : cases) {
+    const int64_t D = c.N;
+    std::vector<float> x = uniform(size_t(c.K), -1, 1, seed += 5), w = uniform(size_t(c.N * c.K), -0.1f, 0.1f, seed + 1);
+    std::vector<float> bias = uniform(size_t(c.N), -1, 1, seed + 2), y0 = uniform(size_t(c.N), -1, 1, seed + 3);
+    std::vector<float> h = uniform(size_t(D), -2, 2, seed + 4), nw = uniform(size_t(D), 0.5f, 1.5f, seed + 5);
+    DeviceBuffer dx(x.size() * 4), dw(w.size() * (c.f32 ? 4 : 2)), db(bias.size() * 4), dplain(y0.size() * 4),
+        dy(y0.size() * 4), dh(h.size() * 4), dnw(nw.size() * 4), da(size_t(D) * 4);
+    if (c.f32) dw.upload(w);
+    else dw.upload(to_bf16(w));
+    dx.upload(x), db.upload(bias), dplain.upload(y0), dy.upload(y0), dh.upload(h), dnw.upload(nw);
+    kernels::GemvParams p;
+    p.x = dx.as<float>(), p.bias = c.bias ? db.as<float>() : nullptr, p.y = dplain.as<float>();
+    if (c.f32) p.w_f32 = dw.as<float>();
+    else p.w = dw.as<uint16_t>();
+    p.M = 1, p.N = c.N, p.K = c.K, p.accumulate = c.accumulate;
+    kernels::launch_gemv(p, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> plain = dplain.download<float>(y0.size());
+    std::vector<float> want_h = h, want_a(static_cast<size_t>(D));
+    kernels::set_programmatic_launch(true);
+    for (int rep = 0; rep < 3; ++rep) {  // y restarts from y0 each time; h accumulates y every launch
+      dy.upload(y0);
+      p.y = dy.as<float>();
+      p.tail.norm.h = dh.as<float>(), p.tail.norm.w = dnw.as<float>(), p.tail.norm.y = da.as<float>();
+      p.tail.norm.rows = 1, p.tail.norm.dim = D, p.tail.norm.eps = 1e-6;
+      p.tail.counter = counter.as<unsigned>();
+      kernels::launch_gemv(p, nullptr);
+      AddRmsNormParams r;
+      r.h = want_h.data(), r.d = plain.data(), r.w = nw.data(), r.y = want_a.data(), r.rows = 1, r.dim = D, r.eps = 1e-6;
+      ref::add_rms_norm(r);
+    }
+    kernels::set_programmatic_launch(false);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::string tag = "tail N=" + std::to_string(c.N) + " K=" + std::to_string(c.K) + (c.f32 ? " f32" : " bf16");
+    EXPECT_EQ(dy.download<float>(y0.size()), plain) << tag;
+    EXPECT_TRUE(close_f32(tag + " h", dh.download<float>(size_t(D)), want_h));
+    EXPECT_TRUE(close_f32(tag + " a", da.download<float>(size_t(D)), want_a));
+  }
+  EXPECT_EQ(counter.download<unsigned>(1)[0], 0u);
+  kernels::GemvParams bad;  // a tail on two rows, and one whose dim is not the output width
+  alignas(16) static float buf[64];
+  bad.x = buf, bad.w_f32 = buf, bad.y = buf, bad.M = 2, bad.N = 8, bad.K = 8;
+  bad.tail.norm.h = buf, bad.tail.norm.w = buf, bad.tail.norm.y = buf, bad.tail.norm.dim = 8;
+  bad.tail.counter = reinterpret_cast<unsigned*>(buf);
+  EXPECT_THROW(kernels::launch_gemv(bad, nullptr), Error);
+  bad.M = 1, bad.tail.norm.dim = 12;
+  EXPECT_THROW(kernels::launch_gemv(bad, nullptr), Error);
+}
+
+// bf16 M = 1 weights kept as raw bits (the default) and widened at the load (raw_bf16 = false): the same sums, so
+// the same outputs bit for bit (a K tail, a partial last CTA, bias and accumulate).
+TEST(GemvKernel, RawAndWidenedBf16Equal) {
+  SKIP_WITHOUT_CUDA();
+  for (const auto& [N, K] : {std::pair<int64_t, int64_t>{2053, 1288}, {6144, 2048}, {1032, 8200}}) {
+    std::vector<float> x = uniform(size_t(K), -1, 1, uint64_t(N + K)), w = uniform(size_t(N * K), -1, 1, uint64_t(N));
+    std::vector<float> bias = uniform(size_t(N), -1, 1, uint64_t(K)), y0 = uniform(size_t(N), -1, 1, 7);
+    DeviceBuffer dx(x.size() * 4), dw(w.size() * 2), db(bias.size() * 4), d1(y0.size() * 4), d2(y0.size() * 4);
+    dx.upload(x), dw.upload(to_bf16(w)), db.upload(bias), d1.upload(y0), d2.upload(y0);
+    kernels::GemvParams p;
+    p.x = dx.as<float>(), p.w = dw.as<uint16_t>(), p.bias = db.as<float>(), p.M = 1, p.N = N, p.K = K;
+    p.accumulate = true, p.y = d1.as<float>();
+    kernels::launch_gemv(p, nullptr);
+    p.raw_bf16 = false, p.y = d2.as<float>();
+    kernels::launch_gemv(p, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    EXPECT_EQ(d1.download<float>(y0.size()), d2.download<float>(y0.size())) << "N=" << N << " K=" << K;
+  }
+}
+
 TEST(GemvKernel, RefusesUnsupportedShapes) {
   alignas(16) static float buf[64];
   kernels::GemvParams p;

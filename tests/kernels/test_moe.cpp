@@ -98,12 +98,15 @@ TEST(MoeRouteKernel, RefusesBadSettings) {
 // The fused router (launch_moe_router: the GEMV and the routing in one launch, the last CTA routing) against
 // launch_gemv + launch_moe_route on the same inputs: logits, ids and weights equal bit for bit, for n = 1..16
 // tokens, E 256 (Ring-mini / Ling-2.5 settings) and 512, H 2048 and a tail (H 72 with ldx 76), with and without
-// the shared slot; the same counter across 40 launches (each must leave it zero for the next).
+// the shared slot, with exact ties; the same counter across all launches (each must leave it zero for the next).
 TEST(MoeRouterKernel, OneLaunchEqualsGemvThenRoute) {
   SKIP_WITHOUT_CUDA();
-  struct Case { int64_t E, k, n_group, topk_group, H, ldx; bool shared; };
-  const Case cases[] = {{256, 8, 8, 4, 2048, 0, true}, {256, 8, 8, 4, 72, 76, false}, {512, 8, 16, 8, 2048, 0, false},
-                        {64, 6, 1, 1, 1024, 0, false}};
+  // ties: the router rows repeat three rows and the biases take two values, so logits, selection scores, group
+  // scores and picks tie exactly (the one-token routing must keep route_row's order: lower index first).
+  struct Case { int64_t E, k, n_group, topk_group, H, ldx; bool shared, ties; };
+  const Case cases[] = {{256, 8, 8, 4, 2048, 0, true, false}, {256, 8, 8, 4, 72, 76, false, false},
+                        {512, 8, 16, 8, 2048, 0, false, false}, {64, 6, 1, 1, 1024, 0, false, false},
+                        {256, 8, 8, 4, 2048, 0, true, true},    {96, 8, 4, 2, 64, 0, false, true}};
   DeviceBuffer counter(4);
   TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
   uint64_t seed = 700;
@@ -114,6 +117,10 @@ TEST(MoeRouterKernel, OneLaunchEqualsGemvThenRoute) {
       std::vector<float> x = uniform(size_t(n * ldx), -1, 1, seed += 5);
       std::vector<float> w = uniform(size_t(c.E * c.H), -0.05f, 0.05f, seed + 1);
       std::vector<float> bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 2);
+      if (c.ties) {
+        for (int64_t e = 3; e < c.E; ++e) std::copy_n(w.begin() + (e % 3) * c.H, c.H, w.begin() + e * c.H);
+        for (int64_t e = 0; e < c.E; ++e) bias[e] = (e * 7 / 5) % 2 ? 0.25f : -0.25f;
+      }
       DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), db(bias.size() * 4);
       DeviceBuffer l1(size_t(n * c.E) * 4), l2(size_t(n * c.E) * 4), i1(size_t(n * ld) * 4), i2(size_t(n * ld) * 4);
       DeviceBuffer w1(size_t(n * ld) * 4), w2(size_t(n * ld) * 4);
@@ -133,7 +140,8 @@ TEST(MoeRouterKernel, OneLaunchEqualsGemvThenRoute) {
       r.counter = counter.as<unsigned>();
       for (int rep = 0; rep < 2; ++rep, ++launches) kernels::launch_moe_router(r, nullptr);
       TEST_CUDA(cudaDeviceSynchronize());
-      const std::string tag = "E=" + std::to_string(c.E) + " H=" + std::to_string(c.H) + " n=" + std::to_string(n);
+      const std::string tag = "E=" + std::to_string(c.E) + " H=" + std::to_string(c.H) + " n=" + std::to_string(n) +
+                              (c.ties ? " ties" : "");
       EXPECT_EQ(l1.download<float>(size_t(n * c.E)), l2.download<float>(size_t(n * c.E))) << tag << " logits";
       EXPECT_EQ(i1.download<int32_t>(size_t(n * ld)), i2.download<int32_t>(size_t(n * ld))) << tag << " ids";
       EXPECT_EQ(w1.download<float>(size_t(n * ld)), w2.download<float>(size_t(n * ld))) << tag << " weights";
@@ -176,7 +184,8 @@ struct Experts {
 // ids_ready: the down pass may load ids, table and weights before its programmatic-launch wait (launched here
 // without one, so this checks the reordered kernel's results, not the overlap).
 void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed,
-                 bool f32 = false, bool grouped = false, bool ids_ready = false) {
+                 bool f32 = false, bool grouped = false, bool ids_ready = false, int32_t early_id = -1,
+                 bool tail = false) {
   Experts ex(E, H, I, seed);
   std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2), w = uniform(size_t(n * k), 0.05f, 1, seed + 3);
   std::vector<float> out0 = uniform(size_t(n * H), -1, 1, seed + 4);
@@ -187,6 +196,11 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
     std::iota(all.begin(), all.end(), 0);
     std::shuffle(all.begin(), all.end(), rng);
     std::copy(all.begin(), all.begin() + k, ids.begin() + t * k);
+    if (early_id >= 0) {  // the last slot is early_id (the shared expert's form), the others distinct from it
+      auto it = std::find(all.begin(), all.begin() + k, early_id);
+      if (it != all.begin() + k) ids[size_t(t * k + (it - all.begin()))] = all[size_t(k)];
+      ids[size_t(t * k + k - 1)] = early_id;
+    }
   }
   const int64_t S = n * k;
   DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), di(ids.size() * 4), dact(size_t(S * I) * 4),
@@ -211,7 +225,7 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   g.x = dx.as<float>(), g.ids = di.as<int32_t>(), g.act = dact.as<float>();
   if (f32) g.gate_up_f32 = ex.tgu32.as<const float*>();
   else g.gate_up = ex.tgu.as<const uint16_t*>();
-  g.n = n, g.k = k, g.H = H, g.I = I;
+  g.n = n, g.k = k, g.H = H, g.I = I, g.early_id = early_id;
   DeviceBuffer dplan(kernels::moe_plan_bytes(n, k));
   if (grouped) g.plan = dplan.as<int32_t>();
   kernels::launch_moe_gate_up_swiglu(g, nullptr);
@@ -224,6 +238,15 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   if (grouped) d.plan = dplan.as<int32_t>();
   DeviceBuffer dws(kernels::moe_down_workspace_bytes(n, k, H));
   d.workspace = dws.as<float>();
+  // tail: h += out, a = RMSNorm(h)·nw by the last CTA (one token)
+  std::vector<float> h = uniform(size_t(H), -2, 2, seed + 6), nw = uniform(size_t(H), 0.5f, 1.5f, seed + 7);
+  DeviceBuffer dh(h.size() * 4), dnw(nw.size() * 4), da(h.size() * 4), dcount(4);
+  if (tail) {
+    dh.upload(h), dnw.upload(nw);
+    TEST_CUDA(cudaMemset(dcount.as<void>(), 0, 4));
+    d.tail.norm.h = dh.as<float>(), d.tail.norm.w = dnw.as<float>(), d.tail.norm.y = da.as<float>();
+    d.tail.norm.rows = 1, d.tail.norm.dim = H, d.tail.counter = dcount.as<unsigned>();
+  }
   kernels::launch_moe_down_combine(d, nullptr);
   TEST_CUDA(cudaDeviceSynchronize());
 
@@ -244,14 +267,25 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   }
   const std::string tag = "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I) +
                           " n=" + std::to_string(n) + " k=" + std::to_string(k) + (accumulate ? " accumulate" : "") +
-                          (f32 ? " f32 weights" : "") + (grouped ? " grouped" : "") + (ids_ready ? " ids_ready" : "");
+                          (f32 ? " f32 weights" : "") + (grouped ? " grouped" : "") + (ids_ready ? " ids_ready" : "") +
+                          (early_id >= 0 ? " early_id " + std::to_string(early_id) : "");
   const auto act = dact.download<float>(size_t(S * I));
   EXPECT_TRUE(close_f32("gate_up+swiglu " + tag, act, act_ref));
   for (int64_t s = 0; s < S; ++s) {  // slots of experts not held are exactly 0
     if (Experts::held(ids[size_t(s)])) continue;
     for (int64_t i = 0; i < I; ++i) ASSERT_EQ(act[size_t(s * I + i)], 0.0f) << tag << " slot " << s;
   }
-  EXPECT_TRUE(close_f32("down+combine " + tag, dout.download<float>(out_ref.size()), out_ref));
+  const std::vector<float> out = dout.download<float>(out_ref.size());
+  EXPECT_TRUE(close_f32("down+combine " + tag, out, out_ref));
+  if (tail) {  // against ref::add_rms_norm on the kernel's own out
+    std::vector<float> a(static_cast<size_t>(H));
+    AddRmsNormParams r;
+    r.h = h.data(), r.d = out.data(), r.w = nw.data(), r.y = a.data(), r.rows = 1, r.dim = H, r.eps = 1e-6;
+    ref::add_rms_norm(r);
+    EXPECT_TRUE(close_f32("tail h " + tag, dh.download<float>(h.size()), h));
+    EXPECT_TRUE(close_f32("tail a " + tag, da.download<float>(h.size()), a));
+    EXPECT_EQ(dcount.download<unsigned>(1)[0], 0u) << tag;
+  }
 }
 
 TEST(MoeExpertKernels, MatchRefWithNullExperts) {
@@ -272,6 +306,18 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   // the engine's decode form of the narrow one-pass down kernel (loads before the wait), with an H tail
   run_experts(16, 2048, 512, 1, 9, true, 296, false, false, true);
   run_experts(20, 264, 40, 2, 6, false, 297, false, false, true);
+  // the shared expert as every token's last slot (early_id: those CTAs first, loads before the wait): one token
+  // at Ring-mini-like dims, several tokens, a 2·2,048-wide H (two load steps), fp32 weights, an expert not held
+  run_experts(17, 2048, 512, 1, 9, true, 298, false, false, true, 16);
+  run_experts(20, 264, 40, 3, 6, false, 299, false, false, false, 19);
+  run_experts(9, 4104, 24, 2, 3, false, 301, false, false, false, 7);
+  run_experts(12, 264, 64, 2, 4, true, 302, true, false, false, 11);
+  run_experts(10, 512, 32, 1, 5, false, 303, false, false, false, 8);  // 8 % 5 == 3: not held
+  // the one-token down pass ending with the next layer's add + norm (AddNormTail): Ring-mini-like dims, an H
+  // tail (a last CTA with warps past H), accumulate, loads before the wait
+  run_experts(17, 2048, 512, 1, 9, true, 304, false, false, true, 16, true);
+  run_experts(12, 264, 40, 1, 6, false, 305, false, false, false, -1, true);
+  run_experts(20, 1032, 512, 1, 16, false, 306, false, false, true, -1, true);
 }
 
 // Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and

@@ -268,6 +268,7 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
     const LayerSpec& ls = c.layers[il];
     const std::string pre = obs ? "blk." + std::to_string(il) + "." : std::string();
     observe(obs, be, pre + "attn_in", a);
+    be.announce_add_norm(h, NormSlot::PostAttention, int(il), a);
     switch (ls.attn) {
       case AttnKind::GQA: be.attn_gqa(int(il), a, plan, o); break;
       case AttnKind::Lightning: be.attn_lightning(int(il), a, plan, o); break;
@@ -275,6 +276,11 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
     }
     observe(obs, be, pre + "attn_out", o);
     be.add_norm(h, o, NormSlot::PostAttention, int(il), a);  // h += attn; a = RMSNorm_post(h)
+    // h += ffn; a = the next layer's input norm of h, or the final norm after the last layer.
+    const bool last = il + 1 == c.num_hidden_layers;
+    const NormSlot next_slot = last ? NormSlot::Final : NormSlot::Input;
+    const int next_layer = last ? 0 : int(il + 1);
+    be.announce_add_norm(h, next_slot, next_layer, a);
     if (ls.ffn == FfnKind::Dense) {
       be.dense_ffn(int(il), a, o);
     } else {
@@ -287,9 +293,7 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
       }
     }
     observe(obs, be, pre + "ffn_out", o);
-    // h += ffn; a = the next layer's input norm of h, or the final norm after the last layer.
-    const bool last = il + 1 == c.num_hidden_layers;
-    be.add_norm(h, o, last ? NormSlot::Final : NormSlot::Input, last ? 0 : int(il + 1), a);
+    be.add_norm(h, o, next_slot, next_layer, a);
     observe(obs, be, pre + "out", h);
   }
   observe(obs, be, "final_norm", a);

@@ -8,6 +8,8 @@
 
 #include <cstdint>
 
+#include "ling/kernels/norm.h"
+
 namespace ling::kernels {
 
 constexpr int64_t kGemvMaxM = 16;
@@ -23,6 +25,9 @@ struct GemvParams {
   int64_t M = 0, N = 0, K = 0;
   bool accumulate = false;         // y += x·Wᵀ (+ bias) instead of y =
   bool tensor_cores = true;        // bf16, 2 ≤ M, N > 1024: tensor-core tiles (false: the FMA path, to compare)
+  bool raw_bf16 = true;            // bf16, M = 1, N > 1024: weights kept as raw bits until the dot (false: widened
+                                   // at the load, twice the registers; the same sums, to compare)
+  AddNormTail tail;                // M = 1 only: h += y, then RMSNorm (norm.h) by the last CTA
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

@@ -18,6 +18,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ling/kernels/norm.h"
+
 namespace ling::kernels {
 
 constexpr int64_t kMoeRouteMaxExperts = 512;
@@ -67,6 +69,8 @@ struct MoeGateUpParams {
   int64_t n = 0, k = 0, H = 0, I = 0;
   int32_t* plan = nullptr;                   // moe_plan_bytes(n, k) of device memory or null: written here (the
                                              // grouping by expert), used with bf16 weights; pass it to down
+  int32_t early_id = -1;                     // ≥ 0 (no plan, k ≥ 2): every token's last slot is this table entry
+                                             // (the shared expert); its weights are loaded before the wait
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 
@@ -85,6 +89,7 @@ struct MoeDownParams {
   // ran before gate_up), so under programmatic dependent launch the narrow one-pass kernel may read ids and the
   // table and start its weight loads before it waits for that kernel (act, weights and out only after).
   bool ids_ready = false;
+  AddNormTail tail;                       // one token, narrow kernel: h += out, then RMSNorm by the last CTA
 };
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);

@@ -14,6 +14,15 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream);
 // h += d (d null: no add), y = RMSNorm(h) · w; rows packed. The row stays in registers when dim % 4 == 0,
 // dim ≤ 16384 and the buffers are 16-byte aligned (one 1024-thread CTA per row), else a strided loop.
 void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream);
+// The residual add + RMSNorm of one row, run inside another kernel by its last CTA once every CTA has written
+// its part of d (launch_gemv and launch_moe_down_combine take one: a batch-1 decode step saves the norm's
+// launch). norm: h, w, y, dim, eps of launch_add_rms_norm with rows 1 (d is the host kernel's output; dim % 4 == 0,
+// h, y, w 16-byte aligned). counter: a device word, 0 before the launch; the last CTA sets it back to 0.
+struct AddNormTail {
+  AddRmsNormParams norm;
+  unsigned* counter = nullptr;  // null: no tail
+};
+void check_add_norm_tail(const AddNormTail& t, const float* d, int64_t dim, const char* who);
 // o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), in place.
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream);
 

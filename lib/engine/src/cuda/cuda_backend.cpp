@@ -212,6 +212,16 @@ class CudaBackend final : public Backend {
     lightning_fold_ = cuda::env_flag("LING_CUDA_LIGHTNING_FOLD", true);
     fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
+    // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
+    // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
+    early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
+    norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
+    gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
+    // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
+    // (LING_CUDA_GQA_WIDE=0: the per-key pass).
+    gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
+    tail_counter_ = dev_alloc(sizeof(unsigned));
+    LING_CUDA_CHECK(cudaMemset(tail_counter_.get(), 0, sizeof(unsigned)));
     // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
     moe_l2_ = cuda::env_flag("LING_CUDA_MOE_L2");
     // LING_CUDA_MOE_STAMPS=1 (diagnostics): the fused kernel records its phase times; the last step's are printed
@@ -412,7 +422,34 @@ class CudaBackend final : public Backend {
     launched();
   }
 
+  // Batch-1 decode steps: the add + norm after an op runs inside the op's last kernel where that kernel takes an
+  // AddNormTail (the one-row GEMV, the narrow MoE down pass) with LING_CUDA_NORM_TAIL=1: one launch fewer per
+  // norm. Off by default: no faster end to end on an H100 (README, CUDA backend).
+  void announce_add_norm(Buffer& h, NormSlot slot, int layer, Buffer& out) override {
+    tail_ = {};
+    tail_taken_ = false;
+    const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
+    if (!step_ || !norm_tail_ || h.rows != 1 || h.cols % 4 != 0 || !a16(h.data) || !a16(out.data)) return;
+    const Mat& w = norm_weight(slot, layer);
+    if (!a16(W(w))) return;
+    tail_.norm.h = h.data, tail_.norm.w = W(w), tail_.norm.y = out.data, tail_.norm.rows = 1;
+    tail_.norm.dim = h.cols, tail_.norm.eps = cfg_.rms_norm_eps;
+    tail_.counter = static_cast<unsigned*>(tail_counter_.get());
+  }
+  // The announced tail for the op's last kernel (once; empty when none is pending).
+  kernels::AddNormTail take_tail() {
+    kernels::AddNormTail t = tail_;
+    if (t.counter) tail_taken_ = true;
+    tail_ = {};
+    return t;
+  }
+
   void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) override {
+    tail_ = {};
+    if (tail_taken_) {  // the op's last kernel did it
+      tail_taken_ = false;
+      return;
+    }
     use_device();
     cuda::OpScope prof_scope(prof_, "add_norm");
     add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols);
@@ -445,10 +482,10 @@ class CudaBackend final : public Backend {
         DevF ws = scratch(cuda::decode_attention_workspace(1, nh, S, hd));
         cuda::OpScope ps(prof_, ".gqa.decode_attention");
         cuda::decode_attention(row, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, pos + s.row0, 1, S,
-                               nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_);
+                               nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_, gqa_wide_);
         launched();
       }
-      lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
+      lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data, 0, true);
       return;
     }
     for (const SeqSlice& s : plan.seqs) {
@@ -461,7 +498,7 @@ class CudaBackend final : public Backend {
       flash_attention(rows, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, s.count, s.pos0 + s.count,
                       s.pos0, nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))));
     }
-    lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
+    lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data, 0, true);
     sync();
   }
 
@@ -509,7 +546,7 @@ class CudaBackend final : public Backend {
     if (one_gemv) {
       cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
       kernels::GemvParams gp;
-      gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H;
+      gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
       kernels::launch_gemv(gp, stream_);
       l2_prefetch_rest_of_layer(layer);
     } else {
@@ -592,7 +629,7 @@ class CudaBackend final : public Backend {
       kernels::launch_group_norm_gate(gp, stream_);
       launched();
     }
-    lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
+    lin(o.p, n, inner, L.dense, L.dense_bias, out.data, 0, true);
     sync();
   }
 
@@ -622,7 +659,7 @@ class CudaBackend final : public Backend {
     const float scale = float(std::pow(double(dqk), -0.5) * freqs_.mla_mscale2);
     if (step_ && mla_paged_) {  // bf16 rows, absorbed form through kernels/mla (every sequence in one launch)
       mla_paged_step(layer, q.p, ckv.p, pos, plan, scale, o.p);
-      lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
+      lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data, 0, true);
       return;
     }
     if (step_) {  // absorbed form over the latent cache, the new row written at the device-side position
@@ -645,7 +682,7 @@ class CudaBackend final : public Backend {
         cuda::mla_out(u.p, kvb, kvb16, o.p + s.row0 * nh * dv, 1, nh, dn, dv, r, stream_);
         launched();
       }
-      lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
+      lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data, 0, true);
       return;
     }
     for (const SeqSlice& s : plan.seqs) {
@@ -675,7 +712,7 @@ class CudaBackend final : public Backend {
       flash_attention(q.p + s.row0 * nh * dqk, nh * dqk, K.p, nh * dqk, V.p, nh * dv, o.p + s.row0 * nh * dv, nh * dv,
                       s.count, S, s.pos0, nh, nh, dqk, dv, scale);
     }
-    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
+    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data, 0, true);
     sync();
   }
 
@@ -736,7 +773,7 @@ class CudaBackend final : public Backend {
     use_device();
     cuda::OpScope prof_scope(prof_, "dense_ffn");
     const LayerWeights& L = w_->layers[layer];
-    swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data);
+    swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data, true);
     sync();
   }
 
@@ -811,6 +848,8 @@ class CudaBackend final : public Backend {
         kernels::MoeGateUpParams gp;
         gp.x = x.data; gp.ids = dids; gp.act = act.p; gp.n = n; gp.k = slots; gp.H = H; gp.I = I;
         gp.plan = dplan;
+        // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
+        if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
@@ -826,6 +865,7 @@ class CudaBackend final : public Backend {
       dp.workspace = part.p;
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
       else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
+      if (n == 1 && bf16_ && !dplan && I <= 512 && slots <= 16 && H == tail_.norm.dim) dp.tail = take_tail();
       kernels::launch_moe_down_combine(dp, stream_);
       l2_prefetch_next_layer(layer);
       return;
@@ -1156,7 +1196,10 @@ class CudaBackend final : public Backend {
   }
 
   // y[M, N] = x[M, K]·Wᵀ (+ bias): column-major view y^T = W·x^T, fp32 sgemm.
-  void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0) {
+  // op_out: y is the output of the op (attention or FFN) whose add_norm was announced: a one-row GEMV runs that
+  // add + norm as its tail.
+  void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0,
+           bool op_out = false) {
     LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
     const int64_t N = w.rows;
     if (M == 0 || N == 0) return;
@@ -1171,6 +1214,8 @@ class CudaBackend final : public Backend {
       gp.x = x; gp.ldx = ldx ? ldx : K; gp.bias = bias.empty() ? nullptr : W(bias); gp.y = y; gp.M = M; gp.N = N; gp.K = K;
       if (is16) gp.w = static_cast<const uint16_t*>(wp);
       else gp.w_f32 = static_cast<const float*>(wp);
+      gp.raw_bf16 = gemv_raw_;
+      if (op_out && M == 1 && N == tail_.norm.dim && aligned(y)) gp.tail = take_tail();
       kernels::launch_gemv(gp, stream_);
       return;
     }
@@ -1259,7 +1304,7 @@ class CudaBackend final : public Backend {
     launched();
   }
 
-  void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y) {
+  void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y, bool op_out = false) {
     const int64_t H = cfg_.hidden_size, I = gate_up.rows / 2;
     DevF gu = scratch(n * 2 * I), act = scratch(n * I);
     lin(x, n, H, gate_up, Mat{}, gu.p);
@@ -1267,7 +1312,7 @@ class CudaBackend final : public Backend {
     sp.gu = gu.p; sp.out = act.p; sp.rows = n; sp.I = I;
     kernels::launch_swiglu(sp, stream_);
     launched();
-    lin(act.p, n, I, down, Mat{}, y);
+    lin(act.p, n, I, down, Mat{}, y, 0, op_out);
     sync();  // gu/act die here
   }
 
@@ -1308,7 +1353,11 @@ class CudaBackend final : public Backend {
       prev_end = last;
     }
   }
-  bool moe_fused_ = false, moe_l2_ = false;
+  bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
+  bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
+  bool gemv_raw_ = true, gqa_wide_ = true;
+  kernels::AddNormTail tail_;                   // announced, not yet taken
+  std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
   bool lightning_fold_ = true;
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)

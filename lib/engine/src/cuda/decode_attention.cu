@@ -92,12 +92,89 @@ __global__ void k_decode_attn_part(const float* q, int64_t ldq, const float* k, 
     }
   }
 }
-// Pass 2. grid T·nh: o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s.
+// Pass 1 for 128-wide heads (dk = dv = 128, 16-byte aligned rows): warp w takes keys j0 + w + 8u (u < 8) of the
+// block's chunk and lane the dims 4·lane..4·lane+3, so every K and V row of the warp is requested at once (one
+// round trip instead of one per key); the eight dots reduce together, each lane keeps its four columns of Σ e·v,
+// and the warps meet in shared memory in warp order. The same (m, l, acc) as k_decode_attn_part up to the order
+// of the fp32 sums.
+__global__ void __launch_bounds__(256) k_decode_attn_part128(const float* q, int64_t ldq, const float* k, int64_t ldk,
+                                                             const float* v, int64_t ldv, const int64_t* pos,
+                                                             int64_t nh, int64_t G, float scale, float* ws) {
+  constexpr int D = 128;
+  __shared__ float redm[8], redl[8];
+  __shared__ float4 pv[8][32];
+  kernels::pdl_enter();
+  const int64_t th = blockIdx.x, t = th / nh, h = th % nh, g = h / G, split = blockIdx.y;
+  const int64_t n = pos[t] + 1, j0 = split * kAttnChunk, j1 = min(n, j0 + kAttnChunk);
+  float* part = ws + (th * int64_t(gridDim.y) + split) * (D + 2);
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (j0 >= j1) {
+    for (int i = threadIdx.x; i < D; i += blockDim.x) part[2 + i] = 0.0f;
+    if (threadIdx.x == 0) part[0] = -INFINITY, part[1] = 0.0f;
+    return;
+  }
+  const float4 qv = *reinterpret_cast<const float4*>(q + t * ldq + h * D + 4 * lane);
+  float4 kr[8], vr[8];
+#pragma unroll
+  for (int u = 0; u < 8; ++u) {
+    const int64_t j = j0 + warp + 8 * u;
+    kr[u] = vr[u] = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    if (j < j1) {
+      kr[u] = *reinterpret_cast<const float4*>(k + j * ldk + g * D + 4 * lane);
+      vr[u] = *reinterpret_cast<const float4*>(v + j * ldv + g * D + 4 * lane);
+    }
+  }
+  float d[8];
+#pragma unroll
+  for (int u = 0; u < 8; ++u) d[u] = qv.x * kr[u].x + qv.y * kr[u].y + qv.z * kr[u].z + qv.w * kr[u].w;
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int u = 0; u < 8; ++u) d[u] += __shfl_xor_sync(0xffffffffu, d[u], o);
+  float mx = -INFINITY;
+#pragma unroll
+  for (int u = 0; u < 8; ++u) {
+    d[u] *= scale;
+    if (j0 + warp + 8 * u < j1) mx = fmaxf(mx, d[u]);
+  }
+  if (lane == 0) redm[warp] = mx;
+  __syncthreads();
+  mx = redm[0];
+  for (int w = 1; w < 8; ++w) mx = fmaxf(mx, redm[w]);
+  float l = 0.0f;
+  float4 acc = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+#pragma unroll
+  for (int u = 0; u < 8; ++u) {
+    const float e = j0 + warp + 8 * u < j1 ? expf(d[u] - mx) : 0.0f;
+    l += e;
+    acc.x += e * vr[u].x, acc.y += e * vr[u].y, acc.z += e * vr[u].z, acc.w += e * vr[u].w;
+  }
+  pv[warp][lane] = acc;
+  if (lane == 0) redl[warp] = l;
+  __syncthreads();
+  if (warp == 0) {
+    float4 a = pv[0][lane];
+    for (int w = 1; w < 8; ++w) {
+      const float4 b = pv[w][lane];
+      a.x += b.x, a.y += b.y, a.z += b.z, a.w += b.w;
+    }
+    part[2 + 4 * lane] = a.x, part[3 + 4 * lane] = a.y, part[4 + 4 * lane] = a.z, part[5 + 4 * lane] = a.w;
+    if (lane == 0) {
+      float lt = redl[0];
+      for (int w = 1; w < 8; ++w) lt += redl[w];
+      part[0] = mx, part[1] = lt;
+    }
+  }
+}
+
+// Pass 2. grid T·nh: o = Σ_s e^{m_s − M} acc_s / Σ_s e^{m_s − M} l_s. used_only: only the splits that hold keys
+// (⌈(pos[t] + 1) / chunk⌉ of them; the others are empty by construction) are read.
 __global__ void k_decode_attn_combine(const float* ws, int64_t splits, int64_t dv, float* o, int64_t ldo,
-                                      int64_t nh) {
+                                      int64_t nh, const int64_t* pos, bool used_only) {
   kernels::pdl_enter();
   const int64_t th = blockIdx.x, t = th / nh, h = th % nh;
   const float* parts = ws + th * splits * (dv + 2);
+  if (used_only) splits = min(splits, (pos[t] + kAttnChunk) / kAttnChunk);
   float M = -INFINITY;
   for (int64_t s = 0; s < splits; ++s) M = fmaxf(M, parts[s * (dv + 2)]);
   float L = 0.0f;
@@ -196,13 +273,20 @@ int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv)
 
 void decode_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
                       int64_t ldo, const int64_t* pos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
-                      int64_t dv, float scale, float* ws, cudaStream_t s) {
+                      int64_t dv, float scale, float* ws, cudaStream_t s, bool wide_heads) {
   if (T * nh == 0 || S == 0) return;
   const int64_t splits = (S + kAttnChunk - 1) / kAttnChunk;
-  (void)kernels::launch_pdl_unchecked(k_decode_attn_part, dim3(unsigned(T * nh), unsigned(splits)), dim3(256), 0, s, q,
-                                      ldq, k, ldk, v, ldv, pos, nh, nh / nkv, dk, dv, scale, ws);
+  const auto a16 = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
+  const bool h128 = wide_heads && dk == 128 && dv == 128 && ldq % 4 == 0 && ldk % 4 == 0 && ldv % 4 == 0 && a16(q) &&
+                    a16(k) && a16(v);
+  if (h128)
+    (void)kernels::launch_pdl_unchecked(k_decode_attn_part128, dim3(unsigned(T * nh), unsigned(splits)), dim3(256), 0, s,
+                                        q, ldq, k, ldk, v, ldv, pos, nh, nh / nkv, scale, ws);
+  else
+    (void)kernels::launch_pdl_unchecked(k_decode_attn_part, dim3(unsigned(T * nh), unsigned(splits)), dim3(256), 0, s, q,
+                                        ldq, k, ldk, v, ldv, pos, nh, nh / nkv, dk, dv, scale, ws);
   (void)kernels::launch_pdl_unchecked(k_decode_attn_combine, dim3(unsigned(T * nh)), dim3(128), 0, s, ws, splits, dv, o,
-                                      ldo, nh);
+                                      ldo, nh, pos, h128);
 }
 
 

@@ -51,11 +51,12 @@ void write_row_at(const float* src, float* dst, int64_t width, const int64_t* po
 void write_rows_at(const float* src0, float* dst0, const float* src1, float* dst1, int64_t width, const int64_t* pos,
                    cudaStream_t s);
 // Decode attention (ref::attention for one query per row) split over chunks of 128 keys: query t attends over
-// rows j ≤ pos[t] of a cache with room for S rows; ws holds decode_attention_workspace(...) floats.
+// rows j ≤ pos[t] of a cache with room for S rows; ws holds decode_attention_workspace(...) floats. wide_heads:
+// 128-wide heads (dk = dv = 128, 16-byte aligned rows) take a pass whose warps load all their keys at once.
 int64_t decode_attention_workspace(int64_t T, int64_t nh, int64_t S, int64_t dv);
 void decode_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, const float* v, int64_t ldv, float* o,
                       int64_t ldo, const int64_t* pos, int64_t T, int64_t S, int64_t nh, int64_t nkv, int64_t dk,
-                      int64_t dv, float scale, float* ws, cudaStream_t s);
+                      int64_t dv, float scale, float* ws, cudaStream_t s, bool wide_heads);
 // Holds the stream for about ns nanoseconds (profiling: the host queues a whole step meanwhile, so that event
 // times measure back-to-back device work rather than launch latency).
 void spin(int64_t ns, cudaStream_t s);
