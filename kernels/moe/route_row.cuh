@@ -144,9 +144,10 @@ __device__ __forceinline__ void route_block_biases(const MoeRouteDevParams& p, i
 
 // ref::moe_route for one token by threads 0..255 of the CTA (the rule and tie order of route_row, in short loops:
 // expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1) slots; shared or
-// global memory; the picking threads write the ids, thread 0 the weights). The top-k is a rank per kept expert
-// (four barriers in all, whatever k). bias2: this thread's selection biases of experts tid and tid + 256 (callers may load them early: they
-// are constant); sync: a barrier of the 256 threads. Small code on purpose (see route_row): it runs once per layer.
+// global memory; the picking threads write the ids, thread 0 the weights). The top-k is a rank per kept expert:
+// three barriers in all for groups of 32 (four otherwise), whatever k. bias2: this thread's selection biases of
+// experts tid and tid + 256 (callers may load them early: they are constant); sync: a barrier of the 256 threads.
+// Small code on purpose (see route_row): it runs once per layer.
 template <typename Sync>
 __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, const float (&bias2)[2], int32_t* ids,
                             float* wts, Sync consumers_sync) {
@@ -192,8 +193,8 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
   consumers_sync();
   const unsigned kept = *m.kept;
   // Top-k by rank: expert e of a kept group is pick number rank(e) = #{kept e' : sel(e') > sel(e), or equal keys
-  // and e' < e} — the order of the rounds in route_row (largest key, then lowest index), with two barriers instead
-  // of one per pick. The picks' scores are staged in m.cand (k ≤ 32 floats) and added in pick order by thread 0.
+  // and e' < e} — the order of the rounds in route_row (largest key, then lowest index), with one barrier after it
+  // instead of one per pick. The picks' scores are staged in m.cand (k ≤ 32 floats) and added in pick order by thread 0.
   float* picked = reinterpret_cast<float*>(m.cand);
 #pragma unroll 1
   for (int e = tid; e < E; e += 32 * kRouteWarps) {
