@@ -28,8 +28,7 @@ namespace ling::kernels {
 namespace {
 
 template <typename T>
-__global__ void __launch_bounds__(256)
-    k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
+__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
   // grid (⌈I/8⌉, n·k): with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
   // constant table entry), the others follow in slot order; those CTAs load their first weights before the wait.
   const int64_t k = p.k, y = blockIdx.y;
@@ -39,9 +38,9 @@ __global__ void __launch_bounds__(256)
   const int64_t i = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const bool pre = early && slot % k == k - 1;
   float g = 0.0f, u = 0.0f;
+  const T* w = std::is_same_v<T, uint16_t> && pre ? table[p.early_id] : nullptr;  // bf16: loaded before the wait
   if constexpr (std::is_same_v<T, uint16_t>) {
     Dot2Chunk<8> c;
-    const T* w = pre ? table[p.early_id] : nullptr;
     if (w && i < I) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
     pdl_wait();
     pdl_trigger();
@@ -51,18 +50,17 @@ __global__ void __launch_bounds__(256)
       if (w) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
     }
     if (w) warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
-    if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
   } else {
     pdl_wait();
     pdl_trigger();
     if (i >= I) return;
-    const T* w = table[pre ? p.early_id : p.ids[slot]];
+    w = table[pre ? p.early_id : p.ids[slot]];
     if (w) {
       g = warp_dot<8>(p.x + t * H, w + i * H, H);
       u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
     }
-    if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
   }
+  if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
 
 template <typename T>

@@ -428,10 +428,11 @@ class CudaBackend final : public Backend {
   void announce_add_norm(Buffer& h, NormSlot slot, int layer, Buffer& out) override {
     tail_ = {};
     tail_taken_ = false;
-    const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
-    if (!step_ || !norm_tail_ || h.rows != 1 || h.cols % 4 != 0 || !a16(h.data) || !a16(out.data)) return;
+    if (!step_ || !norm_tail_ || h.rows != 1 || h.cols % 4 != 0 || !cuda::aligned16(h.data) ||
+        !cuda::aligned16(out.data))
+      return;
     const Mat& w = norm_weight(slot, layer);
-    if (!a16(W(w))) return;
+    if (!cuda::aligned16(W(w))) return;
     tail_.norm.h = h.data, tail_.norm.w = W(w), tail_.norm.y = out.data, tail_.norm.rows = 1;
     tail_.norm.dim = h.cols, tail_.norm.eps = cfg_.rms_norm_eps;
     tail_.counter = static_cast<unsigned*>(tail_counter_.get());
@@ -538,7 +539,7 @@ class CudaBackend final : public Backend {
     // ld); otherwise two projections, qkv rows of stride width.
     const uint16_t* wqkvg = stacked16(L.qkv, L.g_proj);
     const bool one_gemv = wqkvg && !sumsq && L.qkv_bias.empty() && n <= kGemvRows && H % 8 == 0 &&
-                          (reinterpret_cast<uintptr_t>(x.data) & 15) == 0 && L.qkv.rows == width &&
+                          cuda::aligned16(x.data) && L.qkv.rows == width &&
                           L.g_proj.rows == inner;
     const int64_t ld = one_gemv ? width + inner : width;
     DevF qkv = scratch(n * ld), o = scratch(n * inner), gate = one_gemv ? DevF() : scratch(n * inner);
@@ -785,7 +786,7 @@ class CudaBackend final : public Backend {
     DevF dlogits = scratch(n * E);
     // Decode steps: the router GEMV and the routing in one launch (launch_moe_router); otherwise the GEMV here.
     const bool one_launch = step_ && n <= kernels::kMoeRouterMaxTokens && H % 8 == 0 &&
-                            (reinterpret_cast<uintptr_t>(x.data) & 15) == 0 && !dev16_.count(L.router.data());
+                            cuda::aligned16(x.data) && !dev16_.count(L.router.data());
     if (!one_launch) lin(x.data, n, H, L.router, Mat{}, dlogits.p);
     if (step_) {  // routing and the routed experts on the device (no trace: steps run unobserved)
       const int64_t I = cfg_.moe_intermediate_size;
@@ -1207,15 +1208,14 @@ class CudaBackend final : public Backend {
                                                : std::string());
     auto w16 = dev16_.find(w.data());
     const auto [wp, is16] = weight_ref(w);
-    const auto aligned = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
-    if (M <= kGemvRows && K % 8 == 0 && (ldx ? ldx : K) % 4 == 0 && aligned(x) && aligned(wp)) {
+    if (M <= kGemvRows && K % 8 == 0 && (ldx ? ldx : K) % 4 == 0 && cuda::aligned16(x) && cuda::aligned16(wp)) {
       // decode-sized M: the bandwidth-bound GEMV (weights streamed once for all rows)
       kernels::GemvParams gp;
       gp.x = x; gp.ldx = ldx ? ldx : K; gp.bias = bias.empty() ? nullptr : W(bias); gp.y = y; gp.M = M; gp.N = N; gp.K = K;
       if (is16) gp.w = static_cast<const uint16_t*>(wp);
       else gp.w_f32 = static_cast<const float*>(wp);
       gp.raw_bf16 = gemv_raw_;
-      if (op_out && M == 1 && N == tail_.norm.dim && aligned(y)) gp.tail = take_tail();
+      if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
       kernels::launch_gemv(gp, stream_);
       return;
     }

@@ -27,6 +27,12 @@ __global__ void k_write_rows_at(const float* src0, float* dst0, const float* src
 }
 
 
+// The workspace entry of a split without keys: m = −inf, l = 0, acc = 0.
+__device__ void empty_part(float* part, int64_t dv) {
+  for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) part[2 + i] = 0.0f;
+  if (threadIdx.x == 0) part[0] = -INFINITY, part[1] = 0.0f;
+}
+
 // Split-KV decode attention, pass 1. grid (T·nh, splits), 8 warps: block (row t, head h, split s) attends over
 // keys [s·chunk, (s+1)·chunk) ∩ [0, pos[t]] and leaves its running max m, sum l = Σ e^{x−m} and
 // acc[dv] = Σ e^{x−m} v in the workspace (m = −inf, l = 0 when its range is empty).
@@ -43,11 +49,7 @@ __global__ void k_decode_attn_part(const float* q, int64_t ldq, const float* k, 
   float* part = ws + (th * splits + split) * (dv + 2);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nw = blockDim.x >> 5;
   if (j0 >= j1) {
-    for (int64_t i = threadIdx.x; i < dv; i += blockDim.x) part[2 + i] = 0.0f;
-    if (threadIdx.x == 0) {
-      part[0] = -INFINITY;
-      part[1] = 0.0f;
-    }
+    empty_part(part, dv);
     return;
   }
   const float* qr = q + t * ldq + h * dk;
@@ -109,8 +111,7 @@ __global__ void __launch_bounds__(256) k_decode_attn_part128(const float* q, int
   float* part = ws + (th * int64_t(gridDim.y) + split) * (D + 2);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   if (j0 >= j1) {
-    for (int i = threadIdx.x; i < D; i += blockDim.x) part[2 + i] = 0.0f;
-    if (threadIdx.x == 0) part[0] = -INFINITY, part[1] = 0.0f;
+    empty_part(part, D);
     return;
   }
   const float4 qv = *reinterpret_cast<const float4*>(q + t * ldq + h * D + 4 * lane);
@@ -276,9 +277,8 @@ void decode_attention(const float* q, int64_t ldq, const float* k, int64_t ldk, 
                       int64_t dv, float scale, float* ws, cudaStream_t s, bool wide_heads) {
   if (T * nh == 0 || S == 0) return;
   const int64_t splits = (S + kAttnChunk - 1) / kAttnChunk;
-  const auto a16 = [](const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; };
-  const bool h128 = wide_heads && dk == 128 && dv == 128 && ldq % 4 == 0 && ldk % 4 == 0 && ldv % 4 == 0 && a16(q) &&
-                    a16(k) && a16(v);
+  const bool h128 = wide_heads && dk == 128 && dv == 128 && ldq % 4 == 0 && ldk % 4 == 0 && ldv % 4 == 0 && aligned16(q) &&
+                    aligned16(k) && aligned16(v);
   if (h128)
     (void)kernels::launch_pdl_unchecked(k_decode_attn_part128, dim3(unsigned(T * nh), unsigned(splits)), dim3(256), 0, s,
                                         q, ldq, k, ldk, v, ldv, pos, nh, nh / nkv, scale, ws);

@@ -8,6 +8,9 @@
 
 namespace ling::cuda {
 
+// True when p is 16-byte aligned (the vector loads of the decode kernels need it).
+inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
+
 // out[i, :] = x[rows[i], :] (row gather), width H, x row stride ldx.
 void gather_rows(const float* x, int64_t ldx, const int64_t* rows, float* out, int64_t n, int64_t H, cudaStream_t s);
 void add(float* h, const float* d, int64_t n, cudaStream_t s);
