@@ -1,9 +1,8 @@
 // The process-wide switch of programmatic dependent launch (launch.h) and the once-per-device shared-memory
-// attribute and SM count of launch.cuh.
+// attribute of launch.cuh.
 #include <atomic>
 #include <mutex>
 #include <map>
-#include <set>
 #include <utility>
 
 #include "common/launch.cuh"
@@ -27,31 +26,6 @@ void set_max_dynamic_smem(const void* kernel, int bytes) {
   if (bytes <= cur) return;
   LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, bytes));
   cur = bytes;
-}
-
-void prefer_max_shared_carveout(const void* kernel) {
-  static std::mutex mu;
-  static std::set<std::pair<int, const void*>> done;
-  int dev = 0;
-  LING_CUDA_CHECK(cudaGetDevice(&dev));
-  const std::lock_guard<std::mutex> lock(mu);
-  if (!done.insert({dev, kernel}).second) return;
-  LING_CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributePreferredSharedMemoryCarveout,
-                                       int(cudaSharedmemCarveoutMaxShared)));
-}
-
-int current_device_sms() {
-  static std::mutex mu;
-  static std::map<int, int> sms;
-  int dev = 0;
-  LING_CUDA_CHECK(cudaGetDevice(&dev));
-  const std::lock_guard<std::mutex> lock(mu);
-  auto it = sms.find(dev);
-  if (it != sms.end()) return it->second;
-  int n = 0;
-  LING_CUDA_CHECK(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev));
-  sms[dev] = n;
-  return n;
 }
 
 }  // namespace ling::kernels

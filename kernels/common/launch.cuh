@@ -24,18 +24,6 @@ void set_max_dynamic_smem(void (*kernel)(KArgs...), int bytes) {
   set_max_dynamic_smem(reinterpret_cast<const void*>(kernel), bytes);
 }
 
-// The kernel prefers the largest shared-memory carveout (once per device and kernel): a kernel that uses little
-// shared memory itself but should share its SMs with one that uses much (an SM changes its L1 / shared split only
-// when idle) sets this, so that the other kernel's CTAs can be scheduled beside its own.
-void prefer_max_shared_carveout(const void* kernel);
-template <typename... KArgs>
-void prefer_max_shared_carveout(void (*kernel)(KArgs...)) {
-  prefer_max_shared_carveout(reinterpret_cast<const void*>(kernel));
-}
-
-// Multiprocessors of the current device (read once per device).
-int current_device_sms();
-
 // kernel<<<grid, block, smem, stream>>>(args...), with the PDL attribute when programmatic_launch() is on.
 template <typename... KArgs, typename... Args>
 void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream, Args&&... args) {

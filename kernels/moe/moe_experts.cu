@@ -14,19 +14,11 @@
 //            the group's tokens 8 or 16 at a time (tc_tile.cuh);
 //   down:    grid (⌈H/16⌉, groups), 16 rows of down per CTA over the group's act rows → part[slot, h];
 //   then the same ordered combine. Grid y covers n·k possible groups; CTAs past the plan's count exit at once.
-// One token, bf16, no plan, `overlap` (MoeGateUpParams / MoeDownParams): gate_up runs as a resident grid (two
-//   CTAs per SM, each warp walking rows strided over the grid, the same sums per row), so that it lets the down
-//   kernel be scheduled as soon as the router is done; down stages each CTA's rows [H·c/G, H·(c+1)/G) of every
-//   slot's matrix into shared memory with bulk copies before its programmatic-launch wait (k_down_staged: one CTA
-//   per SM, small enough to sit beside two gate_up CTAs), so the down weights stream while gate_up runs; then the
-//   narrow kernel's sums from shared memory.
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
-#include <algorithm>
 #include <type_traits>
 
 #include "common/check.h"
 #include "common/launch.cuh"
-#include "common/mbarrier.cuh"
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
@@ -69,47 +61,6 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     }
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
-}
-
-// The slot of grid row y of k_gate_up_swiglu (early_id: the tokens' last slots first, then the others in order).
-__device__ __forceinline__ int64_t gate_up_slot(int64_t y, int64_t n, int64_t k, bool early) {
-  return !early ? y : y < n ? y * k + k - 1 : ((y - n) / (k - 1)) * k + (y - n) % (k - 1);
-}
-
-// k_gate_up_swiglu's rows (bf16) as a resident grid: warp gw = (warp in CTA)·G + CTA takes items gw, gw + 8G, …
-// of the flat (grid row, i) order — consecutive items on different CTAs, so the last round spreads over the GPU.
-// Every CTA passes its wait at once, so the kernel after it is scheduled as soon as the router has finished.
-// Each item is one row pair as in k_gate_up_swiglu (the same loads and sums); the first item of a warp in the
-// early slot is loaded before the wait.
-__global__ void __launch_bounds__(256, 2) k_gate_up_resident(MoeGateUpParams p, const uint16_t* const* table) {
-  const int64_t k = p.k, I = p.I, H = p.H, total = p.n * k * I, G = gridDim.x;
-  const int64_t step = 8 * G;
-  int64_t q = int64_t(threadIdx.x >> 5) * G + blockIdx.x;
-  const bool early = p.early_id >= 0;
-  const int64_t i0 = int64_t(threadIdx.x & 31) * 8;
-  Dot2Chunk<8> c;
-  bool preloaded = false;
-  if (q < total && early) {
-    const int64_t slot = gate_up_slot(q / I, p.n, k, true), i = q % I;
-    if (slot % k == k - 1) {
-      const uint16_t* w = table[p.early_id];
-      if (w) dot2_load(w + i * H, w + (I + i) * H, H, i0, c);
-      preloaded = true;
-    }
-  }
-  pdl_wait();
-  pdl_trigger();
-  for (; q < total; q += step, preloaded = false) {
-    const int64_t slot = gate_up_slot(q / I, p.n, k, early), i = q % I, t = slot / k;
-    const bool pre = early && slot % k == k - 1;
-    const uint16_t* w = table[pre ? p.early_id : p.ids[slot]];
-    float g = 0.0f, u = 0.0f;
-    if (w) {
-      if (!preloaded) dot2_load(w + i * H, w + (I + i) * H, H, i0, c);
-      warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
-    }
-    if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
-  }
 }
 
 template <typename T>
@@ -173,64 +124,6 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
   }
   if ((threadIdx.x & 31) == 0) p.out[t * H + h] = p.accumulate ? p.out[t * H + h] + acc : acc;
   if (p.tail.counter) add_norm_tail(p.tail, p.out);
-}
-
-// One token's down + combine with the weights staged in shared memory (bf16, I ≤ 512, k ≤ kMoeStagedMaxSlots):
-// grid G (one CTA per SM), 128 threads; CTA c owns rows [h0, h1) = [H·c/G, H·(c+1)/G). Before the programmatic-
-// launch wait (ids final: MoeDownParams::ids_ready) thread 0 bulk-copies rows [h0, h1) of every slot's down
-// matrix (contiguous, (h1 − h0)·I·2 bytes each) into shared memory; after it act comes in, and each warp takes
-// rows h0 + warp, h0 + warp + 4, … with k_down_combine_narrow's sums: for slot j ascending, lanes over 8-wide
-// column steps i0 = 8·lane + 256c, the warp sum, then acc += w_j·part — the same out bit for bit.
-// Shared memory: weights [k][nh_max][I] bf16 | act [k·I] f32 | mbarrier.
-__global__ void __launch_bounds__(128) k_down_staged(MoeDownParams p, const uint16_t* const* table, int64_t nh_max) {
-  extern __shared__ __align__(128) unsigned char smem[];
-  __shared__ const uint16_t* wp[kMoeStagedMaxSlots];
-  const int64_t H = p.H, I = p.I, G = gridDim.x, c = blockIdx.x;
-  const int k = int(p.k), tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t h0 = H * c / G, h1 = H * (c + 1) / G, nh = h1 - h0;
-  uint16_t* ws = reinterpret_cast<uint16_t*>(smem);
-  float* act_s = reinterpret_cast<float*>(smem + size_t(k * nh_max * I) * 2);
-  uint64_t* bar = reinterpret_cast<uint64_t*>(act_s + k * I);
-  if (tid == 0) {
-    mbar_init(bar, 1);
-    mbar_init_fence();
-    unsigned bytes = 0;
-    for (int j = 0; j < k; ++j) {
-      wp[j] = table[__ldcg(p.ids + j)];  // through L2: the buffer is reused every layer
-      bytes += wp[j] && nh > 0 ? unsigned(nh * I * 2) : 0u;
-    }
-    mbar_expect_tx(bar, bytes);
-    for (int j = 0; j < k; ++j)
-      if (wp[j] && nh > 0) bulk_load(ws + j * nh_max * I, wp[j] + h0 * I, unsigned(nh * I * 2), bar);
-  }
-  pdl_enter();  // act, the routing weights and out come from the kernels ahead
-  for (int64_t x = 4 * int64_t(tid); x < k * I; x += 4 * 128)
-    *reinterpret_cast<float4*>(act_s + x) = __ldcg(reinterpret_cast<const float4*>(p.act + x));
-  __syncthreads();  // act in; wp visible
-  mbar_wait(bar, 0);
-  for (int64_t r = warp; r < nh; r += 4) {
-    float acc = 0.0f;
-    for (int j = 0; j < k; ++j) {
-      float part = 0.0f;
-      if (wp[j]) {
-        const uint16_t* wr = ws + (j * nh_max + r) * I;
-        const float* a = act_s + j * I;
-        float s = 0.0f;
-#pragma unroll
-        for (int cc = 0; cc < 2; ++cc) {
-          const int64_t i0 = int64_t(lane) * 8 + cc * 256;
-          if (i0 < I) {
-            float f[8];
-            unpack8(*reinterpret_cast<const uint4*>(wr + i0), f);
-            s += dot8_local(f, a + i0);
-          }
-        }
-        part = warp_sum(s);
-      }
-      acc += p.weights[j] * part;
-    }
-    if (lane == 0) p.out[h0 + r] = p.accumulate ? p.out[h0 + r] + acc : acc;
-  }
 }
 
 __global__ void k_combine_parts(MoeDownParams p) {
@@ -407,14 +300,6 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   }
   LING_CHECK(p.early_id < 0 || p.k >= 2, "launch_moe_gate_up_swiglu: early_id needs k >= 2 (k = ", p.k, ")");
   LING_CHECK(S < 65536, "launch_moe_gate_up_swiglu: n·k = ", S, " slots too many for the grid");
-  if (p.overlap && p.gate_up) {
-    const int64_t rows = S * p.I;
-    const unsigned grid = unsigned(std::min<int64_t>(2 * current_device_sms(), (rows + 7) / 8));
-    prefer_max_shared_carveout(k_gate_up_resident);  // the staged down pass's CTAs go beside it
-    launch_pdl(k_gate_up_resident, grid, 256, 0, stream, p, p.gate_up);
-    LING_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
   const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
   if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
   else launch_pdl(k_gate_up_swiglu<float>, grid, 256, 0, stream, p, p.gate_up_f32);
@@ -422,16 +307,6 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
 }
 
 size_t moe_plan_bytes(int64_t n, int64_t k) { return sizeof(int32_t) * size_t(2 * n * k + 2); }
-
-namespace {
-// Shared memory of k_down_staged: weights [k][nh_max][I] bf16, act [k·I] f32, the mbarrier.
-size_t down_staged_smem(int64_t k, int64_t I, int64_t nh_max) { return size_t(k * nh_max * I) * 2 + size_t(k * I) * 4 + 8; }
-}  // namespace
-
-bool moe_down_staged_supported(int64_t n, int64_t k, int64_t H, int64_t I, int sms) {
-  if (n != 1 || k < 1 || k > kMoeStagedMaxSlots || I <= 0 || I > 512 || I % 8 || H <= 0 || sms <= 0) return false;
-  return down_staged_smem(k, I, (H + sms - 1) / sms) <= 200 * 1024;
-}
 
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H) { return sizeof(float) * size_t(n * k * H); }
 
@@ -458,16 +333,6 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
              "launch_moe_down_combine: the add + norm tail needs one token and the narrow bf16 kernel (I <= 512, "
              "k <= 16, no plan)");
   check_add_norm_tail(p.tail, p.out, p.H, "launch_moe_down_combine");
-  if (p.overlap && p.down && !p.plan && p.ids_ready && !p.tail.counter &&
-      moe_down_staged_supported(p.n, p.k, p.H, p.I, current_device_sms())) {
-    const int G = current_device_sms();
-    const int64_t nh_max = (p.H + G - 1) / G;
-    const size_t smem = down_staged_smem(p.k, p.I, nh_max);
-    set_max_dynamic_smem(k_down_staged, int(smem));
-    launch_pdl(k_down_staged, unsigned(G), 128, smem, stream, p, p.down, nh_max);
-    LING_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
   if (p.down && p.I <= 512 && p.k <= 16 && p.n < 65536) {  // narrow experts: one pass, no workspace
     const dim3 grid(unsigned((p.H + 7) / 8), unsigned(p.n));
     if (p.k <= 9) launch_pdl(k_down_combine_narrow<9>, grid, 256, 0, stream, p, p.down);

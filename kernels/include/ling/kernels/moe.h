@@ -71,9 +71,6 @@ struct MoeGateUpParams {
                                              // grouping by expert), used with bf16 weights; pass it to down
   int32_t early_id = -1;                     // ≥ 0 (no plan, k ≥ 2): every token's last slot is this table entry
                                              // (the shared expert); its weights are loaded before the wait
-  // bf16, no plan: run as a resident grid (two CTAs per SM, rows strided over it) that passes its wait at once, so
-  // that the kernel after it (the staged down pass, MoeDownParams::overlap) is scheduled while it streams.
-  bool overlap = false;
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 
@@ -93,14 +90,7 @@ struct MoeDownParams {
   // table and start its weight loads before it waits for that kernel (act, weights and out only after).
   bool ids_ready = false;
   AddNormTail tail;                       // one token, narrow kernel: h += out, then RMSNorm by the last CTA
-  // One token, bf16, no plan, ids_ready, no tail, k ≤ kMoeStagedMaxSlots, I ≤ 512 and the CTA's rows of every
-  // slot within shared memory (moe_down_staged_supported): one CTA per SM stages its rows of all slots by bulk
-  // copies before the wait, the narrow kernel's sums after it (the same out bit for bit). Otherwise ignored.
-  bool overlap = false;
 };
-constexpr int kMoeStagedMaxSlots = 16;
-// Whether launch_moe_down_combine takes the staged pass for these shapes on a device of `sms` multiprocessors.
-bool moe_down_staged_supported(int64_t n, int64_t k, int64_t H, int64_t I, int sms);
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);
 

@@ -215,10 +215,6 @@ class CudaBackend final : public Backend {
     // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
     // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
-    // One-token steps of bf16 MoE layers: gate_up as a resident grid and the down pass staged into shared memory
-    // before its wait, so that the down weights stream while gate_up runs (MoeGateUpParams / MoeDownParams
-    // overlap; LING_CUDA_MOE_OVERLAP=0: the one-CTA-per-8-rows kernels).
-    moe_overlap_ = cuda::env_flag("LING_CUDA_MOE_OVERLAP", true);
     norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
     gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
     // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
@@ -855,7 +851,6 @@ class CudaBackend final : public Backend {
         gp.plan = dplan;
         // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
         if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
-        gp.overlap = moe_overlap_ && bf16_ && n == 1 && !dplan;
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
@@ -872,7 +867,6 @@ class CudaBackend final : public Backend {
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
       else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
       if (n == 1 && bf16_ && !dplan && I <= 512 && slots <= 16 && H == tail_.norm.dim) dp.tail = take_tail();
-      dp.overlap = moe_overlap_ && bf16_ && n == 1 && !dplan;
       kernels::launch_moe_down_combine(dp, stream_);
       l2_prefetch_next_layer(layer);
       return;
@@ -1359,7 +1353,7 @@ class CudaBackend final : public Backend {
       prev_end = last;
     }
   }
-  bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true, moe_overlap_ = true;
+  bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
   bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
   bool gemv_raw_ = true, gqa_wide_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
