@@ -5,6 +5,7 @@
 // each thread keeps its 16 rows (rg + 8i) of float4 in flight, then the 8 row groups reduce o in shared memory.
 // Folds for decode steps (LightningDecodeParams): q/k norm + RoPE before the update, the group output gate by the
 // last CTA of each group after it — bit for bit the separate launches' results, two launches fewer per layer.
+// Constants (norm and gate weights) load before the programmatic-launch wait, v and the gate values right after it.
 #include "common/check.h"
 #include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
@@ -15,6 +16,7 @@ namespace ling::kernels {
 namespace {
 
 constexpr int D = 128;
+constexpr int kGateVals = 8;  // output-gate values per thread held in registers (groups of up to 2,048)
 
 // kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers).
 template <bool kFold>
@@ -31,6 +33,16 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
 #pragma unroll
   for (int i = 0; i < 16; ++i) s[i] = __ldcs(reinterpret_cast<const float4*>(S + (rg + 8 * i) * D + c4));
   const float decay = expf(p.g[h]);
+  // The output gate's constants (its weights) and, after the wait, its gate values, for the whole group in
+  // registers of every CTA: the group's last CTA then only reads o back (groups of up to 256·kGateVals values).
+  const int64_t hpg = kFold && p.gate_w ? p.nh / p.groups : 1, grp = h / hpg, gs = hpg * D;
+  const bool gate_regs = kFold && p.gate_w && gs <= 256 * kGateVals;
+  float wgv[kGateVals], gv[kGateVals];
+  if (gate_regs)
+#pragma unroll
+    for (int j = 0; j < kGateVals; ++j)
+      if (tid + 256 * j < gs) wgv[j] = p.gate_w[grp * gs + tid + 256 * j];
+  float4 v;
   if constexpr (kFold) {
     // Thread t < 128: element t of q; t ≥ 128: element t − 128 of k. The rotation factors first (double trig),
     // as launch_qk_norm_rope does, so that they overlap the loads.
@@ -43,10 +55,18 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
       pf = float(p.pos[b]);
       if (e < 2 * half) rope_cs(pf, p.inv_freq, e < half ? e : e - half, p.rope_factor, c0, s0);
     }
+    const float* w = is_q ? p.q_norm : p.k_norm;
+    const float w_e = w ? w[e] : 0.0f;  // constant: before the wait
     pdl_enter();
     float x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
+    v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
+    if (gate_regs) {
+      const float* grow = p.gate + b * (p.ld_gate ? p.ld_gate : p.nh * D) + grp * gs;
+#pragma unroll
+      for (int j = 0; j < kGateVals; ++j)
+        if (tid + 256 * j < gs) gv[j] = grow[tid + 256 * j];
+    }
     float* buf = is_q ? qs : ks;
-    const float* w = is_q ? p.q_norm : p.k_norm;
     if (w) {  // block_sum_d over the head's 128 threads: lanes by xor shuffles, then its 4 warps in order
       double v = double(x) * double(x);
       for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -58,7 +78,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
       double ss = 0.0;
       for (int i = 0; i < 4; ++i) ss += ssum[w0 + i];
       const float inv = float(1.0 / sqrt(ss / double(D) + p.qk_eps));
-      x = (x * inv) * w[e];
+      x = (x * inv) * w_e;
     }
     buf[e] = x;
     __syncthreads();
@@ -67,12 +87,12 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     buf[e] = x;
   } else {
     pdl_enter();
+    v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (tid < D) {
       qs[tid] = p.q[b * ldq + h * D + tid];
       ks[tid] = p.k[b * ldk + h * D + tid];
     }
   }
-  const float4 v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
   __syncthreads();
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
@@ -105,7 +125,6 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     // through L2, then launch_group_norm_gate's sums (256 threads, strided, block_sum_d) and products.
     __shared__ bool last;
     __shared__ double gred[32];
-    const int64_t hpg = p.nh / p.groups, grp = h / hpg, gs = hpg * D;
     __syncthreads();
     if (tid == 0) {
       __threadfence();  // this head's o before the count
@@ -118,15 +137,34 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     const float* grow = p.gate + b * (p.ld_gate ? p.ld_gate : p.nh * D) + grp * gs;
     const float* wg = p.gate_w + grp * gs;
     double ss = 0.0;
-    for (int64_t i = tid; i < gs; i += 256) {
-      const double o = double(__ldcg(orow + i));
-      ss += o * o;
+    float ov[kGateVals];
+    if (gate_regs) {  // the same sums and products, o read once
+#pragma unroll
+      for (int j = 0; j < kGateVals; ++j)
+        if (tid + 256 * j < gs) ov[j] = __ldcg(orow + tid + 256 * j);
+#pragma unroll
+      for (int j = 0; j < kGateVals; ++j)
+        if (tid + 256 * j < gs) ss += double(ov[j]) * double(ov[j]);
+    } else {
+      for (int64_t i = tid; i < gs; i += 256) {
+        const double o = double(__ldcg(orow + i));
+        ss += o * o;
+      }
     }
     ss = block_sum_d(ss, gred);
     const float inv = float(1.0 / sqrt(ss / double(gs) + p.gate_eps));
-    for (int64_t i = tid; i < gs; i += 256) {
-      const float o = (__ldcg(orow + i) * inv) * wg[i];
-      orow[i] = o * (1.0f / (1.0f + expf(-grow[i])));
+    if (gate_regs) {
+#pragma unroll
+      for (int j = 0; j < kGateVals; ++j)
+        if (tid + 256 * j < gs) {
+          const float o = (ov[j] * inv) * wgv[j];
+          orow[tid + 256 * j] = o * (1.0f / (1.0f + expf(-gv[j])));
+        }
+    } else {
+      for (int64_t i = tid; i < gs; i += 256) {
+        const float o = (__ldcg(orow + i) * inv) * wg[i];
+        orow[i] = o * (1.0f / (1.0f + expf(-grow[i])));
+      }
     }
     if (tid == 0) p.counters[b * p.groups + grp] = 0;  // ready for the next launch
   }

@@ -42,6 +42,9 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
   if constexpr (std::is_same_v<T, uint16_t>) {
     Dot2Chunk<8> c;
     if (w && i < I) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
+    // The table's lines into L2 before the wait (constant data; one CTA per slot row of the grid): after it the
+    // lookup behind the router's ids is an L2 hit instead of a round trip to memory.
+    if (blockIdx.x == 0 && int64_t(threadIdx.x) * 16 < p.table_entries) prefetch_l2(table + threadIdx.x * 16);
     pdl_wait();
     pdl_trigger();
     if (i >= I) return;

@@ -48,6 +48,10 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   static_assert(kRouterWarps == kRouteWarps, "one token is routed by route_block's 8 warps");
   const int64_t e = blockIdx.x, K = r.H, ldx = r.ldx ? r.ldx : r.H;
   const int M = int(r.route.n), warp = threadIdx.x >> 5;
+  // The selection biases (constant) of the one-token routing before the wait: whichever CTA routes has them in
+  // registers instead of a round trip to memory after the count.
+  float bias2[2] = {0.0f, 0.0f};
+  if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2);
   const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red, [] {
     pdl_enter();
   });
@@ -64,8 +68,6 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     const RouteSmem m{st, st + kMoeRouteMaxExperts, st + 2 * kMoeRouteMaxExperts,
                       reinterpret_cast<uint32_t*>(st + 2 * kMoeRouteMaxExperts + 32),
                       reinterpret_cast<unsigned*>(st + 2 * kMoeRouteMaxExperts + 32 + 4 * kRouteWarps)};
-    float bias2[2];
-    route_block_biases(r.route, int(threadIdx.x), bias2);
     route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); });
     return;
   }

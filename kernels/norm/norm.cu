@@ -44,12 +44,21 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
 }
 
 // The same with float4 accesses and the row held in registers (dim % 4 == 0, dim ≤ 16384, 1024 threads): every
-// load of the row is in flight at once instead of one latency per strided step.
+// load of the row is in flight at once instead of one latency per strided step; the weights load before the wait.
 __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
                                                          int64_t dim, double eps) {
-  pdl_enter();
   __shared__ double red[32];
   const int64_t n4 = dim / 4;
+  // The norm weights (constant) before the wait: a decode step reads them once, from memory, and that round trip
+  // would otherwise follow the reduction.
+  const float4* wr = reinterpret_cast<const float4*>(w);
+  float4 g[4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) {
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
+    if (i < n4) g[u] = wr[i];
+  }
+  pdl_enter();
   float4* hr = reinterpret_cast<float4*>(h + blockIdx.x * dim);
   const float4* dr = d ? reinterpret_cast<const float4*>(d + blockIdx.x * dim) : nullptr;
   float4 v[4];
@@ -78,15 +87,13 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
   }
   ss = block_sum_d(ss, red);
   const float inv = float(1.0 / sqrt(ss / double(dim) + eps));
-  const float4* wr = reinterpret_cast<const float4*>(w);
   float4* yr = reinterpret_cast<float4*>(y + blockIdx.x * dim);
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
     const int64_t i = threadIdx.x + int64_t(u) * 1024;
-    if (i < n4) {
-      const float4 g = wr[i];
-      yr[i] = make_float4((v[u].x * inv) * g.x, (v[u].y * inv) * g.y, (v[u].z * inv) * g.z, (v[u].w * inv) * g.w);
-    }
+    if (i < n4)
+      yr[i] = make_float4((v[u].x * inv) * g[u].x, (v[u].y * inv) * g[u].y, (v[u].z * inv) * g[u].z,
+                          (v[u].w * inv) * g[u].w);
   }
 }
 

@@ -36,18 +36,24 @@ __global__ void k_rope(float* x, const int64_t* pos, const float* inv_freq, int6
 __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, const float* wq, const float* wk,
                                double eps, const int64_t* pos, const float* inv_freq, int64_t half, float af,
                                bool inter) {
-  pdl_enter();
   __shared__ double red[32];
   __shared__ float buf[kQkNormRopeMaxHead];
   const int64_t head = blockIdx.y;
   float* xr = x + blockIdx.x * ld + head * hd;
   const float* w = head < nq ? wq : wk;
-  // This thread's first rotation factors before anything else, so that the double-precision trig overlaps the
-  // loads and the reduction instead of following them.
+  // Before the programmatic-launch wait (constant data and positions, which the host wrote): this thread's first
+  // rotation factors, so that the double-precision trig overlaps the previous kernel, and its norm weights.
   const float p = float(pos[blockIdx.x]);
   const int64_t i0 = threadIdx.x;
   float c0 = 0.0f, s0 = 0.0f;
   if (i0 < 2 * half) rope_cs(p, inv_freq, i0 < half ? i0 : i0 - half, af, c0, s0);
+  constexpr int kW = int(kQkNormRopeMaxHead / 128);  // weights per thread (blockDim 128)
+  float wv[kW];
+  if (w)
+#pragma unroll
+    for (int j = 0; j < kW; ++j)
+      if (threadIdx.x + 128 * j < hd) wv[j] = w[threadIdx.x + 128 * j];
+  pdl_enter();
   for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) buf[i] = xr[i];
   if (w) {
     double ss = 0.0;
@@ -55,7 +61,9 @@ __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, con
     ss = block_sum_d(ss, red);
     const float inv = float(1.0 / sqrt(ss / double(hd) + eps));
     __syncthreads();
-    for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) buf[i] = (buf[i] * inv) * w[i];
+#pragma unroll
+    for (int j = 0; j < kW; ++j)
+      if (threadIdx.x + 128 * j < hd) buf[threadIdx.x + 128 * j] = (buf[threadIdx.x + 128 * j] * inv) * wv[j];
   }
   __syncthreads();
   for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) {

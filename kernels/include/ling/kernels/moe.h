@@ -71,6 +71,8 @@ struct MoeGateUpParams {
                                              // grouping by expert), used with bf16 weights; pass it to down
   int32_t early_id = -1;                     // ≥ 0 (no plan, k ≥ 2): every token's last slot is this table entry
                                              // (the shared expert); its weights are loaded before the wait
+  int64_t table_entries = 0;                 // > 0 (bf16, no plan): the table's first entries, requested into L2
+                                             // before the wait (the entries ids may name)
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 

@@ -851,6 +851,7 @@ class CudaBackend final : public Backend {
         gp.plan = dplan;
         // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
         if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
+        gp.table_entries = E + 1;  // the routed experts and the shared one
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
