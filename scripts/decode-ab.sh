@@ -9,6 +9,8 @@
 #   e.g. scripts/decode-ab.sh old/ling build/tools/ling/ling /tmp/ab LING_CUDA_GEMV_RAW=0 LING_CUDA_EARLY_SHARED=0
 # Models go to LING_AB_DIR (default /tmp; 54 GB while both exist, the first is removed before the second is made);
 # batch sizes LING_AB_BATCH (default 1), steps LING_AB_STEPS (default 64), context: ling bench's default (1,024).
+# LING_AB_KTRACE=path/to/libling_ktrace.so (tools/ktrace): one more run of each binary per model under the kernel
+# timeline, its per-kernel summary (scripts/ktrace-summary.py --nodes) in OUT_DIR/NAME-{A,B}-ktrace.txt.
 set -uo pipefail
 if [ $# -lt 2 ]; then
   echo "usage: scripts/decode-ab.sh BIN_A BIN_B [OUT_DIR] [VAR=VALUE ...]" >&2
@@ -26,10 +28,10 @@ steps=${LING_AB_STEPS:-64}
 mkdir -p "$out"
 t0=$(date +%s)
 say() { echo "[$(( $(date +%s) - t0 ))s] $*" | tee -a "$out/summary.txt"; }
-# bench LABEL BIN MODEL [VAR=VALUE]
+# bench LABEL BIN MODEL [VAR=VALUE ...]
 bench() {
   local label=$1 bin=$2 model=$3 var=()
-  [ $# -ge 4 ] && var=("$4")
+  [ $# -ge 4 ] && var=("${@:4}")
   env "${var[@]}" timeout 300 "$bin" --no-db bench "$model" --backend cuda --prefill 64 --batch "$batch" \
     --steps "$steps" > "$out/$label.txt" 2>&1
   local rc=$?
@@ -54,6 +56,15 @@ for m in "${models[@]}"; do
   bench "$name-A2" "$a" "$model"
   bench "$name-B2" "$b" "$model"
   for v in "$@"; do bench "$name-B-${v%%=*}" "$b" "$model" "$v"; done
+  if [ -n "${LING_AB_KTRACE:-}" ]; then
+    for side in A B; do
+      bin=$a; [ $side = B ] && bin=$b
+      csv=$out/$name-$side-ktrace.csv
+      bench "$name-$side-traced" "$bin" "$model" "CUDA_INJECTION64_PATH=$LING_AB_KTRACE" "LING_KTRACE_OUT=$csv"
+      python3 "$root/scripts/ktrace-summary.py" "$csv" --last 32 --nodes > "$out/$name-$side-ktrace.txt" 2>&1 &&
+        say "$name-$side timeline: $(head -1 "$out/$name-$side-ktrace.txt")"
+    done
+  fi
   rm -rf "$model"
 done
 say "done"

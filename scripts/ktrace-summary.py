@@ -16,14 +16,37 @@ import argparse
 import collections
 import csv
 import re
+import signal
 import statistics
+import subprocess
 import sys
 
 
-def short(name, width):
-    n = re.sub(r"\(.*$", "", name)                 # argument list
-    n = re.sub(r"^(void |ling::kernels::|\(anonymous namespace\)::)+", "", n)
-    n = n.replace("ling::kernels::", "").replace("(anonymous namespace)::", "")
+def short(name):
+    """A demangled kernel name without its return type, parameter list and namespaces (template arguments kept);
+    a mangled one (an older trace) through c++filt where it is installed."""
+    if name.startswith("_Z"):
+        try:
+            name = subprocess.run(["c++filt", name], capture_output=True, text=True, check=True).stdout.strip()
+        except (OSError, subprocess.CalledProcessError):
+            return name
+    n = name[5:] if name.startswith("void ") else name
+    depth, cut = 0, len(n)
+    for i, ch in enumerate(n):                      # the parameter list: the first '(' outside template brackets
+        if ch == "<":
+            depth += 1
+        elif ch == ">":
+            depth -= 1
+        elif ch == "(" and depth == 0 and not n.startswith("(anonymous namespace)", i):
+            cut = i
+            break
+    n = n[:cut]
+    for ns in ("(anonymous namespace)::", "ling::kernels::", "ling::cuda::", "ling::"):
+        n = n.replace(ns, "")
+    return n
+
+
+def fit(n, width):
     return n if len(n) <= width else n[: width - 1] + "…"
 
 
@@ -51,6 +74,7 @@ def main():
     mine = mine[-a.last:]
     spans, per_name, per_node = [], collections.defaultdict(lambda: [[], [], 0]), collections.defaultdict(list)
     order = None
+    names_short = {}
     for key in mine:
         ks = launches[key]
         t0 = min(int(r["start_ns"]) for r in ks)
@@ -69,7 +93,9 @@ def main():
         prev_end = None
         for r in by_start:
             s, e = int(r["start_ns"]), int(r["end_ns"])
-            n = short(r["name"], a.width)
+            if r["name"] not in names_short:
+                names_short[r["name"]] = short(r["name"])
+            n = names_short[r["name"]]
             names[n] += 1
             d = per_name[n]
             d[0].append(adv[id(r)])
@@ -88,7 +114,7 @@ def main():
     items = sorted(per_name.items(), key=lambda kv: -sum(kv[1][0]))
     for n, (adv, dur, calls) in items:
         per_launch = sum(adv) / L
-        print(f"{n:<{a.width}} {calls:>5} {per_launch:>10.1f} {100 * per_launch / total:>5.1f}% "
+        print(f"{fit(n, a.width):<{a.width}} {calls:>5} {per_launch:>10.1f} {100 * per_launch / total:>5.1f}% "
               f"{statistics.mean(dur):>11.2f}")
     if a.nodes:
         print(f"\n{'#':>4} {'kernel':<{a.width}} {'grid':>10} {'regs':>4} {'smem':>6} {'start':>8} {'dur':>7} "
@@ -96,9 +122,10 @@ def main():
         for i, node in enumerate(order):
             v = per_node[node]
             med = lambda j: statistics.median(x[j] for x in v)
-            print(f"{i:>4} {v[0][4]:<{a.width}} {v[0][5]:>10} {v[0][6]:>4} {v[0][7]:>6} {med(0):>8.1f} {med(1):>7.2f} "
+            print(f"{i:>4} {fit(v[0][4], a.width):<{a.width}} {v[0][5]:>10} {v[0][6]:>4} {v[0][7]:>6} {med(0):>8.1f} {med(1):>7.2f} "
                   f"{med(2):>7.2f} {med(3):>7.2f}")
 
 
 if __name__ == "__main__":
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # quiet when piped into head
     main()

@@ -4,10 +4,11 @@
 // and the driver calls InitializeInjection() at cuInit; it records every kernel with
 // CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL (kernels are not serialised: programmatic dependent launches still overlap)
 // and writes one CSV row per kernel at exit (written to OUT.tmp, then renamed):
-//   start_ns,end_ns,stream,correlation,graph,graph_node,grid,block,regs,smem,name
+//   start_ns,end_ns,stream,correlation,graph,graph_node,grid,block,regs,smem,name (demangled)
 // start/end: GPU timestamps; correlation: the launching API call (one cudaGraphLaunch for all of its kernels).
 // scripts/ktrace-summary.py turns it into per-kernel figures of the last graph launches.
 #include <cupti.h>
+#include <cxxabi.h>
 
 #include <atomic>
 #include <cstdio>
@@ -37,6 +38,17 @@ void report(const char* what, CUptiResult r) {
   std::fprintf(stderr, "ktrace: %s failed: %s\n", what, s ? s : "unknown CUPTI error");
 }
 
+// The demangled name (as written in the source, with its template arguments and parameter list), else as given.
+std::string demangle(const char* name) {
+  if (!name) return "?";
+  int status = 0;
+  char* d = abi::__cxa_demangle(name, nullptr, nullptr, &status);
+  if (status != 0 || !d) return name;
+  std::string out(d);
+  std::free(d);
+  return out;
+}
+
 void CUPTIAPI buffer_requested(uint8_t** buf, size_t* size, size_t* max_records) {
   *buf = static_cast<uint8_t*>(std::aligned_alloc(8, kBufBytes));
   *size = *buf ? kBufBytes : 0;
@@ -55,7 +67,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buf, size_t, size_t
     r.regs = k->registersPerThread, r.smem = uint32_t(k->staticSharedMemory + k->dynamicSharedMemory);
     r.grid[0] = k->gridX, r.grid[1] = k->gridY, r.grid[2] = k->gridZ;
     r.block[0] = k->blockX, r.block[1] = k->blockY, r.block[2] = k->blockZ;
-    r.name = k->name ? k->name : "?";
+    r.name = demangle(k->name);
     rows.push_back(std::move(r));
   }
   size_t dropped = 0;
