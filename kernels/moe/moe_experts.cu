@@ -7,7 +7,8 @@
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
 //   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums; for one token
-//   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail).
+//   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail), and with
+//   act_prefetch requests the token's activations into L1 right after its wait.
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
 //   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
 //            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
@@ -110,6 +111,7 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
   if (p.ids_ready) {  // the weights are in flight; act (and the routing weights) come from the kernels ahead
     pdl_enter();
   }
+  if (p.act_prefetch) prefetch_floats_l1(p.act + t * k * I, k * I);
   float acc = 0.0f;
 #pragma unroll
   for (int j = 0; j < kS; ++j) {

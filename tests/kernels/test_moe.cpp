@@ -185,7 +185,7 @@ struct Experts {
 // without one, so this checks the reordered kernel's results, not the overlap).
 void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool accumulate, uint64_t seed,
                  bool f32 = false, bool grouped = false, bool ids_ready = false, int32_t early_id = -1,
-                 bool tail = false) {
+                 bool tail = false, bool act_prefetch = false) {
   Experts ex(E, H, I, seed);
   std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2), w = uniform(size_t(n * k), 0.05f, 1, seed + 3);
   std::vector<float> out0 = uniform(size_t(n * H), -1, 1, seed + 4);
@@ -277,6 +277,14 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   }
   const std::vector<float> out = dout.download<float>(out_ref.size());
   EXPECT_TRUE(close_f32("down+combine " + tag, out, out_ref));
+  if (act_prefetch && !tail) {  // the activations requested into L1 after the wait: the same out bit for bit
+    DeviceBuffer dout2(out0.size() * 4);
+    dout2.upload(out0);
+    d.out = dout2.as<float>(), d.act_prefetch = true, d.tail = {};
+    kernels::launch_moe_down_combine(d, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    EXPECT_EQ(dout2.download<float>(out.size()), out) << "act_prefetch " << tag;
+  }
   if (tail) {  // against ref::add_rms_norm on the kernel's own out
     std::vector<float> a(static_cast<size_t>(H));
     AddRmsNormParams r;
@@ -318,6 +326,12 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(17, 2048, 512, 1, 9, true, 304, false, false, true, 16, true);
   run_experts(12, 264, 40, 1, 6, false, 305, false, false, false, -1, true);
   run_experts(20, 1032, 512, 1, 16, false, 306, false, false, true, -1, true);
+  // the narrow down pass with its activations requested into L1 after the wait (MoeDownParams::act_prefetch):
+  // Ring-mini-like dims with the shared expert early, an H tail, 16 slots, several tokens
+  run_experts(17, 2048, 512, 1, 9, true, 307, false, false, true, 16, false, true);
+  run_experts(12, 264, 40, 1, 6, false, 308, false, false, false, -1, false, true);
+  run_experts(20, 1032, 512, 1, 16, false, 309, false, false, true, -1, false, true);
+  run_experts(20, 264, 40, 3, 6, true, 311, false, false, true, 19, false, true);
 }
 
 // Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and
