@@ -8,7 +8,8 @@
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
 //   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums; for one token
 //   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail), and with
-//   act_prefetch requests the token's activations into L1 right after its wait.
+//   act_prefetch requests the token's activations into L1 right after its wait (gate_up likewise its x row with
+//   x_prefetch).
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
 //   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
 //            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
@@ -48,6 +49,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     if (blockIdx.x == 0 && int64_t(threadIdx.x) * 16 < p.table_entries) prefetch_l2(table + threadIdx.x * 16);
     pdl_wait();
     pdl_trigger();
+    if (p.x_prefetch) prefetch_floats_l1(p.x + t * H, H);
     if (i >= I) return;
     if (!pre) {
       w = table[p.ids[slot]];
@@ -57,6 +59,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
   } else {
     pdl_wait();
     pdl_trigger();
+    if (p.x_prefetch) prefetch_floats_l1(p.x + t * H, H);
     if (i >= I) return;
     w = table[pre ? p.early_id : p.ids[slot]];
     if (w) {

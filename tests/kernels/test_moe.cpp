@@ -277,8 +277,12 @@ void run_experts(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, bool acc
   }
   const std::vector<float> out = dout.download<float>(out_ref.size());
   EXPECT_TRUE(close_f32("down+combine " + tag, out, out_ref));
-  if (act_prefetch && !tail) {  // the activations requested into L1 after the wait: the same out bit for bit
-    DeviceBuffer dout2(out0.size() * 4);
+  if (act_prefetch && !tail) {  // the activation rows requested into L1 after the wait: the same act and out
+    DeviceBuffer dact2(size_t(S * I) * 4), dout2(out0.size() * 4);
+    g.act = dact2.as<float>(), g.x_prefetch = true;
+    kernels::launch_moe_gate_up_swiglu(g, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    EXPECT_EQ(dact2.download<float>(act.size()), act) << "x_prefetch " << tag;
     dout2.upload(out0);
     d.out = dout2.as<float>(), d.act_prefetch = true, d.tail = {};
     kernels::launch_moe_down_combine(d, nullptr);
@@ -326,12 +330,14 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(17, 2048, 512, 1, 9, true, 304, false, false, true, 16, true);
   run_experts(12, 264, 40, 1, 6, false, 305, false, false, false, -1, true);
   run_experts(20, 1032, 512, 1, 16, false, 306, false, false, true, -1, true);
-  // the narrow down pass with its activations requested into L1 after the wait (MoeDownParams::act_prefetch):
-  // Ring-mini-like dims with the shared expert early, an H tail, 16 slots, several tokens
+  // gate_up and the narrow down pass with their activation rows requested into L1 after the wait
+  // (MoeGateUpParams::x_prefetch, MoeDownParams::act_prefetch): Ring-mini-like dims with the shared expert early,
+  // an H tail, 16 slots, several tokens, fp32 weights
   run_experts(17, 2048, 512, 1, 9, true, 307, false, false, true, 16, false, true);
   run_experts(12, 264, 40, 1, 6, false, 308, false, false, false, -1, false, true);
   run_experts(20, 1032, 512, 1, 16, false, 309, false, false, true, -1, false, true);
   run_experts(20, 264, 40, 3, 6, true, 311, false, false, true, 19, false, true);
+  run_experts(12, 264, 64, 2, 4, true, 312, true, false, false, -1, false, true);
 }
 
 // Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and

@@ -73,6 +73,8 @@ struct MoeGateUpParams {
                                              // (the shared expert); its weights are loaded before the wait
   int64_t table_entries = 0;                 // > 0 (bf16, no plan): the table's first entries, requested into L2
                                              // before the wait (the entries ids may name)
+  bool x_prefetch = false;                   // no plan: after the wait each CTA requests its token's x row into L1
+                                             // at once (the same sums)
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 

@@ -217,8 +217,9 @@ class CudaBackend final : public Backend {
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
     norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
     gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
-    // LING_CUDA_L1_PREFETCH=1: the one-row GEMVs and the narrow MoE down pass request their activation row into L1
-    // right after their wait (GemvParams::x_prefetch, MoeDownParams::act_prefetch). Off by default: not yet
+    // LING_CUDA_L1_PREFETCH=1: the one-row GEMVs, the MoE gate_up and the narrow down pass request their activation
+    // rows into L1 right after their wait (GemvParams::x_prefetch, MoeGateUpParams::x_prefetch,
+    // MoeDownParams::act_prefetch). Off by default: not yet
     // measured on a GPU (README, CUDA backend).
     l1_prefetch_ = cuda::env_flag("LING_CUDA_L1_PREFETCH", false);
     // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
@@ -857,6 +858,7 @@ class CudaBackend final : public Backend {
         // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
         if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
         gp.table_entries = E + 1;  // the routed experts and the shared one
+        gp.x_prefetch = l1_prefetch_;
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
