@@ -68,9 +68,9 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     }
     float* buf = is_q ? qs : ks;
     if (w) {  // block_sum_d over the head's 128 threads: lanes by xor shuffles, then its 4 warps in order
-      double v = double(x) * double(x);
-      for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-      if ((tid & 31) == 0) ssum[tid >> 5] = v;
+      double sq = double(x) * double(x);
+      for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+      if ((tid & 31) == 0) ssum[tid >> 5] = sq;
     }
     __syncthreads();
     if (w) {
