@@ -62,6 +62,15 @@ def main():
             rows = list(csv.DictReader(f))
     except OSError as e:
         sys.exit(f"ktrace-summary: {a.trace}: {e.strerror}")
+    need = {"start_ns", "end_ns", "correlation", "graph", "graph_node", "grid", "regs", "smem", "name"}
+    missing = need - set(rows[0].keys() if rows else need)
+    if missing:
+        sys.exit(f"ktrace-summary: {a.trace}: not a ktrace CSV (no column {', '.join(sorted(missing))})")
+    try:
+        for r in rows:
+            int(r["start_ns"]), int(r["end_ns"]), int(r["graph"])
+    except (TypeError, ValueError):
+        sys.exit(f"ktrace-summary: {a.trace}: a row with a start_ns, end_ns or graph that is not an integer")
     launches = collections.defaultdict(list)
     for r in rows:
         if int(r["graph"]) != 0:
