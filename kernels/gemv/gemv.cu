@@ -8,8 +8,7 @@
 // each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
 // Few rows (N ≤ 1024, e.g. the router's E): one CTA of 8 warps per row, K split over the warps, partial sums
 // added in warp order (fixed order, deterministic, no atomics).
-// With an AddNormTail (M = 1) the last CTA adds y to the residual row and writes its RMSNorm (norm.h). With
-// x_prefetch (one warp per row) each CTA requests x's lines into L1 right after the wait.
+// With an AddNormTail (M = 1) the last CTA adds y to the residual row and writes its RMSNorm (norm.h).
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "norm/add_norm_tail.cuh"
@@ -27,8 +26,7 @@ template <int MT, typename T, typename WT = W8<T>>
 __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
                                                        const T* __restrict__ w, const float* __restrict__ bias,
                                                        float* __restrict__ y, int64_t ldy, int M, int64_t N,
-                                                       int64_t K, bool accumulate, AddNormTail tail,
-                                                       bool x_prefetch) {
+                                                       int64_t K, bool accumulate, AddNormTail tail) {
   const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   const T* wr = w + std::min<int64_t>(r, N - 1) * K;
@@ -45,8 +43,6 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
   for (int u = 0; u < U; ++u)
     if (i + u * 256 < K) f[u].load(wr + i + u * 256);
   pdl_enter();
-  if (x_prefetch)
-    for (int m = 0; m < M; ++m) prefetch_floats_l1(x + m * ldx, K);
   if (r >= N) {
     if constexpr (MT == 1)
       if (tail.counter) add_norm_tail(tail, y);  // every thread of the CTA takes part in the tail's count
@@ -136,13 +132,13 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
   else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
     if (!p.raw_bf16)
       launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
-                 int(p.M), p.N, p.K, p.accumulate, p.tail, p.x_prefetch);
+                 int(p.M), p.N, p.K, p.accumulate, p.tail);
     else
       launch_pdl(k_gemv_warp_row<1, uint16_t>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
-                 int(p.M), p.N, p.K, p.accumulate, p.tail, p.x_prefetch);
+                 int(p.M), p.N, p.K, p.accumulate, p.tail);
   } else
     launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
-               p.accumulate, p.tail, p.x_prefetch);
+               p.accumulate, p.tail);
 }
 
 template <typename T>

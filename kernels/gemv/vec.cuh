@@ -161,13 +161,6 @@ __device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int6
 
 // The 128-byte line holding p into L2 (a hint: nothing waits for it).
 __device__ __forceinline__ void prefetch_l2(const void* p) { asm volatile("prefetch.global.L2 [%0];\n" ::"l"(p)); }
-// The 128-byte line holding p into this SM's L1 (a hint).
-__device__ __forceinline__ void prefetch_l1(const void* p) { asm volatile("prefetch.global.L1 [%0];\n" ::"l"(p)); }
-// n floats from x into L1, one line per thread of the CTA at a time: every line requested at once, so that the
-// dots that read them afterwards in small dependent steps (register-bound) wait for one round trip, not one each.
-__device__ __forceinline__ void prefetch_floats_l1(const float* x, int64_t n) {
-  for (int64_t i = int64_t(threadIdx.x) * 32; i < n; i += int64_t(blockDim.x) * 32) prefetch_l1(x + i);
-}
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 

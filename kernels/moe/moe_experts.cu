@@ -7,9 +7,7 @@
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
 //   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums; for one token
-//   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail), and with
-//   act_prefetch requests the token's activations into L1 right after its wait (gate_up likewise its x row with
-//   x_prefetch).
+//   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail).
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
 //   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
 //            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
@@ -49,7 +47,6 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     if (blockIdx.x == 0 && int64_t(threadIdx.x) * 16 < p.table_entries) prefetch_l2(table + threadIdx.x * 16);
     pdl_wait();
     pdl_trigger();
-    if (p.x_prefetch) prefetch_floats_l1(p.x + t * H, H);
     if (i >= I) return;
     if (!pre) {
       w = table[p.ids[slot]];
@@ -59,7 +56,6 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
   } else {
     pdl_wait();
     pdl_trigger();
-    if (p.x_prefetch) prefetch_floats_l1(p.x + t * H, H);
     if (i >= I) return;
     w = table[pre ? p.early_id : p.ids[slot]];
     if (w) {
@@ -114,7 +110,6 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
   if (p.ids_ready) {  // the weights are in flight; act (and the routing weights) come from the kernels ahead
     pdl_enter();
   }
-  if (p.act_prefetch) prefetch_floats_l1(p.act + t * k * I, k * I);
   float acc = 0.0f;
 #pragma unroll
   for (int j = 0; j < kS; ++j) {

@@ -216,37 +216,6 @@ TEST(GemvKernel, RawAndWidenedBf16Equal) {
   }
 }
 
-// x_prefetch (x's lines requested into L1 after the wait) changes no sum: the one-row bf16 GEMV (raw bits and
-// widened, N and K tails), fp32 weights with 3 rows of x and a row stride, against the same launch without it.
-TEST(GemvKernel, XPrefetchSameSums) {
-  SKIP_WITHOUT_CUDA();
-  struct Case {
-    int64_t M, N, K, ldx;
-    bool f32, raw;
-  };
-  for (const Case& c : {Case{1, 2053, 1288, 0, false, true}, Case{1, 6144, 2048, 0, false, false},
-                        Case{3, 1100, 520, 528, true, true}, Case{1, 1032, 8200, 0, false, true}}) {
-    const int64_t ldx = c.ldx ? c.ldx : c.K;
-    std::vector<float> x = uniform(size_t(c.M * ldx), -1, 1, uint64_t(c.N + c.K));
-    std::vector<float> w = uniform(size_t(c.N * c.K), -1, 1, uint64_t(c.N)), y0 = uniform(size_t(c.M * c.N), -1, 1, 9);
-    DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), d1(y0.size() * 4), d2(y0.size() * 4);
-    dx.upload(x), d1.upload(y0), d2.upload(y0);
-    if (c.f32) dw.upload(w);
-    else dw.upload(to_bf16(w));
-    kernels::GemvParams p;
-    p.x = dx.as<float>(), p.ldx = c.ldx, p.M = c.M, p.N = c.N, p.K = c.K, p.raw_bf16 = c.raw, p.accumulate = true;
-    if (c.f32) p.w_f32 = dw.as<float>();
-    else p.w = dw.as<uint16_t>();
-    p.y = d1.as<float>();
-    kernels::launch_gemv(p, nullptr);
-    p.x_prefetch = true, p.y = d2.as<float>();
-    kernels::launch_gemv(p, nullptr);
-    TEST_CUDA(cudaDeviceSynchronize());
-    EXPECT_EQ(d1.download<float>(y0.size()), d2.download<float>(y0.size()))
-        << "M=" << c.M << " N=" << c.N << " K=" << c.K << (c.f32 ? " f32" : " bf16");
-  }
-}
-
 TEST(GemvKernel, RefusesUnsupportedShapes) {
   alignas(16) static float buf[64];
   kernels::GemvParams p;

@@ -28,8 +28,6 @@ struct GemvParams {
   bool raw_bf16 = true;            // bf16, M = 1, N > 1024: weights kept as raw bits until the dot (false: widened
                                    // at the load, twice the registers; the same sums, to compare)
   AddNormTail tail;                // M = 1 only: h += y, then RMSNorm (norm.h) by the last CTA
-  bool x_prefetch = false;         // one warp per row (M = 1 or fp32): after the wait each CTA requests the M rows of
-                                   // x into L1 at once, so that the dots' x loads hit L1 (the same sums)
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

@@ -73,8 +73,6 @@ struct MoeGateUpParams {
                                              // (the shared expert); its weights are loaded before the wait
   int64_t table_entries = 0;                 // > 0 (bf16, no plan): the table's first entries, requested into L2
                                              // before the wait (the entries ids may name)
-  bool x_prefetch = false;                   // no plan: after the wait each CTA requests its token's x row into L1
-                                             // at once (the same sums)
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 
@@ -94,8 +92,6 @@ struct MoeDownParams {
   // table and start its weight loads before it waits for that kernel (act, weights and out only after).
   bool ids_ready = false;
   AddNormTail tail;                       // one token, narrow kernel: h += out, then RMSNorm by the last CTA
-  bool act_prefetch = false;              // narrow kernel: after the wait each CTA requests its token's k·I
-                                          // activations into L1 at once (the same sums)
 };
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);

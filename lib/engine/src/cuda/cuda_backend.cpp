@@ -217,11 +217,6 @@ class CudaBackend final : public Backend {
     early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
     norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
     gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
-    // LING_CUDA_L1_PREFETCH=1: the one-row GEMVs, the MoE gate_up and the narrow down pass request their activation
-    // rows into L1 right after their wait (GemvParams::x_prefetch, MoeGateUpParams::x_prefetch,
-    // MoeDownParams::act_prefetch). Off by default: not yet
-    // measured on a GPU (README, CUDA backend).
-    l1_prefetch_ = cuda::env_flag("LING_CUDA_L1_PREFETCH", false);
     // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
     // (LING_CUDA_GQA_WIDE=0: the per-key pass).
     gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
@@ -553,7 +548,6 @@ class CudaBackend final : public Backend {
       cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
       kernels::GemvParams gp;
       gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
-      gp.x_prefetch = l1_prefetch_;
       kernels::launch_gemv(gp, stream_);
       l2_prefetch_rest_of_layer(layer);
     } else {
@@ -858,7 +852,6 @@ class CudaBackend final : public Backend {
         // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
         if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
         gp.table_entries = E + 1;  // the routed experts and the shared one
-        gp.x_prefetch = l1_prefetch_;
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
@@ -870,7 +863,6 @@ class CudaBackend final : public Backend {
       dp.accumulate = shared && !shared_slot;
       dp.plan = dplan;
       dp.ids_ready = true;  // the router ran before gate_up: this kernel may start its weight loads early
-      dp.act_prefetch = l1_prefetch_;
       DevF part = scratch(int64_t(kernels::moe_down_workspace_bytes(n, slots, H) / sizeof(float)));
       dp.workspace = part.p;
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
@@ -1224,7 +1216,6 @@ class CudaBackend final : public Backend {
       if (is16) gp.w = static_cast<const uint16_t*>(wp);
       else gp.w_f32 = static_cast<const float*>(wp);
       gp.raw_bf16 = gemv_raw_;
-      gp.x_prefetch = l1_prefetch_;
       if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
       kernels::launch_gemv(gp, stream_);
       return;
@@ -1365,7 +1356,7 @@ class CudaBackend final : public Backend {
   }
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
   bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
-  bool gemv_raw_ = true, gqa_wide_ = true, l1_prefetch_ = false;
+  bool gemv_raw_ = true, gqa_wide_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
