@@ -96,17 +96,22 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     }
     return;
   }
-  const int k = int(p.k);
-  const int64_t i0 = int64_t(threadIdx.x & 31) * 8;
+  const int k = int(p.k), lane = int(threadIdx.x & 31);
+  const int64_t i0 = int64_t(lane) * 8;
+  // Lane j < k looks up slot j's expert (its id through L2: the buffer is reused every layer), then every lane
+  // takes the k pointers by shuffles: two round trips for all slots. (Looked up slot by slot, each weight load sat
+  // behind a branch on the pointer just loaded: 2k dependent round trips.)
+  const uint16_t* mine = lane < k ? table[__ldcg(p.ids + t * k + lane)] : nullptr;
   const uint16_t* w[kS];
+#pragma unroll
+  for (int j = 0; j < kS; ++j)
+    w[j] = reinterpret_cast<const uint16_t*>(__shfl_sync(0xffffffffu, reinterpret_cast<unsigned long long>(mine), j));
   uint4 raw[kS][2];
 #pragma unroll
-  for (int j = 0; j < kS; ++j) {
-    w[j] = j < k ? table[__ldcg(p.ids + t * k + j)] : nullptr;  // through L2: the buffer is reused every layer
+  for (int j = 0; j < kS; ++j)
 #pragma unroll
     for (int c = 0; c < 2; ++c)
       if (w[j] && i0 + c * 256 < I) raw[j][c] = load_raw8(w[j] + h * I + i0 + c * 256);
-  }
   if (p.ids_ready) {  // the weights are in flight; act (and the routing weights) come from the kernels ahead
     pdl_enter();
   }
