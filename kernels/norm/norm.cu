@@ -68,13 +68,18 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
     const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4) v[u] = hr[i];
   }
-  if (dr) {
+  if (dr) {  // every load of d before the first store to h (h may alias d as far as the compiler knows)
+    float4 a[4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t i = threadIdx.x + int64_t(u) * 1024;
+      if (i < n4) a[u] = dr[i];
+    }
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const int64_t i = threadIdx.x + int64_t(u) * 1024;
       if (i < n4) {
-        const float4 a = dr[i];
-        v[u].x += a.x; v[u].y += a.y; v[u].z += a.z; v[u].w += a.w;
+        v[u].x += a[u].x; v[u].y += a[u].y; v[u].z += a[u].z; v[u].w += a[u].w;
         hr[i] = v[u];
       }
     }
