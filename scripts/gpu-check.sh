@@ -4,8 +4,8 @@
 # the full logs beside it:
 #   1. tests/kernels (every kernel against its lib/ref twin) and tests/engine_cuda (the fixtures, the trained
 #      models, CUDA vs CPU on all families, graphs vs eager), the latter again with LING_CUDA_PDL=0, with
-#      LING_CUDA_L2PF=1, with LING_CUDA_MLA_TMA=0, with LING_CUDA_MOE_FUSED=1, with LING_CUDA_LIGHTNING_FOLD=0 and
-#      with LING_CUDA_NORM_TAIL=1;
+#      LING_CUDA_L2PF=1, with LING_CUDA_MLA_TMA=0, with LING_CUDA_MOE_FUSED=1, with LING_CUDA_LIGHTNING_FOLD=0,
+#      with LING_CUDA_NORM_TAIL=1 and with LING_CUDA_FOLD_CLUSTER=1 LING_CUDA_SLOT_PTRS=1;
 #   2. `ling bench --backend cuda` kernel rows beside the copy ceiling (the decode GEMV, MoE routing and expert
 #      rows, MLA decode variants, Lightning prefill/decode);
 #   3. with --e2e: `ling synth` of a bf16 model with Ring-mini-linear-2.0 dims (33 GB, written in the background
@@ -55,7 +55,8 @@ fi
 run_test() {
   local name=$1 log=$2 var=() label=$1
   shift 2
-  if [[ ${1:-} == *=* && ${1:-} != --* ]]; then var=("$1"); label="$name ($1)"; shift; fi
+  while [[ ${1:-} == *=* && ${1:-} != --* ]]; do var+=("$1"); shift; done
+  if ((${#var[@]})); then label="$name (${var[*]})"; fi
   env "${var[@]}" timeout "$step_limit" "$bin/$name" "$@" > "$out/$log.txt" 2>&1
   say "$label rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/$log.txt" | tr '\n' ' ')"
 }
@@ -68,6 +69,7 @@ run_test test_engine_cuda test_engine_cuda_tma LING_CUDA_MLA_TMA=0 "${engine[@]}
 run_test test_engine_cuda test_engine_cuda_moe_fused LING_CUDA_MOE_FUSED=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_fold0 LING_CUDA_LIGHTNING_FOLD=0 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_tail LING_CUDA_NORM_TAIL=1 "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_cluster_ptrs LING_CUDA_FOLD_CLUSTER=1 LING_CUDA_SLOT_PTRS=1 "${engine[@]}"
 grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
 timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
 say "kernel rows rc=$?"

@@ -30,4 +30,12 @@ void launch_pdl(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cu
   LING_CUDA_CHECK(launch_pdl_unchecked(kernel, grid, block, smem, stream, std::forward<Args>(args)...));
 }
 
+// launch_pdl with thread-block clusters of cluster_x CTAs along x.
+template <typename... KArgs, typename... Args>
+void launch_pdl_cluster(void (*kernel)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                        unsigned cluster_x, Args&&... args) {
+  LING_CUDA_CHECK(
+      launch_pdl_cluster_unchecked(kernel, grid, block, smem, stream, cluster_x, std::forward<Args>(args)...));
+}
+
 }  // namespace ling::kernels

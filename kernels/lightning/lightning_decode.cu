@@ -4,9 +4,13 @@
 // One CTA per (head, sequence): 256 threads, thread = (column quad c4 = 4·(tid % 32), row group tid / 32);
 // each thread keeps its 16 rows (rg + 8i) of float4 in flight, then the 8 row groups reduce o in shared memory.
 // Folds for decode steps (LightningDecodeParams): q/k norm + RoPE before the update, the group output gate by the
-// last CTA of each group after it — bit for bit the separate launches' results, two launches fewer per layer.
+// last CTA of each group after it, or (groups of at most 8 heads) by every CTA of a thread-block cluster of the
+// group's heads that adds the heads' sums of squares through distributed shared memory — the separate launches'
+// arithmetic (the cluster sums the group's squares head by head: equal to the separate kernel's sum up to double
+// rounding), two launches fewer per layer. In the cluster form the state is stored after o is out.
 // Constants (norm and gate weights) load before the programmatic-launch wait, v and the gate values right after it.
 #include "common/check.h"
+#include "common/cluster.cuh"
 #include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
 #include "ling/kernels/lightning.h"
@@ -18,8 +22,10 @@ namespace {
 constexpr int D = 128;
 constexpr int kGateVals = 8;  // output-gate values per thread held in registers (groups of up to 2,048)
 
-// kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers).
-template <bool kFold>
+// kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers). kCluster (with the
+// gate fold): the CTAs of a group's heads form a thread-block cluster and exchange their heads' sums of squares
+// through distributed shared memory; each gates its own head (no counter, no read-back of o).
+template <bool kFold, bool kCluster = false>
 __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDecodeParams p, int64_t ldq, int64_t ldk,
                                                                int64_t ldv, int64_t ldo) {
   __shared__ float qs[D], ks[D];
@@ -36,8 +42,12 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
   // The output gate's constants (its weights) and, after the wait, its gate values, for the whole group in
   // registers of every CTA: the group's last CTA then only reads o back (groups of up to 256·kGateVals values).
   const int64_t hpg = kFold && p.gate_w ? p.nh / p.groups : 1, grp = h / hpg, gs = hpg * D;
-  const bool gate_regs = kFold && p.gate_w && gs <= 256 * kGateVals;
+  const bool gate_regs = kFold && !kCluster && p.gate_w && gs <= 256 * kGateVals;
   float wgv[kGateVals], gv[kGateVals];
+  // kCluster: thread t < 128 gates element t of this head: its weight now, its gate value after the wait.
+  const int64_t ld_gate = p.ld_gate ? p.ld_gate : p.nh * D;
+  float wg_own = 0.0f, g_own = 0.0f;
+  if (kCluster && tid < D) wg_own = p.gate_w[h * D + tid];
   if (gate_regs)
 #pragma unroll
     for (int j = 0; j < kGateVals; ++j)
@@ -61,11 +71,12 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     float x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
     v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (gate_regs) {
-      const float* grow = p.gate + b * (p.ld_gate ? p.ld_gate : p.nh * D) + grp * gs;
+      const float* grow = p.gate + b * ld_gate + grp * gs;
 #pragma unroll
       for (int j = 0; j < kGateVals; ++j)
         if (tid + 256 * j < gs) gv[j] = grow[tid + 256 * j];
     }
+    if (kCluster && tid < D) g_own = p.gate[b * ld_gate + h * D + tid];
     float* buf = is_q ? qs : ks;
     if (w) {  // block_sum_d over the head's 128 threads: lanes by xor shuffles, then its 4 warps in order
       double sq = double(x) * double(x);
@@ -94,6 +105,8 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     }
   }
   __syncthreads();
+  // kCluster: the update stays in registers until o is out (the state's 64 KB of stores after the gate's cluster
+  // exchange); otherwise each row is stored as it is updated.
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
@@ -108,17 +121,45 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     acc.y += qr * x.y;
     acc.z += qr * x.z;
     acc.w += qr * x.w;
-    __stcs(reinterpret_cast<float4*>(S + row * D + c4), x);
+    if constexpr (kCluster) s[i] = x;
+    else __stcs(reinterpret_cast<float4*>(S + row * D + c4), x);
   }
   red[rg][tid & 31] = acc;
   __syncthreads();
+  float ov = 0.0f;
   if (tid < D) {
     const float* r = reinterpret_cast<const float*>(&red[0][0]);
     float sum = 0.f;
 #pragma unroll
     for (int j = 0; j < 8; ++j) sum += r[j * D + tid];
-    p.o[b * ldo + h * D + tid] = sum * p.scale;
+    ov = sum * p.scale;
   }
+  if constexpr (kCluster) {
+    // The group's sum of squares: this head's (warps 0–3, lanes by xor shuffles, warps in order), published in
+    // shared memory; after the cluster barrier every thread adds the group's heads in rank order from their
+    // CTAs' shared memory. The gate as launch_group_norm_gate's products; then the state.
+    __shared__ double hred[4], head_ss;
+    double sq = double(ov) * double(ov);
+    for (int o = 16; o > 0; o >>= 1) sq += __shfl_xor_sync(0xffffffffu, sq, o);
+    if (tid < D && (tid & 31) == 0) hred[tid >> 5] = sq;
+    __syncthreads();
+    if (tid == 0) head_ss = ((hred[0] + hred[1]) + hred[2]) + hred[3];
+    cluster_arrive_release();
+    cluster_wait_acquire();
+    double ss = 0.0;
+    for (int r = 0; r < int(hpg); ++r) ss += ld_dsmem_f64(&head_ss, unsigned(r));
+    cluster_arrive_release();  // done with the other CTAs' shared memory (waited for before exit)
+    const float inv = float(1.0 / sqrt(ss / double(gs) + p.gate_eps));
+    if (tid < D) {
+      const float o = (ov * inv) * wg_own;
+      p.o[b * ldo + h * D + tid] = o * (1.0f / (1.0f + expf(-g_own)));
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) __stcs(reinterpret_cast<float4*>(S + (rg + 8 * i) * D + c4), s[i]);
+    cluster_wait_acquire();
+    return;
+  }
+  if (tid < D) p.o[b * ldo + h * D + tid] = ov;
   if constexpr (kFold) {
     if (!p.gate_w) return;
     // The output gate of this head's group, by the group's last CTA to get here: o of the whole group read back
@@ -134,17 +175,17 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     if (!last) return;
     __threadfence();
     float* orow = p.o + b * ldo + grp * gs;
-    const float* grow = p.gate + b * (p.ld_gate ? p.ld_gate : p.nh * D) + grp * gs;
+    const float* grow = p.gate + b * ld_gate + grp * gs;
     const float* wg = p.gate_w + grp * gs;
     double ss = 0.0;
-    float ov[kGateVals];
+    float og[kGateVals];
     if (gate_regs) {  // the same sums and products, o read once
 #pragma unroll
       for (int j = 0; j < kGateVals; ++j)
-        if (tid + 256 * j < gs) ov[j] = __ldcg(orow + tid + 256 * j);
+        if (tid + 256 * j < gs) og[j] = __ldcg(orow + tid + 256 * j);
 #pragma unroll
       for (int j = 0; j < kGateVals; ++j)
-        if (tid + 256 * j < gs) ss += double(ov[j]) * double(ov[j]);
+        if (tid + 256 * j < gs) ss += double(og[j]) * double(og[j]);
     } else {
       for (int64_t i = tid; i < gs; i += 256) {
         const double o = double(__ldcg(orow + i));
@@ -157,7 +198,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
 #pragma unroll
       for (int j = 0; j < kGateVals; ++j)
         if (tid + 256 * j < gs) {
-          const float o = (ov[j] * inv) * wgv[j];
+          const float o = (og[j] * inv) * wgv[j];
           orow[tid + 256 * j] = o * (1.0f / (1.0f + expf(-gv[j])));
         }
     } else {
@@ -188,13 +229,20 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
     LING_CHECK(p.rope_dim >= 0 && p.rope_dim % 2 == 0 && p.rope_dim <= D, "lightning decode: rope_dim ", p.rope_dim,
                " must be even and at most ", D);
   }
+  // The gate by a cluster of the group's CTAs where the group has at most kFoldClusterMax heads (the portable
+  // cluster size), else by the group's last CTA through the counters.
+  const bool cluster = gate && p.cluster && p.groups >= 1 && p.nh % p.groups == 0 &&
+                       p.nh / p.groups <= kLightningFoldClusterMax;
   if (gate) {
-    LING_CHECK(p.gate && p.counters, "lightning decode: the output gate needs gate and counters");
+    LING_CHECK(p.gate && (p.counters || cluster), "lightning decode: the output gate needs gate and counters");
     LING_CHECK(p.groups >= 1 && p.nh % p.groups == 0, "lightning decode: ", p.nh, " heads in ", p.groups,
                " groups");
     LING_CHECK(ldo == w, "lightning decode: the output gate needs packed o rows (ldo = nh·128)");
   }
-  if (qk || gate)
+  if (cluster)
+    launch_pdl_cluster(lightning_decode_kernel<true, true>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream,
+                       unsigned(p.nh / p.groups), p, ldq, ldk, ldv, ldo);
+  else if (qk || gate)
     launch_pdl(lightning_decode_kernel<true>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, p, ldq, ldk, ldv,
                ldo);
   else

@@ -51,7 +51,8 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   // The selection biases (constant) of the one-token routing before the wait: whichever CTA routes has them in
   // registers instead of a round trip to memory after the count.
   float bias2[2] = {0.0f, 0.0f};
-  if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2);
+  RoutePtrs ptrs;
+  if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2), route_block_ptrs(r.route, int(threadIdx.x), ptrs);
   const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red, [] {
     pdl_enter();
   });
@@ -68,7 +69,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     const RouteSmem m{st, st + kMoeRouteMaxExperts, st + 2 * kMoeRouteMaxExperts,
                       reinterpret_cast<uint32_t*>(st + 2 * kMoeRouteMaxExperts + 32),
                       reinterpret_cast<unsigned*>(st + 2 * kMoeRouteMaxExperts + 32 + 4 * kRouteWarps)};
-    route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); });
+    route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); }, &ptrs);
     return;
   }
   for (int64_t t = warp; t < M; t += kRouterWarps) route_row<kPerLane>(r.route, t, stage[warp]);
@@ -111,6 +112,9 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK(r.x && r.w && r.logits && r.counter && p.topk_ids && p.topk_weights,
              "launch_moe_router: a null x, weight, logits, counter, ids or weights pointer");
   LING_CHECK(p.logits == r.logits, "launch_moe_router: route.logits must be the logits the GEMV writes");
+  LING_CHECK((!p.gate_up_ptrs && !p.down_ptrs) || (p.n == 1 && p.gate_up_ptrs && p.down_ptrs && p.gate_up_table &&
+                                                    p.down_table),
+             "launch_moe_router: slot pointers need one token and both tables and outputs");
   const int64_t ldx = r.ldx ? r.ldx : r.H;
   LING_CHECK(r.H > 0 && r.H % 8 == 0 && ldx >= r.H && ldx % 4 == 0, "launch_moe_router: H = ", r.H, ", ldx = ", ldx,
              " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");

@@ -214,7 +214,7 @@ void run_decode(int64_t B, int64_t nh, int steps, uint64_t seed) {
 // groups with interleaved RoPE over all 128, a null k_norm, no RoPE, and 3 sequences at once (per-sequence group
 // counters), over several steps on the same counters (each launch leaves them zero).
 void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bool interleaved, bool k_norm,
-                     int steps, uint64_t seed) {
+                     int steps, uint64_t seed, bool cluster) {
   const int64_t inner = nh * D, ld = 4 * inner;  // rows q‖k‖v‖gate
   const size_t nrow = size_t(B * ld), n = size_t(B * inner), ns = size_t(B * nh * D * D);
   std::vector<float> state = uniform(ns, -0.5f, 0.5f, seed), g = log_decays(nh);
@@ -231,7 +231,7 @@ void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bo
   TEST_CUDA(cudaMemset(counters.as<void>(), 0, size_t(B * groups) * 4));
   const std::string tag = "B=" + std::to_string(B) + " nh=" + std::to_string(nh) + " groups=" + std::to_string(groups) +
                           " rope_dim=" + std::to_string(rope_dim) + (interleaved ? " interleaved" : "") +
-                          (k_norm ? "" : " no k_norm");
+                          (k_norm ? "" : " no k_norm") + (cluster ? " cluster" : " counters");
   for (int s = 0; s < steps; ++s) {
     const std::vector<float> rows = uniform(nrow, -1, 1, seed + 10 * uint64_t(s + 1));
     rows_a.upload(rows), rows_b.upload(rows);
@@ -256,7 +256,7 @@ void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bo
     f.pos = dpos.as<int64_t>(), f.inv_freq = rope_dim ? dfreq.as<float>() : nullptr, f.q_norm = dwq.as<float>();
     f.k_norm = k_norm ? dwk.as<float>() : nullptr, f.rope_dim = rope_dim, f.qk_eps = 1e-6, f.rope_interleaved = interleaved;
     f.gate_w = dwg.as<float>(), f.gate = rows_b.as<float>() + 3 * inner, f.ld_gate = ld, f.groups = groups;
-    f.gate_eps = 1e-6, f.counters = counters.as<unsigned>();
+    f.gate_eps = 1e-6, f.counters = counters.as<unsigned>(), f.cluster = cluster;
     kernels::launch_lightning_decode(f, nullptr);
     TEST_CUDA(cudaDeviceSynchronize());
     ASSERT_EQ(oa.download<float>(n), ob.download<float>(n)) << tag << " o, step " << s;
@@ -268,11 +268,17 @@ void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bo
 
 TEST(LightningDecode, FoldsEqualSeparateKernels) {
   SKIP_WITHOUT_CUDA();
-  run_decode_fold(1, 16, 4, 64, false, true, 3, 500);   // Ring-mini-linear-2.0
-  run_decode_fold(1, 64, 8, 128, true, true, 2, 510);
-  run_decode_fold(1, 8, 2, 64, false, false, 2, 520);   // no k_norm
-  run_decode_fold(1, 4, 1, 0, false, true, 2, 530);     // no RoPE, one group
-  run_decode_fold(3, 16, 4, 64, false, true, 2, 540);   // three sequences
+  // Each shape with the gate by the group's last CTA (counters) and by a cluster of the group's CTAs (groups of at
+  // most kLightningFoldClusterMax heads; larger groups take the counters either way).
+  for (const bool cluster : {false, true}) {
+    run_decode_fold(1, 16, 4, 64, false, true, 3, 500, cluster);   // Ring-mini-linear-2.0
+    run_decode_fold(1, 64, 8, 128, true, true, 2, 510, cluster);   // 8 heads per group: the largest cluster
+    run_decode_fold(1, 8, 2, 64, false, false, 2, 520, cluster);   // no k_norm
+    run_decode_fold(1, 4, 1, 0, false, true, 2, 530, cluster);     // no RoPE, one group
+    run_decode_fold(3, 16, 4, 64, false, true, 2, 540, cluster);   // three sequences
+    run_decode_fold(2, 32, 2, 64, false, true, 2, 550, cluster);   // 16 heads per group: counters
+    run_decode_fold(1, 6, 6, 64, false, true, 2, 560, cluster);    // one head per group
+  }
 }
 
 TEST(LightningDecode, MatchesRecurrentReference) {

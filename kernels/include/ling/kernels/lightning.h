@@ -70,7 +70,12 @@ struct LightningDecodeParams {
   int64_t groups = 1, ld_gate = 0;
   double gate_eps = 1e-6;
   unsigned* counters = nullptr;
+  // Groups of at most kLightningFoldClusterMax heads: the group's CTAs run as a thread-block cluster and each
+  // gates its own head after adding the heads' sums of squares through distributed shared memory (counters
+  // unused; may be null). false: the last-CTA form for every group size.
+  bool cluster = false;
 };
+constexpr int64_t kLightningFoldClusterMax = 8;
 void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream);
 
 }  // namespace ling::kernels

@@ -202,6 +202,7 @@ class CudaBackend final : public Backend {
       LING_CUDA_CHECK(cudaMemset(router_counter_.get(), 0, sizeof(unsigned)));
       moe_sync_ = dev_alloc(2 * sizeof(unsigned));
       LING_CUDA_CHECK(cudaMemset(moe_sync_.get(), 0, 2 * sizeof(unsigned)));
+      slot_ptrs_ = dev_alloc(2 * kMaxSlotPtrs * sizeof(void*));
     }
     // LING_CUDA_MOE_FUSED=1: one-token decode steps of bf16 MoE layers run router, experts and combine in one
     // launch (kernels/moe launch_moe_fused) where the shapes allow. Off by default: measured slower end to end
@@ -210,6 +211,14 @@ class CudaBackend final : public Backend {
     // Batch-1 Lightning decode steps fold q/k norm + RoPE and the output gate into the recurrence kernel
     // (LING_CUDA_LIGHTNING_FOLD=0: three launches); its group counters stay zero between launches.
     lightning_fold_ = cuda::env_flag("LING_CUDA_LIGHTNING_FOLD", true);
+    // LING_CUDA_FOLD_CLUSTER=1: the fold's output gate by a thread-block cluster of each group's heads (groups of
+    // at most 8 heads; LightningDecodeParams::cluster) instead of each group's last CTA through the counters.
+    // Off by default: not yet run on a GPU (README, "Switches of the CUDA backend").
+    fold_cluster_ = cuda::env_flag("LING_CUDA_FOLD_CLUSTER", false);
+    // LING_CUDA_SLOT_PTRS=1: one-token MoE steps have the router write each slot's expert weight pointers
+    // (MoeRouteDevParams::gate_up_ptrs / down_ptrs) and the expert kernels read them instead of table[ids].
+    // Off by default: not yet run on a GPU.
+    slot_ptrs_on_ = cuda::env_flag("LING_CUDA_SLOT_PTRS", false);
     fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
     // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
@@ -575,6 +584,7 @@ class CudaBackend final : public Backend {
           p.rope_dim = cfg_.rope_dim(); p.qk_eps = cfg_.rms_norm_eps; p.rope_factor = freqs_.attention_factor;
           p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
           p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
+          p.cluster = fold_cluster_;
         }
         kernels::launch_lightning_decode(p, stream_);
         continue;
@@ -825,6 +835,10 @@ class CudaBackend final : public Backend {
       const bool grouped = bf16_ && n > 1 && n * slots <= kernels::kMoePlanMaxSlots;
       DevF plan = scratch(grouped ? int64_t((kernels::moe_plan_bytes(n, slots) + 3) / 4) : 0);
       int32_t* dplan = grouped ? reinterpret_cast<int32_t*>(plan.p) : nullptr;
+      // One token, bf16, router and routing in one launch: the router writes each slot's expert pointers.
+      const bool ptr_slots = slot_ptrs_on_ && n == 1 && one_launch && bf16_ && slots <= kMaxSlotPtrs;
+      const void** gu_ptrs = static_cast<const void**>(slot_ptrs_.get());
+      const void** dn_ptrs = gu_ptrs ? gu_ptrs + kMaxSlotPtrs : nullptr;
       {
         cuda::OpScope pr(prof_, ".moe.route");
         kernels::MoeRouteDevParams rp;
@@ -835,6 +849,11 @@ class CudaBackend final : public Backend {
         if (one_launch) {
           kernels::MoeRouterParams r;
           r.route = rp; r.x = x.data; r.H = H; r.w = W(L.router); r.logits = dlogits.p;
+          if (ptr_slots) {  // the picks' weight pointers beside the ids: the expert kernels skip the table
+            const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
+            r.route.gate_up_table = tab, r.route.down_table = tab + E + 1;
+            r.route.gate_up_ptrs = gu_ptrs, r.route.down_ptrs = dn_ptrs;
+          }
           r.counter = static_cast<unsigned*>(router_counter_.get());
           kernels::launch_moe_router(r, stream_);
         } else {
@@ -852,6 +871,7 @@ class CudaBackend final : public Backend {
         // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
         if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
         gp.table_entries = E + 1;  // the routed experts and the shared one
+        if (ptr_slots) gp.slot_ptrs = gu_ptrs;
         if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
         else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
         kernels::launch_moe_gate_up_swiglu(gp, stream_);
@@ -865,6 +885,7 @@ class CudaBackend final : public Backend {
       dp.ids_ready = true;  // the router ran before gate_up: this kernel may start its weight loads early
       DevF part = scratch(int64_t(kernels::moe_down_workspace_bytes(n, slots, H) / sizeof(float)));
       dp.workspace = part.p;
+      if (ptr_slots) dp.slot_ptrs = dn_ptrs;
       if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
       else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
       if (n == 1 && bf16_ && !dplan && I <= 512 && slots <= 16 && H == tail_.norm.dim) dp.tail = take_tail();
@@ -1360,7 +1381,9 @@ class CudaBackend final : public Backend {
   kernels::AddNormTail tail_;                   // announced, not yet taken
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
-  bool lightning_fold_ = true;
+  static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes
+  std::shared_ptr<void> slot_ptrs_;  // [2][kMaxSlotPtrs]: gate_up then down pointers of one token's slots
+  bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false;
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
