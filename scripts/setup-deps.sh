@@ -5,7 +5,7 @@ set -euo pipefail
 SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
 pkgs=(build-essential cmake ninja-build git pkg-config ccache
       libcli11-dev nlohmann-json3-dev libsqlite3-dev libgtest-dev libopenblas-dev libpcre2-dev libicu-dev
-      bible-kjv-text bible-kjv)
+      bible-kjv-text bible-kjv python3)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
