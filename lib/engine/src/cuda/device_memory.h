@@ -1,7 +1,7 @@
 // Device memory of the CUDA backend: error-check macros, stream-ordered allocations (dev_alloc), an owning
 // float array (DevF), a growing cache array with capacity (DevVec), the per-step bump arena whose chunks are
 // never freed (StepArena: addresses captured by decode-step graphs stay valid), and a graph handle (CudaGraph).
-// Included by cuda_backend.cpp only (internal linkage).
+// Internal to src/cuda/ (cuda_backend.h).
 #pragma once
 #include <cuda_runtime.h>
 
@@ -36,13 +36,12 @@
 
 
 namespace ling {
-namespace {
 
 // Device memory of n floats (or bytes for raw), freed with the last owner.
 // Stream-ordered allocations from the current device's memory pool (CUDA's caching allocator): allocation and
 // free are enqueued on the legacy default stream, which orders them after the work of the backend's (blocking)
 // stream without a host synchronisation, so scratch buffers are reused without cudaMalloc/cudaFree stalls.
-std::shared_ptr<void> dev_alloc(size_t bytes) {
+inline std::shared_ptr<void> dev_alloc(size_t bytes) {
   if (bytes == 0) return {};  // no device call: empty members are built before the device is checked
   void* p = nullptr;
   int dev = 0;
@@ -131,5 +130,4 @@ struct CudaGraph final : StepGraph {
   ~CudaGraph() override { if (exec) cudaGraphExecDestroy(exec); }
 };
 
-}  // namespace
 }  // namespace ling
