@@ -229,7 +229,7 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
     LING_CHECK(p.rope_dim >= 0 && p.rope_dim % 2 == 0 && p.rope_dim <= D, "lightning decode: rope_dim ", p.rope_dim,
                " must be even and at most ", D);
   }
-  // The gate by a cluster of the group's CTAs where the group has at most kFoldClusterMax heads (the portable
+  // The gate by a cluster of the group's CTAs where the group has at most kLightningFoldClusterMax heads (the portable
   // cluster size), else by the group's last CTA through the counters.
   const bool cluster = gate && p.cluster && p.groups >= 1 && p.nh % p.groups == 0 &&
                        p.nh / p.groups <= kLightningFoldClusterMax;

@@ -57,7 +57,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     pdl_wait();
     pdl_trigger();
     if (i >= I) return;
-    w = table[pre ? p.early_id : p.ids[slot]];
+    w = pre ? table[p.early_id] : p.slot_ptrs ? static_cast<const T*>(p.slot_ptrs[slot]) : table[p.ids[slot]];
     if (w) {
       g = warp_dot<8>(p.x + t * H, w + i * H, H);
       u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
