@@ -8,9 +8,11 @@
 // each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
 // Few rows (N ≤ 1024, e.g. the router's E): one CTA of 8 warps per row, K split over the warps, partial sums
 // added in warp order (fixed order, deterministic, no atomics).
-// With an AddNormTail (M = 1) the last CTA adds y to the residual row and writes its RMSNorm (norm.h).
+// With an AddNormTail (M = 1) the last CTA adds y to the residual row and writes its RMSNorm (norm.h); with an
+// AddNormHead (M = 1, bf16, many rows) every CTA forms its x as the residual add + RMSNorm of the rows before.
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
+#include "norm/add_norm_head.cuh"
 #include "norm/add_norm_tail.cuh"
 #include "common/check.h"
 #include "common/launch.cuh"
@@ -22,11 +24,15 @@
 namespace ling::kernels {
 namespace {
 
-template <int MT, typename T, typename WT = W8<T>>
+// HEAD (M = 1): x is the add + norm head's row, formed in shared memory after the wait (norm/add_norm_head.cuh).
+template <int MT, typename T, typename WT = W8<T>, bool HEAD = false>
 __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
                                                        const T* __restrict__ w, const float* __restrict__ bias,
                                                        float* __restrict__ y, int64_t ldy, int M, int64_t N,
-                                                       int64_t K, bool accumulate, AddNormTail tail) {
+                                                       int64_t K, bool accumulate, AddNormTail tail,
+                                                       AddNormHead head) {
+  static_assert(!HEAD || MT == 1, "an add + norm head is for one row");
+  extern __shared__ __align__(16) float head_smem[];
   const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
   const T* wr = w + std::min<int64_t>(r, N - 1) * K;
@@ -42,7 +48,12 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
 #pragma unroll
   for (int u = 0; u < U; ++u)
     if (i + u * 256 < K) f[u].load(wr + i + u * 256);
+  if constexpr (HEAD) add_norm_head_begin(head, head_smem);
   pdl_enter();
+  if constexpr (HEAD) {  // every thread, before any warp leaves
+    add_norm_head<2>(head, head_smem);
+    x = head_smem;
+  }
   if (r >= N) {
     if constexpr (MT == 1)
       if (tail.counter) add_norm_tail(tail, y);  // every thread of the CTA takes part in the tail's count
@@ -59,7 +70,7 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
       if (m < M) {
 #pragma unroll
         for (int u = 0; u < U; ++u)
-          if (i + u * 256 < K) acc[m] += f[u].dot(x + m * ldx + i + u * 256);
+          if (i + u * 256 < K) acc[m] += f[u].template dot<HEAD>(x + m * ldx + i + u * 256);
       }
   }
   const float b = bias ? bias[r] : 0.0f;
@@ -130,15 +141,28 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
     launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate,
                p.tail);
   else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
-    if (!p.raw_bf16)
-      launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
-                 int(p.M), p.N, p.K, p.accumulate, p.tail);
-    else
-      launch_pdl(k_gemv_warp_row<1, uint16_t>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
-                 int(p.M), p.N, p.K, p.accumulate, p.tail);
+    const unsigned grid = unsigned((p.N + 7) / 8);
+    if (p.head.h_in) {
+      const size_t smem = add_norm_head_smem(p.head);
+      if (p.raw_bf16) {
+        set_max_dynamic_smem(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, true>, int(smem));
+        launch_pdl(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, true>, grid, 256, smem, s, p.x, ldx, w, p.bias, p.y, ldy,
+                   int(p.M), p.N, p.K, p.accumulate, p.tail, p.head);
+      } else {
+        set_max_dynamic_smem(k_gemv_warp_row<1, uint16_t, W8Wide, true>, int(smem));
+        launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide, true>, grid, 256, smem, s, p.x, ldx, w, p.bias, p.y, ldy,
+                   int(p.M), p.N, p.K, p.accumulate, p.tail, p.head);
+      }
+    } else if (!p.raw_bf16) {
+      launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N,
+                 p.K, p.accumulate, p.tail, AddNormHead{});
+    } else {
+      launch_pdl(k_gemv_warp_row<1, uint16_t>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
+                 p.accumulate, p.tail, AddNormHead{});
+    }
   } else
     launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
-               p.accumulate, p.tail);
+               p.accumulate, p.tail, AddNormHead{});
 }
 
 template <typename T>
@@ -175,6 +199,11 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
   LING_CHECK(p.N < (int64_t(1) << 33), "launch_gemv: N = ", p.N, " too large for one grid");
   LING_CHECK(!p.tail.counter || p.M == 1, "launch_gemv: the add + norm tail needs M = 1 (M = ", p.M, ")");
   check_add_norm_tail(p.tail, p.y, p.N, "launch_gemv");
+  check_add_norm_head(p.head, p.K, "launch_gemv");
+  LING_CHECK(!p.head.h_in || (p.M == 1 && p.w && p.N > 1024),
+             "launch_gemv: an add + norm head needs one row, bf16 weights and N > 1024 (M = ", p.M, ", N = ", p.N, ")");
+  LING_CHECK(!p.head.h_in || p.x == p.head.y, "launch_gemv: with an add + norm head, x must be the head's y");
+  LING_CHECK(!p.head.h_in || !p.tail.counter, "launch_gemv: an add + norm head and a tail in one launch");
   if (p.N == 0) return;
   if (p.w) launch_typed(p, p.w, stream);
   else launch_typed(p, p.w_f32, stream);

@@ -18,6 +18,7 @@
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
 #include "moe/route_row.cuh"
+#include "norm/add_norm_head.cuh"
 
 namespace ling::kernels {
 namespace {
@@ -36,12 +37,14 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
 // Router GEMV and routing in one launch (decode steps): CTA e computes logits[m, e] = x[m]·w_eᵀ for the M ≤ MT
 // tokens exactly as the GEMV's one-CTA-per-row path (8 warps over K, sums in warp order), then the last CTA to
 // finish (a counter in device memory, reset by that CTA) routes every token, a warp per token (one token: all 8
-// warps, route_block).
+// warps, route_block). With an add + norm head (one token) every CTA forms x itself (norm/add_norm_head.cuh).
 constexpr int kRouterWarps = 8;
 
-template <int kPerLane, int MT>
+// HEAD (one token): x is the add + norm head's row, formed in shared memory after the wait.
+template <int kPerLane, int MT, bool HEAD = false>
 __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
   static_assert(kRouterWarps == 8, "block_row_dot runs 8 warps");
+  extern __shared__ __align__(16) float head_smem[];
   __shared__ float red[kRouterWarps][MT];
   __shared__ RouteStage stage[kRouterWarps];
   __shared__ bool last;
@@ -53,8 +56,10 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   float bias2[2] = {0.0f, 0.0f};
   RoutePtrs ptrs;
   if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2), route_block_ptrs(r.route, int(threadIdx.x), ptrs);
-  const float v = block_row_dot<MT>(r.x, ldx, r.w + e * K, M, K, red, [] {
+  if constexpr (HEAD) add_norm_head_begin(r.head, head_smem);
+  const float v = block_row_dot<MT, HEAD>(HEAD ? head_smem : r.x, ldx, r.w + e * K, M, K, red, [&] {
     pdl_enter();
+    if constexpr (HEAD) add_norm_head<4>(r.head, head_smem);
   });
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
@@ -120,8 +125,21 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
              " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");
   const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
   LING_CHECK(a16(r.x) && a16(r.w), "launch_moe_router: x and the router weight must be 16-byte aligned");
+  check_add_norm_head(r.head, r.H, "launch_moe_router");
+  LING_CHECK(!r.head.h_in || (p.n == 1 && r.x == r.head.y),
+             "launch_moe_router: an add + norm head needs one token and x = the head's y");
   const unsigned grid = unsigned(p.E);
-  if (p.E <= 256) {
+  if (r.head.h_in) {
+    const size_t smem = add_norm_head_smem(r.head);
+    if (p.E <= 256) {
+      set_max_dynamic_smem(k_moe_router<8, 4, true>, int(smem));
+      launch_pdl(k_moe_router<8, 4, true>, grid, 32 * kRouterWarps, smem, stream, r);
+    } else {
+      constexpr int kS = int(kMoeRouteMaxExperts / 32);
+      set_max_dynamic_smem(k_moe_router<kS, 4, true>, int(smem));
+      launch_pdl(k_moe_router<kS, 4, true>, grid, 32 * kRouterWarps, smem, stream, r);
+    }
+  } else if (p.E <= 256) {
     if (p.n <= 4) launch_pdl(k_moe_router<8, 4>, grid, 32 * kRouterWarps, 0, stream, r);
     else launch_pdl(k_moe_router<8, kMoeRouterMaxTokens>, grid, 32 * kRouterWarps, 0, stream, r);
   } else {

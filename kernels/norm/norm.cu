@@ -157,6 +157,17 @@ void check_add_norm_tail(const AddNormTail& t, const float* d, int64_t dim, cons
              ": the add + norm tail's h, w, y and output must be 16-byte aligned");
 }
 
+void check_add_norm_head(const AddNormHead& t, int64_t K, const char* who) {
+  if (!t.h_in) return;
+  LING_CHECK(t.w && t.y && (!t.d) == (!t.h_out), who, ": the add + norm head needs w and y, and h_out exactly when d");
+  LING_CHECK(t.dim == K && K % 4 == 0 && K <= kAddNormHeadMaxDim, who, ": the add + norm head's dim ", t.dim,
+             " must equal K = ", K, ", be a multiple of 4 and at most ", kAddNormHeadMaxDim);
+  LING_CHECK(t.h_out != t.h_in, who, ": the add + norm head's h_out must not be h_in (other CTAs still read it)");
+  LING_CHECK(aligned16(t.h_in) && (!t.d || aligned16(t.d)) && (!t.h_out || aligned16(t.h_out)) && aligned16(t.w) &&
+                 aligned16(t.y),
+             who, ": the add + norm head's h_in, d, h_out, w and y must be 16-byte aligned");
+}
+
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {
   LING_CHECK(p.rows >= 0 && p.rows < (int64_t(1) << 31) && p.width > 0 && p.groups > 0 && p.width % p.groups == 0,
              "launch_group_norm_gate: width ", p.width, " is not a positive multiple of groups ", p.groups);

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <string>
 
 #include "common/compare.h"
 #include "common/golden_io.h"
@@ -403,6 +404,70 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   const ref::CompareReport rep = ref::compare_f32("decode_logits", shape, paged.data(), fp32.data(), tol(1e30, 1e30, 1e-4));
   std::printf("  bf16 latent rows (kernels/mla) vs fp32 rows: %s\n", rep.line().c_str());
   EXPECT_TRUE(rep.ok) << rep.line();
+}
+
+// An environment variable set for a scope, then restored (the GPU checks run whole suites with switches on).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_, old_.c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
+
+// LING_CUDA_NORM_HEAD=1 (each residual add + norm of a batch-1 step run as the head of the kernel that reads its
+// output, the residual alternating between two buffers): a bf16 Lightning + MLA + MoE model whose Lightning
+// projections, routers and LM head take heads (hidden 256, vocab 2,053) while its MLA and dense projections do not
+// (those norms are launched, a displaced residual copied home first) decodes the same logits as with every norm
+// launched, bit for bit, over 70 steps (graphs and eager steps; the caches grow past 64 rows).
+TEST(CudaDecode, NormHeadsEqualNormLaunches) {
+  SKIP_WITHOUT_DEVICE();
+  std::string cfg = ling25_wide_config(4);
+  auto set = [&cfg](const std::string& from, const std::string& to) {
+    const size_t at = cfg.find(from);
+    ASSERT_NE(at, std::string::npos) << from;
+    cfg.replace(at, from.size(), to);
+  };
+  set("\"vocab_size\": 97", "\"vocab_size\": 2053");
+  set("\"first_k_dense_replace\": 4", "\"first_k_dense_replace\": 1");
+  const std::string dir = make_tiny_model("cuda_norm_head", cfg, 41);
+  auto run = [&](bool heads, bool graphs) {
+    BackendOptions o;
+    o.weight_dtype = "bf16";
+    o.cuda_graphs = graphs;
+    std::unique_ptr<Engine> gpu;
+    {
+      ScopedEnv env("LING_CUDA_NORM_HEAD", heads ? "1" : "0");
+      gpu = cuda_engine(dir, o);
+    }
+    std::mt19937 rng(9);
+    const int64_t V = gpu->config().vocab_size;
+    std::vector<int32_t> prompt(20);
+    for (auto& x : prompt) x = int32_t(rng() % uint32_t(V));
+    auto seq = gpu->new_sequence();
+    gpu->prefill(*seq, prompt);
+    std::vector<float> logits;
+    for (int step = 0; step < 70; ++step) {
+      const auto l = gpu->decode({seq.get()}, {int32_t(rng() % uint32_t(V))});
+      logits.insert(logits.end(), l.begin(), l.end());
+    }
+    return logits;
+  };
+  const std::vector<float> launched = run(false, true), heads = run(true, true), heads_eager = run(true, false);
+  ASSERT_EQ(launched.size(), size_t(70 * 2053));
+  EXPECT_EQ(heads, launched) << "decode logits with norm heads differ from those with the norms launched";
+  EXPECT_EQ(heads_eager, heads) << "graph replays differ from the eager steps";
 }
 
 // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once (the

@@ -216,6 +216,106 @@ TEST(GemvKernel, RawAndWidenedBf16Equal) {
   }
 }
 
+// The add + norm head (AddNormHead, norm.h) on one-row bf16 GEMVs as a decode step runs it: a chain of launches
+// under programmatic launch in which each GEMV's output is the next head's d and the residual alternates between
+// two buffers (each head reads h where the one before wrote it), against the same chain of launch_add_rms_norm +
+// launch_gemv. The normed row, the residual and every GEMV output equal bit for bit (the fp64 sums of squares
+// differ only in their order, far below the float rounding of inv). Dims 1,024 to 8,192 (one or two load rounds
+// per thread), a partial last CTA (N % 8 != 0), raw and widened weights, bias and accumulate on the last link;
+// the first link is a norm of h alone (no d, no h_out).
+TEST(GemvKernel, AddNormHead) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t D, N_last; bool raw, bias, accumulate; };
+  const Case cases[] = {{2048, 5120, true, false, false}, {2048, 2053, true, true, false},
+                        {8192, 1033, false, false, true}, {1024, 4100, true, true, true}};
+  constexpr int kLinks = 5;
+  uint64_t seed = 1300;
+  for (const Case& c : cases) {
+    const int64_t D = c.D;
+    std::vector<std::unique_ptr<DeviceBuffer>> dw;  // links 0..3: [D, D] (outputs: the next link's d); 4: [N_last, D]
+    for (int l = 0; l < kLinks; ++l) {
+      const int64_t N = l + 1 < kLinks ? D : c.N_last;
+      std::vector<float> w = uniform(size_t(N * D), -1.0f / 32, 1.0f / 32, seed += 3);
+      dw.push_back(std::make_unique<DeviceBuffer>(w.size() * 2));
+      dw.back()->upload(to_bf16(w));
+    }
+    const std::vector<float> h0 = uniform(size_t(D), -2, 2, seed + 1), nw = uniform(size_t(D), 0.5f, 1.5f, seed + 2);
+    const std::vector<float> bias = uniform(size_t(c.N_last), -1, 1, seed + 3), y0 = uniform(size_t(c.N_last), -1, 1, seed + 4);
+    DeviceBuffer dnw(size_t(D) * 4), db(bias.size() * 4), hr(size_t(D) * 4), ar(size_t(D) * 4), ha(size_t(D) * 4),
+        hb(size_t(D) * 4), ah(size_t(D) * 4);
+    dnw.upload(nw), db.upload(bias), hr.upload(h0), ha.upload(h0), hb.upload(uniform(size_t(D), -9, 9, seed + 5));  // (overwritten)
+    std::vector<std::unique_ptr<DeviceBuffer>> out_ref, out_head;
+    for (int l = 0; l < kLinks; ++l) {
+      const size_t N = size_t(l + 1 < kLinks ? D : c.N_last);
+      out_ref.push_back(std::make_unique<DeviceBuffer>(N * 4)), out_head.push_back(std::make_unique<DeviceBuffer>(N * 4));
+      if (l + 1 == kLinks) out_ref.back()->upload(y0), out_head.back()->upload(y0);
+    }
+    auto gemv = [&](int l, const float* x, float* y, const kernels::AddNormHead& head) {
+      kernels::GemvParams p;
+      p.x = x, p.w = dw[size_t(l)]->as<uint16_t>(), p.y = y, p.M = 1, p.K = D, p.raw_bf16 = c.raw, p.head = head;
+      p.N = l + 1 < kLinks ? D : c.N_last;
+      if (l + 1 == kLinks) p.bias = c.bias ? db.as<float>() : nullptr, p.accumulate = c.accumulate;
+      kernels::launch_gemv(p, nullptr);
+    };
+    kernels::set_programmatic_launch(true);
+    for (int l = 0; l < kLinks; ++l) {  // the reference chain: h += d; a = RMSNorm(h)·w; out = W a
+      AddRmsNormParams r;
+      r.h = hr.as<float>(), r.d = l ? out_ref[size_t(l - 1)]->as<float>() : nullptr, r.w = dnw.as<float>();
+      r.y = ar.as<float>(), r.rows = 1, r.dim = D, r.eps = 1e-6;
+      kernels::launch_add_rms_norm(r, nullptr);
+      gemv(l, ar.as<float>(), out_ref[size_t(l)]->as<float>(), {});
+    }
+    DeviceBuffer* cur = &ha;  // where the residual is; the heads write h + d to the other buffer
+    for (int l = 0; l < kLinks; ++l) {
+      DeviceBuffer* other = cur == &ha ? &hb : &ha;
+      kernels::AddNormHead t;
+      t.h_in = cur->as<float>(), t.w = dnw.as<float>(), t.y = ah.as<float>(), t.dim = D, t.eps = 1e-6;
+      if (l) t.d = out_head[size_t(l - 1)]->as<float>(), t.h_out = other->as<float>();
+      gemv(l, ah.as<float>(), out_head[size_t(l)]->as<float>(), t);
+      if (l) cur = other;
+    }
+    kernels::set_programmatic_launch(false);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::string tag = "head D=" + std::to_string(D) + " N=" + std::to_string(c.N_last) + (c.raw ? " raw" : " wide");
+    EXPECT_EQ(ah.download<float>(size_t(D)), ar.download<float>(size_t(D))) << tag << " normed row";
+    EXPECT_EQ(cur->download<float>(size_t(D)), hr.download<float>(size_t(D))) << tag << " residual";
+    for (int l = 0; l < kLinks; ++l) {
+      const size_t N = size_t(l + 1 < kLinks ? D : c.N_last);
+      EXPECT_EQ(out_head[size_t(l)]->download<float>(N), out_ref[size_t(l)]->download<float>(N)) << tag << " link " << l;
+    }
+  }
+}
+
+// Heads the GEMV cannot run are refused in one line naming the head before anything is launched.
+TEST(GemvKernel, AddNormHeadRefusals) {
+  alignas(16) static float buf[4096];
+  kernels::GemvParams p;
+  p.x = buf + 2048, p.w = reinterpret_cast<const uint16_t*>(buf), p.y = buf + 1024, p.M = 1, p.N = 1032, p.K = 16;
+  p.head.h_in = buf, p.head.d = buf + 16, p.head.h_out = buf + 32, p.head.w = buf + 48, p.head.y = buf + 2048;
+  p.head.dim = 16;
+  const kernels::GemvParams ok = p;
+  auto refused = [](const kernels::GemvParams& q, const char* what) {
+    try {
+      kernels::launch_gemv(q, nullptr);
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("head"), std::string::npos) << what << ": " << e.what();
+      return;
+    }
+    ADD_FAILURE() << what << ": not refused";
+  };
+  p.M = 2, refused(p, "two rows");
+  p = ok, p.head.dim = 24, refused(p, "dim != K");
+  p = ok, p.head.h_out = buf, refused(p, "h_out == h_in");
+  p = ok, p.x = buf + 64, refused(p, "x is not the head's y");
+  p = ok, p.head.h_out = nullptr, refused(p, "d without h_out");
+  p = ok, p.N = 1024, refused(p, "the block-per-row path");
+  p = ok, p.w = nullptr, p.w_f32 = buf, refused(p, "fp32 weights");
+  p = ok, p.head.d = buf + 17, refused(p, "misaligned d");
+  p = ok, p.tail.counter = reinterpret_cast<unsigned*>(buf + 3000), p.tail.norm.h = buf + 3008;
+  p.tail.norm.w = buf + 3008, p.tail.norm.y = buf + 3008, p.tail.norm.dim = 1032;
+  refused(p, "a head and a tail");
+}
+
 TEST(GemvKernel, RefusesUnsupportedShapes) {
   alignas(16) static float buf[64];
   kernels::GemvParams p;

@@ -14,6 +14,7 @@
 
 #include "kernel_test_util.h"
 #include "ling/kernels/gemv.h"
+#include "ling/kernels/launch.h"
 #include "ling/kernels/moe.h"
 #include "ling/kernels/sampling.h"
 #include "ling/ref/ops.h"
@@ -170,6 +171,77 @@ TEST(MoeRouterKernel, OneLaunchEqualsGemvThenRoute) {
   EXPECT_EQ(counter.download<unsigned>(1)[0], 0u) << "after " << launches << " launches";
   kernels::MoeRouterParams bad;
   bad.route.n = 17, bad.route.E = 256, bad.route.k = 8, bad.route.n_group = 8, bad.route.topk_group = 4;
+  EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
+}
+
+// The one-token router with an add + norm head (AddNormHead, norm.h): d comes from a GEMV launched just before
+// under programmatic launch; the normed row, h + d, the logits, ids and weights equal those of
+// launch_add_rms_norm followed by the router without a head, bit for bit; h_in is left as it was. Ling-2.0 /
+// Ring-mini dims, Ling-2.5 dims (H 8,192, 512 experts in 16 groups), a small H, and a norm without an add.
+TEST(MoeRouterKernel, AddNormHead) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t E, k, n_group, topk_group, H; bool shared, add; };
+  const Case cases[] = {{256, 8, 8, 4, 2048, true, true}, {512, 8, 16, 8, 8192, false, true},
+                        {64, 6, 1, 1, 1032, false, true}, {256, 8, 8, 4, 2048, true, false}};
+  DeviceBuffer counter(4);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  uint64_t seed = 1700;
+  for (const Case& c : cases) {
+    const int64_t H = c.H, ld = c.k + (c.shared ? 1 : 0), K0 = 64;
+    const std::vector<float> w = uniform(size_t(c.E * H), -0.05f, 0.05f, seed += 5);
+    const std::vector<float> bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 1), h0 = uniform(size_t(H), -2, 2, seed + 2);
+    const std::vector<float> nw = uniform(size_t(H), 0.5f, 1.5f, seed + 3), x0 = uniform(size_t(K0), -1, 1, seed + 4);
+    std::vector<float> wd = uniform(size_t(H * K0), -0.2f, 0.2f, seed + 6);
+    DeviceBuffer dw(w.size() * 4), db(bias.size() * 4), dnw(nw.size() * 4), dx0(x0.size() * 4), dwd(wd.size() * 2);
+    DeviceBuffer dd(size_t(H) * 4), hr(size_t(H) * 4), ar(size_t(H) * 4), ha(size_t(H) * 4), hb(size_t(H) * 4),
+        ah(size_t(H) * 4);
+    DeviceBuffer l1(size_t(c.E) * 4), l2(size_t(c.E) * 4), i1(size_t(ld) * 4), i2(size_t(ld) * 4), w1(size_t(ld) * 4),
+        w2(size_t(ld) * 4);
+    dw.upload(w), db.upload(bias), dnw.upload(nw), dx0.upload(x0), dwd.upload(to_bf16(wd));
+    hr.upload(h0), ha.upload(h0), hb.upload(uniform(size_t(H), -9, 9, seed + 7));
+    kernels::GemvParams g;  // d = Wd·x0, written right before the router that adds it
+    g.x = dx0.as<float>(), g.w = dwd.as<uint16_t>(), g.y = dd.as<float>(), g.M = 1, g.N = H, g.K = K0;
+    kernels::MoeRouterParams r;
+    r.route.bias = db.as<float>(), r.route.n = 1, r.route.E = c.E, r.route.k = c.k, r.route.n_group = c.n_group;
+    r.route.topk_group = c.topk_group, r.route.routed_scaling_factor = 2.5f, r.route.shared_slot = c.shared;
+    r.H = H, r.w = dw.as<float>(), r.counter = counter.as<unsigned>();
+    kernels::set_programmatic_launch(true);
+    kernels::launch_gemv(g, nullptr);
+    AddRmsNormParams n;
+    n.h = hr.as<float>(), n.d = c.add ? dd.as<float>() : nullptr, n.w = dnw.as<float>(), n.y = ar.as<float>();
+    n.rows = 1, n.dim = H, n.eps = 1e-6;
+    kernels::launch_add_rms_norm(n, nullptr);
+    r.x = ar.as<float>(), r.logits = l1.as<float>(), r.route.logits = l1.as<float>();
+    r.route.topk_ids = i1.as<int32_t>(), r.route.topk_weights = w1.as<float>();
+    kernels::launch_moe_router(r, nullptr);
+    kernels::launch_gemv(g, nullptr);  // d again, then the router with the head
+    r.head.h_in = ha.as<float>(), r.head.w = dnw.as<float>(), r.head.y = ah.as<float>(), r.head.dim = H;
+    r.head.eps = 1e-6;
+    if (c.add) r.head.d = dd.as<float>(), r.head.h_out = hb.as<float>();
+    r.x = ah.as<float>(), r.logits = l2.as<float>(), r.route.logits = l2.as<float>();
+    r.route.topk_ids = i2.as<int32_t>(), r.route.topk_weights = w2.as<float>();
+    kernels::launch_moe_router(r, nullptr);
+    kernels::set_programmatic_launch(false);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::string tag = "head E=" + std::to_string(c.E) + " H=" + std::to_string(H) + (c.add ? "" : " no add");
+    EXPECT_EQ(ah.download<float>(size_t(H)), ar.download<float>(size_t(H))) << tag << " normed row";
+    if (c.add) {
+      EXPECT_EQ(hb.download<float>(size_t(H)), hr.download<float>(size_t(H))) << tag << " h + d";
+    }
+    EXPECT_EQ(ha.download<float>(size_t(H)), h0) << tag << " h_in untouched";
+    EXPECT_EQ(l2.download<float>(size_t(c.E)), l1.download<float>(size_t(c.E))) << tag << " logits";
+    EXPECT_EQ(i2.download<int32_t>(size_t(ld)), i1.download<int32_t>(size_t(ld))) << tag << " ids";
+    EXPECT_EQ(w2.download<float>(size_t(ld)), w1.download<float>(size_t(ld))) << tag << " weights";
+  }
+  EXPECT_EQ(counter.download<unsigned>(1)[0], 0u);
+  kernels::MoeRouterParams bad;  // a head on two tokens
+  bad.route.n = 2, bad.route.E = 256, bad.route.k = 8, bad.route.n_group = 8, bad.route.topk_group = 4;
+  alignas(16) static float buf[256];
+  bad.x = buf, bad.w = buf, bad.logits = buf, bad.route.logits = buf, bad.counter = reinterpret_cast<unsigned*>(buf);
+  bad.route.topk_ids = reinterpret_cast<int32_t*>(buf), bad.route.topk_weights = buf, bad.H = 16;
+  bad.head.h_in = buf + 16, bad.head.w = buf + 32, bad.head.y = buf, bad.head.dim = 16;
+  EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
+  bad.route.n = 1, bad.head.dim = 32;  // dim != H
   EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
 }
 

@@ -28,6 +28,8 @@ struct GemvParams {
   bool raw_bf16 = true;            // bf16, M = 1, N > 1024: weights kept as raw bits until the dot (false: widened
                                    // at the load, twice the registers; the same sums, to compare)
   AddNormTail tail;                // M = 1 only: h += y, then RMSNorm (norm.h) by the last CTA
+  AddNormHead head;                // M = 1, bf16, N > 1024: x is RMSNorm(head.h_in + head.d) · head.w, formed by
+                                   // every CTA (norm.h); p.x must then be head.y
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

@@ -60,6 +60,8 @@ struct MoeRouterParams {
   const float* w = nullptr;   // [E, H] fp32 router weight, 16-byte aligned
   float* logits = nullptr;    // [n, E] written
   unsigned* counter = nullptr;
+  AddNormHead head;           // one token: x is RMSNorm(head.h_in + head.d) · head.w, formed by every CTA
+                              // (norm.h); x must then be head.y
 };
 void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream);
 

@@ -23,6 +23,27 @@ struct AddNormTail {
   unsigned* counter = nullptr;  // null: no tail
 };
 void check_add_norm_tail(const AddNormTail& t, const float* d, int64_t dim, const char* who);
+// The residual add + RMSNorm of one row as the prologue of the kernel that consumes its output (the one-row GEMV
+// and the one-token MoE router take one): every CTA forms y = RMSNorm(h_in + d) · w in its own shared memory after
+// its programmatic-launch wait (launch_add_rms_norm's arithmetic; the fp64 sum over 256 threads) and runs on that
+// instead of x; CTA 0 also writes y and h_out = h_in + d. A decode step saves the norm's launch and its round trip.
+// h_out must not be h_in (other CTAs may still be reading it): the caller alternates the residual between two
+// buffers. d null: y = RMSNorm(h_in) · w and no h_out. dim % 4 == 0, dim ≤ kAddNormHeadMaxDim; h_in, d, h_out, w, y
+// 16-byte aligned.
+constexpr int64_t kAddNormHeadMaxDim = 16384;
+struct AddNormHead {
+  const float* h_in = nullptr;  // null: no head
+  const float* d = nullptr;
+  const float* w = nullptr;     // [dim] norm weight
+  float* h_out = nullptr;       // [dim] h_in + d (written by CTA 0; null when d is)
+  float* y = nullptr;           // [dim] the normed row (written by CTA 0)
+  int64_t dim = 0;
+  double eps = 1e-6;
+};
+// Throws ling::Error (one line naming `who` and the field) unless t is empty or valid for a consumer of K-wide rows.
+void check_add_norm_head(const AddNormHead& t, int64_t K, const char* who);
+// Dynamic shared memory of a CTA running a head of dim values (the normed row and the norm weights).
+inline size_t add_norm_head_smem(const AddNormHead& t) { return t.h_in ? size_t(t.dim) * 2 * sizeof(float) : 0; }
 // o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), in place.
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream);
 

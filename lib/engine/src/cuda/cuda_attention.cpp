@@ -6,7 +6,7 @@
 namespace ling::cuda_impl {
 
 void CudaBackend::attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) {
-  use_device();
+  use_device_keep(x.data);
   cuda::OpScope prof_scope(prof_, "attn_gqa");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
@@ -45,7 +45,7 @@ void CudaBackend::attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Bu
 }
 
 void CudaBackend::attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) {
-  use_device();
+  use_device_keep(x.data);
   cuda::OpScope prof_scope(prof_, "attn_mla");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads;

@@ -163,6 +163,11 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
   norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
+  // LING_CUDA_NORM_HEAD=1: batch-1 decode steps of bf16 models run each add + norm as the head of the kernel
+  // that reads its output (defer_norm). Off by default: not yet run on a GPU. Not with the tails (which update
+  // the residual in place).
+  norm_head_ = bf16_ && !norm_tail_ && cuda::env_flag("LING_CUDA_NORM_HEAD", false);
+  if (norm_head_) resid_alt_ = DevF(c.hidden_size);
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
@@ -279,6 +284,7 @@ std::vector<uint64_t> CudaBackend::step_begin(const std::vector<int32_t>& ids, c
 }
 
 void CudaBackend::step_end() {
+  if (!capturing_) settle();
   side_.join(stream_);
   if (capturing_) {  // an op threw during capture: end it and drop the partial graph
     cudaGraph_t g = nullptr;
@@ -291,6 +297,7 @@ void CudaBackend::step_end() {
 }
 
 std::unique_ptr<StepGraph> CudaBackend::capture_end() {
+  settle();  // (the engine's last op, the LM head, normally took the last norm)
   cudaGraph_t g = nullptr;
   capturing_ = false;
   side_.join(stream_);
@@ -359,14 +366,66 @@ void CudaBackend::add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer,
     tail_taken_ = false;
     return;
   }
+  LING_CUDA_CHECK(cudaSetDevice(device_));
+  if (defer_norm(h.data, d.data, slot, layer, out)) return;
   use_device();
   cuda::OpScope prof_scope(prof_, "add_norm");
   add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols);
   launched();
 }
 
+bool CudaBackend::defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out) {
+  const int64_t dim = cfg_.hidden_size;
+  if (!norm_head_ || !step_ || prof_.on() || out.rows != 1 || out.cols != dim || dim % 4 != 0 ||
+      dim > kernels::kAddNormHeadMaxDim || !cuda::aligned16(h) || !cuda::aligned16(out.data) ||
+      (d && !cuda::aligned16(d)) || out.data == h || out.data == d)
+    return false;
+  const float* w = W(norm_weight(slot, layer));
+  if (!cuda::aligned16(w)) return false;
+  // One pending norm at a time; a residual displaced from another buffer goes home first.
+  if (pending_ || (resid_home_ && resid_home_ != h)) settle();
+  pending_ = PendingNorm{h, d, w, out.data, dim};
+  return true;
+}
+
+kernels::AddNormHead CudaBackend::take_head(const float* x, int64_t K, bool eligible) {
+  if (!pending_) return {};
+  if (!eligible || pending_->y != x || pending_->dim != K) {
+    settle();
+    return {};
+  }
+  const PendingNorm p = *pending_;
+  pending_.reset();
+  const bool displaced = resid_home_ == p.h;
+  kernels::AddNormHead t;
+  t.h_in = displaced ? resid_alt_.p : p.h;
+  t.d = p.d, t.w = p.w, t.y = p.y, t.dim = p.dim, t.eps = cfg_.rms_norm_eps;
+  if (p.d) {  // h + d goes to the other buffer: the engine's comes home or is displaced
+    t.h_out = displaced ? p.h : resid_alt_.p;
+    resid_home_ = displaced ? nullptr : p.h;
+  }
+  return t;
+}
+
+void CudaBackend::settle() {
+  if (!pending_ && !resid_home_) return;
+  if (resid_home_) {
+    LING_CUDA_CHECK(cudaMemcpyAsync(resid_home_, resid_alt_.p, sizeof(float) * size_t(cfg_.hidden_size),
+                                    cudaMemcpyDeviceToDevice, stream_));
+    resid_home_ = nullptr;
+  }
+  if (pending_) {
+    const PendingNorm p = *pending_;
+    pending_.reset();
+    AddRmsNormParams a;
+    a.h = p.h; a.d = p.d; a.w = p.w; a.y = p.y; a.rows = 1; a.dim = p.dim; a.eps = cfg_.rms_norm_eps;
+    kernels::launch_add_rms_norm(a, stream_);
+    launched();
+  }
+}
+
 void CudaBackend::lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) {
-  use_device();
+  use_device_keep(x.data);
   cuda::OpScope prof_scope(prof_, "lm_head");
   const int64_t H = cfg_.hidden_size, m = int64_t(rows.size());
   bool identity = m == x.rows;
@@ -376,6 +435,7 @@ void CudaBackend::lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buf
     sync();
     return;
   }
+  settle();
   auto drows = to_dev_raw(rows.data(), sizeof(int64_t) * m);
   DevF xs(m * H);
   cuda::gather_rows(x.data, H, static_cast<const int64_t*>(drows.get()), xs.p, m, H, stream_);
@@ -500,9 +560,11 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     else gp.w_f32 = static_cast<const float*>(wp);
     gp.raw_bf16 = gemv_raw_;
     if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
+    gp.head = take_head(x, K, M == 1 && is16 && N > 1024 && !ldx);
     kernels::launch_gemv(gp, stream_);
     return;
   }
+  settle();
   if (w16 != dev16_.end()) {
     void* xb = bf16_scratch(size_t(M * K));
     cuda::f32_to_bf16(x, ldx ? ldx : K, xb, M, K, stream_);

@@ -21,6 +21,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
+#include <optional>
 #include <source_location>
 #include <string>
 #include <unordered_map>
@@ -109,6 +110,8 @@ class CudaBackend final : public Backend {
   void embed(const std::vector<int32_t>& ids, Buffer& out) override;
 
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
+    LING_CUDA_CHECK(cudaSetDevice(device_));
+    if (defer_norm(x.data, nullptr, slot, layer, out)) return;
     use_device();
     cuda::OpScope prof_scope(prof_, "norm");
     add_rms_norm(x.data, nullptr, norm_weight(slot, layer), out.data, x.rows, x.cols);
@@ -128,6 +131,28 @@ class CudaBackend final : public Backend {
   }
 
   void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) override;
+
+  // LING_CUDA_NORM_HEAD=1, batch-1 decode steps of bf16 models: a residual add + norm (add_norm, norm) is left
+  // pending instead of launched, and the op that consumes its output runs it as the head of its first kernel —
+  // the one-row GEMV or the one-token router (AddNormHead, norm.h): one launch and one dependent round trip fewer
+  // per norm. Every other entry point launches it first (settle). The head's CTA 0 cannot update h in place (the
+  // other CTAs may still be reading it), so it writes h + d to resid_alt_ and the engine's buffer is displaced
+  // until the next head writes it back; settle copies a displaced residual home. Consumers: attention and FFN
+  // layers, the LM head (their first launch reads x through lin, launch_gemv or launch_moe_router).
+  struct PendingNorm {
+    float* h;
+    const float* d;  // null: a norm without an add
+    const float* w;
+    float* y;
+    int64_t dim;
+  };
+  // Leaves the add + norm of (h, d) into out pending when a head can run it; false: launch it as before.
+  bool defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out);
+  // The pending add + norm as the head of the kernel about to read x (K wide) when that kernel can run it
+  // (eligible); otherwise settle() first and no head.
+  kernels::AddNormHead take_head(const float* x, int64_t K, bool eligible);
+  // Launches a pending add + norm and copies a displaced residual home (before anything else reads or writes it).
+  void settle();
 
   void add(Buffer& h, const Buffer& d) override {
     use_device();
@@ -173,8 +198,18 @@ class CudaBackend final : public Backend {
   bool pick_tokens(const Buffer& logits, const std::vector<TokenPick>& picks, std::vector<int64_t>& ids) override;
 
  private:
-  // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device.
-  void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
+  // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device, and
+  // launches a pending add + norm (settle) unless it consumes it: use_device_keep(x) for ops whose first launch
+  // reads x through lin, launch_gemv or launch_moe_router (take_head) keeps a pending norm whose output is x.
+  void use_device() {
+    LING_CUDA_CHECK(cudaSetDevice(device_));
+    settle();
+  }
+  void use_device_keep(const float* x) {
+    LING_CUDA_CHECK(cudaSetDevice(device_));
+    if (resid_home_ || pending_)
+      if (!pending_ || pending_->y != x) settle();
+  }
   // Host waits are skipped inside decode steps (they run without round trips and may be captured).
   void sync() {
     if (step_) return;
@@ -348,6 +383,10 @@ class CudaBackend final : public Backend {
   bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
   bool gemv_raw_ = true, gqa_wide_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
+  bool norm_head_ = false;                      // LING_CUDA_NORM_HEAD (defer_norm)
+  std::optional<PendingNorm> pending_;          // the add + norm left for the next op's first kernel
+  DevF resid_alt_;                              // [hidden]: the residual while the engine's buffer is displaced
+  float* resid_home_ = nullptr;                 // the engine's residual buffer whose value is in resid_alt_
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
   static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes

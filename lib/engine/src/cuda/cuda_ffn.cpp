@@ -6,7 +6,7 @@
 namespace ling::cuda_impl {
 
 void CudaBackend::dense_ffn(int layer, const Buffer& x, Buffer& out) {
-  use_device();
+  use_device_keep(x.data);
   cuda::OpScope prof_scope(prof_, "dense_ffn");
   const LayerWeights& L = w_->layers[layer];
   swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data, true);
@@ -14,7 +14,7 @@ void CudaBackend::dense_ffn(int layer, const Buffer& x, Buffer& out) {
 }
 
 void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) {
-  use_device();
+  use_device_keep(x.data);
   cuda::OpScope prof_scope(prof_, "moe_ffn");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
@@ -34,6 +34,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     if (n == 1 && one_launch && moe_fused_ &&
         kernels::moe_fused_supported(H, I, E, k, cfg_.n_group, cfg_.topk_group, shared_slot, sms_)) {
       if (shared && !shared_slot) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
+      settle();  // the fused kernel reads x itself
       cuda::OpScope pf(prof_, ".moe.fused");
       const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
       kernels::MoeFusedParams f;
@@ -80,8 +81,10 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
           r.route.gate_up_ptrs = gu_ptrs, r.route.down_ptrs = dn_ptrs;
         }
         r.counter = static_cast<unsigned*>(router_counter_.get());
+        r.head = take_head(x.data, H, n == 1);
         kernels::launch_moe_router(r, stream_);
       } else {
+        settle();  // (lin above took or launched it)
         kernels::launch_moe_route(rp, stream_);
       }
     }

@@ -35,7 +35,7 @@ void CudaBackend::add_row_vector(Buffer& x, const std::vector<float>& v) {
 
 void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out,
                                   std::vector<double>* sumsq) {
-  use_device();
+  use_device_keep(x.data);
   cuda::OpScope prof_scope(prof_, "attn_lightning");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
@@ -53,6 +53,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
     cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
     kernels::GemvParams gp;
     gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
+    gp.head = take_head(x.data, H, n == 1 && ld > 1024);
     kernels::launch_gemv(gp, stream_);
     l2_prefetch_rest_of_layer(layer);
   } else {
