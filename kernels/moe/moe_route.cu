@@ -99,6 +99,8 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
              " outside [1, min(32, experts of the kept groups)]");
   LING_CHECK(!p.shared_slot || p.k < 32, "launch_moe_route: a shared-expert slot needs k < 32 (k = ", p.k, ")");
   LING_CHECK(p.n >= 0 && p.n < (int64_t(1) << 36), "launch_moe_route: n = ", p.n, " out of range");
+  LING_CHECK(!p.gate_up_ptrs && !p.down_ptrs && !p.l2_gate_up_bytes,
+             "launch_moe_route: slot pointers and L2 requests are launch_moe_router's (one token)");
   if (p.n == 0) return;
   LING_CHECK(p.logits && p.topk_ids && p.topk_weights, "launch_moe_route: logits, topk_ids or topk_weights is null");
   const unsigned grid = unsigned((p.n + kWarps - 1) / kWarps);
@@ -120,6 +122,8 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK((!p.gate_up_ptrs && !p.down_ptrs) || (p.n == 1 && p.gate_up_ptrs && p.down_ptrs && p.gate_up_table &&
                                                     p.down_table),
              "launch_moe_router: slot pointers need one token and both tables and outputs");
+  LING_CHECK(!p.l2_gate_up_bytes || (p.n == 1 && p.gate_up_table && p.down_table),
+             "launch_moe_router: L2 requests of the picks' gate_up need one token and both tables");
   const int64_t ldx = r.ldx ? r.ldx : r.H;
   LING_CHECK(r.H > 0 && r.H % 8 == 0 && ldx >= r.H && ldx % 4 == 0, "launch_moe_router: H = ", r.H, ", ldx = ", ldx,
              " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");

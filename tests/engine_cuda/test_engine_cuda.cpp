@@ -426,12 +426,14 @@ class ScopedEnv {
   std::string old_;
 };
 
-// LING_CUDA_NORM_HEAD=1 (each residual add + norm of a batch-1 step run as the head of the kernel that reads its
-// output, the residual alternating between two buffers): a bf16 Lightning + MLA + MoE model whose Lightning
-// projections, routers and LM head take heads (hidden 256, vocab 2,053) while its MLA and dense projections do not
-// (those norms are launched, a displaced residual copied home first) decodes the same logits as with every norm
-// launched, bit for bit, over 70 steps (graphs and eager steps; the caches grow past 64 rows).
-TEST(CudaDecode, NormHeadsEqualNormLaunches) {
+// Switches of the batch-1 decode path that change where the arithmetic runs but not the arithmetic, against the
+// default, bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a bf16 Lightning +
+// MLA + MoE model (hidden 256, vocab 2,053): LING_CUDA_NORM_HEAD=1 (each residual add + norm run as the head of
+// the kernel that reads its output, the residual alternating between two buffers; here the Lightning projections,
+// routers and LM head take heads, the MLA and dense projections do not, so those norms are launched, a displaced
+// residual copied home first), then with it LING_CUDA_SLOT_PTRS=1 and LING_CUDA_ROUTE_L2=1 (the router writes
+// the picks' weight pointers and requests their gate_up into L2).
+TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
   std::string cfg = ling25_wide_config(4);
   auto set = [&cfg](const std::string& from, const std::string& to) {
@@ -441,14 +443,16 @@ TEST(CudaDecode, NormHeadsEqualNormLaunches) {
   };
   set("\"vocab_size\": 97", "\"vocab_size\": 2053");
   set("\"first_k_dense_replace\": 4", "\"first_k_dense_replace\": 1");
-  const std::string dir = make_tiny_model("cuda_norm_head", cfg, 41);
-  auto run = [&](bool heads, bool graphs) {
+  const std::string dir = make_tiny_model("cuda_placement", cfg, 41);
+  auto run = [&](bool heads, bool router, bool graphs) {
     BackendOptions o;
     o.weight_dtype = "bf16";
     o.cuda_graphs = graphs;
     std::unique_ptr<Engine> gpu;
     {
-      ScopedEnv env("LING_CUDA_NORM_HEAD", heads ? "1" : "0");
+      ScopedEnv e1("LING_CUDA_NORM_HEAD", heads ? "1" : "0");
+      ScopedEnv e2("LING_CUDA_SLOT_PTRS", router ? "1" : "0");
+      ScopedEnv e3("LING_CUDA_ROUTE_L2", router ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -464,10 +468,11 @@ TEST(CudaDecode, NormHeadsEqualNormLaunches) {
     }
     return logits;
   };
-  const std::vector<float> launched = run(false, true), heads = run(true, true), heads_eager = run(true, false);
-  ASSERT_EQ(launched.size(), size_t(70 * 2053));
-  EXPECT_EQ(heads, launched) << "decode logits with norm heads differ from those with the norms launched";
-  EXPECT_EQ(heads_eager, heads) << "graph replays differ from the eager steps";
+  const std::vector<float> base = run(false, false, true);
+  ASSERT_EQ(base.size(), size_t(70 * 2053));
+  EXPECT_EQ(run(true, false, true), base) << "LING_CUDA_NORM_HEAD=1";
+  EXPECT_EQ(run(true, false, false), base) << "LING_CUDA_NORM_HEAD=1, eager steps";
+  EXPECT_EQ(run(true, true, true), base) << "LING_CUDA_NORM_HEAD=1 LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTE_L2=1";
 }
 
 // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once (the

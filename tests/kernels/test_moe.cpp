@@ -245,6 +245,45 @@ TEST(MoeRouterKernel, AddNormHead) {
   EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
 }
 
+// The one-token router requesting the picks' gate_up matrices into L2 (MoeRouteDevParams::l2_gate_up_bytes):
+// real device ranges (a size that is not a multiple of the piece, experts not held = null entries, which must be
+// skipped) and the same logits, ids and weights as without the requests; no fault.
+TEST(MoeRouterKernel, L2RequestsLeaveRoutingUnchanged) {
+  SKIP_WITHOUT_CUDA();
+  constexpr int64_t E = 256, k = 8, H = 2048;
+  const size_t bytes = size_t(96) << 10 | 48;  // 96 KB + 48: two pieces, the second short
+  const std::vector<float> x = uniform(size_t(H), -1, 1, 1900), w = uniform(size_t(E * H), -0.05f, 0.05f, 1901);
+  const std::vector<float> bias = uniform(size_t(E), -0.5f, 0.5f, 1902);
+  DeviceBuffer dx(x.size() * 4), dw(w.size() * 4), db(bias.size() * 4), pool(size_t(E + 1) * bytes + 16);
+  DeviceBuffer tab(size_t(2 * (E + 1)) * 8), counter(4);
+  dx.upload(x), dw.upload(w), db.upload(bias);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  std::vector<const void*> t(size_t(2 * (E + 1)), nullptr);
+  for (int64_t e = 0; e <= E; ++e)  // gate_up entries into the pool (16-byte aligned), every 5th not held
+    if (e % 5 != 3) t[size_t(e)] = pool.as<char>() + size_t(e) * ((bytes + 15) & ~size_t(15));
+  tab.upload(t);
+  DeviceBuffer l1(size_t(E) * 4), l2(size_t(E) * 4), i1(size_t(k + 1) * 4), i2(size_t(k + 1) * 4), w1(size_t(k + 1) * 4),
+      w2(size_t(k + 1) * 4);
+  kernels::MoeRouterParams r;
+  r.route.bias = db.as<float>(), r.route.n = 1, r.route.E = E, r.route.k = k, r.route.n_group = 8;
+  r.route.topk_group = 4, r.route.routed_scaling_factor = 2.5f, r.route.shared_slot = true;
+  r.x = dx.as<float>(), r.H = H, r.w = dw.as<float>(), r.counter = counter.as<unsigned>();
+  r.logits = l1.as<float>(), r.route.logits = l1.as<float>();
+  r.route.topk_ids = i1.as<int32_t>(), r.route.topk_weights = w1.as<float>();
+  kernels::launch_moe_router(r, nullptr);
+  r.route.gate_up_table = tab.as<const void*>(), r.route.down_table = tab.as<const void*>() + (E + 1);
+  r.route.l2_gate_up_bytes = bytes;
+  r.logits = l2.as<float>(), r.route.logits = l2.as<float>();
+  r.route.topk_ids = i2.as<int32_t>(), r.route.topk_weights = w2.as<float>();
+  kernels::launch_moe_router(r, nullptr);
+  TEST_CUDA(cudaDeviceSynchronize());
+  EXPECT_EQ(l2.download<float>(size_t(E)), l1.download<float>(size_t(E))) << "logits";
+  EXPECT_EQ(i2.download<int32_t>(size_t(k + 1)), i1.download<int32_t>(size_t(k + 1))) << "ids";
+  EXPECT_EQ(w2.download<float>(size_t(k + 1)), w1.download<float>(size_t(k + 1))) << "weights";
+  r.route.n = 2;  // requests are for one token
+  EXPECT_THROW(kernels::launch_moe_router(r, nullptr), Error);
+}
+
 // E experts of bf16 weights in one device buffer each for gate_up [2I, H] and down [H, I]; experts with
 // e % 5 == 3 are not held (null table entries).
 struct Experts {

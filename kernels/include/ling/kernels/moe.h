@@ -43,6 +43,10 @@ struct MoeRouteDevParams {
   const void* const* down_table = nullptr;
   const void** gate_up_ptrs = nullptr;  // [k (+1)]
   const void** down_ptrs = nullptr;     // [k (+1)]
+  // With the tables (launch_moe_router, n = 1): bytes of each picked routed expert's gate_up matrix requested into
+  // L2 as soon as the picks are known (bulk prefetches spread over the routing CTA), so that the expert kernel's
+  // HBM reads start before its wait and its id → table chain instead of after them. 0: none.
+  size_t l2_gate_up_bytes = 0;
 };
 void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
 // Whether launch_moe_route accepts these settings (for callers that pick a host path otherwise).

@@ -157,6 +157,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // (MoeRouteDevParams::gate_up_ptrs / down_ptrs) and the expert kernels read them instead of table[ids].
   // Off by default: not yet run on a GPU.
   slot_ptrs_on_ = cuda::env_flag("LING_CUDA_SLOT_PTRS", false);
+  // LING_CUDA_ROUTE_L2=1: one-token MoE steps of bf16 models have the routing CTA request the picked experts'
+  // gate_up matrices into L2 (MoeRouteDevParams::l2_gate_up_bytes). Off by default: not yet run on a GPU.
+  route_l2_ = cuda::env_flag("LING_CUDA_ROUTE_L2", false);
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait

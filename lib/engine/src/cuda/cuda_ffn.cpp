@@ -63,6 +63,8 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     int32_t* dplan = grouped ? reinterpret_cast<int32_t*>(plan.p) : nullptr;
     // One token, bf16, router and routing in one launch: the router writes each slot's expert pointers.
     const bool ptr_slots = slot_ptrs_on_ && n == 1 && one_launch && bf16_ && slots <= kMaxSlotPtrs;
+    // LING_CUDA_ROUTE_L2: the routing CTA requests the picks' gate_up matrices into L2 as soon as it has them.
+    const bool route_l2 = route_l2_ && n == 1 && one_launch && bf16_;
     const void** gu_ptrs = static_cast<const void**>(slot_ptrs_.get());
     const void** dn_ptrs = gu_ptrs ? gu_ptrs + kMaxSlotPtrs : nullptr;
     {
@@ -75,11 +77,13 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
       if (one_launch) {
         kernels::MoeRouterParams r;
         r.route = rp; r.x = x.data; r.H = H; r.w = W(L.router); r.logits = dlogits.p;
-        if (ptr_slots) {  // the picks' weight pointers beside the ids: the expert kernels skip the table
+        if (ptr_slots || route_l2) {
           const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
           r.route.gate_up_table = tab, r.route.down_table = tab + E + 1;
-          r.route.gate_up_ptrs = gu_ptrs, r.route.down_ptrs = dn_ptrs;
         }
+        if (ptr_slots)  // the picks' weight pointers beside the ids: the expert kernels skip the table
+          r.route.gate_up_ptrs = gu_ptrs, r.route.down_ptrs = dn_ptrs;
+        if (route_l2) r.route.l2_gate_up_bytes = size_t(2 * I * H) * sizeof(uint16_t);
         r.counter = static_cast<unsigned*>(router_counter_.get());
         r.head = take_head(x.data, H, n == 1);
         kernels::launch_moe_router(r, stream_);
