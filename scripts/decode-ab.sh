@@ -2,10 +2,11 @@
 # Batch-1 decode A/B of two ling binaries on one GPU: synthesises the Ring-mini-linear-2.0-dims model (bf16, 33 GB)
 # and the Ling-2.5 dims cut to 8 layers and 16 experts (21 GB), then runs `ling bench MODEL --backend cuda` with
 # the two binaries alternating (A, B, A, B: these machines drift, so each pair shares the minutes it ran in),
-# then B once per extra variant (an environment setting such as LING_CUDA_GQA_WIDE=0). One line per run:
+# then B once per extra variant (an environment setting such as LING_CUDA_GQA_WIDE=0, or several joined by commas:
+# LING_CUDA_NORM_HEAD=1,LING_CUDA_ROUTE_L2=1). One line per run:
 # the engine.decode row (ms per step median, min..max, MB, GFLOP, GB/s, TFLOP/s, % of the roofline) and the copy
 # ceiling measured in that run; the full outputs in OUT_DIR.
-# Usage: scripts/decode-ab.sh BIN_A BIN_B [OUT_DIR (default /tmp/decode-ab)] [VAR=VALUE ...]
+# Usage: scripts/decode-ab.sh BIN_A BIN_B [OUT_DIR (default /tmp/decode-ab)] [VAR=VALUE[,VAR=VALUE...] ...]
 #   e.g. scripts/decode-ab.sh old/ling build/tools/ling/ling /tmp/ab LING_CUDA_GEMV_RAW=0 LING_CUDA_EARLY_SHARED=0
 # Models go to LING_AB_DIR (default /tmp; 54 GB while both exist, the first is removed before the second is made);
 # batch sizes LING_AB_BATCH (default 1), steps LING_AB_STEPS (default 64), context: ling bench's default (1,024).
@@ -20,7 +21,12 @@ a=$1 b=$2
 out=${3:-/tmp/decode-ab}
 shift $(( $# >= 3 ? 3 : 2 ))
 for x in "$a" "$b"; do [ -x "$x" ] || { echo "decode-ab: $x is not an executable" >&2; exit 2; }; done
-for v in "$@"; do [[ $v == *=* ]] || { echo "decode-ab: variant '$v' is not VAR=VALUE" >&2; exit 2; }; done
+for v in "$@"; do
+  IFS=, read -ra parts <<< "$v"
+  for x in "${parts[@]}"; do
+    [[ $x == [A-Za-z_]*=* ]] || { echo "decode-ab: variant '$v' is not VAR=VALUE[,VAR=VALUE...]" >&2; exit 2; }
+  done
+done
 root=$(cd "$(dirname "$0")/.." && pwd)
 dir=${LING_AB_DIR:-/tmp}
 batch=${LING_AB_BATCH:-1}
@@ -55,7 +61,12 @@ for m in "${models[@]}"; do
   bench "$name-B1" "$b" "$model"
   bench "$name-A2" "$a" "$model"
   bench "$name-B2" "$b" "$model"
-  for v in "$@"; do bench "$name-B-${v%%=*}" "$b" "$model" "$v"; done
+  for v in "$@"; do
+    IFS=, read -ra parts <<< "$v"
+    label=$name-B
+    for x in "${parts[@]}"; do label+=-${x%%=*}; done
+    bench "$label" "$b" "$model" "${parts[@]}"
+  done
   if [ -n "${LING_AB_KTRACE:-}" ]; then
     for side in A B; do
       bin=$a; [ $side = B ] && bin=$b
