@@ -9,11 +9,13 @@
 // Few rows (N ≤ 1024, e.g. the router's E): one CTA of 8 warps per row, K split over the warps, partial sums
 // added in warp order (fixed order, deterministic, no atomics).
 // With an AddNormTail (M = 1) the last CTA adds y to the residual row and writes its RMSNorm (norm.h); with an
-// AddNormHead (M = 1, bf16, many rows) every CTA forms its x as the residual add + RMSNorm of the rows before.
+// AddNormHead (M = 1, bf16, many rows) every CTA forms its x as the residual add + RMSNorm of the rows before, with
+// a GateHead as the Lightning output gate of o.
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "norm/add_norm_head.cuh"
 #include "norm/add_norm_tail.cuh"
+#include "norm/gate_head.cuh"
 #include "common/check.h"
 #include "common/launch.cuh"
 #include "ling/kernels/gemv.h"
@@ -24,14 +26,17 @@
 namespace ling::kernels {
 namespace {
 
-// HEAD (M = 1): x is the add + norm head's row, formed in shared memory after the wait (norm/add_norm_head.cuh).
-template <int MT, typename T, typename WT = W8<T>, bool HEAD = false>
+// kHead (M = 1): x is formed in shared memory after the wait — kNormHead: the add + norm head's row
+// (norm/add_norm_head.cuh), kGateHead: the gate head's (norm/gate_head.cuh).
+constexpr int kNoHead = 0, kNormHead = 1, kGateHead = 2;
+template <int MT, typename T, typename WT = W8<T>, int kHead = kNoHead>
 __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
                                                        const T* __restrict__ w, const float* __restrict__ bias,
                                                        float* __restrict__ y, int64_t ldy, int M, int64_t N,
                                                        int64_t K, bool accumulate, AddNormTail tail,
-                                                       AddNormHead head) {
-  static_assert(!HEAD || MT == 1, "an add + norm head is for one row");
+                                                       AddNormHead head, GateHead gate) {
+  constexpr bool HEAD = kHead != kNoHead;
+  static_assert(!HEAD || MT == 1, "a head is for one row");
   extern __shared__ __align__(16) float head_smem[];
   const int64_t r = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const int lane = threadIdx.x & 31;
@@ -48,10 +53,12 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
 #pragma unroll
   for (int u = 0; u < U; ++u)
     if (i + u * 256 < K) f[u].load(wr + i + u * 256);
-  if constexpr (HEAD) add_norm_head_begin(head, head_smem);
+  if constexpr (kHead == kNormHead) add_norm_head_begin(head, head_smem);
+  if constexpr (kHead == kGateHead) gate_head_begin(gate, head_smem);
   pdl_enter();
   if constexpr (HEAD) {  // every thread, before any warp leaves
-    add_norm_head<2>(head, head_smem);
+    if constexpr (kHead == kNormHead) add_norm_head<2>(head, head_smem);
+    else gate_head(gate, head_smem);
     x = head_smem;
   }
   if (r >= N) {
@@ -142,27 +149,27 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
                p.tail);
   else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
     const unsigned grid = unsigned((p.N + 7) / 8);
+    const auto go = [&](auto kernel, size_t smem) {
+      if (smem) set_max_dynamic_smem(kernel, int(smem));
+      launch_pdl(kernel, grid, 256, smem, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate, p.tail,
+                 p.head, p.gate_head);
+    };
     if (p.head.h_in) {
       const size_t smem = add_norm_head_smem(p.head);
-      if (p.raw_bf16) {
-        set_max_dynamic_smem(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, true>, int(smem));
-        launch_pdl(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, true>, grid, 256, smem, s, p.x, ldx, w, p.bias, p.y, ldy,
-                   int(p.M), p.N, p.K, p.accumulate, p.tail, p.head);
-      } else {
-        set_max_dynamic_smem(k_gemv_warp_row<1, uint16_t, W8Wide, true>, int(smem));
-        launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide, true>, grid, 256, smem, s, p.x, ldx, w, p.bias, p.y, ldy,
-                   int(p.M), p.N, p.K, p.accumulate, p.tail, p.head);
-      }
+      if (p.raw_bf16) go(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, kNormHead>, smem);
+      else go(k_gemv_warp_row<1, uint16_t, W8Wide, kNormHead>, smem);
+    } else if (p.gate_head.o) {
+      const size_t smem = gate_head_smem(p.gate_head);
+      if (p.raw_bf16) go(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, kGateHead>, smem);
+      else go(k_gemv_warp_row<1, uint16_t, W8Wide, kGateHead>, smem);
     } else if (!p.raw_bf16) {
-      launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N,
-                 p.K, p.accumulate, p.tail, AddNormHead{});
+      go(k_gemv_warp_row<1, uint16_t, W8Wide>, 0);
     } else {
-      launch_pdl(k_gemv_warp_row<1, uint16_t>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
-                 p.accumulate, p.tail, AddNormHead{});
+      go(k_gemv_warp_row<1, uint16_t>, 0);
     }
   } else
     launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
-               p.accumulate, p.tail, AddNormHead{});
+               p.accumulate, p.tail, AddNormHead{}, GateHead{});
 }
 
 template <typename T>
@@ -204,6 +211,9 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
              "launch_gemv: an add + norm head needs one row, bf16 weights and N > 1024 (M = ", p.M, ", N = ", p.N, ")");
   LING_CHECK(!p.head.h_in || p.x == p.head.y, "launch_gemv: with an add + norm head, x must be the head's y");
   LING_CHECK(!p.head.h_in || !p.tail.counter, "launch_gemv: an add + norm head and a tail in one launch");
+  check_gate_head(p.gate_head, p.K, "launch_gemv");
+  LING_CHECK(!p.gate_head.o || (p.M == 1 && p.w && p.N > 1024 && !p.head.h_in && !p.tail.counter && p.x == p.gate_head.o),
+             "launch_gemv: a gate head needs one row, bf16 weights, N > 1024, x = its o, and no other head or tail");
   if (p.N == 0) return;
   if (p.w) launch_typed(p, p.w, stream);
   else launch_typed(p, p.w_f32, stream);

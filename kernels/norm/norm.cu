@@ -168,6 +168,17 @@ void check_add_norm_head(const AddNormHead& t, int64_t K, const char* who) {
              who, ": the add + norm head's h_in, d, h_out, w and y must be 16-byte aligned");
 }
 
+void check_gate_head(const GateHead& t, int64_t K, const char* who) {
+  if (!t.o) return;
+  LING_CHECK(t.w && t.gate, who, ": the gate head needs w and gate");
+  LING_CHECK(t.width == K && K % 4 == 0 && K <= kGateHeadMaxWidth, who, ": the gate head's width ", t.width,
+             " must equal K = ", K, ", be a multiple of 4 and at most ", kGateHeadMaxWidth);
+  LING_CHECK(t.groups >= 1 && t.groups <= kGateHeadMaxGroups && K % t.groups == 0, who, ": the gate head's ",
+             t.groups, " groups must be in [1, ", kGateHeadMaxGroups, "] and divide the width ", K);
+  LING_CHECK(aligned16(t.o) && aligned16(t.w) && aligned16(t.gate), who,
+             ": the gate head's o, w and gate must be 16-byte aligned");
+}
+
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {
   LING_CHECK(p.rows >= 0 && p.rows < (int64_t(1) << 31) && p.width > 0 && p.groups > 0 && p.width % p.groups == 0,
              "launch_group_norm_gate: width ", p.width, " is not a positive multiple of groups ", p.groups);

@@ -428,11 +428,13 @@ class ScopedEnv {
 
 // Switches of the batch-1 decode path that change where the arithmetic runs but not the arithmetic, against the
 // default, bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a bf16 Lightning +
-// MLA + MoE model (hidden 256, vocab 2,053): LING_CUDA_NORM_HEAD=1 (each residual add + norm run as the head of
-// the kernel that reads its output, the residual alternating between two buffers; here the Lightning projections,
-// routers and LM head take heads, the MLA and dense projections do not, so those norms are launched, a displaced
-// residual copied home first), then with it LING_CUDA_SLOT_PTRS=1 and LING_CUDA_ROUTE_L2=1 (the router writes
-// the picks' weight pointers and requests their gate_up into L2).
+// MLA + MoE model (hidden 1,152, vocab 2,053): LING_CUDA_NORM_HEAD=1 (each residual add + norm run as the head of
+// the kernel that reads its output, the residual alternating between two buffers; the Lightning projections,
+// routers and LM head take heads — the MLA q projection (768 rows) and the dense FFN's gate_up (512) do not, so
+// those norms are launched, a displaced residual copied home first); LING_CUDA_GATE_HEAD=1
+// (the Lightning output gate formed by the dense projection's GEMV instead of the recurrence kernel);
+// LING_CUDA_SLOT_PTRS=1 with LING_CUDA_ROUTE_L2=1 (the router writes the picks' weight pointers and requests
+// their gate_up into L2); and all of them together.
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
   std::string cfg = ling25_wide_config(4);
@@ -442,17 +444,23 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     cfg.replace(at, from.size(), to);
   };
   set("\"vocab_size\": 97", "\"vocab_size\": 2053");
+  set("\"hidden_size\": 256", "\"hidden_size\": 1152");
   set("\"first_k_dense_replace\": 4", "\"first_k_dense_replace\": 1");
   const std::string dir = make_tiny_model("cuda_placement", cfg, 41);
-  auto run = [&](bool heads, bool router, bool graphs) {
+  struct Run {
+    const char* name;
+    bool heads, gate, router, graphs;
+  };
+  auto run = [&](const Run& r) {
     BackendOptions o;
     o.weight_dtype = "bf16";
-    o.cuda_graphs = graphs;
+    o.cuda_graphs = r.graphs;
     std::unique_ptr<Engine> gpu;
     {
-      ScopedEnv e1("LING_CUDA_NORM_HEAD", heads ? "1" : "0");
-      ScopedEnv e2("LING_CUDA_SLOT_PTRS", router ? "1" : "0");
-      ScopedEnv e3("LING_CUDA_ROUTE_L2", router ? "1" : "0");
+      ScopedEnv e1("LING_CUDA_NORM_HEAD", r.heads ? "1" : "0");
+      ScopedEnv e2("LING_CUDA_GATE_HEAD", r.gate ? "1" : "0");
+      ScopedEnv e3("LING_CUDA_SLOT_PTRS", r.router ? "1" : "0");
+      ScopedEnv e4("LING_CUDA_ROUTE_L2", r.router ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -468,11 +476,14 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     }
     return logits;
   };
-  const std::vector<float> base = run(false, false, true);
+  const std::vector<float> base = run({"default", false, false, false, true});
   ASSERT_EQ(base.size(), size_t(70 * 2053));
-  EXPECT_EQ(run(true, false, true), base) << "LING_CUDA_NORM_HEAD=1";
-  EXPECT_EQ(run(true, false, false), base) << "LING_CUDA_NORM_HEAD=1, eager steps";
-  EXPECT_EQ(run(true, true, true), base) << "LING_CUDA_NORM_HEAD=1 LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTE_L2=1";
+  for (const Run& r : {Run{"LING_CUDA_NORM_HEAD=1", true, false, false, true},
+                       Run{"LING_CUDA_NORM_HEAD=1, eager steps", true, false, false, false},
+                       Run{"LING_CUDA_GATE_HEAD=1", false, true, false, true},
+                       Run{"LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTE_L2=1", false, false, true, true},
+                       Run{"all four", true, true, true, true}})
+    EXPECT_EQ(run(r), base) << r.name;
 }
 
 // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once (the

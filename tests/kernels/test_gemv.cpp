@@ -286,8 +286,59 @@ TEST(GemvKernel, AddNormHead) {
   }
 }
 
-// Heads the GEMV cannot run are refused in one line naming the head before anything is launched.
-TEST(GemvKernel, AddNormHeadRefusals) {
+// The gate head (GateHead, norm.h): the one-row bf16 GEMV over GroupRMSNorm(o) · w ⊙ sigmoid(gate) formed by its
+// CTAs equals launch_group_norm_gate (in place on a copy of o) followed by the plain GEMV, bit for bit, and leaves
+// o as it was. Ring-mini's 2,048 values in 4 groups, 4,096 in 8 (the widest), one group of 1,024, 3 groups of 512;
+// the gate row inside a wider row (q‖k‖v‖gate); a partial last CTA, bias and accumulate; raw and widened weights.
+// Under programmatic launch, with o written by the kernel just before (a norm of a random row).
+TEST(GemvKernel, GateHead) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t W, groups, N; bool raw, bias, accumulate; };
+  const Case cases[] = {{2048, 4, 2048, true, false, false}, {4096, 8, 1033, true, true, true},
+                        {1024, 1, 4100, false, true, false}, {1536, 3, 2056, true, false, true}};
+  uint64_t seed = 1500;
+  for (const Case& c : cases) {
+    const int64_t W = c.W, row = 4 * W;  // the gate is the last quarter of a q‖k‖v‖gate row
+    std::vector<float> w = uniform(size_t(c.N * W), -1.0f / 32, 1.0f / 32, seed += 7);
+    const std::vector<float> src = uniform(size_t(W), -2, 2, seed + 1), qkvg = uniform(size_t(row), -3, 3, seed + 2);
+    const std::vector<float> gw = uniform(size_t(W), 0.5f, 1.5f, seed + 3), bias = uniform(size_t(c.N), -1, 1, seed + 4);
+    const std::vector<float> y0 = uniform(size_t(c.N), -1, 1, seed + 5), nw = uniform(size_t(W), 0.5f, 1.5f, seed + 6);
+    DeviceBuffer dw(w.size() * 2), dq(qkvg.size() * 4), dgw(gw.size() * 4), db(bias.size() * 4), dh(src.size() * 4),
+        dnw(nw.size() * 4), o(size_t(W) * 4), o_ref(size_t(W) * 4), y_head(y0.size() * 4), y_ref(y0.size() * 4);
+    dw.upload(to_bf16(w)), dq.upload(qkvg), dgw.upload(gw), db.upload(bias), dh.upload(src), dnw.upload(nw);
+    y_head.upload(y0), y_ref.upload(y0);
+    kernels::GemvParams p;
+    p.w = dw.as<uint16_t>(), p.M = 1, p.N = c.N, p.K = W, p.raw_bf16 = c.raw;
+    p.bias = c.bias ? db.as<float>() : nullptr, p.accumulate = c.accumulate;
+    p.x = o.as<float>(), p.y = y_head.as<float>();
+    p.gate_head.o = o.as<float>(), p.gate_head.w = dgw.as<float>(), p.gate_head.gate = dq.as<float>() + 3 * W;
+    p.gate_head.width = W, p.gate_head.groups = c.groups, p.gate_head.eps = 1e-6;
+    AddRmsNormParams producer;  // o = RMSNorm(src) · nw, written right before the GEMV reads it
+    producer.h = dh.as<float>(), producer.w = dnw.as<float>(), producer.y = o.as<float>(), producer.rows = 1;
+    producer.dim = W, producer.eps = 1e-6;
+    kernels::set_programmatic_launch(true);
+    kernels::launch_add_rms_norm(producer, nullptr);
+    kernels::launch_gemv(p, nullptr);
+    kernels::set_programmatic_launch(false);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::vector<float> o_seen = o.download<float>(size_t(W));
+    o_ref.upload(o_seen);
+    GroupNormGateParams g;  // the reference: the gate in place, then the plain GEMV
+    g.o = o_ref.as<float>(), g.w = dgw.as<float>(), g.gate = dq.as<float>() + 3 * W, g.rows = 1, g.width = W;
+    g.groups = c.groups, g.eps = 1e-6;
+    kernels::launch_group_norm_gate(g, nullptr);
+    p.gate_head = {}, p.x = o_ref.as<float>(), p.y = y_ref.as<float>();
+    kernels::launch_gemv(p, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::string tag = "gate head W=" + std::to_string(W) + " groups=" + std::to_string(c.groups) + " N=" +
+                            std::to_string(c.N) + (c.raw ? " raw" : " wide");
+    EXPECT_EQ(y_head.download<float>(y0.size()), y_ref.download<float>(y0.size())) << tag;
+    EXPECT_EQ(o.download<float>(size_t(W)), o_seen) << tag << ": o changed";
+  }
+}
+
+// Heads (add + norm, gate) the GEMV cannot run are refused in one line naming the head before anything is launched.
+TEST(GemvKernel, HeadRefusals) {
   alignas(16) static float buf[4096];
   kernels::GemvParams p;
   p.x = buf + 2048, p.w = reinterpret_cast<const uint16_t*>(buf), p.y = buf + 1024, p.M = 1, p.N = 1032, p.K = 16;
@@ -314,6 +365,15 @@ TEST(GemvKernel, AddNormHeadRefusals) {
   p = ok, p.tail.counter = reinterpret_cast<unsigned*>(buf + 3000), p.tail.norm.h = buf + 3008;
   p.tail.norm.w = buf + 3008, p.tail.norm.y = buf + 3008, p.tail.norm.dim = 1032;
   refused(p, "a head and a tail");
+  p = ok, p.head = {}, p.x = buf + 1024, p.K = 1024;  // gate heads
+  p.gate_head.o = buf + 1024, p.gate_head.w = buf, p.gate_head.gate = buf + 2048, p.gate_head.width = 1024;
+  p.gate_head.groups = 4;
+  const kernels::GemvParams gok = p;
+  p.gate_head.groups = 3, refused(p, "groups not dividing the width");
+  p = gok, p.gate_head.width = 8192, p.K = 8192, refused(p, "wider than kGateHeadMaxWidth");
+  p = gok, p.x = buf, refused(p, "x is not the gate head's o");
+  p = gok, p.head = ok.head, p.head.y = buf + 1024, p.head.dim = 1024, refused(p, "two heads");
+  p = gok, p.gate_head.gate = buf + 2049, refused(p, "misaligned gate");
 }
 
 TEST(GemvKernel, RefusesUnsupportedShapes) {

@@ -30,6 +30,8 @@ struct GemvParams {
   AddNormTail tail;                // M = 1 only: h += y, then RMSNorm (norm.h) by the last CTA
   AddNormHead head;                // M = 1, bf16, N > 1024: x is RMSNorm(head.h_in + head.d) · head.w, formed by
                                    // every CTA (norm.h); p.x must then be head.y
+  GateHead gate_head;              // M = 1, bf16, N > 1024: x is GroupRMSNorm(o) · w ⊙ sigmoid(gate), formed by
+                                   // every CTA (norm.h); p.x must then be gate_head.o
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

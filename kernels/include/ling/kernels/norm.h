@@ -46,5 +46,23 @@ void check_add_norm_head(const AddNormHead& t, int64_t K, const char* who);
 inline size_t add_norm_head_smem(const AddNormHead& t) { return t.h_in ? size_t(t.dim) * 2 * sizeof(float) : 0; }
 // o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), in place.
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream);
+// The Lightning output gate of one row as the prologue of the kernel that reads it (the one-row GEMV takes one):
+// every CTA forms x = GroupRMSNorm(o) · w ⊙ sigmoid(gate) in its own shared memory after its programmatic-launch
+// wait, with launch_group_norm_gate's arithmetic (its 256 threads' strided fp64 sums per group, block_sum_d's
+// order, the same products: the same values bit for bit), and runs on it; o is left as it is. A batch-1 Lightning
+// step then needs no gate in the recurrence kernel (no counter, fence or read-back of o). width % 4 == 0,
+// width ≤ kGateHeadMaxWidth, groups ≤ kGateHeadMaxGroups dividing width; o, w, gate 16-byte aligned.
+constexpr int64_t kGateHeadMaxWidth = 4096, kGateHeadMaxGroups = 16;
+struct GateHead {
+  const float* o = nullptr;     // [width]; null: no head
+  const float* w = nullptr;     // [width] the group norm's weight
+  const float* gate = nullptr;  // [width] the gate row
+  int64_t width = 0, groups = 1;
+  double eps = 1e-6;
+};
+// Throws ling::Error (one line naming `who` and the field) unless t is empty or valid for a consumer of K-wide rows.
+void check_gate_head(const GateHead& t, int64_t K, const char* who);
+// Dynamic shared memory of a CTA running a gate head (o, the weights, the gate).
+inline size_t gate_head_smem(const GateHead& t) { return t.o ? size_t(t.width) * 3 * sizeof(float) : 0; }
 
 }  // namespace ling::kernels

@@ -160,6 +160,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // LING_CUDA_ROUTE_L2=1: one-token MoE steps of bf16 models have the routing CTA request the picked experts'
   // gate_up matrices into L2 (MoeRouteDevParams::l2_gate_up_bytes). Off by default: not yet run on a GPU.
   route_l2_ = cuda::env_flag("LING_CUDA_ROUTE_L2", false);
+  // LING_CUDA_GATE_HEAD=1: batch-1 Lightning steps leave the output gate out of the recurrence kernel and the dense
+  // projection's GEMV forms it (GateHead). Off by default: not yet run on a GPU.
+  gate_head_ = bf16_ && cuda::env_flag("LING_CUDA_GATE_HEAD", false);
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
@@ -547,7 +550,7 @@ void CudaBackend::l2_prefetch_next_layer(int layer) {
 }
 
 void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx,
-                      bool op_out) {
+                      bool op_out, const kernels::GateHead* gate) {
   LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
   const int64_t N = w.rows;
   if (M == 0 || N == 0) return;
@@ -562,11 +565,19 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     if (is16) gp.w = static_cast<const uint16_t*>(wp);
     else gp.w_f32 = static_cast<const float*>(wp);
     gp.raw_bf16 = gemv_raw_;
-    if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
-    gp.head = take_head(x, K, M == 1 && is16 && N > 1024 && !ldx);
+    if (gate) {
+      LING_CHECK(M == 1 && is16 && N > 1024 && !ldx && x == gate->o, "internal error: a gate head on a ", M, "-row ",
+                 is16 ? "bf16" : "f32", " GEMV of ", N, " rows");
+      gp.gate_head = *gate;
+      settle();
+    } else {
+      if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
+      gp.head = take_head(x, K, M == 1 && is16 && N > 1024 && !ldx);
+    }
     kernels::launch_gemv(gp, stream_);
     return;
   }
+  LING_CHECK(!gate, "internal error: a gate head outside the GEMV path");
   settle();
   if (w16 != dev16_.end()) {
     void* xb = bf16_scratch(size_t(M * K));

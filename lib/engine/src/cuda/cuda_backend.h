@@ -341,8 +341,16 @@ class CudaBackend final : public Backend {
   // y[M, N] = x[M, K]·Wᵀ (+ bias): column-major view y^T = W·x^T, fp32 sgemm.
   // op_out: y is the output of the op (attention or FFN) whose add_norm was announced: a one-row GEMV runs that
   // add + norm as its tail.
+  // gate (M = 1, bf16 weights, more than 1,024 rows: the caller checks gate_head_fits): x is the Lightning output
+  // gate of the row gate->o, formed by the GEMV's CTAs (GateHead, norm.h).
   void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0,
-           bool op_out = false);
+           bool op_out = false, const kernels::GateHead* gate = nullptr);
+  // Whether lin can run a gate head of `width` values over `groups` before the projection w.
+  bool gate_head_fits(const Mat& w, int64_t width, int64_t groups) const {
+    return gate_head_ && weight_ref(w).second && w.rows > 1024 && w.cols == width && width % 4 == 0 &&
+           width <= kernels::kGateHeadMaxWidth && groups >= 1 && groups <= kernels::kGateHeadMaxGroups &&
+           width % groups == 0;
+  }
 
   // Causal prefill attention of T queries (positions pos0..pos0+T−1) over S cached keys through the flash
   // kernels: bf16 tensor cores for bf16 models at the dims they cover (q, k, v rounded to bf16 first), fp32
@@ -391,7 +399,7 @@ class CudaBackend final : public Backend {
   static constexpr int64_t kFoldMaxGroups = 64;
   static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes
   std::shared_ptr<void> slot_ptrs_;  // [2][kMaxSlotPtrs]: gate_up then down pointers of one token's slots
-  bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false, route_l2_ = false;
+  bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false, route_l2_ = false, gate_head_ = false;
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;

@@ -66,6 +66,8 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
   const bool fold = step_ && n == 1 && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
                     cfg_.group_norm_size <= kFoldMaxGroups && nh % cfg_.group_norm_size == 0;
   if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
+  // LING_CUDA_GATE_HEAD: with the fold, the output gate runs in the dense projection's GEMV instead (GateHead).
+  const bool gate_in_dense = fold && n == 1 && gate_head_fits(L.dense, inner, cfg_.group_norm_size);
   for (const SeqSlice& s : plan.seqs) {
     CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
     const float* q = qkv.p + s.row0 * ld;
@@ -79,9 +81,11 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
         p.pos = pos + s.row0; p.inv_freq = cfg_.rope_dim() > 0 ? inv_freq_.p : nullptr;
         p.q_norm = L.q_norm.empty() ? nullptr : W(L.q_norm); p.k_norm = L.k_norm.empty() ? nullptr : W(L.k_norm);
         p.rope_dim = cfg_.rope_dim(); p.qk_eps = cfg_.rms_norm_eps; p.rope_factor = freqs_.attention_factor;
-        p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
-        p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
-        p.cluster = fold_cluster_;
+        if (!gate_in_dense) {
+          p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
+          p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
+          p.cluster = fold_cluster_;
+        }
       }
       kernels::launch_lightning_decode(p, stream_);
       continue;
@@ -137,7 +141,14 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
     kernels::launch_group_norm_gate(gp, stream_);
     launched();
   }
-  lin(o.p, n, inner, L.dense, L.dense_bias, out.data, 0, true);
+  if (gate_in_dense) {
+    kernels::GateHead gh;
+    gh.o = o.p, gh.w = W(L.g_norm), gh.gate = qkv.p + width, gh.width = inner, gh.groups = cfg_.group_norm_size;
+    gh.eps = cfg_.rms_norm_eps;
+    lin(o.p, n, inner, L.dense, L.dense_bias, out.data, 0, true, &gh);
+  } else {
+    lin(o.p, n, inner, L.dense, L.dense_bias, out.data, 0, true);
+  }
   sync();
 }
 
