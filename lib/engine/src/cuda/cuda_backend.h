@@ -132,28 +132,6 @@ class CudaBackend final : public Backend {
 
   void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) override;
 
-  // LING_CUDA_NORM_HEAD=1, batch-1 decode steps of bf16 models: a residual add + norm (add_norm, norm) is left
-  // pending instead of launched, and the op that consumes its output runs it as the head of its first kernel —
-  // the one-row GEMV or the one-token router (AddNormHead, norm.h): one launch and one dependent round trip fewer
-  // per norm. Every other entry point launches it first (settle). The head's CTA 0 cannot update h in place (the
-  // other CTAs may still be reading it), so it writes h + d to resid_alt_ and the engine's buffer is displaced
-  // until the next head writes it back; settle copies a displaced residual home. Consumers: attention and FFN
-  // layers, the LM head (their first launch reads x through lin, launch_gemv or launch_moe_router).
-  struct PendingNorm {
-    float* h;
-    const float* d;  // null: a norm without an add
-    const float* w;
-    float* y;
-    int64_t dim;
-  };
-  // Leaves the add + norm of (h, d) into out pending when a head can run it; false: launch it as before.
-  bool defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out);
-  // The pending add + norm as the head of the kernel about to read x (K wide) when that kernel can run it
-  // (eligible); otherwise settle() first and no head.
-  kernels::AddNormHead take_head(const float* x, int64_t K, bool eligible);
-  // Launches a pending add + norm and copies a displaced residual home (before anything else reads or writes it).
-  void settle();
-
   void add(Buffer& h, const Buffer& d) override {
     use_device();
     cuda::OpScope prof_scope(prof_, "add");
@@ -198,6 +176,28 @@ class CudaBackend final : public Backend {
   bool pick_tokens(const Buffer& logits, const std::vector<TokenPick>& picks, std::vector<int64_t>& ids) override;
 
  private:
+  // LING_CUDA_NORM_HEAD=1, batch-1 decode steps of bf16 models: a residual add + norm (add_norm, norm) is left
+  // pending instead of launched, and the op that consumes its output runs it as the head of its first kernel —
+  // the one-row GEMV or the one-token router (AddNormHead, norm.h): one launch and one dependent round trip fewer
+  // per norm. Every other entry point launches it first (settle). The head's CTA 0 cannot update h in place (the
+  // other CTAs may still be reading it), so it writes h + d to resid_alt_ and the engine's buffer is displaced
+  // until the next head writes it back; settle copies a displaced residual home. Consumers: attention and FFN
+  // layers, the LM head (their first launch reads x through lin, launch_gemv or launch_moe_router).
+  struct PendingNorm {
+    float* h;
+    const float* d;  // null: a norm without an add
+    const float* w;
+    float* y;
+    int64_t dim;
+  };
+  // Leaves the add + norm of (h, d) into out pending when a head can run it; false: launch it as before.
+  bool defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out);
+  // The pending add + norm as the head of the kernel about to read x (K wide) when that kernel can run it
+  // (eligible); otherwise settle() first and no head.
+  kernels::AddNormHead take_head(const float* x, int64_t K, bool eligible);
+  // Launches a pending add + norm and copies a displaced residual home (before anything else reads or writes it).
+  void settle();
+
   // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device, and
   // launches a pending add + norm (settle) unless it consumes it: use_device_keep(x) for ops whose first launch
   // reads x through lin, launch_gemv or launch_moe_router (take_head) keeps a pending norm whose output is x.
