@@ -173,7 +173,7 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // that reads its output (defer_norm). Off by default: not yet run on a GPU. Not with the tails (which update
   // the residual in place).
   norm_head_ = bf16_ && !norm_tail_ && cuda::env_flag("LING_CUDA_NORM_HEAD", false);
-  if (norm_head_) resid_alt_ = DevF(c.hidden_size);
+  if (norm_head_) resid_alt_ = DevF(c.hidden_size), ledger_.set_alt(resid_alt_.p);
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
@@ -388,43 +388,30 @@ bool CudaBackend::defer_norm(float* h, const float* d, NormSlot slot, int layer,
     return false;
   const float* w = W(norm_weight(slot, layer));
   if (!cuda::aligned16(w)) return false;
-  // One pending norm at a time; a residual displaced from another buffer goes home first.
-  if (pending_ || (resid_home_ && resid_home_ != h)) settle();
-  pending_ = PendingNorm{h, d, w, out.data, dim};
+  perform(ledger_.defer({h, d, w, out.data}));
   return true;
 }
 
 kernels::AddNormHead CudaBackend::take_head(const float* x, int64_t K, bool eligible) {
-  if (!pending_) return {};
-  if (!eligible || pending_->y != x || pending_->dim != K) {
-    settle();
-    return {};
-  }
-  const PendingNorm p = *pending_;
-  pending_.reset();
-  const bool displaced = resid_home_ == p.h;
+  NormLedger::Settle first;
+  const auto head = ledger_.take(x, eligible && K == cfg_.hidden_size, first);
+  perform(first);
   kernels::AddNormHead t;
-  t.h_in = displaced ? resid_alt_.p : p.h;
-  t.d = p.d, t.w = p.w, t.y = p.y, t.dim = p.dim, t.eps = cfg_.rms_norm_eps;
-  if (p.d) {  // h + d goes to the other buffer: the engine's comes home or is displaced
-    t.h_out = displaced ? p.h : resid_alt_.p;
-    resid_home_ = displaced ? nullptr : p.h;
-  }
+  if (!head) return t;
+  t.h_in = head->h_in, t.d = head->d, t.w = head->w, t.h_out = head->h_out, t.y = head->y;
+  t.dim = cfg_.hidden_size, t.eps = cfg_.rms_norm_eps;
   return t;
 }
 
-void CudaBackend::settle() {
-  if (!pending_ && !resid_home_) return;
-  if (resid_home_) {
-    LING_CUDA_CHECK(cudaMemcpyAsync(resid_home_, resid_alt_.p, sizeof(float) * size_t(cfg_.hidden_size),
-                                    cudaMemcpyDeviceToDevice, stream_));
-    resid_home_ = nullptr;
-  }
-  if (pending_) {
-    const PendingNorm p = *pending_;
-    pending_.reset();
+void CudaBackend::perform(const NormLedger::Settle& s) {
+  const int64_t dim = cfg_.hidden_size;
+  if (s.home)
+    LING_CUDA_CHECK(cudaMemcpyAsync(s.home, ledger_.alt(), sizeof(float) * size_t(dim), cudaMemcpyDeviceToDevice,
+                                    stream_));
+  if (s.launch) {
     AddRmsNormParams a;
-    a.h = p.h; a.d = p.d; a.w = p.w; a.y = p.y; a.rows = 1; a.dim = p.dim; a.eps = cfg_.rms_norm_eps;
+    a.h = s.launch->h; a.d = s.launch->d; a.w = s.launch->w; a.y = s.launch->y; a.rows = 1; a.dim = dim;
+    a.eps = cfg_.rms_norm_eps;
     kernels::launch_add_rms_norm(a, stream_);
     launched();
   }

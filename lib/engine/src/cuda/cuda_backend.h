@@ -21,7 +21,6 @@
 #include <cstdlib>
 #include <cstring>
 #include <initializer_list>
-#include <optional>
 #include <source_location>
 #include <string>
 #include <unordered_map>
@@ -49,6 +48,7 @@
 #include "ling/ref/ops.h"
 
 #include "device_memory.h"
+#include "norm_ledger.h"
 #include "env_flag.h"
 #include "side_branch.h"
 
@@ -179,24 +179,21 @@ class CudaBackend final : public Backend {
   // LING_CUDA_NORM_HEAD=1, batch-1 decode steps of bf16 models: a residual add + norm (add_norm, norm) is left
   // pending instead of launched, and the op that consumes its output runs it as the head of its first kernel —
   // the one-row GEMV or the one-token router (AddNormHead, norm.h): one launch and one dependent round trip fewer
-  // per norm. Every other entry point launches it first (settle). The head's CTA 0 cannot update h in place (the
-  // other CTAs may still be reading it), so it writes h + d to resid_alt_ and the engine's buffer is displaced
-  // until the next head writes it back; settle copies a displaced residual home. Consumers: attention and FFN
-  // layers, the LM head (their first launch reads x through lin, launch_gemv or launch_moe_router).
-  struct PendingNorm {
-    float* h;
-    const float* d;  // null: a norm without an add
-    const float* w;
-    float* y;
-    int64_t dim;
-  };
+  // per norm. Every other entry point launches it first (settle). The residual alternates between the engine's
+  // buffer and resid_alt_ (the head's CTA 0 cannot update h in place); ledger_ (norm_ledger.h) keeps the account.
+  // Consumers: attention and FFN layers, the LM head (their first launch reads x through lin, launch_gemv or
+  // launch_moe_router).
   // Leaves the add + norm of (h, d) into out pending when a head can run it; false: launch it as before.
   bool defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out);
   // The pending add + norm as the head of the kernel about to read x (K wide) when that kernel can run it
   // (eligible); otherwise settle() first and no head.
   kernels::AddNormHead take_head(const float* x, int64_t K, bool eligible);
   // Launches a pending add + norm and copies a displaced residual home (before anything else reads or writes it).
-  void settle();
+  void settle() {
+    if (!ledger_.idle()) perform(ledger_.settle());
+  }
+  // The copy home and the launch a NormLedger step asks for.
+  void perform(const NormLedger::Settle& s);
 
   // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device, and
   // launches a pending add + norm (settle) unless it consumes it: use_device_keep(x) for ops whose first launch
@@ -207,8 +204,7 @@ class CudaBackend final : public Backend {
   }
   void use_device_keep(const float* x) {
     LING_CUDA_CHECK(cudaSetDevice(device_));
-    if (resid_home_ || pending_)
-      if (!pending_ || pending_->y != x) settle();
+    if (!ledger_.idle() && !ledger_.keeps(x)) settle();
   }
   // Host waits are skipped inside decode steps (they run without round trips and may be captured).
   void sync() {
@@ -392,9 +388,8 @@ class CudaBackend final : public Backend {
   bool gemv_raw_ = true, gqa_wide_ = true;
   kernels::AddNormTail tail_;                   // announced, not yet taken
   bool norm_head_ = false;                      // LING_CUDA_NORM_HEAD (defer_norm)
-  std::optional<PendingNorm> pending_;          // the add + norm left for the next op's first kernel
   DevF resid_alt_;                              // [hidden]: the residual while the engine's buffer is displaced
-  float* resid_home_ = nullptr;                 // the engine's residual buffer whose value is in resid_alt_
+  NormLedger ledger_;                           // the pending norm and where the residual is
   std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
   static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes
