@@ -1,5 +1,6 @@
 // RMSNorm / GroupRMSNorm, residual add + RMSNorm, and the Lightning output gate (include/ling/kernels/norm.h).
 // One CTA per row (per row and group for GroupRMSNorm), fp64 sum of squares, then (x · inv) · w as ref::rms_norm.
+// The checks of the tail and head forms (their device code: add_norm_tail.cuh, add_norm_head.cuh, gate_head.cuh).
 #include <cmath>
 
 #include "common/check.h"

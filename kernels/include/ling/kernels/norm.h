@@ -1,7 +1,9 @@
 // RMSNorm, GroupRMSNorm, the residual add fused with the next norm, and the Lightning output gate
 // (architecture.md §2.2, §2.6 steps 9–10). Params are core/op_params.h's, the ones ref::rms_norm,
 // ref::add_rms_norm and ref::group_norm_gate take; pointers are device pointers. fp32, fp64 sums of squares,
-// the reference's operation order: outputs equal the reference's up to the order of the fp64 sum.
+// the reference's operation order: outputs equal the reference's up to the order of the fp64 sum. Also the forms
+// other kernels run inside themselves: the add + norm as the tail of the kernel that writes d (AddNormTail) or as
+// the head of the kernel that reads y (AddNormHead), and the output gate as such a head (GateHead).
 #pragma once
 #include <cuda_runtime_api.h>
 
