@@ -12,6 +12,7 @@
 // so its instructions are likely fetched from DRAM each time; the unrolled 74 KB body took 14 µs per call on an
 // H100, the same for 1 token and for 64.
 #include <cmath>
+#include <type_traits>
 
 #include "common/check.h"
 #include "common/launch.cuh"
@@ -40,8 +41,16 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
 // warps, route_block). With an add + norm head (one token) every CTA forms x itself (norm/add_norm_head.cuh).
 constexpr int kRouterWarps = 8;
 
-// HEAD (one token): x is the add + norm head's row, formed in shared memory after the wait.
-template <int kPerLane, int MT, bool HEAD = false>
+// The router weight rows as the kernel reads them: fp32, or bf16 (MoeRouterParams::w16; widened exactly).
+template <typename T>
+__device__ __forceinline__ const T* router_weights(const MoeRouterParams& r) {
+  if constexpr (std::is_same_v<T, float>) return r.w;
+  else return r.w16;
+}
+
+// T: the weights' type (float or bf16 bits). HEAD (one token): x is the add + norm head's row, formed in shared
+// memory after the wait.
+template <typename T, int kPerLane, int MT, bool HEAD = false>
 __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
   static_assert(kRouterWarps == 8, "block_row_dot runs 8 warps");
   extern __shared__ __align__(16) float head_smem[];
@@ -57,7 +66,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   RoutePtrs ptrs;
   if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2), route_block_ptrs(r.route, int(threadIdx.x), ptrs);
   if constexpr (HEAD) add_norm_head_begin(r.head, head_smem);
-  const float v = block_row_dot<MT, HEAD>(HEAD ? head_smem : r.x, ldx, r.w + e * K, M, K, red, [&] {
+  const float v = block_row_dot<MT, HEAD>(HEAD ? head_smem : r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [&] {
     pdl_enter();
     if constexpr (HEAD) add_norm_head<4>(r.head, head_smem);
   });
@@ -78,6 +87,28 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     return;
   }
   for (int64_t t = warp; t < M; t += kRouterWarps) route_row<kPerLane>(r.route, t, stage[warp]);
+}
+
+// launch_moe_router's choice of kernel for weights of type T.
+template <typename T>
+void launch_router_typed(const MoeRouterParams& r, cudaStream_t stream) {
+  const MoeRouteDevParams& p = r.route;
+  constexpr int kS = int(kMoeRouteMaxExperts / 32);
+  const auto go = [&](auto kernel, size_t smem) {
+    if (smem) set_max_dynamic_smem(kernel, int(smem));
+    launch_pdl(kernel, unsigned(p.E), 32 * kRouterWarps, smem, stream, r);
+  };
+  if (r.head.h_in) {
+    const size_t smem = add_norm_head_smem(r.head);
+    if (p.E <= 256) go(k_moe_router<T, 8, 4, true>, smem);
+    else go(k_moe_router<T, kS, 4, true>, smem);
+  } else if (p.E <= 256) {
+    if (p.n <= 4) go(k_moe_router<T, 8, 4>, 0);
+    else go(k_moe_router<T, 8, kMoeRouterMaxTokens>, 0);
+  } else {
+    if (p.n <= 4) go(k_moe_router<T, kS, 4>, 0);
+    else go(k_moe_router<T, kS, kMoeRouterMaxTokens>, 0);
+  }
 }
 
 }  // namespace
@@ -116,8 +147,10 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK(p.n >= 0 && p.n <= kMoeRouterMaxTokens, "launch_moe_router: n = ", p.n, " outside [0, ",
              kMoeRouterMaxTokens, "]");
   if (p.n == 0) return;
-  LING_CHECK(r.x && r.w && r.logits && r.counter && p.topk_ids && p.topk_weights,
-             "launch_moe_router: a null x, weight, logits, counter, ids or weights pointer");
+  LING_CHECK(r.x && r.logits && r.counter && p.topk_ids && p.topk_weights,
+             "launch_moe_router: a null x, logits, counter, ids or weights pointer");
+  LING_CHECK((r.w != nullptr) != (r.w16 != nullptr), "launch_moe_router: exactly one of w (fp32) and w16 (bf16) "
+             "must be set");
   LING_CHECK(p.logits == r.logits, "launch_moe_router: route.logits must be the logits the GEMV writes");
   LING_CHECK((!p.gate_up_ptrs && !p.down_ptrs) || (p.n == 1 && p.gate_up_ptrs && p.down_ptrs && p.gate_up_table &&
                                                     p.down_table),
@@ -128,29 +161,13 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK(r.H > 0 && r.H % 8 == 0 && ldx >= r.H && ldx % 4 == 0, "launch_moe_router: H = ", r.H, ", ldx = ", ldx,
              " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");
   const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
-  LING_CHECK(a16(r.x) && a16(r.w), "launch_moe_router: x and the router weight must be 16-byte aligned");
+  LING_CHECK(a16(r.x) && a16(r.w ? static_cast<const void*>(r.w) : r.w16),
+             "launch_moe_router: x and the router weight must be 16-byte aligned");
   check_add_norm_head(r.head, r.H, "launch_moe_router");
   LING_CHECK(!r.head.h_in || (p.n == 1 && r.x == r.head.y),
              "launch_moe_router: an add + norm head needs one token and x = the head's y");
-  const unsigned grid = unsigned(p.E);
-  if (r.head.h_in) {
-    const size_t smem = add_norm_head_smem(r.head);
-    if (p.E <= 256) {
-      set_max_dynamic_smem(k_moe_router<8, 4, true>, int(smem));
-      launch_pdl(k_moe_router<8, 4, true>, grid, 32 * kRouterWarps, smem, stream, r);
-    } else {
-      constexpr int kS = int(kMoeRouteMaxExperts / 32);
-      set_max_dynamic_smem(k_moe_router<kS, 4, true>, int(smem));
-      launch_pdl(k_moe_router<kS, 4, true>, grid, 32 * kRouterWarps, smem, stream, r);
-    }
-  } else if (p.E <= 256) {
-    if (p.n <= 4) launch_pdl(k_moe_router<8, 4>, grid, 32 * kRouterWarps, 0, stream, r);
-    else launch_pdl(k_moe_router<8, kMoeRouterMaxTokens>, grid, 32 * kRouterWarps, 0, stream, r);
-  } else {
-    constexpr int kS = int(kMoeRouteMaxExperts / 32);
-    if (p.n <= 4) launch_pdl(k_moe_router<kS, 4>, grid, 32 * kRouterWarps, 0, stream, r);
-    else launch_pdl(k_moe_router<kS, kMoeRouterMaxTokens>, grid, 32 * kRouterWarps, 0, stream, r);
-  }
+  if (r.w16) launch_router_typed<uint16_t>(r, stream);
+  else launch_router_typed<float>(r, stream);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

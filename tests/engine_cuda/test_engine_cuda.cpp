@@ -16,6 +16,7 @@
 
 #include "common/compare.h"
 #include "common/golden_io.h"
+#include "ling/core/dtype.h"
 #include "ling/core/error.h"
 #include "engine_cpu/tiny_model.h"
 #include "ling/core/safetensors.h"
@@ -434,7 +435,8 @@ class ScopedEnv {
 // those norms are launched, a displaced residual copied home first); LING_CUDA_GATE_HEAD=1
 // (the Lightning output gate formed by the dense projection's GEMV instead of the recurrence kernel);
 // LING_CUDA_SLOT_PTRS=1 with LING_CUDA_ROUTE_L2=1 (the router writes the picks' weight pointers and requests
-// their gate_up into L2); and all of them together.
+// their gate_up into L2); LING_CUDA_ROUTER_BF16=1 (the router's bf16 copy: the model's values are bf16); and all
+// of them together.
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
   std::string cfg = ling25_wide_config(4);
@@ -446,10 +448,14 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   set("\"vocab_size\": 97", "\"vocab_size\": 2053");
   set("\"hidden_size\": 256", "\"hidden_size\": 1152");
   set("\"first_k_dense_replace\": 4", "\"first_k_dense_replace\": 1");
-  const std::string dir = make_tiny_model("cuda_placement", cfg, 41);
+  // Every value a bf16 value, as in a bf16 checkpoint (so that the router's bf16 copy is exact and taken).
+  const std::string dir = make_tiny_model("cuda_placement", cfg, 41,
+                                          [](const std::string&, std::vector<int64_t>&, std::vector<float>& v) {
+                                            for (float& x : v) x = round_bf16(x);
+                                          });
   struct Run {
     const char* name;
-    bool heads, gate, router, graphs;
+    bool heads, gate, router, graphs, router16 = false;
   };
   auto run = [&](const Run& r) {
     BackendOptions o;
@@ -461,6 +467,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
       ScopedEnv e2("LING_CUDA_GATE_HEAD", r.gate ? "1" : "0");
       ScopedEnv e3("LING_CUDA_SLOT_PTRS", r.router ? "1" : "0");
       ScopedEnv e4("LING_CUDA_ROUTE_L2", r.router ? "1" : "0");
+      ScopedEnv e5("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -482,7 +489,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                        Run{"LING_CUDA_NORM_HEAD=1, eager steps", true, false, false, false},
                        Run{"LING_CUDA_GATE_HEAD=1", false, true, false, true},
                        Run{"LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTE_L2=1", false, false, true, true},
-                       Run{"all four", true, true, true, true}})
+                       Run{"LING_CUDA_ROUTER_BF16=1", false, false, false, true, true},
+                       Run{"all five", true, true, true, true, true}})
     EXPECT_EQ(run(r), base) << r.name;
 }
 

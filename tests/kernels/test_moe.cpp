@@ -245,6 +245,64 @@ TEST(MoeRouterKernel, AddNormHead) {
   EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
 }
 
+// The router reading bf16 weights (MoeRouterParams::w16) equals the router reading the same values as fp32, bit for
+// bit (logits, ids, weights): the widening is exact and the sums are the same. 1, 3 and 9 tokens (both token
+// tiles), 256 and 512 experts, H 2,048 and 8,200 (a stride past the first 2,048 values), and one token with an
+// add + norm head.
+TEST(MoeRouterKernel, Bf16WeightsEqualFp32) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t E, k, n_group, topk_group, H; };
+  const Case cases[] = {{256, 8, 8, 4, 2048}, {512, 8, 16, 8, 8200}};
+  DeviceBuffer counter(4);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  uint64_t seed = 2100;
+  for (const Case& c : cases)
+    for (int64_t n : {1, 3, 9})
+      for (bool head : {false, true}) {
+        if (head && n != 1) continue;
+        std::vector<float> w = uniform(size_t(c.E * c.H), -0.05f, 0.05f, seed += 3);
+        const std::vector<uint16_t> w16 = to_bf16(w);  // w now holds the bf16 values
+        const std::vector<float> x = uniform(size_t(n * c.H), -1, 1, seed + 1), bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 2);
+        const std::vector<float> nw = uniform(size_t(c.H), 0.5f, 1.5f, seed + 4);
+        DeviceBuffer dw(w.size() * 4), dw16(w16.size() * 2), dx(x.size() * 4), db(bias.size() * 4), dnw(nw.size() * 4);
+        DeviceBuffer hb(size_t(c.H) * 4), a1(size_t(c.H) * 4), a2(size_t(c.H) * 4);
+        dw.upload(w), dw16.upload(w16), dx.upload(x), db.upload(bias), dnw.upload(nw);
+        const int64_t ld = c.k;
+        DeviceBuffer l1(size_t(n * c.E) * 4), l2(size_t(n * c.E) * 4), i1(size_t(n * ld) * 4), i2(size_t(n * ld) * 4),
+            w1(size_t(n * ld) * 4), w2(size_t(n * ld) * 4);
+        kernels::MoeRouterParams r;
+        r.route.bias = db.as<float>(), r.route.n = n, r.route.E = c.E, r.route.k = c.k, r.route.n_group = c.n_group;
+        r.route.topk_group = c.topk_group, r.route.routed_scaling_factor = 2.5f;
+        r.x = dx.as<float>(), r.H = c.H, r.counter = counter.as<unsigned>();
+        auto run = [&](bool bf16, DeviceBuffer& l, DeviceBuffer& ids, DeviceBuffer& wts, DeviceBuffer& a) {
+          r.w = bf16 ? nullptr : dw.as<float>(), r.w16 = bf16 ? dw16.as<uint16_t>() : nullptr;
+          r.logits = l.as<float>(), r.route.logits = l.as<float>();
+          r.route.topk_ids = ids.as<int32_t>(), r.route.topk_weights = wts.as<float>();
+          if (head) {  // the row itself is the head's h (no add): y = RMSNorm(x) · nw
+            r.head.h_in = dx.as<float>(), r.head.w = dnw.as<float>(), r.head.y = a.as<float>(), r.head.dim = c.H;
+            r.x = a.as<float>();
+          }
+          kernels::launch_moe_router(r, nullptr);
+        };
+        run(false, l1, i1, w1, a1);
+        run(true, l2, i2, w2, a2);
+        TEST_CUDA(cudaDeviceSynchronize());
+        const std::string tag = "bf16 router E=" + std::to_string(c.E) + " H=" + std::to_string(c.H) + " n=" +
+                                std::to_string(n) + (head ? " head" : "");
+        EXPECT_EQ(l2.download<float>(size_t(n * c.E)), l1.download<float>(size_t(n * c.E))) << tag << " logits";
+        EXPECT_EQ(i2.download<int32_t>(size_t(n * ld)), i1.download<int32_t>(size_t(n * ld))) << tag << " ids";
+        EXPECT_EQ(w2.download<float>(size_t(n * ld)), w1.download<float>(size_t(n * ld))) << tag << " weights";
+      }
+  EXPECT_EQ(counter.download<unsigned>(1)[0], 0u);
+  kernels::MoeRouterParams bad;  // both weight pointers
+  alignas(16) static float buf[64];
+  bad.route.n = 1, bad.route.E = 256, bad.route.k = 8, bad.route.n_group = 8, bad.route.topk_group = 4;
+  bad.x = buf, bad.w = buf, bad.w16 = reinterpret_cast<const uint16_t*>(buf), bad.logits = buf, bad.route.logits = buf;
+  bad.counter = reinterpret_cast<unsigned*>(buf), bad.route.topk_ids = reinterpret_cast<int32_t*>(buf);
+  bad.route.topk_weights = buf, bad.H = 16;
+  EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
+}
+
 // The one-token router requesting the picks' gate_up matrices into L2 (MoeRouteDevParams::l2_gate_up_bytes):
 // real device ranges (a size that is not a multiple of the piece, experts not held = null entries, which must be
 // skipped) and the same logits, ids and weights as without the requests; no fault.

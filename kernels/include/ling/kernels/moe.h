@@ -62,6 +62,8 @@ struct MoeRouterParams {
   const float* x = nullptr;   // [n, H] at row stride ldx (0 = H), 16-byte aligned
   int64_t ldx = 0, H = 0;
   const float* w = nullptr;   // [E, H] fp32 router weight, 16-byte aligned
+  const uint16_t* w16 = nullptr;  // or the same values in bf16 (when they are bf16 values: exactly the same
+                                  // logits, half the bytes); exactly one of w / w16
   float* logits = nullptr;    // [n, E] written
   unsigned* counter = nullptr;
   AddNormHead head;           // one token: x is RMSNorm(head.h_in + head.d) · head.w, formed by every CTA

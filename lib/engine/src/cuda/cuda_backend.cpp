@@ -92,6 +92,13 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   size_t lin_bytes = 0, f32_bytes = 0;
   for (const Mat* m : lin_mats) lin_bytes += (bf16_ ? 2 : 4) * m->v.size();
   for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
+  // LING_CUDA_ROUTER_BF16=1: one-token decode steps read each MoE router whose values are all bf16 values (bf16
+  // checkpoints) from a bf16 copy: the same logits (the widening is exact), half the bytes (the roofline of
+  // `ling bench` already counts them at 2 bytes). The fp32 copy stays for prefill. Off by default: not yet run on
+  // a GPU.
+  const bool router16 = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_ROUTER_BF16", false);
+  if (router16)
+    for (const LayerWeights& L : w_->layers) f32_bytes += 2 * L.router.v.size();
   // cuBLASLt workspaces: the backend's, and with bf16 experts one per side stream of the MoE prefill; the
   // token sampler's (sort and probabilities of one vocabulary row).
   const size_t lt_count = bf16_ ? 1 + (c.num_experts > 0 ? kMoePrefillLanes : 0) : 0;
@@ -115,6 +122,13 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
       if (!L.qkv.empty() && !L.g_proj.empty() && L.qkv.cols == L.g_proj.cols) upload16_pair(L.qkv, L.g_proj);
   for (const Mat* m : lin_mats) bf16_ ? upload16(*m) : upload(*m);
   for (const Mat* m : f32_mats) upload(*m);
+  router16_.assign(c.num_hidden_layers, {});
+  if (router16)
+    for (int64_t il = 0; il < c.num_hidden_layers; ++il) {
+      const Mat& r = w_->layers[il].router;
+      if (!r.empty() && std::all_of(r.v.begin(), r.v.end(), [](float v) { return round_bf16(v) == v; }))
+        router16_[il] = dev16({&r});
+    }
   decay_.assign(c.num_hidden_layers, DevF());
   for (int64_t il = 0; il < c.num_hidden_layers; ++il)
     if (c.layers[il].attn == AttnKind::Lightning)

@@ -412,6 +412,7 @@ class CudaBackend final : public Backend {
   size_t sample_ws_bytes_ = 0;
   int64_t pick_ids_rows_ = 0;
   std::vector<std::shared_ptr<void>> expert_tables_;  // [L] device [2E] pointers: gate_up[e], then down[e]
+  std::vector<std::shared_ptr<void>> router16_;       // [L] bf16 router copies (LING_CUDA_ROUTER_BF16) or null
   std::vector<std::vector<const void*>> expert_tables_host_;  // [L] the same addresses on the host
   std::unique_ptr<kernels::MoePrefill> moe_prefill_;   // bf16 models: routed experts of prefill calls
   // Decode steps.

@@ -76,7 +76,9 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
       rp.routed_scaling_factor = float(cfg_.routed_scaling_factor); rp.shared_slot = shared_slot;
       if (one_launch) {
         kernels::MoeRouterParams r;
-        r.route = rp; r.x = x.data; r.H = H; r.w = W(L.router); r.logits = dlogits.p;
+        r.route = rp; r.x = x.data; r.H = H; r.logits = dlogits.p;
+        if (router16_[size_t(layer)]) r.w16 = static_cast<const uint16_t*>(router16_[size_t(layer)].get());
+        else r.w = W(L.router);
         if (ptr_slots || route_l2) {
           const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
           r.route.gate_up_table = tab, r.route.down_table = tab + E + 1;
