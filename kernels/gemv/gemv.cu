@@ -17,6 +17,7 @@
 #include "norm/add_norm_tail.cuh"
 #include "norm/gate_head.cuh"
 #include "common/check.h"
+#include "common/flags.cuh"
 #include "common/launch.cuh"
 #include "ling/kernels/gemv.h"
 
@@ -29,12 +30,17 @@ namespace {
 // kHead (M = 1): x is formed in shared memory after the wait — kNormHead: the add + norm head's row
 // (norm/add_norm_head.cuh), kGateHead: the gate head's (norm/gate_head.cuh).
 constexpr int kNoHead = 0, kNormHead = 1, kGateHead = 2;
-template <int MT, typename T, typename WT = W8<T>, int kHead = kNoHead>
-__global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
-                                                       const T* __restrict__ w, const float* __restrict__ bias,
-                                                       float* __restrict__ y, int64_t ldy, int M, int64_t N,
-                                                       int64_t K, bool accumulate, AddNormTail tail,
-                                                       AddNormHead head, GateHead gate) {
+// kDone: the CTA raises its row group's counter once its rows are written (GemvParams::done).
+struct DoneRows {
+  unsigned* done;
+  int64_t rows, period, group;
+};
+// The warp-per-row GEMV (the kernels below: the plain form, and the one-row forms with a head or counted rows).
+template <int MT, typename T, typename WT, int kHead, bool kDone>
+__device__ __forceinline__ void gemv_warp_row(const float* __restrict__ x, int64_t ldx, const T* __restrict__ w,
+                                              const float* __restrict__ bias, float* __restrict__ y, int64_t ldy,
+                                              int M, int64_t N, int64_t K, bool accumulate, AddNormTail tail,
+                                              AddNormHead head, GateHead gate, DoneRows done) {
   constexpr bool HEAD = kHead != kNoHead;
   static_assert(!HEAD || MT == 1, "a head is for one row");
   extern __shared__ __align__(16) float head_smem[];
@@ -89,6 +95,31 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
     }
   if constexpr (MT == 1)  // (launch_gemv: a tail needs M = 1)
     if (tail.counter) add_norm_tail(tail, y);
+  if constexpr (kDone) {  // (launch_gemv: every warp of a counted CTA has a row, so none left early)
+    const int64_t r0 = int64_t(blockIdx.x) * 8;
+    if (r0 < done.rows) {
+      __syncthreads();
+      if (threadIdx.x == 0) flag_add_release(done.done + (r0 % done.period) / done.group);
+    }
+  }
+}
+
+template <int MT, typename T, typename WT = W8<T>>
+__global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__ x, int64_t ldx,
+                                                       const T* __restrict__ w, const float* __restrict__ bias,
+                                                       float* __restrict__ y, int64_t ldy, int M, int64_t N,
+                                                       int64_t K, bool accumulate, AddNormTail tail) {
+  gemv_warp_row<MT, T, WT, kNoHead, false>(x, ldx, w, bias, y, ldy, M, N, K, accumulate, tail, {}, {}, {});
+}
+// One row with a head or counted rows: the raw-weight form held to 64 registers (four CTAs per SM, as the plain
+// one), the widened form to 128.
+template <typename WT, int kHead, bool kDone>
+__global__ void __launch_bounds__(256, std::is_same_v<WT, W8<uint16_t>> ? 4 : 2)
+    k_gemv_warp_row_head(const float* __restrict__ x, int64_t ldx, const uint16_t* __restrict__ w,
+                         const float* __restrict__ bias, float* __restrict__ y, int64_t ldy, int M, int64_t N,
+                         int64_t K, bool accumulate, AddNormTail tail, AddNormHead head, GateHead gate,
+                         DoneRows done) {
+  gemv_warp_row<1, uint16_t, WT, kHead, kDone>(x, ldx, w, bias, y, ldy, M, N, K, accumulate, tail, head, gate, done);
 }
 
 template <int MT, typename T>
@@ -149,27 +180,34 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
                p.tail);
   else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
     const unsigned grid = unsigned((p.N + 7) / 8);
-    const auto go = [&](auto kernel, size_t smem) {
+    const DoneRows done{p.done, p.done_rows, p.done_period, p.done_group};
+    const auto head = [&](auto kernel, size_t smem) {
       if (smem) set_max_dynamic_smem(kernel, int(smem));
       launch_pdl(kernel, grid, 256, smem, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate, p.tail,
-                 p.head, p.gate_head);
+                 p.head, p.gate_head, done);
     };
-    if (p.head.h_in) {
+    const auto plain = [&](auto kernel) {
+      launch_pdl(kernel, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate, p.tail);
+    };
+    if (p.done) {  // (raw weights, no gate head: launch_gemv)
+      if (p.head.h_in) head(k_gemv_warp_row_head<W8<uint16_t>, kNormHead, true>, add_norm_head_smem(p.head));
+      else head(k_gemv_warp_row_head<W8<uint16_t>, kNoHead, true>, 0);
+    } else if (p.head.h_in) {
       const size_t smem = add_norm_head_smem(p.head);
-      if (p.raw_bf16) go(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, kNormHead>, smem);
-      else go(k_gemv_warp_row<1, uint16_t, W8Wide, kNormHead>, smem);
+      if (p.raw_bf16) head(k_gemv_warp_row_head<W8<uint16_t>, kNormHead, false>, smem);
+      else head(k_gemv_warp_row_head<W8Wide, kNormHead, false>, smem);
     } else if (p.gate_head.o) {
       const size_t smem = gate_head_smem(p.gate_head);
-      if (p.raw_bf16) go(k_gemv_warp_row<1, uint16_t, W8<uint16_t>, kGateHead>, smem);
-      else go(k_gemv_warp_row<1, uint16_t, W8Wide, kGateHead>, smem);
+      if (p.raw_bf16) head(k_gemv_warp_row_head<W8<uint16_t>, kGateHead, false>, smem);
+      else head(k_gemv_warp_row_head<W8Wide, kGateHead, false>, smem);
     } else if (!p.raw_bf16) {
-      go(k_gemv_warp_row<1, uint16_t, W8Wide>, 0);
+      plain(k_gemv_warp_row<1, uint16_t, W8Wide>);
     } else {
-      go(k_gemv_warp_row<1, uint16_t>, 0);
+      plain(k_gemv_warp_row<1, uint16_t>);
     }
   } else
     launch_pdl(k_gemv_warp_row<MT, T>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K,
-               p.accumulate, p.tail, AddNormHead{}, GateHead{});
+               p.accumulate, p.tail);
 }
 
 template <typename T>
@@ -214,6 +252,13 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
   check_gate_head(p.gate_head, p.K, "launch_gemv");
   LING_CHECK(!p.gate_head.o || (p.M == 1 && p.w && p.N > 1024 && !p.head.h_in && !p.tail.counter && p.x == p.gate_head.o),
              "launch_gemv: a gate head needs one row, bf16 weights, N > 1024, x = its o, and no other head or tail");
+  LING_CHECK(!p.done || (p.M == 1 && p.w && p.raw_bf16 && p.N > 1024 && !p.tail.counter && !p.gate_head.o &&
+                         p.done_group > 0 && p.done_group % 8 == 0 && p.done_period > 0 &&
+                         p.done_period % p.done_group == 0 && p.done_rows > 0 && p.done_rows % 8 == 0 &&
+                         p.done_rows <= p.N),
+             "launch_gemv: counted rows need one row, raw bf16 weights, N > 1024, no tail or gate head, and rows, "
+             "period and group that are multiples of 8 (rows ", p.done_rows, ", period ", p.done_period, ", group ",
+             p.done_group, ", N ", p.N, ")");
   if (p.N == 0) return;
   if (p.w) launch_typed(p, p.w, stream);
   else launch_typed(p, p.w_f32, stream);

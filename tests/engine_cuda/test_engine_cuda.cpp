@@ -435,8 +435,9 @@ class ScopedEnv {
 // those norms are launched, a displaced residual copied home first); LING_CUDA_GATE_HEAD=1
 // (the Lightning output gate formed by the dense projection's GEMV instead of the recurrence kernel);
 // LING_CUDA_SLOT_PTRS=1 with LING_CUDA_ROUTE_L2=1 (the router writes the picks' weight pointers and requests
-// their gate_up into L2); LING_CUDA_ROUTER_BF16=1 (the router's bf16 copy: the model's values are bf16); and all
-// of them together.
+// their gate_up into L2); LING_CUDA_ROUTER_BF16=1 (the router's bf16 copy: the model's values are bf16);
+// LING_CUDA_EARLY_FOLD=1 with the gate head (the recurrence of each head starts on its counted q, k, v rows); and
+// all of them together.
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
   std::string cfg = ling25_wide_config(4);
@@ -455,7 +456,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                                           });
   struct Run {
     const char* name;
-    bool heads, gate, router, graphs, router16 = false;
+    bool heads, gate, router, graphs, router16 = false, early = false;
   };
   auto run = [&](const Run& r) {
     BackendOptions o;
@@ -468,6 +469,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
       ScopedEnv e3("LING_CUDA_SLOT_PTRS", r.router ? "1" : "0");
       ScopedEnv e4("LING_CUDA_ROUTE_L2", r.router ? "1" : "0");
       ScopedEnv e5("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0");
+      ScopedEnv e6("LING_CUDA_EARLY_FOLD", r.early ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -490,7 +492,9 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                        Run{"LING_CUDA_GATE_HEAD=1", false, true, false, true},
                        Run{"LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTE_L2=1", false, false, true, true},
                        Run{"LING_CUDA_ROUTER_BF16=1", false, false, false, true, true},
-                       Run{"all five", true, true, true, true, true}})
+                       Run{"LING_CUDA_GATE_HEAD=1 LING_CUDA_EARLY_FOLD=1", false, true, false, true, false, true},
+                       Run{"all six", true, true, true, true, true, true},
+                       Run{"all six, eager steps", true, true, true, false, true, true}})
     EXPECT_EQ(run(r), base) << r.name;
 }
 

@@ -32,6 +32,13 @@ struct GemvParams {
                                    // every CTA (norm.h); p.x must then be head.y
   GateHead gate_head;              // M = 1, bf16, N > 1024: x is GroupRMSNorm(o) · w ⊙ sigmoid(gate), formed by
                                    // every CTA (norm.h); p.x must then be gate_head.o
+  // M = 1, raw bf16 weights, N > 1024, no tail: each CTA whose rows lie below done_rows adds 1 (release) to
+  // done[(first row % done_period) / done_group] once its rows are written — for a consumer that waits for its
+  // own group of rows instead of the whole grid (the Lightning decode kernel's early start: a head's q, k and v
+  // rows). done_group % 8 == 0 (a CTA's 8 rows in one group), done_period % done_group == 0, done_rows % 8 == 0,
+  // done_rows ≤ N. Null: none.
+  unsigned* done = nullptr;
+  int64_t done_rows = 0, done_period = 0, done_group = 0;
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

@@ -177,6 +177,14 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // LING_CUDA_GATE_HEAD=1: batch-1 Lightning steps leave the output gate out of the recurrence kernel and the dense
   // projection's GEMV forms it (GateHead). Off by default: not yet run on a GPU.
   gate_head_ = bf16_ && cuda::env_flag("LING_CUDA_GATE_HEAD", false);
+  // LING_CUDA_EARLY_FOLD=1 (with LING_CUDA_GATE_HEAD): a batch-1 Lightning step's recurrence starts per head once
+  // the qkv GEMV has written that head's q, k and v rows (GemvParams::done, LightningDecodeParams::qkv_done).
+  // Off by default: not yet run on a GPU.
+  early_fold_ = gate_head_ && cuda::env_flag("LING_CUDA_EARLY_FOLD", false);
+  if (early_fold_) {
+    qkv_done_ = dev_alloc(kMaxEarlyHeads * sizeof(unsigned));
+    LING_CUDA_CHECK(cudaMemset(qkv_done_.get(), 0, kMaxEarlyHeads * sizeof(unsigned)));
+  }
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait

@@ -395,6 +395,9 @@ class CudaBackend final : public Backend {
   static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes
   std::shared_ptr<void> slot_ptrs_;  // [2][kMaxSlotPtrs]: gate_up then down pointers of one token's slots
   bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false, route_l2_ = false, gate_head_ = false;
+  bool early_fold_ = false;                     // LING_CUDA_EARLY_FOLD
+  static constexpr int64_t kMaxEarlyHeads = 256;
+  std::shared_ptr<void> qkv_done_;              // [kMaxEarlyHeads] the early fold's per-head row counts (zero between)
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;

@@ -49,25 +49,32 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
   const int64_t ld = one_gemv ? width + inner : width;
   DevF qkv = scratch(n * ld), o = scratch(n * inner), gate = one_gemv ? DevF() : scratch(n * inner);
   auto pos = positions(plan);
-  if (one_gemv) {
-    cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
-    kernels::GemvParams gp;
-    gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
-    gp.head = take_head(x.data, H, n == 1 && ld > 1024);
-    kernels::launch_gemv(gp, stream_);
-    l2_prefetch_rest_of_layer(layer);
-  } else {
-    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
-  }
   // Batch-1 decode steps with q‖k‖v‖gate rows: q/k norm + RoPE and the output gate run inside the recurrence
   // kernel (LightningDecodeParams folds; LING_CUDA_LIGHTNING_FOLD=0: separate launches). Only for one sequence:
   // the fold launches once per sequence, and at B 16 (Ring-mini dims, H100) that step took 6.18 ms against
   // 5.26 ms with the batched separate kernels.
   const bool fold = step_ && n == 1 && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
                     cfg_.group_norm_size <= kFoldMaxGroups && nh % cfg_.group_norm_size == 0;
-  if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
   // LING_CUDA_GATE_HEAD: with the fold, the output gate runs in the dense projection's GEMV instead (GateHead).
   const bool gate_in_dense = fold && n == 1 && gate_head_fits(L.dense, inner, cfg_.group_norm_size);
+  // LING_CUDA_EARLY_FOLD (with the gate in the dense GEMV): the GEMV counts each head's q, k, v rows and the
+  // recurrence of a head starts once its rows are counted, not when the whole GEMV (gate rows included) is done.
+  const bool early = early_fold_ && gate_in_dense && gemv_raw_ && ld > 1024 && nh <= kMaxEarlyHeads;
+  if (one_gemv) {
+    cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
+    kernels::GemvParams gp;
+    gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
+    gp.head = take_head(x.data, H, n == 1 && ld > 1024);
+    if (early) {
+      gp.done = static_cast<unsigned*>(qkv_done_.get());
+      gp.done_rows = width, gp.done_period = inner, gp.done_group = hd;
+    }
+    kernels::launch_gemv(gp, stream_);
+    l2_prefetch_rest_of_layer(layer);
+  } else {
+    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
+  }
+  if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
   for (const SeqSlice& s : plan.seqs) {
     CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
     const float* q = qkv.p + s.row0 * ld;
@@ -86,6 +93,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
           p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
           p.cluster = fold_cluster_;
         }
+        if (early) p.qkv_done = static_cast<unsigned*>(qkv_done_.get()), p.qkv_done_count = unsigned(3 * hd / 8);
       }
       kernels::launch_lightning_decode(p, stream_);
       continue;
