@@ -175,7 +175,7 @@ __global__ void __launch_bounds__(256) k_gemv_tc(const float* __restrict__ x, in
 
 template <int MT, typename T>
 void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaStream_t s) {
-  if (p.N <= 1024)
+  if (p.N <= kGemvBlockRowMaxN)
     launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate,
                p.tail);
   else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
@@ -214,7 +214,7 @@ template <typename T>
 void launch_typed(const GemvParams& p, const T* w, cudaStream_t s) {
   const int64_t ldx = p.ldx ? p.ldx : p.K, ldy = p.ldy ? p.ldy : p.N;
   if constexpr (std::is_same_v<T, uint16_t>) {
-    if (p.tensor_cores && p.M >= 2 && p.N > 1024) {  // (no tail: it is for M = 1)
+    if (p.tensor_cores && p.M >= 2 && p.N > kGemvBlockRowMaxN) {  // (no tail: it is for M = 1)
       const unsigned grid = unsigned((p.N + 15) / 16);
       if (p.M <= 8) launch_pdl(k_gemv_tc<1>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
       else launch_pdl(k_gemv_tc<2>, grid, 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.N, p.K, p.accumulate);
@@ -245,14 +245,14 @@ void launch_gemv(const GemvParams& p, cudaStream_t stream) {
   LING_CHECK(!p.tail.counter || p.M == 1, "launch_gemv: the add + norm tail needs M = 1 (M = ", p.M, ")");
   check_add_norm_tail(p.tail, p.y, p.N, "launch_gemv");
   check_add_norm_head(p.head, p.K, "launch_gemv");
-  LING_CHECK(!p.head.h_in || (p.M == 1 && p.w && p.N > 1024),
+  LING_CHECK(!p.head.h_in || gemv_takes_head(p.M, p.N, p.w),
              "launch_gemv: an add + norm head needs one row, bf16 weights and N > 1024 (M = ", p.M, ", N = ", p.N, ")");
   LING_CHECK(!p.head.h_in || p.x == p.head.y, "launch_gemv: with an add + norm head, x must be the head's y");
   LING_CHECK(!p.head.h_in || !p.tail.counter, "launch_gemv: an add + norm head and a tail in one launch");
   check_gate_head(p.gate_head, p.K, "launch_gemv");
-  LING_CHECK(!p.gate_head.o || (p.M == 1 && p.w && p.N > 1024 && !p.head.h_in && !p.tail.counter && p.x == p.gate_head.o),
+  LING_CHECK(!p.gate_head.o || (gemv_takes_head(p.M, p.N, p.w) && !p.head.h_in && !p.tail.counter && p.x == p.gate_head.o),
              "launch_gemv: a gate head needs one row, bf16 weights, N > 1024, x = its o, and no other head or tail");
-  LING_CHECK(!p.done || (p.M == 1 && p.w && p.raw_bf16 && p.N > 1024 && !p.tail.counter && !p.gate_head.o &&
+  LING_CHECK(!p.done || (gemv_takes_head(p.M, p.N, p.w) && p.raw_bf16 && !p.tail.counter && !p.gate_head.o &&
                          p.done_group > 0 && p.done_group % 8 == 0 && p.done_period > 0 &&
                          p.done_period % p.done_group == 0 && p.done_rows > 0 && p.done_rows % 8 == 0 &&
                          p.done_rows <= p.N),

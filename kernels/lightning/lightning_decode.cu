@@ -103,7 +103,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
       const int w0 = is_q ? 0 : 4;
       double ss = 0.0;
       for (int i = 0; i < 4; ++i) ss += ssum[w0 + i];
-      const float inv = float(1.0 / sqrt(ss / double(D) + p.qk_eps));
+      const float inv = inv_rms(ss, D, p.qk_eps);
       x = (x * inv) * w_e;
     }
     buf[e] = x;
@@ -164,10 +164,10 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     double ss = 0.0;
     for (int r = 0; r < int(hpg); ++r) ss += ld_dsmem_f64(&head_ss, unsigned(r));
     cluster_arrive_release();  // done with the other CTAs' shared memory (waited for before exit)
-    const float inv = float(1.0 / sqrt(ss / double(gs) + p.gate_eps));
+    const float inv = inv_rms(ss, gs, p.gate_eps);
     if (tid < D) {
       const float o = (ov * inv) * wg_own;
-      p.o[b * ldo + h * D + tid] = o * (1.0f / (1.0f + expf(-g_own)));
+      p.o[b * ldo + h * D + tid] = o * sigmoid(g_own);
     }
 #pragma unroll
     for (int i = 0; i < 16; ++i) __stcs(reinterpret_cast<float4*>(S + (rg + 8 * i) * D + c4), s[i]);
@@ -212,18 +212,18 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
       }
     }
     ss = block_sum_d(ss, gred);
-    const float inv = float(1.0 / sqrt(ss / double(gs) + p.gate_eps));
+    const float inv = inv_rms(ss, gs, p.gate_eps);
     if (gate_regs) {
 #pragma unroll
       for (int j = 0; j < kGateVals; ++j)
         if (tid + 256 * j < gs) {
           const float o = (og[j] * inv) * wgv[j];
-          orow[tid + 256 * j] = o * (1.0f / (1.0f + expf(-gv[j])));
+          orow[tid + 256 * j] = o * sigmoid(gv[j]);
         }
     } else {
       for (int64_t i = tid; i < gs; i += 256) {
         const float o = (__ldcg(orow + i) * inv) * wg[i];
-        orow[i] = o * (1.0f / (1.0f + expf(-grow[i])));
+        orow[i] = o * sigmoid(grow[i]);
       }
     }
     if (tid == 0) p.counters[b * p.groups + grp] = 0;  // ready for the next launch

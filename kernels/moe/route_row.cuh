@@ -239,14 +239,9 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
     }
   }
   consumers_sync();
-  if (l2) {  // every thread a share of the k picks' pieces (experts not held here: null, skipped)
-    const size_t bytes = p.l2_gate_up_bytes & ~size_t(15), pieces = (bytes + kL2PrefetchPiece - 1) / kL2PrefetchPiece;
-    for (size_t i = size_t(tid); i < size_t(k) * pieces; i += 32 * kRouteWarps) {
-      const char* base = static_cast<const char*>(l2_picks[i / pieces]);
-      const size_t off = (i % pieces) * kL2PrefetchPiece;
-      if (base) bulk_prefetch_l2(base + off, unsigned(bytes - off < kL2PrefetchPiece ? bytes - off : kL2PrefetchPiece));
-    }
-  }
+  if (l2)  // each pick's pieces shared by the threads (experts not held here: null, skipped)
+    for (int j = 0; j < k; ++j)
+      if (l2_picks[j]) bulk_prefetch_l2_pieces(l2_picks[j], p.l2_gate_up_bytes, kL2PrefetchPiece, tid, 32 * kRouteWarps);
   if (tid == 0) {
     float sum = 0.0f;
     for (int i = 0; i < k; ++i) sum += picked[i];

@@ -17,11 +17,15 @@
 namespace ling::kernels {
 namespace {
 
-__device__ __forceinline__ void add_norm_head_begin(const AddNormHead& p, float* smem) {
-  const int64_t n4 = p.dim / 4;
-  float* ws = smem + p.dim;
-  for (int64_t i = threadIdx.x; i < n4; i += blockDim.x) cp_async16(ws + 4 * i, p.w + 4 * i, true);
+// Before the wait, for any head over a row of n values: its n weights into shared memory right after the row (the
+// layout both heads use), by cp.async.
+__device__ __forceinline__ void head_weights_begin(float* smem, const float* w, int64_t n) {
+  cp_async_row(smem + n, w, n / 4);
   cp_async_commit();
+}
+
+__device__ __forceinline__ void add_norm_head_begin(const AddNormHead& p, float* smem) {
+  head_weights_begin(smem, p.w, p.dim);
 }
 
 template <int U>
@@ -54,7 +58,7 @@ __device__ __forceinline__ void add_norm_head(const AddNormHead& p, float* smem)
     }
   }
   ss = block_sum_d(ss, red);
-  const float inv = float(1.0 / sqrt(ss / double(p.dim) + p.eps));
+  const float inv = inv_rms(ss, p.dim, p.eps);
   cp_async_wait_all();  // this thread's copies of the weights: it reads only those below
   const bool writer = blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
   float4* ho = reinterpret_cast<float4*>(p.h_out);

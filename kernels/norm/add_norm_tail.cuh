@@ -32,7 +32,7 @@ __device__ __forceinline__ void add_norm_tail(const AddNormTail& t, const float*
   }
   ss = block_sum_d(ss, red);
   if (threadIdx.x == 0) *t.counter = 0;  // every CTA has counted: ready for the next launch
-  const float inv = float(1.0 / sqrt(ss / double(p.dim) + p.eps));
+  const float inv = inv_rms(ss, p.dim, p.eps);
   for (int64_t i = int64_t(threadIdx.x) * 4; i < p.dim; i += int64_t(blockDim.x) * 4) {
     const float4 v = *reinterpret_cast<const float4*>(p.h + i), g = *reinterpret_cast<const float4*>(p.w + i);
     *reinterpret_cast<float4*>(p.y + i) =

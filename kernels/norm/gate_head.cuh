@@ -9,16 +9,13 @@
 #pragma once
 #include <cuda_runtime.h>
 
-#include "common/mma.cuh"
-#include "ling/kernels/norm.h"
+#include "norm/add_norm_head.cuh"
 
 namespace ling::kernels {
 namespace {
 
 __device__ __forceinline__ void gate_head_begin(const GateHead& p, float* smem) {
-  float* ws = smem + p.width;
-  for (int64_t i = threadIdx.x; i < p.width / 4; i += blockDim.x) cp_async16(ws + 4 * i, p.w + 4 * i, true);
-  cp_async_commit();
+  head_weights_begin(smem, p.w, p.width);
 }
 
 __device__ __forceinline__ void gate_head(const GateHead& p, float* smem) {
@@ -27,10 +24,8 @@ __device__ __forceinline__ void gate_head(const GateHead& p, float* smem) {
   const float* ws = smem + p.width;
   float* gs_row = smem + 2 * p.width;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  for (int64_t i = tid; i < p.width / 4; i += blockDim.x) {
-    cp_async16(xs + 4 * i, p.o + 4 * i, true);
-    cp_async16(gs_row + 4 * i, p.gate + 4 * i, true);
-  }
+  cp_async_row(xs, p.o, p.width / 4);
+  cp_async_row(gs_row, p.gate, p.width / 4);
   cp_async_commit();
   cp_async_wait_all();
   __syncthreads();
@@ -46,10 +41,10 @@ __device__ __forceinline__ void gate_head(const GateHead& p, float* smem) {
   for (int64_t g = 0; g < G; ++g) {
     double ss = 0.0;
     for (int q = 0; q < 8; ++q) ss += red[q][g];
-    const float inv = float(1.0 / sqrt(ss / double(gs) + p.eps));
+    const float inv = inv_rms(ss, gs, p.eps);
     for (int64_t i = g * gs + tid; i < (g + 1) * gs; i += 256) {
       const float v = (xs[i] * inv) * ws[i];
-      xs[i] = v * (1.0f / (1.0f + expf(-gs_row[i])));
+      xs[i] = v * sigmoid(gs_row[i]);
     }
   }
   __syncthreads();

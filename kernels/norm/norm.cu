@@ -22,7 +22,7 @@ __global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs,
   double ss = 0.0;
   for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(xr[i]) * double(xr[i]);
   ss = block_sum_d(ss, red);
-  const float inv = float(1.0 / sqrt(ss / double(gs) + eps));
+  const float inv = inv_rms(ss, gs, eps);
   for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) yr[i] = (xr[i] * inv) * wr[i];
 }
 
@@ -40,7 +40,7 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
     ss += double(v) * double(v);
   }
   ss = block_sum_d(ss, red);
-  const float inv = float(1.0 / sqrt(ss / double(dim) + eps));
+  const float inv = inv_rms(ss, dim, eps);
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (hr[i] * inv) * w[i];
 }
 
@@ -87,7 +87,7 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
       ss += double(v[u].x) * v[u].x + double(v[u].y) * v[u].y + double(v[u].z) * v[u].z + double(v[u].w) * v[u].w;
   }
   ss = block_sum_d(ss, red);
-  const float inv = float(1.0 / sqrt(ss / double(dim) + eps));
+  const float inv = inv_rms(ss, dim, eps);
   float4* yr = reinterpret_cast<float4*>(y + blockIdx.x * dim);
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
@@ -112,10 +112,10 @@ __global__ void k_group_norm_gate(float* o, const float* w, const float* gate, i
   double ss = 0.0;
   for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) ss += double(orow[i]) * double(orow[i]);
   ss = block_sum_d(ss, red);
-  const float inv = float(1.0 / sqrt(ss / double(gs) + eps));
+  const float inv = inv_rms(ss, gs, eps);
   for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) {
     const float v = (orow[i] * inv) * wg[i];
-    orow[i] = v * (1.0f / (1.0f + expf(-grow[i])));
+    orow[i] = v * sigmoid(grow[i]);
   }
 }
 

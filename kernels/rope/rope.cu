@@ -59,7 +59,7 @@ __global__ void k_qk_norm_rope(float* x, int64_t ld, int64_t nq, int64_t hd, con
     double ss = 0.0;
     for (int64_t i = threadIdx.x; i < hd; i += blockDim.x) ss += double(buf[i]) * double(buf[i]);
     ss = block_sum_d(ss, red);
-    const float inv = float(1.0 / sqrt(ss / double(hd) + eps));
+    const float inv = inv_rms(ss, hd, eps);
     __syncthreads();
 #pragma unroll
     for (int j = 0; j < kW; ++j)

@@ -13,6 +13,12 @@
 namespace ling::kernels {
 
 constexpr int64_t kGemvMaxM = 16;
+// Up to this many rows a CTA computes one row (block per row); above it a warp does (warp per row), the path that
+// runs heads and counted rows.
+constexpr int64_t kGemvBlockRowMaxN = 1024;
+// Whether a GEMV of M rows of x over N bf16 (or fp32) weight rows can run a head (AddNormHead, GateHead) or count
+// its rows: one row of x, bf16 weights, the warp-per-row path.
+inline bool gemv_takes_head(int64_t M, int64_t N, bool bf16) { return M == 1 && bf16 && N > kGemvBlockRowMaxN; }
 
 struct GemvParams {
   const float* x = nullptr;        // [M, K], row stride ldx (elements)

@@ -446,7 +446,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
   for (const auto& g : o.gemv)
     for (int64_t M : o.gemv_batch) {
       rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush));
-      if (M >= 2 && g.N > 1024) rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush, true));
+      if (M >= 2 && g.N > kernels::kGemvBlockRowMaxN) rep.rows.push_back(gemv_row(M, g.N, g.K, false, o, flush, true));
     }
   for (const auto& g : o.gemv_router) rep.rows.push_back(gemv_row(1, g.N, g.K, true, o, flush));
   for (int64_t n : {1, 64}) rep.rows.push_back(moe_route_row(n, o, flush));

@@ -575,13 +575,13 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     else gp.w_f32 = static_cast<const float*>(wp);
     gp.raw_bf16 = gemv_raw_;
     if (gate) {
-      LING_CHECK(M == 1 && is16 && N > 1024 && !ldx && x == gate->o, "internal error: a gate head on a ", M, "-row ",
+      LING_CHECK(kernels::gemv_takes_head(M, N, is16) && !ldx && x == gate->o, "internal error: a gate head on a ", M, "-row ",
                  is16 ? "bf16" : "f32", " GEMV of ", N, " rows");
       gp.gate_head = *gate;
       settle();
     } else {
       if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
-      gp.head = take_head(x, K, M == 1 && is16 && N > 1024 && !ldx);
+      gp.head = take_head(x, K, kernels::gemv_takes_head(M, N, is16) && !ldx);
     }
     kernels::launch_gemv(gp, stream_);
     return;

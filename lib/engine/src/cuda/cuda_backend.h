@@ -343,7 +343,7 @@ class CudaBackend final : public Backend {
            bool op_out = false, const kernels::GateHead* gate = nullptr);
   // Whether lin can run a gate head of `width` values over `groups` before the projection w.
   bool gate_head_fits(const Mat& w, int64_t width, int64_t groups) const {
-    return gate_head_ && weight_ref(w).second && w.rows > 1024 && w.cols == width && width % 4 == 0 &&
+    return gate_head_ && kernels::gemv_takes_head(1, w.rows, weight_ref(w).second) && w.cols == width && width % 4 == 0 &&
            width <= kernels::kGateHeadMaxWidth && groups >= 1 && groups <= kernels::kGateHeadMaxGroups &&
            width % groups == 0;
   }

@@ -59,12 +59,13 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
   const bool gate_in_dense = fold && n == 1 && gate_head_fits(L.dense, inner, cfg_.group_norm_size);
   // LING_CUDA_EARLY_FOLD (with the gate in the dense GEMV): the GEMV counts each head's q, k, v rows and the
   // recurrence of a head starts once its rows are counted, not when the whole GEMV (gate rows included) is done.
-  const bool early = early_fold_ && gate_in_dense && gemv_raw_ && ld > 1024 && nh <= kMaxEarlyHeads;
+  const bool early = early_fold_ && gate_in_dense && gemv_raw_ && kernels::gemv_takes_head(n, ld, true) &&
+                     nh <= kMaxEarlyHeads;
   if (one_gemv) {
     cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
     kernels::GemvParams gp;
     gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
-    gp.head = take_head(x.data, H, n == 1 && ld > 1024);
+    gp.head = take_head(x.data, H, kernels::gemv_takes_head(n, ld, true));
     if (early) {
       gp.done = static_cast<unsigned*>(qkv_done_.get());
       gp.done_rows = width, gp.done_period = inner, gp.done_group = hd;
