@@ -58,6 +58,26 @@ std::unique_ptr<Engine> cuda_engine(const std::string& dir, const BackendOptions
   return std::make_unique<Engine>(std::move(cfg), std::move(w), make_cuda_backend(bo));
 }
 
+// An environment variable set for a scope, then restored (the GPU checks run whole suites with switches on).
+class ScopedEnv {
+ public:
+  ScopedEnv(const char* name, const char* value) : name_(name) {
+    const char* old = std::getenv(name);
+    had_ = old != nullptr;
+    if (had_) old_ = old;
+    setenv(name, value, 1);
+  }
+  ~ScopedEnv() {
+    if (had_) setenv(name_, old_.c_str(), 1);
+    else unsetenv(name_);
+  }
+
+ private:
+  const char* name_;
+  bool had_ = false;
+  std::string old_;
+};
+
 class CudaGolden : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaGolden, MatchesOfficialCode) {
@@ -375,11 +395,13 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   BackendOptions bo;
   bo.weight_dtype = "bf16";
   auto run = [&](bool paged, bool graphs) {
-    setenv("LING_CUDA_MLA_PAGED", paged ? "1" : "0", 1);
     BackendOptions o = bo;
     o.cuda_graphs = graphs;
-    auto gpu = cuda_engine(dir, o);
-    unsetenv("LING_CUDA_MLA_PAGED");
+    std::unique_ptr<Engine> gpu;
+    {
+      ScopedEnv env("LING_CUDA_MLA_PAGED", paged ? "1" : "0");
+      gpu = cuda_engine(dir, o);
+    }
     std::mt19937 rng(5);
     const int64_t V = gpu->config().vocab_size;
     std::vector<std::vector<int32_t>> prompts = {std::vector<int32_t>(70), std::vector<int32_t>(130),
@@ -406,26 +428,6 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   std::printf("  bf16 latent rows (kernels/mla) vs fp32 rows: %s\n", rep.line().c_str());
   EXPECT_TRUE(rep.ok) << rep.line();
 }
-
-// An environment variable set for a scope, then restored (the GPU checks run whole suites with switches on).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) setenv(name_, old_.c_str(), 1);
-    else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 // Switches of the batch-1 decode path that change where the arithmetic runs but not the arithmetic, against the
 // default, bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a bf16 Lightning +
@@ -514,11 +516,15 @@ TEST(CudaGqa, WideHeadPassMatchesCpuAndPerKeyPass) {
     "eos_token_id": 96, "pad_token_id": 96})";
   const std::string dir = make_tiny_model("cuda_gqa_wide", cfg, 41);
   auto cpu = open_engine(dir);
-  unsetenv("LING_CUDA_GQA_WIDE");
-  auto wide = cuda_engine(dir);
-  setenv("LING_CUDA_GQA_WIDE", "0", 1);
-  auto per_key = cuda_engine(dir);
-  unsetenv("LING_CUDA_GQA_WIDE");
+  std::unique_ptr<Engine> wide, per_key;
+  {
+    ScopedEnv env("LING_CUDA_GQA_WIDE", "1");
+    wide = cuda_engine(dir);
+  }
+  {
+    ScopedEnv env("LING_CUDA_GQA_WIDE", "0");
+    per_key = cuda_engine(dir);
+  }
   std::mt19937 rng(17);
   std::vector<int32_t> prompt(150);
   for (auto& x : prompt) x = int32_t(rng() % 97u);
