@@ -34,11 +34,6 @@ __device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool va
   asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(smem)), "l"(gmem),
                "r"(valid ? 16 : 0));
 }
-// n16 16-byte pieces of gmem to smem (both 16-byte aligned), thread t of the CTA taking pieces t, t + blockDim.x, …
-__device__ __forceinline__ void cp_async_row(void* smem, const void* gmem, int64_t n16) {
-  for (int64_t i = threadIdx.x; i < n16; i += blockDim.x)
-    cp_async16(static_cast<char*>(smem) + 16 * i, static_cast<const char*>(gmem) + 16 * i, true);
-}
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;\n" ::: "memory"); }
 

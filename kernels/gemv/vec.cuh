@@ -31,26 +31,13 @@ __device__ __forceinline__ void load8(const float* w, float (&f)[8]) {
   f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
 }
 
-// Σ f[i]·x[i] over 8 values in index order (fp32 FMA chain), x = a ‖ b.
-__device__ __forceinline__ float dot8_ab(const float (&f)[8], const float4& a, const float4& b) {
+// Σ f[i]·x[i] over 8 values in index order (fp32 FMA chain), x read through the read-only path.
+__device__ __forceinline__ float dot8(const float (&f)[8], const float* __restrict__ x) {
+  const float4 a = __ldg(reinterpret_cast<const float4*>(x)), b = __ldg(reinterpret_cast<const float4*>(x + 4));
   float s = f[0] * a.x;
   s = fmaf(f[1], a.y, s), s = fmaf(f[2], a.z, s), s = fmaf(f[3], a.w, s);
   s = fmaf(f[4], b.x, s), s = fmaf(f[5], b.y, s), s = fmaf(f[6], b.z, s), s = fmaf(f[7], b.w, s);
   return s;
-}
-// dot8_ab with x read through the read-only path.
-__device__ __forceinline__ float dot8(const float (&f)[8], const float* __restrict__ x) {
-  return dot8_ab(f, __ldg(reinterpret_cast<const float4*>(x)), __ldg(reinterpret_cast<const float4*>(x + 4)));
-}
-// dot8_ab with x in shared memory (an add + norm head's row, norm/add_norm_head.cuh).
-__device__ __forceinline__ float dot8_smem(const float (&f)[8], const float* x) {
-  return dot8_ab(f, *reinterpret_cast<const float4*>(x), *reinterpret_cast<const float4*>(x + 4));
-}
-// dot8 or dot8_smem.
-template <bool kSmemX>
-__device__ __forceinline__ float dot8_at(const float (&f)[8], const float* x) {
-  if constexpr (kSmemX) return dot8_smem(f, x);
-  else return dot8(f, x);
 }
 
 // dot8's products and sums (the same FMA chain) with x in registers or shared memory.
@@ -61,12 +48,11 @@ __device__ __forceinline__ float dot8_local(const float (&f)[8], const float* x)
   return s;
 }
 
-// dot8 (dot8_smem) of raw bf16 bits (load_raw8): the same products and sums as load8 + dot8.
-template <bool kSmemX = false>
+// dot8 of raw bf16 bits (load_raw8): the same products and sums as load8 + dot8.
 __device__ __forceinline__ float dot8_raw(const uint4& raw, const float* __restrict__ x) {
   float f[8];
   unpack8(raw, f);
-  return dot8_at<kSmemX>(f, x);
+  return dot8(f, x);
 }
 
 // 8 weights as loaded, widened only in the dot: bf16 as raw bits (4 registers), fp32 as floats (8).
@@ -76,22 +62,19 @@ template <>
 struct W8<uint16_t> {
   uint4 raw;
   __device__ __forceinline__ void load(const uint16_t* w) { raw = load_raw8(w); }
-  template <bool kSmemX = false>
-  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8_raw<kSmemX>(raw, x); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8_raw(raw, x); }
 };
 // bf16 widened at the load (8 registers), as load8: the form GemvParams::raw_bf16 = false keeps to compare.
 struct W8Wide {
   float f[8];
   __device__ __forceinline__ void load(const uint16_t* w) { load8(w, f); }
-  template <bool kSmemX = false>
-  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8_at<kSmemX>(f, x); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8(f, x); }
 };
 template <>
 struct W8<float> {
   float f[8];
   __device__ __forceinline__ void load(const float* w) { load8(w, f); }
-  template <bool kSmemX = false>
-  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8_at<kSmemX>(f, x); }
+  __device__ __forceinline__ float dot(const float* __restrict__ x) const { return dot8(f, x); }
 };
 
 // Σ x[i]·w[i] over K values (K % 8 == 0, x and w 16-byte aligned) by one warp: lanes over K in 8-wide steps,
@@ -146,8 +129,8 @@ __device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, cons
 // One weight row against M ≤ MT rows of x by a CTA of 256 threads (8 warps over K in 2,048-value strides, sums
 // in warp order, deterministic): thread m < M returns Σ_i x[m, i]·w[i], the other threads 0. red: shared [8][MT].
 // The first 2,048 weights are loaded before `wait` runs (the caller's programmatic-launch wait: constant data in
-// flight while the previous kernel finishes); x is read only after it (kSmemX: x in shared memory).
-template <int MT, bool kSmemX = false, typename T, typename Wait>
+// flight while the previous kernel finishes); x is read only after it.
+template <int MT, typename T, typename Wait>
 __device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int64_t ldx, const T* __restrict__ wr,
                                                int M, int64_t K, float (&red)[8][MT], Wait wait) {
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -162,7 +145,7 @@ __device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int6
     if (!first) load8(wr + i, f);
 #pragma unroll
     for (int m = 0; m < MT; ++m)
-      if (m < M) acc[m] += dot8_at<kSmemX>(f, x + m * ldx + i);
+      if (m < M) acc[m] += dot8(f, x + m * ldx + i);
   }
 #pragma unroll
   for (int m = 0; m < MT; ++m) {

@@ -11,7 +11,6 @@
 // Constants (norm and gate weights) load before the programmatic-launch wait, v and the gate values right after it.
 #include "common/check.h"
 #include "common/cluster.cuh"
-#include "common/flags.cuh"
 #include "common/launch.cuh"
 #include "ling/kernels/reduce.cuh"
 #include "ling/kernels/lightning.h"
@@ -26,9 +25,7 @@ constexpr int kGateVals = 8;  // output-gate values per thread held in registers
 // kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers). kCluster (with the
 // gate fold): the CTAs of a group's heads form a thread-block cluster and exchange their heads' sums of squares
 // through distributed shared memory; each gates its own head (no counter, no read-back of o).
-// kEarly (with kFold, no gate, B = 1): the head's q, k, v rows by their counter (qkv_done), read through L2; the
-// previous grid waited for only before exit.
-template <bool kFold, bool kCluster = false, bool kEarly = false>
+template <bool kFold, bool kCluster = false>
 __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDecodeParams p, int64_t ldq, int64_t ldk,
                                                                int64_t ldv, int64_t ldo) {
   __shared__ float qs[D], ks[D];
@@ -70,21 +67,9 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     }
     const float* w = is_q ? p.q_norm : p.k_norm;
     const float w_e = w ? w[e] : 0.0f;  // constant: before the wait
-    float x;
-    if constexpr (kEarly) {
-      pdl_trigger();
-      if (tid == 0) {
-        flag_wait_acquire(p.qkv_done + h, p.qkv_done_count);
-        p.qkv_done[h] = 0;  // ready for the next launch (the next GEMV counts only after kernels that wait for this one)
-      }
-      __syncthreads();
-      x = __ldcg(is_q ? p.q + b * ldq + h * D + e : p.k + b * ldk + h * D + e);
-      v = __ldcg(reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4));
-    } else {
-      pdl_enter();
-      x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
-      v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
-    }
+    pdl_enter();
+    float x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
+    v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (gate_regs) {
       const float* grow = p.gate + b * ld_gate + grp * gs;
 #pragma unroll
@@ -175,10 +160,6 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     return;
   }
   if (tid < D) p.o[b * ldo + h * D + tid] = ov;
-  if constexpr (kEarly) {
-    pdl_wait();  // the previous grid complete before this one is
-    return;
-  }
   if constexpr (kFold) {
     if (!p.gate_w) return;
     // The output gate of this head's group, by the group's last CTA to get here: o of the whole group read back
@@ -258,12 +239,7 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
                " groups");
     LING_CHECK(ldo == w, "lightning decode: the output gate needs packed o rows (ldo = nh·128)");
   }
-  if (p.qkv_done) {
-    LING_CHECK(p.B == 1 && qk && !gate && p.qkv_done_count > 0,
-               "lightning decode: the early start needs one sequence, the qk fold, no gate and a count");
-    launch_pdl(lightning_decode_kernel<true, false, true>, dim3(unsigned(p.nh), 1u), 256, 0, stream, p, ldq, ldk, ldv,
-               ldo);
-  } else if (cluster)
+  if (cluster)
     launch_pdl_cluster(lightning_decode_kernel<true, true>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream,
                        unsigned(p.nh / p.groups), p, ldq, ldk, ldv, ldo);
   else if (qk || gate)

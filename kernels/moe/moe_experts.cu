@@ -6,8 +6,7 @@
 //   as every token's last slot) that slot's CTAs come first and start their loads before the wait.
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
-//   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums; for one token
-//   that pass can end with the residual add + RMSNorm of the next layer by its last CTA (AddNormTail).
+//   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums.
 // With a plan (bf16 weights): one CTA groups the n·k slots by expert (k_plan, a stable counting order), then
 //   gate_up: grid (⌈I/8⌉, groups), 8 warps splitting H, one 16-row tensor-core tile = 8 gate rows and the matching
 //            8 up rows (so each lane holds gate and up of the same (row, token) and applies SwiGLU in registers),
@@ -22,7 +21,6 @@
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
-#include "norm/add_norm_tail.cuh"
 
 namespace ling::kernels {
 namespace {
@@ -89,13 +87,7 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     pdl_enter();
   }
   const int64_t t = blockIdx.y, H = p.H, I = p.I, h = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
-  if (h >= H) {
-    if (p.tail.counter) {
-      if (p.ids_ready) pdl_enter();
-      add_norm_tail(p.tail, p.out);  // every thread of the CTA takes part in the tail's count
-    }
-    return;
-  }
+  if (h >= H) return;
   const int k = int(p.k), lane = int(threadIdx.x & 31);
   const int64_t i0 = int64_t(lane) * 8;
   // Lane j < k looks up slot j's expert (through L2: the buffers are reused every layer; from the router's slot
@@ -135,7 +127,6 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
     acc += p.weights[t * k + j] * part;
   }
   if ((threadIdx.x & 31) == 0) p.out[t * H + h] = p.accumulate ? p.out[t * H + h] + acc : acc;
-  if (p.tail.counter) add_norm_tail(p.tail, p.out);
 }
 
 __global__ void k_combine_parts(MoeDownParams p) {
@@ -341,10 +332,6 @@ void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream) {
     LING_CUDA_CHECK(cudaGetLastError());
     return;
   }
-  LING_CHECK(!p.tail.counter || (p.n == 1 && p.down && !p.plan && p.I <= 512 && p.k <= 16),
-             "launch_moe_down_combine: the add + norm tail needs one token and the narrow bf16 kernel (I <= 512, "
-             "k <= 16, no plan)");
-  check_add_norm_tail(p.tail, p.out, p.H, "launch_moe_down_combine");
   if (p.down && p.I <= 512 && p.k <= 16 && p.n < 65536) {  // narrow experts: one pass, no workspace
     const dim3 grid(unsigned((p.H + 7) / 8), unsigned(p.n));
     if (p.k <= 9) launch_pdl(k_down_combine_narrow<9>, grid, 256, 0, stream, p, p.down);

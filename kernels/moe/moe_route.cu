@@ -19,7 +19,6 @@
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
 #include "moe/route_row.cuh"
-#include "norm/add_norm_head.cuh"
 
 namespace ling::kernels {
 namespace {
@@ -38,7 +37,7 @@ __global__ void __launch_bounds__(32 * kWarps) k_moe_route(MoeRouteDevParams p) 
 // Router GEMV and routing in one launch (decode steps): CTA e computes logits[m, e] = x[m]·w_eᵀ for the M ≤ MT
 // tokens exactly as the GEMV's one-CTA-per-row path (8 warps over K, sums in warp order), then the last CTA to
 // finish (a counter in device memory, reset by that CTA) routes every token, a warp per token (one token: all 8
-// warps, route_block). With an add + norm head (one token) every CTA forms x itself (norm/add_norm_head.cuh).
+// warps, route_block).
 constexpr int kRouterWarps = 8;
 
 // The router weight rows as the kernel reads them: fp32, or bf16 (MoeRouterParams::w16; widened exactly).
@@ -48,12 +47,10 @@ __device__ __forceinline__ const T* router_weights(const MoeRouterParams& r) {
   else return r.w16;
 }
 
-// T: the weights' type (float or bf16 bits). HEAD (one token): x is the add + norm head's row, formed in shared
-// memory after the wait.
-template <typename T, int kPerLane, int MT, bool HEAD = false>
+// T: the weights' type (float or bf16 bits).
+template <typename T, int kPerLane, int MT>
 __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
   static_assert(kRouterWarps == 8, "block_row_dot runs 8 warps");
-  extern __shared__ __align__(16) float head_smem[];
   __shared__ float red[kRouterWarps][MT];
   __shared__ RouteStage stage[kRouterWarps];
   __shared__ bool last;
@@ -65,11 +62,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   float bias2[2] = {0.0f, 0.0f};
   RoutePtrs ptrs;
   if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2), route_block_ptrs(r.route, int(threadIdx.x), ptrs);
-  if constexpr (HEAD) add_norm_head_begin(r.head, head_smem);
-  const float v = block_row_dot<MT, HEAD>(HEAD ? head_smem : r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [&] {
-    pdl_enter();
-    if constexpr (HEAD) add_norm_head<4>(r.head, head_smem);
-  });
+  const float v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [] { pdl_enter(); });
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
   __syncthreads();
@@ -94,20 +87,13 @@ template <typename T>
 void launch_router_typed(const MoeRouterParams& r, cudaStream_t stream) {
   const MoeRouteDevParams& p = r.route;
   constexpr int kS = int(kMoeRouteMaxExperts / 32);
-  const auto go = [&](auto kernel, size_t smem) {
-    if (smem) set_max_dynamic_smem(kernel, int(smem));
-    launch_pdl(kernel, unsigned(p.E), 32 * kRouterWarps, smem, stream, r);
-  };
-  if (r.head.h_in) {
-    const size_t smem = add_norm_head_smem(r.head);
-    if (p.E <= 256) go(k_moe_router<T, 8, 4, true>, smem);
-    else go(k_moe_router<T, kS, 4, true>, smem);
-  } else if (p.E <= 256) {
-    if (p.n <= 4) go(k_moe_router<T, 8, 4>, 0);
-    else go(k_moe_router<T, 8, kMoeRouterMaxTokens>, 0);
+  const auto go = [&](auto kernel) { launch_pdl(kernel, unsigned(p.E), 32 * kRouterWarps, 0, stream, r); };
+  if (p.E <= 256) {
+    if (p.n <= 4) go(k_moe_router<T, 8, 4>);
+    else go(k_moe_router<T, 8, kMoeRouterMaxTokens>);
   } else {
-    if (p.n <= 4) go(k_moe_router<T, kS, 4>, 0);
-    else go(k_moe_router<T, kS, kMoeRouterMaxTokens>, 0);
+    if (p.n <= 4) go(k_moe_router<T, kS, 4>);
+    else go(k_moe_router<T, kS, kMoeRouterMaxTokens>);
   }
 }
 
@@ -130,8 +116,7 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
              " outside [1, min(32, experts of the kept groups)]");
   LING_CHECK(!p.shared_slot || p.k < 32, "launch_moe_route: a shared-expert slot needs k < 32 (k = ", p.k, ")");
   LING_CHECK(p.n >= 0 && p.n < (int64_t(1) << 36), "launch_moe_route: n = ", p.n, " out of range");
-  LING_CHECK(!p.gate_up_ptrs && !p.down_ptrs && !p.l2_gate_up_bytes,
-             "launch_moe_route: slot pointers and L2 requests are launch_moe_router's (one token)");
+  LING_CHECK(!p.gate_up_ptrs && !p.down_ptrs, "launch_moe_route: slot pointers are launch_moe_router's (one token)");
   if (p.n == 0) return;
   LING_CHECK(p.logits && p.topk_ids && p.topk_weights, "launch_moe_route: logits, topk_ids or topk_weights is null");
   const unsigned grid = unsigned((p.n + kWarps - 1) / kWarps);
@@ -155,17 +140,12 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK((!p.gate_up_ptrs && !p.down_ptrs) || (p.n == 1 && p.gate_up_ptrs && p.down_ptrs && p.gate_up_table &&
                                                     p.down_table),
              "launch_moe_router: slot pointers need one token and both tables and outputs");
-  LING_CHECK(!p.l2_gate_up_bytes || (p.n == 1 && p.gate_up_table && p.down_table),
-             "launch_moe_router: L2 requests of the picks' gate_up need one token and both tables");
   const int64_t ldx = r.ldx ? r.ldx : r.H;
   LING_CHECK(r.H > 0 && r.H % 8 == 0 && ldx >= r.H && ldx % 4 == 0, "launch_moe_router: H = ", r.H, ", ldx = ", ldx,
              " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");
   const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
   LING_CHECK(a16(r.x) && a16(r.w ? static_cast<const void*>(r.w) : r.w16),
              "launch_moe_router: x and the router weight must be 16-byte aligned");
-  check_add_norm_head(r.head, r.H, "launch_moe_router");
-  LING_CHECK(!r.head.h_in || (p.n == 1 && r.x == r.head.y),
-             "launch_moe_router: an add + norm head needs one token and x = the head's y");
   if (r.w16) launch_router_typed<uint16_t>(r, stream);
   else launch_router_typed<float>(r, stream);
   LING_CUDA_CHECK(cudaGetLastError());

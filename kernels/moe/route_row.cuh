@@ -5,9 +5,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "common/mbarrier.cuh"
 #include "ling/kernels/moe.h"
-#include "ling/kernels/prefetch.h"
 
 namespace ling::kernels {
 namespace {
@@ -166,7 +164,7 @@ __device__ __forceinline__ void route_block_ptrs(const MoeRouteDevParams& p, int
 // experts tid and tid + 256 (callers may load them early: they are constant); sync: a barrier of the 256 threads.
 // Small code on purpose (see route_row): it runs once per layer.
 // ptrs (or null): this thread's route_block_ptrs; with p.gate_up_ptrs / down_ptrs the picking threads write the
-// picks' pointers beside their ids; with p.l2_gate_up_bytes the CTA then requests the picks' gate_up into L2.
+// picks' pointers beside their ids.
 template <typename Sync>
 __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, const float (&bias2)[2], int32_t* ids,
                             float* wts, Sync consumers_sync, const RoutePtrs* ptrs = nullptr) {
@@ -216,8 +214,6 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
   // instead of one per pick. The picks' scores are staged in m.cand (k ≤ 32 floats) and added in pick order by thread 0.
   float* picked = reinterpret_cast<float*>(m.cand);
   const bool write_ptrs = ptrs && p.gate_up_ptrs && p.down_ptrs;
-  __shared__ const void* l2_picks[kMoeMaxTopK];  // with p.l2_gate_up_bytes: the picks' gate_up matrices
-  const bool l2 = ptrs && p.l2_gate_up_bytes >= 16;
 #pragma unroll 1
   for (int e = tid, j = 0; e < E; e += 32 * kRouteWarps, ++j) {
     if (!((kept >> (e / per)) & 1u)) continue;
@@ -235,13 +231,9 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
     if (rank < k) {
       ids[rank] = int32_t(e), picked[rank] = m.score[e];
       if (write_ptrs) p.gate_up_ptrs[rank] = ptrs->gate_up[j], p.down_ptrs[rank] = ptrs->down[j];
-      if (l2) l2_picks[rank] = ptrs->gate_up[j];
     }
   }
   consumers_sync();
-  if (l2)  // each pick's pieces shared by the threads (experts not held here: null, skipped)
-    for (int j = 0; j < k; ++j)
-      if (l2_picks[j]) bulk_prefetch_l2_pieces(l2_picks[j], p.l2_gate_up_bytes, kL2PrefetchPiece, tid, 32 * kRouteWarps);
   if (tid == 0) {
     float sum = 0.0f;
     for (int i = 0; i < k; ++i) sum += picked[i];

@@ -1,6 +1,5 @@
 // RMSNorm / GroupRMSNorm, residual add + RMSNorm, and the Lightning output gate (include/ling/kernels/norm.h).
 // One CTA per row (per row and group for GroupRMSNorm), fp64 sum of squares, then (x · inv) · w as ref::rms_norm.
-// The checks of the tail and head forms (their device code: add_norm_tail.cuh, add_norm_head.cuh, gate_head.cuh).
 #include <cmath>
 
 #include "common/check.h"
@@ -146,38 +145,6 @@ void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream) {
   else
     launch_pdl(k_add_rms_norm, unsigned(p.rows), 512, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
-}
-
-void check_add_norm_tail(const AddNormTail& t, const float* d, int64_t dim, const char* who) {
-  if (!t.counter) return;
-  const AddRmsNormParams& p = t.norm;
-  LING_CHECK(p.h && p.w && p.y && d, who, ": the add + norm tail needs h, w, y and the output row");
-  LING_CHECK(p.dim == dim && dim % 4 == 0, who, ": the add + norm tail's dim ", p.dim, " must equal the output width ",
-             dim, " and be a multiple of 4");
-  LING_CHECK(aligned16(p.h) && aligned16(p.w) && aligned16(p.y) && aligned16(d), who,
-             ": the add + norm tail's h, w, y and output must be 16-byte aligned");
-}
-
-void check_add_norm_head(const AddNormHead& t, int64_t K, const char* who) {
-  if (!t.h_in) return;
-  LING_CHECK(t.w && t.y && (!t.d) == (!t.h_out), who, ": the add + norm head needs w and y, and h_out exactly when d");
-  LING_CHECK(t.dim == K && K % 4 == 0 && K <= kAddNormHeadMaxDim, who, ": the add + norm head's dim ", t.dim,
-             " must equal K = ", K, ", be a multiple of 4 and at most ", kAddNormHeadMaxDim);
-  LING_CHECK(t.h_out != t.h_in, who, ": the add + norm head's h_out must not be h_in (other CTAs still read it)");
-  LING_CHECK(aligned16(t.h_in) && (!t.d || aligned16(t.d)) && (!t.h_out || aligned16(t.h_out)) && aligned16(t.w) &&
-                 aligned16(t.y),
-             who, ": the add + norm head's h_in, d, h_out, w and y must be 16-byte aligned");
-}
-
-void check_gate_head(const GateHead& t, int64_t K, const char* who) {
-  if (!t.o) return;
-  LING_CHECK(t.w && t.gate, who, ": the gate head needs w and gate");
-  LING_CHECK(t.width == K && K % 4 == 0 && K <= kGateHeadMaxWidth, who, ": the gate head's width ", t.width,
-             " must equal K = ", K, ", be a multiple of 4 and at most ", kGateHeadMaxWidth);
-  LING_CHECK(t.groups >= 1 && t.groups <= kGateHeadMaxGroups && K % t.groups == 0, who, ": the gate head's ",
-             t.groups, " groups must be in [1, ", kGateHeadMaxGroups, "] and divide the width ", K);
-  LING_CHECK(aligned16(t.o) && aligned16(t.w) && aligned16(t.gate), who,
-             ": the gate head's o, w and gate must be 16-byte aligned");
 }
 
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream) {

@@ -11,8 +11,6 @@
 
 #include "kernel_test_util.h"
 #include "lightning_params.h"
-#include "ling/kernels/gemv.h"
-#include "ling/kernels/launch.h"
 #include "ling/kernels/norm.h"
 #include "ling/kernels/rope.h"
 
@@ -281,70 +279,6 @@ TEST(LightningDecode, FoldsEqualSeparateKernels) {
     run_decode_fold(2, 32, 2, 64, false, true, 2, 550, cluster);   // 16 heads per group: counters
     run_decode_fold(1, 6, 6, 64, false, true, 2, 560, cluster);    // one head per group
   }
-}
-
-// The early start (LightningDecodeParams::qkv_done with GemvParams::done): the one-row GEMV writing q‖k‖v‖gate
-// counts each head's q, k and v rows, and the decode kernel (the qk fold, no gate) starts each head on its count
-// instead of the whole grid, under programmatic launch — o and state equal the same GEMV followed by the plain
-// fold, bit for bit, over three steps on the same counters (each launch leaves them zero). Ring-mini's 16 heads at
-// hidden 2,048, 4 heads at 1,032, 64 heads (32,768 GEMV rows: many waves) at 1,024.
-void run_decode_early(int64_t nh, int64_t H, uint64_t seed) {
-  const int64_t inner = nh * D, ld = 4 * inner;
-  const size_t ns = size_t(nh * D * D), n = size_t(inner);
-  std::vector<float> w = uniform(size_t(ld * H), -1.0f / 32, 1.0f / 32, seed);
-  const std::vector<float> state = uniform(ns, -0.5f, 0.5f, seed + 1), g = log_decays(nh);
-  const std::vector<float> wq = uniform(size_t(D), 0.5f, 1.5f, seed + 2), wk = uniform(size_t(D), 0.5f, 1.5f, seed + 3);
-  std::vector<float> inv_freq(32);
-  for (size_t j = 0; j < inv_freq.size(); ++j) inv_freq[j] = float(std::pow(10000.0, -2.0 * double(j) / 64.0));
-  const std::vector<int64_t> pos = {29};
-  DeviceBuffer dw(w.size() * 2), dx(size_t(H) * 4), rows_a(size_t(ld) * 4), rows_b(size_t(ld) * 4), oa(n * 4),
-      ob(n * 4), sa(ns * 4), sb(ns * 4), dg(g.size() * 4), dwq(wq.size() * 4), dwk(wk.size() * 4),
-      dfreq(inv_freq.size() * 4), dpos(8), done(size_t(nh) * 4);
-  dw.upload(to_bf16(w)), sa.upload(state), sb.upload(state), dg.upload(g), dwq.upload(wq), dwk.upload(wk);
-  dfreq.upload(inv_freq), dpos.upload(pos);
-  TEST_CUDA(cudaMemset(done.as<void>(), 0, size_t(nh) * 4));
-  const std::string tag = "early nh=" + std::to_string(nh) + " H=" + std::to_string(H);
-  for (int s = 0; s < 3; ++s) {
-    dx.upload(uniform(size_t(H), -1, 1, seed + 10 * uint64_t(s + 1)));
-    kernels::GemvParams gp;
-    gp.x = dx.as<float>(), gp.w = dw.as<uint16_t>(), gp.M = 1, gp.N = ld, gp.K = H;
-    kernels::LightningDecodeParams p;
-    p.g = dg.as<float>(), p.B = 1, p.nh = nh, p.ldq = p.ldk = p.ldv = ld, p.scale = 1.0f / std::sqrt(float(D));
-    p.pos = dpos.as<int64_t>(), p.inv_freq = dfreq.as<float>(), p.q_norm = dwq.as<float>(), p.k_norm = dwk.as<float>();
-    p.rope_dim = 64, p.qk_eps = 1e-6;
-    kernels::set_programmatic_launch(true);
-    gp.y = rows_a.as<float>();  // the whole grid, then the fold
-    kernels::launch_gemv(gp, nullptr);
-    p.q = rows_a.as<float>(), p.k = p.q + inner, p.v = p.q + 2 * inner, p.o = oa.as<float>(), p.state = sa.as<float>();
-    kernels::launch_lightning_decode(p, nullptr);
-    gp.y = rows_b.as<float>();  // counted rows, then the early fold
-    gp.done = done.as<unsigned>(), gp.done_rows = 3 * inner, gp.done_period = inner, gp.done_group = D;
-    kernels::launch_gemv(gp, nullptr);
-    p.q = rows_b.as<float>(), p.k = p.q + inner, p.v = p.q + 2 * inner, p.o = ob.as<float>(), p.state = sb.as<float>();
-    p.qkv_done = done.as<unsigned>(), p.qkv_done_count = unsigned(3 * D / 8);
-    kernels::launch_lightning_decode(p, nullptr);
-    kernels::set_programmatic_launch(false);
-    TEST_CUDA(cudaDeviceSynchronize());
-    ASSERT_EQ(ob.download<float>(n), oa.download<float>(n)) << tag << " o, step " << s;
-    ASSERT_EQ(rows_b.download<float>(size_t(ld)), rows_a.download<float>(size_t(ld))) << tag << " rows, step " << s;
-    ASSERT_EQ(done.download<unsigned>(size_t(nh)), std::vector<unsigned>(size_t(nh), 0u)) << tag << " counters";
-  }
-  EXPECT_EQ(sb.download<float>(ns), sa.download<float>(ns)) << tag << " state";
-}
-
-TEST(LightningDecode, EarlyStartEqualsTheWholeGridWait) {
-  SKIP_WITHOUT_CUDA();
-  run_decode_early(16, 2048, 600);  // Ring-mini-linear-2.0
-  run_decode_early(4, 1032, 610);
-  run_decode_early(64, 1024, 620);
-  kernels::LightningDecodeParams bad;  // an early start with the gate, and with two sequences
-  alignas(16) static float buf[64];
-  bad.q = bad.k = bad.v = buf, bad.o = bad.state = buf, bad.g = buf, bad.B = 1, bad.nh = 1, bad.q_norm = buf;
-  bad.qkv_done = reinterpret_cast<unsigned*>(buf), bad.qkv_done_count = 48, bad.gate_w = buf, bad.gate = buf;
-  bad.counters = reinterpret_cast<unsigned*>(buf);
-  EXPECT_THROW(kernels::launch_lightning_decode(bad, nullptr), Error);
-  bad.gate_w = nullptr, bad.B = 2;
-  EXPECT_THROW(kernels::launch_lightning_decode(bad, nullptr), Error);
 }
 
 TEST(LightningDecode, MatchesRecurrentReference) {

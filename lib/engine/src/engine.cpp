@@ -268,7 +268,6 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
     const LayerSpec& ls = c.layers[il];
     const std::string pre = obs ? "blk." + std::to_string(il) + "." : std::string();
     observe(obs, be, pre + "attn_in", a);
-    be.announce_add_norm(h, NormSlot::PostAttention, int(il), a);
     switch (ls.attn) {
       case AttnKind::GQA: be.attn_gqa(int(il), a, plan, o); break;
       case AttnKind::Lightning: be.attn_lightning(int(il), a, plan, o); break;
@@ -280,7 +279,6 @@ void Engine::run_layers(const BatchPlan& plan, const std::vector<int32_t>& ids, 
     const bool last = il + 1 == c.num_hidden_layers;
     const NormSlot next_slot = last ? NormSlot::Final : NormSlot::Input;
     const int next_layer = last ? 0 : int(il + 1);
-    be.announce_add_norm(h, next_slot, next_layer, a);
     if (ls.ffn == FfnKind::Dense) {
       be.dense_ffn(int(il), a, o);
     } else {

@@ -8,17 +8,12 @@
 
 #include <cstdint>
 
-#include "ling/kernels/norm.h"
 
 namespace ling::kernels {
 
 constexpr int64_t kGemvMaxM = 16;
-// Up to this many rows a CTA computes one row (block per row); above it a warp does (warp per row), the path that
-// runs heads and counted rows.
+// Up to this many rows a CTA computes one row (block per row); above it a warp does (warp per row).
 constexpr int64_t kGemvBlockRowMaxN = 1024;
-// Whether a GEMV of M rows of x over N bf16 (or fp32) weight rows can run a head (AddNormHead, GateHead) or count
-// its rows: one row of x, bf16 weights, the warp-per-row path.
-inline bool gemv_takes_head(int64_t M, int64_t N, bool bf16) { return M == 1 && bf16 && N > kGemvBlockRowMaxN; }
 
 struct GemvParams {
   const float* x = nullptr;        // [M, K], row stride ldx (elements)
@@ -33,18 +28,6 @@ struct GemvParams {
   bool tensor_cores = true;        // bf16, 2 ≤ M, N > 1024: tensor-core tiles (false: the FMA path, to compare)
   bool raw_bf16 = true;            // bf16, M = 1, N > 1024: weights kept as raw bits until the dot (false: widened
                                    // at the load, twice the registers; the same sums, to compare)
-  AddNormTail tail;                // M = 1 only: h += y, then RMSNorm (norm.h) by the last CTA
-  AddNormHead head;                // M = 1, bf16, N > 1024: x is RMSNorm(head.h_in + head.d) · head.w, formed by
-                                   // every CTA (norm.h); p.x must then be head.y
-  GateHead gate_head;              // M = 1, bf16, N > 1024: x is GroupRMSNorm(o) · w ⊙ sigmoid(gate), formed by
-                                   // every CTA (norm.h); p.x must then be gate_head.o
-  // M = 1, raw bf16 weights, N > 1024, no tail: each CTA whose rows lie below done_rows adds 1 (release) to
-  // done[(first row % done_period) / done_group] once its rows are written — for a consumer that waits for its
-  // own group of rows instead of the whole grid (the Lightning decode kernel's early start: a head's q, k and v
-  // rows). done_group % 8 == 0 (a CTA's 8 rows in one group), done_period % done_group == 0, done_rows % 8 == 0,
-  // done_rows ≤ N. Null: none.
-  unsigned* done = nullptr;
-  int64_t done_rows = 0, done_period = 0, done_group = 0;
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

@@ -74,12 +74,6 @@ struct LightningDecodeParams {
   // gates its own head after adding the heads' sums of squares through distributed shared memory (counters
   // unused; may be null). false: the last-CTA form for every group size.
   bool cluster = false;
-  // Early start (B = 1, the qk fold, no gate): instead of waiting for the whole previous grid, each head's CTA
-  // waits until qkv_done[h] reaches qkv_done_count — the GEMV that writes q‖k‖v counting each head's rows
-  // (GemvParams::done) — sets it back to 0, and waits for the previous grid only before it exits (so that a
-  // kernel after this one still sees all of that grid's rows, e.g. the gate). Null: the usual wait.
-  unsigned* qkv_done = nullptr;
-  unsigned qkv_done_count = 0;
 };
 constexpr int64_t kLightningFoldClusterMax = 8;
 void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream);

@@ -18,7 +18,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ling/kernels/norm.h"
 
 namespace ling::kernels {
 
@@ -43,10 +42,6 @@ struct MoeRouteDevParams {
   const void* const* down_table = nullptr;
   const void** gate_up_ptrs = nullptr;  // [k (+1)]
   const void** down_ptrs = nullptr;     // [k (+1)]
-  // With the tables (launch_moe_router, n = 1): bytes of each picked routed expert's gate_up matrix requested into
-  // L2 as soon as the picks are known (bulk prefetches spread over the routing CTA), so that the expert kernel's
-  // HBM reads start before its wait and its id → table chain instead of after them. 0: none.
-  size_t l2_gate_up_bytes = 0;
 };
 void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
 // Whether launch_moe_route accepts these settings (for callers that pick a host path otherwise).
@@ -66,8 +61,6 @@ struct MoeRouterParams {
                                   // logits, half the bytes); exactly one of w / w16
   float* logits = nullptr;    // [n, E] written
   unsigned* counter = nullptr;
-  AddNormHead head;           // one token: x is RMSNorm(head.h_in + head.d) · head.w, formed by every CTA
-                              // (norm.h); x must then be head.y
 };
 void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream);
 
@@ -111,7 +104,6 @@ struct MoeDownParams {
   bool ids_ready = false;
   const void* const* slot_ptrs = nullptr; // narrow kernel: [n·k] each slot's weights (MoeRouteDevParams::
                                           // down_ptrs), read instead of table[ids[slot]] (one round trip less)
-  AddNormTail tail;                       // one token, narrow kernel: h += out, then RMSNorm by the last CTA
 };
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);

@@ -6,7 +6,7 @@
 namespace ling::cuda_impl {
 
 void CudaBackend::attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) {
-  use_device_keep(x.data);
+  use_device();
   cuda::OpScope prof_scope(prof_, "attn_gqa");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, nkv = cfg_.num_key_value_heads;
@@ -27,7 +27,7 @@ void CudaBackend::attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Bu
                              nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_, gqa_wide_);
       launched();
     }
-    lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data, 0, true);
+    lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
     return;
   }
   for (const SeqSlice& s : plan.seqs) {
@@ -40,12 +40,12 @@ void CudaBackend::attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Bu
     flash_attention(rows, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, s.count, s.pos0 + s.count,
                     s.pos0, nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))));
   }
-  lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data, 0, true);
+  lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);
   sync();
 }
 
 void CudaBackend::attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) {
-  use_device_keep(x.data);
+  use_device();
   cuda::OpScope prof_scope(prof_, "attn_mla");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads;
@@ -70,7 +70,7 @@ void CudaBackend::attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Bu
   const float scale = float(std::pow(double(dqk), -0.5) * freqs_.mla_mscale2);
   if (step_ && mla_paged_) {  // bf16 rows, absorbed form through kernels/mla (every sequence in one launch)
     mla_paged_step(layer, q.p, ckv.p, pos, plan, scale, o.p);
-    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data, 0, true);
+    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
     return;
   }
   if (step_) {  // absorbed form over the latent cache, the new row written at the device-side position
@@ -93,7 +93,7 @@ void CudaBackend::attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Bu
       cuda::mla_out(u.p, kvb, kvb16, o.p + s.row0 * nh * dv, 1, nh, dn, dv, r, stream_);
       launched();
     }
-    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data, 0, true);
+    lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
     return;
   }
   for (const SeqSlice& s : plan.seqs) {
@@ -123,7 +123,7 @@ void CudaBackend::attn_mla(int layer, const Buffer& x, const BatchPlan& plan, Bu
     flash_attention(q.p + s.row0 * nh * dqk, nh * dqk, K.p, nh * dqk, V.p, nh * dv, o.p + s.row0 * nh * dv, nh * dv,
                     s.count, S, s.pos0, nh, nh, dqk, dv, scale);
   }
-  lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data, 0, true);
+  lin(o.p, n, nh * dv, L.dense, L.dense_bias, out.data);
   sync();
 }
 

@@ -94,8 +94,7 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
   // LING_CUDA_ROUTER_BF16=1: one-token decode steps read each MoE router whose values are all bf16 values (bf16
   // checkpoints) from a bf16 copy: the same logits (the widening is exact), half the bytes (the roofline of
-  // `ling bench` already counts them at 2 bytes). The fp32 copy stays for prefill. Off by default: not yet run on
-  // a GPU.
+  // `ling bench` already counts them at 2 bytes). The fp32 copy stays for prefill.
   const bool router16 = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_ROUTER_BF16", false);
   if (router16)
     for (const LayerWeights& L : w_->layers) f32_bytes += 2 * L.router.v.size();
@@ -171,37 +170,15 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // (MoeRouteDevParams::gate_up_ptrs / down_ptrs) and the expert kernels read them instead of table[ids].
   // Off by default: not yet run on a GPU.
   slot_ptrs_on_ = cuda::env_flag("LING_CUDA_SLOT_PTRS", false);
-  // LING_CUDA_ROUTE_L2=1: one-token MoE steps of bf16 models have the routing CTA request the picked experts'
-  // gate_up matrices into L2 (MoeRouteDevParams::l2_gate_up_bytes). Off by default: not yet run on a GPU.
-  route_l2_ = cuda::env_flag("LING_CUDA_ROUTE_L2", false);
-  // LING_CUDA_GATE_HEAD=1: batch-1 Lightning steps leave the output gate out of the recurrence kernel and the dense
-  // projection's GEMV forms it (GateHead). Off by default: not yet run on a GPU.
-  gate_head_ = bf16_ && cuda::env_flag("LING_CUDA_GATE_HEAD", false);
-  // LING_CUDA_EARLY_FOLD=1 (with LING_CUDA_GATE_HEAD): a batch-1 Lightning step's recurrence starts per head once
-  // the qkv GEMV has written that head's q, k and v rows (GemvParams::done, LightningDecodeParams::qkv_done).
-  // Off by default: not yet run on a GPU.
-  early_fold_ = gate_head_ && cuda::env_flag("LING_CUDA_EARLY_FOLD", false);
-  if (early_fold_) {
-    qkv_done_ = dev_alloc(kMaxEarlyHeads * sizeof(unsigned));
-    LING_CUDA_CHECK(cudaMemset(qkv_done_.get(), 0, kMaxEarlyHeads * sizeof(unsigned)));
-  }
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
   // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
-  norm_tail_ = cuda::env_flag("LING_CUDA_NORM_TAIL", false);
-  // LING_CUDA_NORM_HEAD=1: batch-1 decode steps of bf16 models run each add + norm as the head of the kernel
-  // that reads its output (defer_norm). Off by default: not yet run on a GPU. Not with the tails (which update
-  // the residual in place).
-  norm_head_ = bf16_ && !norm_tail_ && cuda::env_flag("LING_CUDA_NORM_HEAD", false);
-  if (norm_head_) resid_alt_ = DevF(c.hidden_size), ledger_.set_alt(resid_alt_.p);
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
   gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
-  tail_counter_ = dev_alloc(sizeof(unsigned));
-  LING_CUDA_CHECK(cudaMemset(tail_counter_.get(), 0, sizeof(unsigned)));
   // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
   moe_l2_ = cuda::env_flag("LING_CUDA_MOE_L2");
   // LING_CUDA_MOE_STAMPS=1 (diagnostics): the fused kernel records its phase times; the last step's are printed
@@ -312,7 +289,6 @@ std::vector<uint64_t> CudaBackend::step_begin(const std::vector<int32_t>& ids, c
 }
 
 void CudaBackend::step_end() {
-  if (!capturing_) settle();
   side_.join(stream_);
   if (capturing_) {  // an op threw during capture: end it and drop the partial graph
     cudaGraph_t g = nullptr;
@@ -325,7 +301,6 @@ void CudaBackend::step_end() {
 }
 
 std::unique_ptr<StepGraph> CudaBackend::capture_end() {
-  settle();  // (the engine's last op, the LM head, normally took the last norm)
   cudaGraph_t g = nullptr;
   capturing_ = false;
   side_.join(stream_);
@@ -375,72 +350,15 @@ void CudaBackend::embed(const std::vector<int32_t>& ids, Buffer& out) {
   sync();
 }
 
-void CudaBackend::announce_add_norm(Buffer& h, NormSlot slot, int layer, Buffer& out) {
-  tail_ = {};
-  tail_taken_ = false;
-  if (!step_ || !norm_tail_ || h.rows != 1 || h.cols % 4 != 0 || !cuda::aligned16(h.data) ||
-      !cuda::aligned16(out.data))
-    return;
-  const Mat& w = norm_weight(slot, layer);
-  if (!cuda::aligned16(W(w))) return;
-  tail_.norm.h = h.data, tail_.norm.w = W(w), tail_.norm.y = out.data, tail_.norm.rows = 1;
-  tail_.norm.dim = h.cols, tail_.norm.eps = cfg_.rms_norm_eps;
-  tail_.counter = static_cast<unsigned*>(tail_counter_.get());
-}
-
 void CudaBackend::add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) {
-  tail_ = {};
-  if (tail_taken_) {  // the op's last kernel did it
-    tail_taken_ = false;
-    return;
-  }
-  LING_CUDA_CHECK(cudaSetDevice(device_));
-  if (defer_norm(h.data, d.data, slot, layer, out)) return;
   use_device();
   cuda::OpScope prof_scope(prof_, "add_norm");
   add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols);
   launched();
 }
 
-bool CudaBackend::defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out) {
-  const int64_t dim = cfg_.hidden_size;
-  if (!norm_head_ || !step_ || prof_.on() || out.rows != 1 || out.cols != dim || dim % 4 != 0 ||
-      dim > kernels::kAddNormHeadMaxDim || !cuda::aligned16(h) || !cuda::aligned16(out.data) ||
-      (d && !cuda::aligned16(d)) || out.data == h || out.data == d)
-    return false;
-  const float* w = W(norm_weight(slot, layer));
-  if (!cuda::aligned16(w)) return false;
-  perform(ledger_.defer({h, d, w, out.data}));
-  return true;
-}
-
-kernels::AddNormHead CudaBackend::take_head(const float* x, int64_t K, bool eligible) {
-  NormLedger::Settle first;
-  const auto head = ledger_.take(x, eligible && K == cfg_.hidden_size, first);
-  perform(first);
-  kernels::AddNormHead t;
-  if (!head) return t;
-  t.h_in = head->h_in, t.d = head->d, t.w = head->w, t.h_out = head->h_out, t.y = head->y;
-  t.dim = cfg_.hidden_size, t.eps = cfg_.rms_norm_eps;
-  return t;
-}
-
-void CudaBackend::perform(const NormLedger::Settle& s) {
-  const int64_t dim = cfg_.hidden_size;
-  if (s.home)
-    LING_CUDA_CHECK(cudaMemcpyAsync(s.home, ledger_.alt(), sizeof(float) * size_t(dim), cudaMemcpyDeviceToDevice,
-                                    stream_));
-  if (s.launch) {
-    AddRmsNormParams a;
-    a.h = s.launch->h; a.d = s.launch->d; a.w = s.launch->w; a.y = s.launch->y; a.rows = 1; a.dim = dim;
-    a.eps = cfg_.rms_norm_eps;
-    kernels::launch_add_rms_norm(a, stream_);
-    launched();
-  }
-}
-
 void CudaBackend::lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) {
-  use_device_keep(x.data);
+  use_device();
   cuda::OpScope prof_scope(prof_, "lm_head");
   const int64_t H = cfg_.hidden_size, m = int64_t(rows.size());
   bool identity = m == x.rows;
@@ -450,7 +368,6 @@ void CudaBackend::lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buf
     sync();
     return;
   }
-  settle();
   auto drows = to_dev_raw(rows.data(), sizeof(int64_t) * m);
   DevF xs(m * H);
   cuda::gather_rows(x.data, H, static_cast<const int64_t*>(drows.get()), xs.p, m, H, stream_);
@@ -558,8 +475,7 @@ void CudaBackend::l2_prefetch_next_layer(int layer) {
   l2_prefetch(p);
 }
 
-void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx,
-                      bool op_out, const kernels::GateHead* gate) {
+void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx) {
   LING_CHECK(w.cols == K, "internal error: linear with K ", K, " on a [", w.rows, ", ", w.cols, "] weight");
   const int64_t N = w.rows;
   if (M == 0 || N == 0) return;
@@ -574,20 +490,9 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     if (is16) gp.w = static_cast<const uint16_t*>(wp);
     else gp.w_f32 = static_cast<const float*>(wp);
     gp.raw_bf16 = gemv_raw_;
-    if (gate) {
-      LING_CHECK(kernels::gemv_takes_head(M, N, is16) && !ldx && x == gate->o, "internal error: a gate head on a ", M, "-row ",
-                 is16 ? "bf16" : "f32", " GEMV of ", N, " rows");
-      gp.gate_head = *gate;
-      settle();
-    } else {
-      if (op_out && M == 1 && N == tail_.norm.dim && cuda::aligned16(y)) gp.tail = take_tail();
-      gp.head = take_head(x, K, kernels::gemv_takes_head(M, N, is16) && !ldx);
-    }
     kernels::launch_gemv(gp, stream_);
     return;
   }
-  LING_CHECK(!gate, "internal error: a gate head outside the GEMV path");
-  settle();
   if (w16 != dev16_.end()) {
     void* xb = bf16_scratch(size_t(M * K));
     cuda::f32_to_bf16(x, ldx ? ldx : K, xb, M, K, stream_);

@@ -48,7 +48,6 @@
 #include "ling/ref/ops.h"
 
 #include "device_memory.h"
-#include "norm_ledger.h"
 #include "env_flag.h"
 #include "side_branch.h"
 
@@ -110,24 +109,10 @@ class CudaBackend final : public Backend {
   void embed(const std::vector<int32_t>& ids, Buffer& out) override;
 
   void norm(NormSlot slot, int layer, const Buffer& x, Buffer& out) override {
-    LING_CUDA_CHECK(cudaSetDevice(device_));
-    if (defer_norm(x.data, nullptr, slot, layer, out)) return;
     use_device();
     cuda::OpScope prof_scope(prof_, "norm");
     add_rms_norm(x.data, nullptr, norm_weight(slot, layer), out.data, x.rows, x.cols);
     launched();
-  }
-
-  // Batch-1 decode steps: the add + norm after an op runs inside the op's last kernel where that kernel takes an
-  // AddNormTail (the one-row GEMV, the narrow MoE down pass) with LING_CUDA_NORM_TAIL=1: one launch fewer per
-  // norm. Off by default: no faster end to end on an H100 (README, CUDA backend).
-  void announce_add_norm(Buffer& h, NormSlot slot, int layer, Buffer& out) override;
-  // The announced tail for the op's last kernel (once; empty when none is pending).
-  kernels::AddNormTail take_tail() {
-    kernels::AddNormTail t = tail_;
-    if (t.counter) tail_taken_ = true;
-    tail_ = {};
-    return t;
   }
 
   void add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) override;
@@ -176,36 +161,8 @@ class CudaBackend final : public Backend {
   bool pick_tokens(const Buffer& logits, const std::vector<TokenPick>& picks, std::vector<int64_t>& ids) override;
 
  private:
-  // LING_CUDA_NORM_HEAD=1, batch-1 decode steps of bf16 models: a residual add + norm (add_norm, norm) is left
-  // pending instead of launched, and the op that consumes its output runs it as the head of its first kernel —
-  // the one-row GEMV or the one-token router (AddNormHead, norm.h): one launch and one dependent round trip fewer
-  // per norm. Every other entry point launches it first (settle). The residual alternates between the engine's
-  // buffer and resid_alt_ (the head's CTA 0 cannot update h in place); ledger_ (norm_ledger.h) keeps the account.
-  // Consumers: attention and FFN layers, the LM head (their first launch reads x through lin, launch_gemv or
-  // launch_moe_router).
-  // Leaves the add + norm of (h, d) into out pending when a head can run it; false: launch it as before.
-  bool defer_norm(float* h, const float* d, NormSlot slot, int layer, Buffer& out);
-  // The pending add + norm as the head of the kernel about to read x (K wide) when that kernel can run it
-  // (eligible); otherwise settle() first and no head.
-  kernels::AddNormHead take_head(const float* x, int64_t K, bool eligible);
-  // Launches a pending add + norm and copies a displaced residual home (before anything else reads or writes it).
-  void settle() {
-    if (!ledger_.idle()) perform(ledger_.settle());
-  }
-  // The copy home and the launch a NormLedger step asks for.
-  void perform(const NormLedger::Settle& s);
-
-  // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device, and
-  // launches a pending add + norm (settle) unless it consumes it: use_device_keep(x) for ops whose first launch
-  // reads x through lin, launch_gemv or launch_moe_router (take_head) keeps a pending norm whose output is x.
-  void use_device() {
-    LING_CUDA_CHECK(cudaSetDevice(device_));
-    settle();
-  }
-  void use_device_keep(const float* x) {
-    LING_CUDA_CHECK(cudaSetDevice(device_));
-    if (!ledger_.idle() && !ledger_.keeps(x)) settle();
-  }
+  // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device.
+  void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
   // Host waits are skipped inside decode steps (they run without round trips and may be captured).
   void sync() {
     if (step_) return;
@@ -335,18 +292,7 @@ class CudaBackend final : public Backend {
   }
 
   // y[M, N] = x[M, K]·Wᵀ (+ bias): column-major view y^T = W·x^T, fp32 sgemm.
-  // op_out: y is the output of the op (attention or FFN) whose add_norm was announced: a one-row GEMV runs that
-  // add + norm as its tail.
-  // gate (M = 1, bf16 weights, more than 1,024 rows: the caller checks gate_head_fits): x is the Lightning output
-  // gate of the row gate->o, formed by the GEMV's CTAs (GateHead, norm.h).
-  void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0,
-           bool op_out = false, const kernels::GateHead* gate = nullptr);
-  // Whether lin can run a gate head of `width` values over `groups` before the projection w.
-  bool gate_head_fits(const Mat& w, int64_t width, int64_t groups) const {
-    return gate_head_ && kernels::gemv_takes_head(1, w.rows, weight_ref(w).second) && w.cols == width && width % 4 == 0 &&
-           width <= kernels::kGateHeadMaxWidth && groups >= 1 && groups <= kernels::kGateHeadMaxGroups &&
-           width % groups == 0;
-  }
+  void lin(const float* x, int64_t M, int64_t K, const Mat& w, const Mat& bias, float* y, int64_t ldx = 0);
 
   // Causal prefill attention of T queries (positions pos0..pos0+T−1) over S cached keys through the flash
   // kernels: bf16 tensor cores for bf16 models at the dims they cover (q, k, v rounded to bf16 first), fp32
@@ -373,7 +319,7 @@ class CudaBackend final : public Backend {
   void mla_rope(float* x, const int64_t* pos, int64_t rows, int64_t heads, int64_t row_stride, int64_t head_stride,
                 int64_t rd);
 
-  void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y, bool op_out = false);
+  void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y);
 
   BackendOptions opt_;
   int device_ = 0;
@@ -384,20 +330,11 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> moe_stamps_;      // LING_CUDA_MOE_STAMPS: [layers][SMs][kMoeFusedStamps] globaltimer
   void print_moe_stamps() const;
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
-  bool norm_tail_ = false, tail_taken_ = false;  // announce_add_norm
   bool gemv_raw_ = true, gqa_wide_ = true;
-  kernels::AddNormTail tail_;                   // announced, not yet taken
-  bool norm_head_ = false;                      // LING_CUDA_NORM_HEAD (defer_norm)
-  DevF resid_alt_;                              // [hidden]: the residual while the engine's buffer is displaced
-  NormLedger ledger_;                           // the pending norm and where the residual is
-  std::shared_ptr<void> tail_counter_;          // the tails' CTA counter (zero between launches)
   static constexpr int64_t kFoldMaxGroups = 64;
   static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes
   std::shared_ptr<void> slot_ptrs_;  // [2][kMaxSlotPtrs]: gate_up then down pointers of one token's slots
-  bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false, route_l2_ = false, gate_head_ = false;
-  bool early_fold_ = false;                     // LING_CUDA_EARLY_FOLD
-  static constexpr int64_t kMaxEarlyHeads = 256;
-  std::shared_ptr<void> qkv_done_;              // [kMaxEarlyHeads] the early fold's per-head row counts (zero between)
+  bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false;
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;

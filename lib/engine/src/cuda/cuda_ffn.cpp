@@ -6,15 +6,15 @@
 namespace ling::cuda_impl {
 
 void CudaBackend::dense_ffn(int layer, const Buffer& x, Buffer& out) {
-  use_device_keep(x.data);
+  use_device();
   cuda::OpScope prof_scope(prof_, "dense_ffn");
   const LayerWeights& L = w_->layers[layer];
-  swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data, true);
+  swiglu_mlp(x.data, x.rows, L.gate_up, L.down, out.data);
   sync();
 }
 
 void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) {
-  use_device_keep(x.data);
+  use_device();
   cuda::OpScope prof_scope(prof_, "moe_ffn");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
@@ -34,7 +34,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     if (n == 1 && one_launch && moe_fused_ &&
         kernels::moe_fused_supported(H, I, E, k, cfg_.n_group, cfg_.topk_group, shared_slot, sms_)) {
       if (shared && !shared_slot) swiglu_mlp(x.data, n, L.shared.gate_up, L.shared.down, out.data);
-      settle();  // the fused kernel reads x itself
       cuda::OpScope pf(prof_, ".moe.fused");
       const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
       kernels::MoeFusedParams f;
@@ -63,8 +62,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     int32_t* dplan = grouped ? reinterpret_cast<int32_t*>(plan.p) : nullptr;
     // One token, bf16, router and routing in one launch: the router writes each slot's expert pointers.
     const bool ptr_slots = slot_ptrs_on_ && n == 1 && one_launch && bf16_ && slots <= kMaxSlotPtrs;
-    // LING_CUDA_ROUTE_L2: the routing CTA requests the picks' gate_up matrices into L2 as soon as it has them.
-    const bool route_l2 = route_l2_ && n == 1 && one_launch && bf16_;
     const void** gu_ptrs = static_cast<const void**>(slot_ptrs_.get());
     const void** dn_ptrs = gu_ptrs ? gu_ptrs + kMaxSlotPtrs : nullptr;
     {
@@ -79,18 +76,14 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
         r.route = rp; r.x = x.data; r.H = H; r.logits = dlogits.p;
         if (router16_[size_t(layer)]) r.w16 = static_cast<const uint16_t*>(router16_[size_t(layer)].get());
         else r.w = W(L.router);
-        if (ptr_slots || route_l2) {
+        if (ptr_slots) {  // the picks' weight pointers beside the ids: the expert kernels skip the table
           const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
           r.route.gate_up_table = tab, r.route.down_table = tab + E + 1;
-        }
-        if (ptr_slots)  // the picks' weight pointers beside the ids: the expert kernels skip the table
           r.route.gate_up_ptrs = gu_ptrs, r.route.down_ptrs = dn_ptrs;
-        if (route_l2) r.route.l2_gate_up_bytes = size_t(2 * I * H) * sizeof(uint16_t);
+        }
         r.counter = static_cast<unsigned*>(router_counter_.get());
-        r.head = take_head(x.data, H, n == 1);
         kernels::launch_moe_router(r, stream_);
       } else {
-        settle();  // (lin above took or launched it)
         kernels::launch_moe_route(rp, stream_);
       }
     }
@@ -122,7 +115,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     if (ptr_slots) dp.slot_ptrs = dn_ptrs;
     if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
     else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
-    if (n == 1 && bf16_ && !dplan && I <= 512 && slots <= 16 && H == tail_.norm.dim) dp.tail = take_tail();
     kernels::launch_moe_down_combine(dp, stream_);
     l2_prefetch_next_layer(layer);
     return;
@@ -207,7 +199,7 @@ void CudaBackend::moe_prefill(int layer, const Buffer& x, const float* dlogits, 
   sync();
 }
 
-void CudaBackend::swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y, bool op_out) {
+void CudaBackend::swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y) {
   const int64_t H = cfg_.hidden_size, I = gate_up.rows / 2;
   DevF gu = scratch(n * 2 * I), act = scratch(n * I);
   lin(x, n, H, gate_up, Mat{}, gu.p);
@@ -215,7 +207,7 @@ void CudaBackend::swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, cons
   sp.gu = gu.p; sp.out = act.p; sp.rows = n; sp.I = I;
   kernels::launch_swiglu(sp, stream_);
   launched();
-  lin(act.p, n, I, down, Mat{}, y, 0, op_out);
+  lin(act.p, n, I, down, Mat{}, y);
   sync();  // gu/act die here
 }
 

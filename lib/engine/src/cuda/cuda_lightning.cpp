@@ -35,7 +35,7 @@ void CudaBackend::add_row_vector(Buffer& x, const std::vector<float>& v) {
 
 void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out,
                                   std::vector<double>* sumsq) {
-  use_device_keep(x.data);
+  use_device();
   cuda::OpScope prof_scope(prof_, "attn_lightning");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, nh = cfg_.num_attention_heads, hd = cfg_.head_dim;
@@ -49,32 +49,21 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
   const int64_t ld = one_gemv ? width + inner : width;
   DevF qkv = scratch(n * ld), o = scratch(n * inner), gate = one_gemv ? DevF() : scratch(n * inner);
   auto pos = positions(plan);
+  if (one_gemv) {
+    cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
+    kernels::GemvParams gp;
+    gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
+    kernels::launch_gemv(gp, stream_);
+    l2_prefetch_rest_of_layer(layer);
+  } else {
+    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
+  }
   // Batch-1 decode steps with q‖k‖v‖gate rows: q/k norm + RoPE and the output gate run inside the recurrence
   // kernel (LightningDecodeParams folds; LING_CUDA_LIGHTNING_FOLD=0: separate launches). Only for one sequence:
   // the fold launches once per sequence, and at B 16 (Ring-mini dims, H100) that step took 6.18 ms against
   // 5.26 ms with the batched separate kernels.
   const bool fold = step_ && n == 1 && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
                     cfg_.group_norm_size <= kFoldMaxGroups && nh % cfg_.group_norm_size == 0;
-  // LING_CUDA_GATE_HEAD: with the fold, the output gate runs in the dense projection's GEMV instead (GateHead).
-  const bool gate_in_dense = fold && n == 1 && gate_head_fits(L.dense, inner, cfg_.group_norm_size);
-  // LING_CUDA_EARLY_FOLD (with the gate in the dense GEMV): the GEMV counts each head's q, k, v rows and the
-  // recurrence of a head starts once its rows are counted, not when the whole GEMV (gate rows included) is done.
-  const bool early = early_fold_ && gate_in_dense && gemv_raw_ && kernels::gemv_takes_head(n, ld, true) &&
-                     nh <= kMaxEarlyHeads;
-  if (one_gemv) {
-    cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
-    kernels::GemvParams gp;
-    gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
-    gp.head = take_head(x.data, H, kernels::gemv_takes_head(n, ld, true));
-    if (early) {
-      gp.done = static_cast<unsigned*>(qkv_done_.get());
-      gp.done_rows = width, gp.done_period = inner, gp.done_group = hd;
-    }
-    kernels::launch_gemv(gp, stream_);
-    l2_prefetch_rest_of_layer(layer);
-  } else {
-    lin(x.data, n, H, L.qkv, L.qkv_bias, qkv.p);
-  }
   if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
   for (const SeqSlice& s : plan.seqs) {
     CudaLayerCache& c = static_cast<CudaSeqState*>(s.state)->layers[layer];
@@ -89,12 +78,9 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
         p.pos = pos + s.row0; p.inv_freq = cfg_.rope_dim() > 0 ? inv_freq_.p : nullptr;
         p.q_norm = L.q_norm.empty() ? nullptr : W(L.q_norm); p.k_norm = L.k_norm.empty() ? nullptr : W(L.k_norm);
         p.rope_dim = cfg_.rope_dim(); p.qk_eps = cfg_.rms_norm_eps; p.rope_factor = freqs_.attention_factor;
-        if (!gate_in_dense) {
-          p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
-          p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
-          p.cluster = fold_cluster_;
-        }
-        if (early) p.qkv_done = static_cast<unsigned*>(qkv_done_.get()), p.qkv_done_count = unsigned(3 * hd / 8);
+        p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
+        p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
+        p.cluster = fold_cluster_;
       }
       kernels::launch_lightning_decode(p, stream_);
       continue;
@@ -150,14 +136,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
     kernels::launch_group_norm_gate(gp, stream_);
     launched();
   }
-  if (gate_in_dense) {
-    kernels::GateHead gh;
-    gh.o = o.p, gh.w = W(L.g_norm), gh.gate = qkv.p + width, gh.width = inner, gh.groups = cfg_.group_norm_size;
-    gh.eps = cfg_.rms_norm_eps;
-    lin(o.p, n, inner, L.dense, L.dense_bias, out.data, 0, true, &gh);
-  } else {
-    lin(o.p, n, inner, L.dense, L.dense_bias, out.data, 0, true);
-  }
+  lin(o.p, n, inner, L.dense, L.dense_bias, out.data);
   sync();
 }
 

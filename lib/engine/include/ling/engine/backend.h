@@ -103,12 +103,6 @@ class Backend {
     add(h, d);
     norm(slot, layer, h, out);
   }
-  // Announces the add_norm(h, d, slot, layer, out) that follows the next attention or FFN op (whose output is d):
-  // a backend may run it inside that op's last kernel. add_norm is still called with the same h, slot, layer and
-  // out, and then does only what the op left undone. Default: nothing (add_norm does it all).
-  virtual void announce_add_norm(Buffer& h, NormSlot slot, int layer, Buffer& out) {
-    (void)h, (void)slot, (void)layer, (void)out;
-  }
   // Attention blocks: x = normalised input [n, H], out = block output [n, H] (before the residual add).
   // They append to the caches of plan.seqs and attend over cache + new rows.
   virtual void attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Buffer& out) = 0;
