@@ -3,7 +3,7 @@
 # and the Ling-2.5 dims cut to 8 layers and 16 experts (21 GB), then runs `ling bench MODEL --backend cuda` with
 # the two binaries alternating (A, B, A, B: these machines drift, so each pair shares the minutes it ran in),
 # then B once per extra variant (an environment setting such as LING_CUDA_GQA_WIDE=0, or several joined by commas:
-# LING_CUDA_SLOT_PTRS=1,LING_CUDA_ROUTER_BF16=1). One line per run:
+# LING_CUDA_FOLD_CLUSTER=0,LING_CUDA_ROUTER_BF16=0). One line per run:
 # the engine.decode row (ms per step median, min..max, MB, GFLOP, GB/s, TFLOP/s, % of the roofline) and the copy
 # ceiling measured in that run; the full outputs in OUT_DIR.
 # Usage: scripts/decode-ab.sh BIN_A BIN_B [OUT_DIR (default /tmp/decode-ab)] [VAR=VALUE[,VAR=VALUE...] ...]

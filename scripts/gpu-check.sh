@@ -5,7 +5,7 @@
 #   1. tests/kernels (every kernel against its lib/ref twin) and tests/engine_cuda (the fixtures, the trained
 #      models, CUDA vs CPU on all families, graphs vs eager), the latter again with LING_CUDA_PDL=0, with
 #      LING_CUDA_L2PF=1, with LING_CUDA_MLA_TMA=0, with LING_CUDA_MOE_FUSED=1, with LING_CUDA_LIGHTNING_FOLD=0,
-#      and with LING_CUDA_FOLD_CLUSTER=1 LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTER_BF16=1;
+#      and with LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0;
 #   2. `ling bench --backend cuda` kernel rows beside the copy ceiling (the decode GEMV, MoE routing and expert
 #      rows, MLA decode variants, Lightning prefill/decode);
 #   3. with --e2e: `ling synth` of a bf16 model with Ring-mini-linear-2.0 dims (33 GB, written in the background
@@ -68,7 +68,7 @@ run_test test_engine_cuda test_engine_cuda_l2pf LING_CUDA_L2PF=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_tma LING_CUDA_MLA_TMA=0 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_moe_fused LING_CUDA_MOE_FUSED=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_fold0 LING_CUDA_LIGHTNING_FOLD=0 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_cluster_ptrs LING_CUDA_FOLD_CLUSTER=1 LING_CUDA_SLOT_PTRS=1 LING_CUDA_ROUTER_BF16=1 "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_counters_f32router LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0 "${engine[@]}"
 grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
 timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
 say "kernel rows rc=$?"

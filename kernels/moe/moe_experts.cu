@@ -47,7 +47,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     pdl_trigger();
     if (i >= I) return;
     if (!pre) {
-      w = p.slot_ptrs ? static_cast<const T*>(p.slot_ptrs[slot]) : table[p.ids[slot]];
+      w = table[p.ids[slot]];
       if (w) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
     }
     if (w) warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     pdl_wait();
     pdl_trigger();
     if (i >= I) return;
-    w = pre ? table[p.early_id] : p.slot_ptrs ? static_cast<const T*>(p.slot_ptrs[slot]) : table[p.ids[slot]];
+    w = pre ? table[p.early_id] : table[p.ids[slot]];
     if (w) {
       g = warp_dot<8>(p.x + t * H, w + i * H, H);
       u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);
@@ -90,14 +90,10 @@ __global__ void __launch_bounds__(256, kS <= 9 ? 2 : 1)
   if (h >= H) return;
   const int k = int(p.k), lane = int(threadIdx.x & 31);
   const int64_t i0 = int64_t(lane) * 8;
-  // Lane j < k looks up slot j's expert (through L2: the buffers are reused every layer; from the router's slot
-  // pointers when given, else id then table entry), then every lane takes the k pointers by shuffles: one or two
-  // round trips for all slots. (Looked up slot by slot, each weight load sat behind a branch on the pointer just
-  // loaded: 2k dependent round trips.)
-  const uint16_t* mine = lane >= k     ? nullptr
-                        : p.slot_ptrs ? reinterpret_cast<const uint16_t*>(
-                                            __ldcg(reinterpret_cast<const unsigned long long*>(p.slot_ptrs) + t * k + lane))
-                                      : table[__ldcg(p.ids + t * k + lane)];
+  // Lane j < k looks up slot j's expert (id then table entry, the id through L2: the buffers are reused every
+  // layer), then every lane takes the k pointers by shuffles: two round trips for all slots. (Looked up slot by
+  // slot, each weight load sat behind a branch on the pointer just loaded: 2k dependent round trips.)
+  const uint16_t* mine = lane < k ? table[__ldcg(p.ids + t * k + lane)] : nullptr;
   const uint16_t* w[kS];
 #pragma unroll
   for (int j = 0; j < kS; ++j)

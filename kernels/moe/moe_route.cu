@@ -60,8 +60,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   // The selection biases (constant) of the one-token routing before the wait: whichever CTA routes has them in
   // registers instead of a round trip to memory after the count.
   float bias2[2] = {0.0f, 0.0f};
-  RoutePtrs ptrs;
-  if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2), route_block_ptrs(r.route, int(threadIdx.x), ptrs);
+  if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2);
   const float v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [] { pdl_enter(); });
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
@@ -76,7 +75,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     const RouteSmem m{st, st + kMoeRouteMaxExperts, st + 2 * kMoeRouteMaxExperts,
                       reinterpret_cast<uint32_t*>(st + 2 * kMoeRouteMaxExperts + 32),
                       reinterpret_cast<unsigned*>(st + 2 * kMoeRouteMaxExperts + 32 + 4 * kRouteWarps)};
-    route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); }, &ptrs);
+    route_block(r.route, m, bias2, r.route.topk_ids, r.route.topk_weights, [] { __syncthreads(); });
     return;
   }
   for (int64_t t = warp; t < M; t += kRouterWarps) route_row<kPerLane>(r.route, t, stage[warp]);
@@ -116,7 +115,6 @@ void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream) {
              " outside [1, min(32, experts of the kept groups)]");
   LING_CHECK(!p.shared_slot || p.k < 32, "launch_moe_route: a shared-expert slot needs k < 32 (k = ", p.k, ")");
   LING_CHECK(p.n >= 0 && p.n < (int64_t(1) << 36), "launch_moe_route: n = ", p.n, " out of range");
-  LING_CHECK(!p.gate_up_ptrs && !p.down_ptrs, "launch_moe_route: slot pointers are launch_moe_router's (one token)");
   if (p.n == 0) return;
   LING_CHECK(p.logits && p.topk_ids && p.topk_weights, "launch_moe_route: logits, topk_ids or topk_weights is null");
   const unsigned grid = unsigned((p.n + kWarps - 1) / kWarps);
@@ -137,9 +135,6 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK((r.w != nullptr) != (r.w16 != nullptr), "launch_moe_router: exactly one of w (fp32) and w16 (bf16) "
              "must be set");
   LING_CHECK(p.logits == r.logits, "launch_moe_router: route.logits must be the logits the GEMV writes");
-  LING_CHECK((!p.gate_up_ptrs && !p.down_ptrs) || (p.n == 1 && p.gate_up_ptrs && p.down_ptrs && p.gate_up_table &&
-                                                    p.down_table),
-             "launch_moe_router: slot pointers need one token and both tables and outputs");
   const int64_t ldx = r.ldx ? r.ldx : r.H;
   LING_CHECK(r.H > 0 && r.H % 8 == 0 && ldx >= r.H && ldx % 4 == 0, "launch_moe_router: H = ", r.H, ", ldx = ", ldx,
              " (need H a positive multiple of 8, ldx >= H and a multiple of 4)");

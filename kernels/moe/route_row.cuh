@@ -142,32 +142,15 @@ __device__ __forceinline__ void route_block_biases(const MoeRouteDevParams& p, i
     for (int j = 0; j < 2 && tid + 256 * j < p.E; ++j) bias2[j] = p.bias[tid + 256 * j];
 }
 
-// route_block's expert pointers for thread tid of 256 (MoeRouteDevParams::gate_up_table / down_table, constant:
-// callers load them before their wait): entries tid and tid + 256, and thread 0 also the shared slot's (entry E).
-struct RoutePtrs {
-  const void* gate_up[2] = {nullptr, nullptr};
-  const void* down[2] = {nullptr, nullptr};
-  const void* shared_gate_up = nullptr;
-  const void* shared_down = nullptr;
-};
-__device__ __forceinline__ void route_block_ptrs(const MoeRouteDevParams& p, int tid, RoutePtrs& r) {
-  if (!p.gate_up_table || !p.down_table) return;
-  for (int j = 0; j < 2 && tid + 256 * j < p.E; ++j)
-    r.gate_up[j] = p.gate_up_table[tid + 256 * j], r.down[j] = p.down_table[tid + 256 * j];
-  if (tid == 0 && p.shared_slot) r.shared_gate_up = p.gate_up_table[p.E], r.shared_down = p.down_table[p.E];
-}
-
 // ref::moe_route for one token by threads 0..255 of the CTA (the rule and tie order of route_row, in short loops:
 // expert e = tid + 256j; a group of 32 experts is one warp's lanes), writing ids / weights (k (+1) slots; shared or
 // global memory; the picking threads write the ids, thread 0 the weights). The top-k is a rank per kept expert:
 // three barriers in all for groups of 32 (four otherwise), whatever k. bias2: this thread's selection biases of
 // experts tid and tid + 256 (callers may load them early: they are constant); sync: a barrier of the 256 threads.
 // Small code on purpose (see route_row): it runs once per layer.
-// ptrs (or null): this thread's route_block_ptrs; with p.gate_up_ptrs / down_ptrs the picking threads write the
-// picks' pointers beside their ids.
 template <typename Sync>
 __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, const float (&bias2)[2], int32_t* ids,
-                            float* wts, Sync consumers_sync, const RoutePtrs* ptrs = nullptr) {
+                            float* wts, Sync consumers_sync) {
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, E = int(p.E), k = int(p.k);
   const int n_group = int(p.n_group), per = E / n_group;
 #pragma unroll 1
@@ -213,9 +196,8 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
   // and e' < e} — the order of the rounds in route_row (largest key, then lowest index), with one barrier after it
   // instead of one per pick. The picks' scores are staged in m.cand (k ≤ 32 floats) and added in pick order by thread 0.
   float* picked = reinterpret_cast<float*>(m.cand);
-  const bool write_ptrs = ptrs && p.gate_up_ptrs && p.down_ptrs;
 #pragma unroll 1
-  for (int e = tid, j = 0; e < E; e += 32 * kRouteWarps, ++j) {
+  for (int e = tid; e < E; e += 32 * kRouteWarps) {
     if (!((kept >> (e / per)) & 1u)) continue;
     const uint32_t key = okey(m.sel[e]);
     int rank = 0;
@@ -228,10 +210,7 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
         rank += (kq > key) | ((kq == key) & (q < e));
       }
     }
-    if (rank < k) {
-      ids[rank] = int32_t(e), picked[rank] = m.score[e];
-      if (write_ptrs) p.gate_up_ptrs[rank] = ptrs->gate_up[j], p.down_ptrs[rank] = ptrs->down[j];
-    }
+    if (rank < k) ids[rank] = int32_t(e), picked[rank] = m.score[e];
   }
   consumers_sync();
   if (tid == 0) {
@@ -239,10 +218,7 @@ __device__ void route_block(const MoeRouteDevParams& p, const RouteSmem& m, cons
     for (int i = 0; i < k; ++i) sum += picked[i];
     const float denom = k > 1 ? sum + 1e-20f : 1.0f;
     for (int i = 0; i < k; ++i) wts[i] = (picked[i] / denom) * p.routed_scaling_factor;
-    if (p.shared_slot) {  // the shared expert: table entry E, weight 1
-      ids[k] = int32_t(E), wts[k] = 1.0f;
-      if (write_ptrs) p.gate_up_ptrs[k] = ptrs->shared_gate_up, p.down_ptrs[k] = ptrs->shared_down;
-    }
+    if (p.shared_slot) ids[k] = int32_t(E), wts[k] = 1.0f;  // the shared expert: table entry E, weight 1
   }
 }
 

@@ -34,14 +34,6 @@ struct MoeRouteDevParams {
   // true: rows of k + 1 slots, slot k = the shared expert (id E, weight 1), so that the expert kernels run it
   // with the routed ones from tables of E + 1 entries. Needs k < 32.
   bool shared_slot = false;
-  // One token through launch_moe_router (n = 1): the picked experts' weight pointers by slot, written with the
-  // ids — gate_up_ptrs[s] = gate_up_table[id of slot s], down_ptrs likewise (the shared slot's: entry E) — so
-  // that the expert kernels (MoeGateUpParams / MoeDownParams::slot_ptrs) skip the table lookup. The tables
-  // (E entries, E + 1 with shared_slot) are constant: the router reads them before its wait. Null: not written.
-  const void* const* gate_up_table = nullptr;
-  const void* const* down_table = nullptr;
-  const void** gate_up_ptrs = nullptr;  // [k (+1)]
-  const void** down_ptrs = nullptr;     // [k (+1)]
 };
 void launch_moe_route(const MoeRouteDevParams& p, cudaStream_t stream);
 // Whether launch_moe_route accepts these settings (for callers that pick a host path otherwise).
@@ -82,8 +74,6 @@ struct MoeGateUpParams {
                                              // (the shared expert); its weights are loaded before the wait
   int64_t table_entries = 0;                 // > 0 (bf16, no plan): the table's first entries, requested into L2
                                              // before the wait (the entries ids may name)
-  const void* const* slot_ptrs = nullptr;    // no plan: [n·k] each slot's weights (MoeRouteDevParams::
-                                             // gate_up_ptrs), read instead of table[ids[slot]] (one round trip less)
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 
@@ -102,8 +92,6 @@ struct MoeDownParams {
   // ran before gate_up), so under programmatic dependent launch the narrow one-pass kernel may read ids and the
   // table and start its weight loads before it waits for that kernel (act, weights and out only after).
   bool ids_ready = false;
-  const void* const* slot_ptrs = nullptr; // narrow kernel: [n·k] each slot's weights (MoeRouteDevParams::
-                                          // down_ptrs), read instead of table[ids[slot]] (one round trip less)
 };
 size_t moe_down_workspace_bytes(int64_t n, int64_t k, int64_t H);
 void launch_moe_down_combine(const MoeDownParams& p, cudaStream_t stream);

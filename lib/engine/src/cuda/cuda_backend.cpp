@@ -92,10 +92,10 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   size_t lin_bytes = 0, f32_bytes = 0;
   for (const Mat* m : lin_mats) lin_bytes += (bf16_ ? 2 : 4) * m->v.size();
   for (const Mat* m : f32_mats) f32_bytes += 4 * m->v.size();
-  // LING_CUDA_ROUTER_BF16=1: one-token decode steps read each MoE router whose values are all bf16 values (bf16
-  // checkpoints) from a bf16 copy: the same logits (the widening is exact), half the bytes (the roofline of
-  // `ling bench` already counts them at 2 bytes). The fp32 copy stays for prefill.
-  const bool router16 = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_ROUTER_BF16", false);
+  // One-token decode steps read each MoE router whose values are all bf16 values (bf16 checkpoints) from a bf16
+  // copy: the same logits (the widening is exact), half the bytes (the roofline of `ling bench` counts them at 2
+  // bytes). The fp32 copy stays for prefill. LING_CUDA_ROUTER_BF16=0: the fp32 copy only.
+  const bool router16 = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_ROUTER_BF16", true);
   if (router16)
     for (const LayerWeights& L : w_->layers) f32_bytes += 2 * L.router.v.size();
   // cuBLASLt workspaces: the backend's, and with bf16 experts one per side stream of the MoE prefill; the
@@ -153,7 +153,6 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
     LING_CUDA_CHECK(cudaMemset(router_counter_.get(), 0, sizeof(unsigned)));
     moe_sync_ = dev_alloc(2 * sizeof(unsigned));
     LING_CUDA_CHECK(cudaMemset(moe_sync_.get(), 0, 2 * sizeof(unsigned)));
-    slot_ptrs_ = dev_alloc(2 * kMaxSlotPtrs * sizeof(void*));
   }
   // LING_CUDA_MOE_FUSED=1: one-token decode steps of bf16 MoE layers run router, experts and combine in one
   // launch (kernels/moe launch_moe_fused) where the shapes allow. Off by default: measured slower end to end
@@ -162,14 +161,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // Batch-1 Lightning decode steps fold q/k norm + RoPE and the output gate into the recurrence kernel
   // (LING_CUDA_LIGHTNING_FOLD=0: three launches); its group counters stay zero between launches.
   lightning_fold_ = cuda::env_flag("LING_CUDA_LIGHTNING_FOLD", true);
-  // LING_CUDA_FOLD_CLUSTER=1: the fold's output gate by a thread-block cluster of each group's heads (groups of
-  // at most 8 heads; LightningDecodeParams::cluster) instead of each group's last CTA through the counters.
-  // Off by default: not yet run on a GPU (README, "Switches of the CUDA backend").
-  fold_cluster_ = cuda::env_flag("LING_CUDA_FOLD_CLUSTER", false);
-  // LING_CUDA_SLOT_PTRS=1: one-token MoE steps have the router write each slot's expert weight pointers
-  // (MoeRouteDevParams::gate_up_ptrs / down_ptrs) and the expert kernels read them instead of table[ids].
-  // Off by default: not yet run on a GPU.
-  slot_ptrs_on_ = cuda::env_flag("LING_CUDA_SLOT_PTRS", false);
+  // The fold's output gate by a thread-block cluster of each group's heads (groups of at most 8 heads;
+  // LightningDecodeParams::cluster; LING_CUDA_FOLD_CLUSTER=0: each group's last CTA through the counters).
+  fold_cluster_ = cuda::env_flag("LING_CUDA_FOLD_CLUSTER", true);
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait

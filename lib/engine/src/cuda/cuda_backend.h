@@ -332,9 +332,7 @@ class CudaBackend final : public Backend {
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
   bool gemv_raw_ = true, gqa_wide_ = true;
   static constexpr int64_t kFoldMaxGroups = 64;
-  static constexpr int64_t kMaxSlotPtrs = 64;  // one token's slots whose expert pointers the router writes
-  std::shared_ptr<void> slot_ptrs_;  // [2][kMaxSlotPtrs]: gate_up then down pointers of one token's slots
-  bool lightning_fold_ = true, fold_cluster_ = false, slot_ptrs_on_ = false;
+  bool lightning_fold_ = true, fold_cluster_ = true;
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;

@@ -60,10 +60,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     const bool grouped = bf16_ && n > 1 && n * slots <= kernels::kMoePlanMaxSlots;
     DevF plan = scratch(grouped ? int64_t((kernels::moe_plan_bytes(n, slots) + 3) / 4) : 0);
     int32_t* dplan = grouped ? reinterpret_cast<int32_t*>(plan.p) : nullptr;
-    // One token, bf16, router and routing in one launch: the router writes each slot's expert pointers.
-    const bool ptr_slots = slot_ptrs_on_ && n == 1 && one_launch && bf16_ && slots <= kMaxSlotPtrs;
-    const void** gu_ptrs = static_cast<const void**>(slot_ptrs_.get());
-    const void** dn_ptrs = gu_ptrs ? gu_ptrs + kMaxSlotPtrs : nullptr;
     {
       cuda::OpScope pr(prof_, ".moe.route");
       kernels::MoeRouteDevParams rp;
@@ -76,11 +72,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
         r.route = rp; r.x = x.data; r.H = H; r.logits = dlogits.p;
         if (router16_[size_t(layer)]) r.w16 = static_cast<const uint16_t*>(router16_[size_t(layer)].get());
         else r.w = W(L.router);
-        if (ptr_slots) {  // the picks' weight pointers beside the ids: the expert kernels skip the table
-          const void* const* tab = static_cast<const void* const*>(expert_tables_[layer].get());
-          r.route.gate_up_table = tab, r.route.down_table = tab + E + 1;
-          r.route.gate_up_ptrs = gu_ptrs, r.route.down_ptrs = dn_ptrs;
-        }
         r.counter = static_cast<unsigned*>(router_counter_.get());
         kernels::launch_moe_router(r, stream_);
       } else {
@@ -98,7 +89,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
       // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
       if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
       gp.table_entries = E + 1;  // the routed experts and the shared one
-      if (ptr_slots) gp.slot_ptrs = gu_ptrs;
       if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
       else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
       kernels::launch_moe_gate_up_swiglu(gp, stream_);
@@ -112,7 +102,6 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
     dp.ids_ready = true;  // the router ran before gate_up: this kernel may start its weight loads early
     DevF part = scratch(int64_t(kernels::moe_down_workspace_bytes(n, slots, H) / sizeof(float)));
     dp.workspace = part.p;
-    if (ptr_slots) dp.slot_ptrs = dn_ptrs;
     if (bf16_) dp.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
     else dp.down_f32 = reinterpret_cast<const float* const*>(tab + E + 1);
     kernels::launch_moe_down_combine(dp, stream_);
