@@ -55,7 +55,7 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     pdl_wait();
     pdl_trigger();
     if (i >= I) return;
-    w = pre ? table[p.early_id] : table[p.ids[slot]];
+    w = table[pre ? p.early_id : p.ids[slot]];
     if (w) {
       g = warp_dot<8>(p.x + t * H, w + i * H, H);
       u = warp_dot<8>(p.x + t * H, w + (I + i) * H, H);

@@ -8,7 +8,6 @@
 
 #include <cstdint>
 
-
 namespace ling::kernels {
 
 constexpr int64_t kGemvMaxM = 16;

@@ -18,7 +18,6 @@
 #include <cstddef>
 #include <cstdint>
 
-
 namespace ling::kernels {
 
 constexpr int64_t kMoeRouteMaxExperts = 512;
