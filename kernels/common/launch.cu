@@ -16,6 +16,13 @@ std::atomic<bool> g_pdl{false};
 void set_programmatic_launch(bool on) { g_pdl.store(on, std::memory_order_relaxed); }
 bool programmatic_launch() { return g_pdl.load(std::memory_order_relaxed); }
 
+int device_sm_count() {
+  int dev = 0, sms = 0;
+  LING_CUDA_CHECK(cudaGetDevice(&dev));
+  LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  return sms;
+}
+
 void set_max_dynamic_smem(const void* kernel, int bytes) {
   static std::mutex mu;
   static std::map<std::pair<int, const void*>, int> set_to;  // the largest size set so far per device and kernel

@@ -386,9 +386,7 @@ void launch_lightning_prefill(const LightningPrefillParams& p, cudaStream_t stre
                           static_cast<const void*>(p.o)})
     LING_CHECK(reinterpret_cast<uintptr_t>(ptr) % 16 == 0, "lightning prefill: q/k/v/o must be 16-byte aligned");
   LING_CHECK(p.nh <= 65535, "lightning prefill: nh = ", p.nh, " exceeds the grid limit 65535");
-  int dev = 0, sms = 0;
-  LING_CUDA_CHECK(cudaGetDevice(&dev));
-  LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = device_sm_count();
   const Plan pl = make_plan(p.T, p.nh, p.blocks, sms);
   const int64_t nb = pl.nb;
   a.L = pl.L;

@@ -355,9 +355,7 @@ void launch_mla_decode(const MlaDecodeParams& p, cudaStream_t stream) {
   LING_CHECK(reinterpret_cast<uintptr_t>(p.cache) % 16 == 0 && reinterpret_cast<uintptr_t>(p.u) % 16 == 0,
              "mla decode: cache and u must be 16-byte aligned");  // seq_cache rows: 16-byte aligned by the caller
   LING_CHECK(p.B <= 65535, "mla decode: B = ", p.B, " exceeds the grid limit 65535");
-  int dev = 0, sms = 0;
-  LING_CUDA_CHECK(cudaGetDevice(&dev));
-  LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+  const int sms = device_sm_count();
   const int64_t sp = mla_decode_splits(p.B, p.nh, p.max_seq_len, p.splits, sms, p.q_bf16 != nullptr);
   const int64_t pages = std::max<int64_t>(1, (p.max_seq_len + kPage - 1) / kPage);
   Args a{p, static_cast<float*>(p.workspace), nullptr, int(sp), int((pages + sp - 1) / sp)};

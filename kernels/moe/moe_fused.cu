@@ -396,13 +396,6 @@ __global__ void __launch_bounds__(kThreads, 1) k_moe_fused(const MoeFusedParams 
   if (tid == 0 && atomicAdd(p.sync + 1, 1u) == unsigned(G - 1)) p.sync[0] = 0, p.sync[1] = 0;
 }
 
-int sm_count() {
-  int dev = 0, sms = 0;
-  LING_CUDA_CHECK(cudaGetDevice(&dev));
-  LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-  return sms;
-}
-
 template <int KU>
 void launch_ku(const MoeFusedParams& p, int R, int DS, int G, size_t smem, cudaStream_t s) {
   set_max_dynamic_smem(k_moe_fused<KU>, int(smem));
@@ -427,7 +420,7 @@ bool moe_fused_supported(int64_t H, int64_t I, int64_t E, int64_t k, int64_t n_g
 
 void launch_moe_fused(const MoeFusedParams& p, cudaStream_t stream) {
   const MoeRouteDevParams& rt = p.router.route;
-  const int sms = sm_count();
+  const int sms = device_sm_count();
   const int64_t H = p.router.H, I = p.I;
   LING_CHECK(moe_fused_supported(H, I, rt.E, rt.k, rt.n_group, rt.topk_group, rt.shared_slot, sms),
              "launch_moe_fused: H = ", H, ", I = ", I, ", E = ", rt.E, ", k = ", rt.k, " not supported on ", sms, " SMs");

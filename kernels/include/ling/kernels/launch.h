@@ -9,4 +9,7 @@ namespace ling::kernels {
 void set_programmatic_launch(bool on);
 bool programmatic_launch();
 
+// The current device's SM count (grids sized to the machine: persistent kernels, split-KV plans).
+int device_sm_count();
+
 }  // namespace ling::kernels

@@ -169,6 +169,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
   // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
+  // One-token gate_up as a persistent stream of at most N CTAs per SM (MoeGateUpParams::stream;
+  // LING_CUDA_GATE_UP_STREAM=N, 0: the per-row kernel's waves).
+  gate_up_stream_ = cuda::env_count("LING_CUDA_GATE_UP_STREAM", 0);
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
