@@ -171,7 +171,11 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
   // One-token gate_up as a persistent stream of at most N CTAs per SM (MoeGateUpParams::stream;
   // LING_CUDA_GATE_UP_STREAM=N, 0: the per-row kernel's waves).
-  gate_up_stream_ = cuda::env_count("LING_CUDA_GATE_UP_STREAM", 0);
+  gate_up_stream_ = cuda::env_count("LING_CUDA_GATE_UP_STREAM", 0, 8);
+  // The residual add + RMSNorm's CTA sized to the row (128 threads at hidden 2,048), so that it is scheduled
+  // beside the kernel before it instead of after it: LING_CUDA_NORM_THREADS=1024 restores the 1,024-thread CTA.
+  const int nt = cuda::env_count("LING_CUDA_NORM_THREADS", 0, 1024);
+  norm_threads_ = nt % 32 == 0 ? nt : 0;
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).

@@ -12,13 +12,13 @@ inline bool env_flag(const char* name, bool dflt = false) {
   return std::string(v) != "0";
 }
 
-// A small non-negative count (e.g. CTAs per SM): unset, empty or not a number gives dflt.
-inline int env_count(const char* name, int dflt) {
+// A count in [0, max] (CTAs per SM, threads per CTA): unset, empty, not a number or out of range gives dflt.
+inline int env_count(const char* name, int dflt, int max) {
   const char* v = std::getenv(name);
   if (!v || !*v) return dflt;
   char* end = nullptr;
   const long n = std::strtol(v, &end, 10);
-  return (*end || n < 0 || n > 64) ? dflt : int(n);
+  return (*end || n < 0 || n > max) ? dflt : int(n);
 }
 
 }  // namespace ling::cuda
