@@ -155,6 +155,31 @@ TEST(GemvKernel, RawAndWidenedBf16Equal) {
   }
 }
 
+// The persistent one-row GEMV (GemvParams::stream) against the per-row kernel, bit for bit: a row tail past the
+// chunks (K 1,288: one full and one partial chunk), Ring-mini's qkv + g shape, a K of nine chunks, many rows per
+// warp (40,000 rows: ~38 per warp at one CTA per SM), with bias and accumulate, 1 to 3 CTAs per SM; and N below
+// 8 · SMs (grids of ⌈N / 8⌉ CTAs with ranges shorter than 8: warps without rows).
+TEST(GemvKernel, StreamEqualsWarpRow) {
+  SKIP_WITHOUT_CUDA();
+  for (const int stream : {1, 2, 3})
+    for (const auto& [N, K] : {std::pair<int64_t, int64_t>{2053, 1288}, {8192, 2048}, {1032, 8200}, {40000, 2048},
+                               {1100, 264}}) {
+      std::vector<float> x = uniform(size_t(K), -1, 1, uint64_t(N + K)), w = uniform(size_t(N * K), -1, 1, uint64_t(N));
+      std::vector<float> bias = uniform(size_t(N), -1, 1, uint64_t(K)), y0 = uniform(size_t(N), -1, 1, 7);
+      DeviceBuffer dx(x.size() * 4), dw(w.size() * 2), db(bias.size() * 4), d1(y0.size() * 4), d2(y0.size() * 4);
+      dx.upload(x), dw.upload(to_bf16(w)), db.upload(bias), d1.upload(y0), d2.upload(y0);
+      kernels::GemvParams p;
+      p.x = dx.as<float>(), p.w = dw.as<uint16_t>(), p.bias = db.as<float>(), p.M = 1, p.N = N, p.K = K;
+      p.accumulate = true, p.y = d1.as<float>();
+      kernels::launch_gemv(p, nullptr);
+      p.stream = stream, p.y = d2.as<float>();
+      kernels::launch_gemv(p, nullptr);
+      TEST_CUDA(cudaDeviceSynchronize());
+      EXPECT_EQ(d1.download<float>(y0.size()), d2.download<float>(y0.size()))
+          << "N=" << N << " K=" << K << " stream " << stream;
+    }
+}
+
 TEST(GemvKernel, RefusesUnsupportedShapes) {
   alignas(16) static float buf[64];
   kernels::GemvParams p;

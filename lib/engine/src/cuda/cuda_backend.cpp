@@ -177,6 +177,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   const int nt = cuda::env_count("LING_CUDA_NORM_THREADS", 0, 1024);
   norm_threads_ = nt % 32 == 0 ? nt : 0;
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
+  // One-row GEMVs as a persistent stream of at most N CTAs per SM (GemvParams::stream; LING_CUDA_GEMV_STREAM=N,
+  // 0: one warp per row in waves of CTAs).
+  gemv_stream_ = cuda::env_count("LING_CUDA_GEMV_STREAM", 0, 8);
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
   gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
@@ -491,6 +494,7 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     if (is16) gp.w = static_cast<const uint16_t*>(wp);
     else gp.w_f32 = static_cast<const float*>(wp);
     gp.raw_bf16 = gemv_raw_;
+    gp.stream = gemv_stream_;
     kernels::launch_gemv(gp, stream_);
     return;
   }

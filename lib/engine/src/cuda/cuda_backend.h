@@ -330,7 +330,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> moe_stamps_;      // LING_CUDA_MOE_STAMPS: [layers][SMs][kMoeFusedStamps] globaltimer
   void print_moe_stamps() const;
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
-  int gate_up_stream_ = 0;
+  int gate_up_stream_ = 0, gemv_stream_ = 0;  // MoeGateUpParams::stream, GemvParams::stream
   int norm_threads_ = 0;  // launch_add_rms_norm's CTA size (0: sized to the row)
   bool gemv_raw_ = true, gqa_wide_ = true;
   static constexpr int64_t kFoldMaxGroups = 64;
