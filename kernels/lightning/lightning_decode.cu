@@ -234,7 +234,9 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
   const bool cluster = gate && p.cluster && p.groups >= 1 && p.nh % p.groups == 0 &&
                        p.nh / p.groups <= kLightningFoldClusterMax;
   if (gate) {
-    LING_CHECK(p.gate && (p.counters || cluster), "lightning decode: the output gate needs gate and counters");
+    LING_CHECK(p.gate, "lightning decode: the output gate needs the gate values (gate is null)");
+    LING_CHECK(p.counters || cluster, "lightning decode: the output gate by each group's last CTA needs counters "
+               "(null; the cluster form, groups of at most ", kLightningFoldClusterMax, " heads, needs none)");
     LING_CHECK(p.groups >= 1 && p.nh % p.groups == 0, "lightning decode: ", p.nh, " heads in ", p.groups,
                " groups");
     LING_CHECK(ldo == w, "lightning decode: the output gate needs packed o rows (ldo = nh·128)");
