@@ -109,10 +109,7 @@ __global__ void __launch_bounds__(256) k_gemv_stream(const float* __restrict__ x
     const bool more = rn < r_end;
     if (more && !next_loaded) load(rn, cn, nxt);
     next_loaded = false;
-    const int64_t col = c * U * 256 + col0;
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (col + u * 256 < K) acc += dot8_raw(cur[u], x + col + u * 256);
+    dot_chunk<U>(cur, x, c * U * 256 + col0, K, acc);
     if (c == C - 1) {
       const float v = warp_sum(acc) + (bias ? bias[r] : 0.0f);
       if (lane == 0) y[r] = accumulate ? y[r] + v : v;

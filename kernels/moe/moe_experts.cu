@@ -127,12 +127,8 @@ __global__ void __launch_bounds__(256, 1) k_gate_up_stream(MoeGateUpParams p, co
     if (w) {
       const float* x = p.x + int64_t(slot / k) * H;
       const int col = c * U * 256 + col0;
-#pragma unroll
-      for (int u = 0; u < U; ++u)
-        if (col + u * 256 < H) s0 += dot8_raw(cur.r0[u], x + col + u * 256);
-#pragma unroll
-      for (int u = 0; u < U; ++u)
-        if (col + u * 256 < H) s1 += dot8_raw(cur.r1[u], x + col + u * 256);
+      dot_chunk<U>(cur.r0, x, col, H, s0);
+      dot_chunk<U>(cur.r1, x, col, H, s1);
     }
     if (c == C - 1) {
       const float g = warp_sum(s0), up = warp_sum(s1);
