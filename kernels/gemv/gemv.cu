@@ -3,7 +3,6 @@
 // weight loads, eight in flight per lane when M = 1 (a 2,048-wide row is one round trip) and four otherwise; the
 // row is read once for all M rows of x (x stays in L1/L2). bf16 weights stay raw bits until the dot (62
 // registers at M = 1: four CTAs per SM instead of two).
-// With GemvParams::stream (bf16, M = 1) the rows go to a persistent grid instead (k_gemv_stream).
 // Many rows, bf16 weights, 2 ≤ M ≤ 16: tensor cores (tc_tile.cuh) — a CTA of 8 warps per 16 weight rows, the
 // warps splitting K, x split into bf16 hi + lo (fp32-activation accuracy), the warps' tiles added in warp order;
 // each weight meets the M rows of x inside the MMA instead of M fp32 FMAs with activations streamed from L1.
@@ -66,62 +65,6 @@ __global__ void __launch_bounds__(256) k_gemv_warp_row(const float* __restrict__
     }
 }
 
-// The one-row bf16 GEMV as a persistent stream (GemvParams::stream): CTA c of G takes rows [N·c/G, N·(c+1)/G),
-// its warp w every 8th of them from the range's start + w; each warp walks its rows in chunks of U·256 columns
-// with two register buffers, the next chunk's loads (across row boundaries) issued before the current chunk's
-// dots, so there are no waves and the grid (at most `stream` CTAs per SM) leaves the rest of each SM to the
-// kernels after it. Before the programmatic-launch wait a warp has the first two chunks of its first row in
-// flight (a 2,048-wide row whole). Each row's sums are k_gemv_warp_row's (the same dot8 order), bit for bit.
-template <int U>
-__global__ void __launch_bounds__(256) k_gemv_stream(const float* __restrict__ x, const uint16_t* __restrict__ w,
-                                                     const float* __restrict__ bias, float* __restrict__ y, int64_t N,
-                                                     int64_t K, bool accumulate) {
-  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
-  const int64_t r_end = N * (blockIdx.x + 1) / gridDim.x;
-  const int64_t C = (K + U * 256 - 1) / (U * 256);  // chunks per row
-  const int64_t col0 = int64_t(lane) * 8;
-  int64_t r = N * blockIdx.x / gridDim.x + warp, c = 0;
-  const auto load = [&](int64_t row, int64_t chunk, uint4 (&b)[U]) {
-    const uint16_t* wr = w + row * K + chunk * U * 256 + col0;
-#pragma unroll
-    for (int u = 0; u < U; ++u)
-      if (chunk * U * 256 + col0 + u * 256 < K) b[u] = load_raw8(wr + u * 256);
-  };
-  // (rn, cn): the chunk after (r, c) in this warp's walk
-  const auto next = [&](int64_t& rn, int64_t& cn) {
-    rn = r, cn = c + 1;
-    if (cn == C) rn = r + 8, cn = 0;
-  };
-  uint4 A[U], B[U];
-  bool next_loaded = false;  // B already holds the chunk after A's
-  if (r < r_end) {
-    load(r, 0, A);
-    int64_t rn, cn;
-    next(rn, cn);
-    if (rn < r_end) load(rn, cn, B), next_loaded = true;
-  }
-  pdl_enter();
-  if (r >= r_end) return;
-  float acc = 0.0f;
-  const auto step = [&](uint4 (&cur)[U], uint4 (&nxt)[U]) {
-    int64_t rn, cn;
-    next(rn, cn);
-    const bool more = rn < r_end;
-    if (more && !next_loaded) load(rn, cn, nxt);
-    next_loaded = false;
-    dot_chunk<U>(cur, x, c * U * 256 + col0, K, acc);
-    if (c == C - 1) {
-      const float v = warp_sum(acc) + (bias ? bias[r] : 0.0f);
-      if (lane == 0) y[r] = accumulate ? y[r] + v : v;
-      acc = 0.0f;
-    }
-    r = rn, c = cn;
-    return more;
-  };
-  while (step(A, B) && step(B, A)) {
-  }
-}
-
 template <int MT, typename T>
 __global__ void __launch_bounds__(256) k_gemv_block_row(const float* __restrict__ x, int64_t ldx,
                                                         const T* __restrict__ w, const float* __restrict__ bias,
@@ -176,10 +119,7 @@ void launch_mt(const GemvParams& p, const T* w, int64_t ldx, int64_t ldy, cudaSt
   if (p.N <= kGemvBlockRowMaxN)
     launch_pdl(k_gemv_block_row<MT, T>, unsigned(p.N), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy, int(p.M), p.K, p.accumulate);
   else if constexpr (MT == 1 && std::is_same_v<T, uint16_t>) {
-    if (p.stream > 0 && p.raw_bf16) {
-      const int64_t grid = std::min<int64_t>((p.N + 7) / 8, int64_t(p.stream) * device_sm_count());
-      launch_pdl(k_gemv_stream<4>, unsigned(grid), 256, 0, s, p.x, w, p.bias, p.y, p.N, p.K, p.accumulate);
-    } else if (!p.raw_bf16)
+    if (!p.raw_bf16)
       launch_pdl(k_gemv_warp_row<1, uint16_t, W8Wide>, unsigned((p.N + 7) / 8), 256, 0, s, p.x, ldx, w, p.bias, p.y, ldy,
                  int(p.M), p.N, p.K, p.accumulate);
     else

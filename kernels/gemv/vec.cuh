@@ -110,15 +110,6 @@ __device__ __forceinline__ void dot2_load(const uint16_t* __restrict__ w0, const
   for (int u = 0; u < U; ++u)
     if (i + u * 256 < K) c.r0[u] = load_raw8(w0 + i + u * 256), c.r1[u] = load_raw8(w1 + i + u * 256);
 }
-// s += the 8-wide dots of U raw chunks (columns i + 256u < K) against x, u ascending: one row's share of a load
-// step, summed in the order every one-row dot of this file takes.
-template <int U>
-__device__ __forceinline__ void dot_chunk(const uint4 (&r)[U], const float* __restrict__ x, int64_t i, int64_t K,
-                                          float& s) {
-#pragma unroll
-  for (int u = 0; u < U; ++u)
-    if (i + u * 256 < K) s += dot8_raw(r[u], x + i + u * 256);
-}
 template <int U>
 __device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, const uint16_t* __restrict__ w0,
                                                const uint16_t* __restrict__ w1, int64_t K, Dot2Chunk<U>& c, float& a0,
@@ -126,8 +117,12 @@ __device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, cons
   float s0 = 0.0f, s1 = 0.0f;
   for (int64_t i = int64_t(threadIdx.x & 31) * 8; i < K; i += U * 256) {
     if (i >= U * 256) dot2_load<U>(w0, w1, K, i, c);
-    dot_chunk<U>(c.r0, x, i, K, s0);
-    dot_chunk<U>(c.r1, x, i, K, s1);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) s0 += dot8_raw(c.r0[u], x + i + u * 256);
+#pragma unroll
+    for (int u = 0; u < U; ++u)
+      if (i + u * 256 < K) s1 += dot8_raw(c.r1[u], x + i + u * 256);
   }
   a0 = warp_sum(s0), a1 = warp_sum(s1);
 }

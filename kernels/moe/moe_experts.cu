@@ -14,7 +14,6 @@
 //   down:    grid (⌈H/16⌉, groups), 16 rows of down per CTA over the group's act rows → part[slot, h];
 //   then the same ordered combine. Grid y covers n·k possible groups; CTAs past the plan's count exit at once.
 // A null expert pointer contributes 0. Limits: H, I multiples of 8; x, act, weights 16-byte aligned.
-#include <algorithm>
 #include <type_traits>
 
 #include "common/check.h"
@@ -63,83 +62,6 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     }
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
-}
-
-// The one-token gate_up as a persistent stream (MoeGateUpParams::stream; bf16, no plan, n·k ≤ kStreamMaxSlots): the
-// items (slot, i) — the gate row i and the up row I + i of the slot's expert — in the per-row kernel's order (with
-// early_id the shared slots first), split into gridDim.x equal contiguous ranges, one per CTA, the CTA's 8 warps
-// taking every 8th item of its range. Each warp walks its items in chunks of U·256 columns of both rows with two
-// register buffers: chunk j + 1's loads go out before chunk j's dots, across item boundaries, so a warp never
-// waits for a load it could have issued earlier and there are no waves (a grid of at most `stream` CTAs per SM,
-// all resident). The expert table (constant) is copied into shared memory before the programmatic-launch wait,
-// so a routed slot's pointer is one read of ids after it; the shared slots' first chunks are loaded before it.
-// Each item's sums are those of k_gate_up_swiglu (the same dot8 order, chunk by chunk), so act is bit for bit.
-constexpr int kStreamMaxSlots = 64, kStreamMaxTable = 1024, kStreamU = 4;
-
-template <int U>
-__global__ void __launch_bounds__(256, 1) k_gate_up_stream(MoeGateUpParams p, const uint16_t* const* table) {
-  __shared__ const uint16_t* tab_s[kStreamMaxTable];
-  __shared__ const uint16_t* slot_w[kStreamMaxSlots];
-  const int k = int(p.k), n = int(p.n), S = n * k, I = int(p.I), H = int(p.H), Q = S * I;
-  const int entries = int(p.table_entries);
-  const bool early = p.early_id >= 0;
-  const int warp = int(threadIdx.x >> 5), lane = int(threadIdx.x & 31);
-  const int q_begin = int(int64_t(Q) * blockIdx.x / gridDim.x), q_end = int(int64_t(Q) * (blockIdx.x + 1) / gridDim.x);
-  const int y_first = q_begin / I, y_last = q_end > q_begin ? (q_end - 1) / I : y_first - 1;
-  // slot of grid row y (the per-row kernel's order: with early_id the n shared slots first)
-  const auto slot_of = [&](int y) { return !early ? y : y < n ? y * k + k - 1 : ((y - n) / (k - 1)) * k + (y - n) % (k - 1); };
-  const auto lookup = [&](int32_t id) { return id >= 0 && id < entries ? tab_s[id] : table[id]; };
-  for (int j = int(threadIdx.x); j < entries; j += 256) tab_s[j] = table[j];
-  __syncthreads();
-  if (early && int(threadIdx.x) < n) slot_w[slot_of(int(threadIdx.x))] = lookup(p.early_id);
-  __syncthreads();
-  const int C = (H + U * 256 - 1) / (U * 256);  // chunks per item
-  const int col0 = lane * 8;
-  // chunk (q, c) of this warp's walk: rows of item q, columns c·U·256 + col0 + u·256
-  const auto load = [&](int q, int c, Dot2Chunk<U>& b) {
-    const int y = q / I, i = q % I;
-    const uint16_t* w = slot_w[slot_of(y)];
-    if (w) dot2_load<U>(w + int64_t(i) * H, w + int64_t(I + i) * H, H, int64_t(c) * U * 256 + col0, b);
-  };
-  int q = q_begin + warp, c = 0;
-  Dot2Chunk<U> A, B;
-  const bool pre_first = early && q < q_end && q / I < n;  // a shared slot: its pointer is known before the wait
-  if (pre_first) load(q, 0, A);
-  pdl_wait();
-  pdl_trigger();
-  // the routed slots of this CTA's range: one read of ids each, then the table in shared memory
-  if (int(threadIdx.x) <= y_last - y_first) {
-    const int y = y_first + int(threadIdx.x);
-    if (!(early && y < n)) slot_w[slot_of(y)] = lookup(p.ids[slot_of(y)]);
-  }
-  __syncthreads();
-  if (q >= q_end) return;
-  if (!pre_first) load(q, 0, A);
-  float s0 = 0.0f, s1 = 0.0f;
-  // chunk (q, c) is in `cur`; issue the next chunk's loads into `nxt`, then take cur's dots
-  const auto step = [&](Dot2Chunk<U>& cur, Dot2Chunk<U>& nxt) {
-    int qn = q, cn = c + 1;
-    if (cn == C) qn = q + 8, cn = 0;
-    const bool more = qn < q_end;
-    if (more) load(qn, cn, nxt);
-    const int y = q / I, i = q % I, slot = slot_of(y);
-    const uint16_t* w = slot_w[slot];
-    if (w) {
-      const float* x = p.x + int64_t(slot / k) * H;
-      const int col = c * U * 256 + col0;
-      dot_chunk<U>(cur.r0, x, col, H, s0);
-      dot_chunk<U>(cur.r1, x, col, H, s1);
-    }
-    if (c == C - 1) {
-      const float g = warp_sum(s0), up = warp_sum(s1);
-      if (lane == 0) p.act[int64_t(slot) * I + i] = w ? (g / (1.0f + expf(-g))) * up : 0.0f;
-      s0 = s1 = 0.0f;
-    }
-    q = qn, c = cn;
-    return more;
-  };
-  while (step(A, B) && step(B, A)) {
-  }
 }
 
 template <typename T>
@@ -377,13 +299,6 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   }
   LING_CHECK(p.early_id < 0 || p.k >= 2, "launch_moe_gate_up_swiglu: early_id needs k >= 2 (k = ", p.k, ")");
   LING_CHECK(S < 65536, "launch_moe_gate_up_swiglu: n·k = ", S, " slots too many for the grid");
-  if (p.stream > 0 && p.gate_up && S <= kStreamMaxSlots && p.table_entries <= kStreamMaxTable &&
-      S * p.I < (int64_t(1) << 31) && p.H < (int64_t(1) << 30)) {
-    const int64_t items = S * p.I, grid = std::min<int64_t>((items + 7) / 8, int64_t(p.stream) * device_sm_count());
-    launch_pdl(k_gate_up_stream<kStreamU>, unsigned(grid), 256, 0, stream, p, p.gate_up);
-    LING_CUDA_CHECK(cudaGetLastError());
-    return;
-  }
   const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
   if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
   else launch_pdl(k_gate_up_swiglu<float>, grid, 256, 0, stream, p, p.gate_up_f32);

@@ -1,6 +1,5 @@
 // RMSNorm / GroupRMSNorm, residual add + RMSNorm, and the Lightning output gate (include/ling/kernels/norm.h).
 // One CTA per row (per row and group for GroupRMSNorm), fp64 sum of squares, then (x · inv) · w as ref::rms_norm.
-#include <algorithm>
 #include <cmath>
 
 #include "common/check.h"
@@ -44,19 +43,19 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) yr[i] = (hr[i] * inv) * w[i];
 }
 
-// The same with float4 accesses and the row held in registers (dim % 4 == 0, dim ≤ 4·4·blockDim): every load of
-// the row is in flight at once instead of one latency per strided step; the weights load before the wait.
+// The same with float4 accesses and the row held in registers (dim % 4 == 0, dim ≤ 16384, 1024 threads): every
+// load of the row is in flight at once instead of one latency per strided step; the weights load before the wait.
 __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
                                                          int64_t dim, double eps) {
   __shared__ double red[32];
-  const int64_t n4 = dim / 4, T = blockDim.x;
+  const int64_t n4 = dim / 4;
   // The norm weights (constant) before the wait: a decode step reads them once, from memory, and that round trip
   // would otherwise follow the reduction.
   const float4* wr = reinterpret_cast<const float4*>(w);
   float4 g[4];
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
-    const int64_t i = threadIdx.x + int64_t(u) * T;
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4) g[u] = wr[i];
   }
   pdl_enter();
@@ -66,13 +65,13 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
   double ss = 0.0;
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
-    const int64_t i = threadIdx.x + int64_t(u) * T;
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4) v[u] = hr[i];
   }
   if (dr) {
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
-      const int64_t i = threadIdx.x + int64_t(u) * T;
+      const int64_t i = threadIdx.x + int64_t(u) * 1024;
       if (i < n4) {
         const float4 a = dr[i];
         v[u].x += a.x; v[u].y += a.y; v[u].z += a.z; v[u].w += a.w;
@@ -82,7 +81,7 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
   }
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
-    const int64_t i = threadIdx.x + int64_t(u) * T;
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4)
       ss += double(v[u].x) * v[u].x + double(v[u].y) * v[u].y + double(v[u].z) * v[u].z + double(v[u].w) * v[u].w;
   }
@@ -91,7 +90,7 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
   float4* yr = reinterpret_cast<float4*>(y + blockIdx.x * dim);
 #pragma unroll
   for (int u = 0; u < 4; ++u) {
-    const int64_t i = threadIdx.x + int64_t(u) * T;
+    const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4)
       yr[i] = make_float4((v[u].x * inv) * g[u].x, (v[u].y * inv) * g[u].y, (v[u].z * inv) * g[u].z,
                           (v[u].w * inv) * g[u].w);
@@ -135,18 +134,14 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream, int threads) {
+void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream) {
   LING_CHECK(p.rows >= 0 && p.rows < (int64_t(1) << 31) && p.dim > 0, "launch_add_rms_norm: rows ", p.rows,
              ", dim ", p.dim, " out of range");
   if (p.rows == 0) return;
   LING_CHECK(p.h && p.w && p.y, "launch_add_rms_norm: h, w or y is null");
-  LING_CHECK(threads >= 0 && threads <= 1024 && threads % 32 == 0, "launch_add_rms_norm: threads = ", threads,
-             " is not a multiple of 32 in [0, 1024]");
-  const int64_t need = ((p.dim / 4 + 3) / 4 + 31) / 32 * 32;  // four float4 a thread, whole warps
   if (p.dim % 4 == 0 && p.dim <= 4 * 4 * 1024 && aligned16(p.h) && (!p.d || aligned16(p.d)) && aligned16(p.w) &&
       aligned16(p.y))
-    launch_pdl(k_add_rms_norm_v, unsigned(p.rows), unsigned(std::max<int64_t>(need, threads)), 0, stream, p.h, p.d,
-               p.w, p.y, p.dim, p.eps);
+    launch_pdl(k_add_rms_norm_v, unsigned(p.rows), 1024, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
   else
     launch_pdl(k_add_rms_norm, unsigned(p.rows), 512, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());

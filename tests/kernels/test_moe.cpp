@@ -10,9 +10,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstring>
 #include <numeric>
-#include <random>
 
 #include "kernel_test_util.h"
 #include "ling/kernels/gemv.h"
@@ -348,59 +346,6 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(10, 512, 32, 1, 5, false, 303, false, false, false, 8);  // 8 % 5 == 3: not held
   // the one-token narrow pass with 16 slots (its widest form), an H tail, loads before the wait
   run_experts(20, 1032, 512, 1, 16, false, 306, false, false, true);
-}
-
-// The persistent gate_up (MoeGateUpParams::stream) against the per-row kernel, bit for bit (that kernel is held to
-// ref above): Ring-mini-like dims (4,608 items, ~4 per warp, two chunks each), a 2·2,048 + 8-wide H (five chunks,
-// the last partial), an H narrower than one chunk, I tails, several tokens, with and without early_id and the
-// table in shared memory, null experts, 1 and 2 CTAs per SM; grids of ⌈items / 8⌉ CTAs (one CTA; ranges
-// crossing slot boundaries) and of stream · SMs (wide I: ~15 items per warp).
-void run_stream(int64_t E, int64_t H, int64_t I, int64_t n, int64_t k, int32_t early_id, bool table, int stream,
-                uint64_t seed) {
-  Experts ex(E, H, I, seed);
-  const int64_t S = n * k;
-  std::vector<float> x = uniform(size_t(n * H), -1, 1, seed + 2);
-  std::vector<int32_t> ids(static_cast<size_t>(S));
-  std::mt19937_64 rng(seed + 5);
-  for (int64_t t = 0; t < n; ++t) {
-    std::vector<int32_t> all(static_cast<size_t>(E));
-    std::iota(all.begin(), all.end(), 0);
-    std::shuffle(all.begin(), all.end(), rng);
-    std::copy(all.begin(), all.begin() + k, ids.begin() + t * k);
-    if (early_id >= 0) ids[size_t(t * k + k - 1)] = early_id;
-  }
-  DeviceBuffer dx(x.size() * 4), di(ids.size() * 4), a0(size_t(S * I) * 4), a1(size_t(S * I) * 4);
-  dx.upload(x), di.upload(ids);
-  TEST_CUDA(cudaMemset(a1.as<void>(), 0xff, size_t(S * I) * 4));  // NaN: every item must be written
-  kernels::MoeGateUpParams g;
-  g.x = dx.as<float>(), g.ids = di.as<int32_t>(), g.gate_up = ex.tgu.as<const uint16_t*>();
-  g.n = n, g.k = k, g.H = H, g.I = I, g.early_id = early_id, g.table_entries = table ? E : 0;
-  g.act = a0.as<float>();
-  kernels::launch_moe_gate_up_swiglu(g, nullptr);
-  g.act = a1.as<float>(), g.stream = stream;
-  kernels::launch_moe_gate_up_swiglu(g, nullptr);
-  TEST_CUDA(cudaDeviceSynchronize());
-  const auto want = a0.download<float>(size_t(S * I)), got = a1.download<float>(size_t(S * I));
-  const std::string tag = "E=" + std::to_string(E) + " H=" + std::to_string(H) + " I=" + std::to_string(I) +
-                          " n=" + std::to_string(n) + " k=" + std::to_string(k) + " early " +
-                          std::to_string(early_id) + (table ? " table" : "") + " stream " + std::to_string(stream);
-  for (size_t q = 0; q < want.size(); ++q)
-    ASSERT_EQ(std::memcmp(&want[q], &got[q], 4), 0) << tag << " act[" << q << "] " << got[q] << " vs " << want[q];
-  std::printf("  gate_up stream %s: %zu values equal bit for bit\n", tag.c_str(), want.size());
-}
-
-TEST(MoeExpertKernels, StreamEqualsPerRowForm) {
-  SKIP_WITHOUT_CUDA();
-  run_stream(17, 2048, 512, 1, 9, 16, true, 1, 400);   // Ring-mini-like, the engine's form
-  run_stream(17, 2048, 512, 1, 9, 16, true, 2, 401);
-  run_stream(17, 2048, 512, 1, 9, 16, false, 1, 402);  // table from global memory
-  run_stream(16, 2048, 512, 1, 8, -1, true, 1, 403);   // no shared slot
-  run_stream(9, 4104, 24, 2, 3, 7, true, 1, 404);      // five chunks, the last partial; two tokens
-  run_stream(20, 264, 40, 3, 6, 19, true, 2, 405);     // one partial chunk; I tail; three tokens
-  run_stream(10, 512, 32, 1, 5, 8, true, 1, 406);      // 8 % 5 == 3: the shared expert not held
-  run_stream(16, 512, 2048, 1, 8, -1, false, 1, 407);  // wide I: 16,384 items
-  run_stream(6, 1032, 8, 1, 1, -1, true, 1, 408);      // 8 items: a grid of one CTA
-  run_stream(12, 264, 24, 2, 4, 11, false, 1, 409);    // 192 items: 24 CTAs, ranges crossing slots
 }
 
 // Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and

@@ -27,9 +27,6 @@ struct GemvParams {
   bool tensor_cores = true;        // bf16, 2 ≤ M, N > 1024: tensor-core tiles (false: the FMA path, to compare)
   bool raw_bf16 = true;            // bf16, M = 1, N > 1024: weights kept as raw bits until the dot (false: widened
                                    // at the load, twice the registers; the same sums, to compare)
-  int stream = 0;                  // > 0 (with raw_bf16, M = 1, N > 1024): a persistent grid of at most this many
-                                   // CTAs per SM, each a contiguous range of rows with the next chunk's loads
-                                   // always in flight (no waves); the same sums bit for bit
 };
 
 // Throws ling::Error (one line naming the field) for M outside [1, 16], K % 8 != 0, misaligned x / W, both or

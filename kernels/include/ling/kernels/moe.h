@@ -73,10 +73,6 @@ struct MoeGateUpParams {
                                              // (the shared expert); its weights are loaded before the wait
   int64_t table_entries = 0;                 // > 0 (bf16, no plan): the table's first entries, requested into L2
                                              // before the wait (the entries ids may name)
-  int stream = 0;                            // > 0 (bf16, no plan, n·k ≤ 64, table_entries ≤ 1,024): the
-                                             // persistent form, at most this many CTAs per SM, each a contiguous
-                                             // range of the (slot, row) items with the next chunk's loads always
-                                             // in flight (no waves); the same act bit for bit. Else ignored.
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 

@@ -169,17 +169,7 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
   // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
-  // One-token gate_up as a persistent stream of at most N CTAs per SM (MoeGateUpParams::stream;
-  // LING_CUDA_GATE_UP_STREAM=N, 0: the per-row kernel's waves).
-  gate_up_stream_ = cuda::env_count("LING_CUDA_GATE_UP_STREAM", 0, 8);
-  // The residual add + RMSNorm's CTA sized to the row (128 threads at hidden 2,048), so that it is scheduled
-  // beside the kernel before it instead of after it: LING_CUDA_NORM_THREADS=1024 restores the 1,024-thread CTA.
-  const int nt = cuda::env_count("LING_CUDA_NORM_THREADS", 0, 1024);
-  norm_threads_ = nt % 32 == 0 ? nt : 0;
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
-  // One-row GEMVs as a persistent stream of at most N CTAs per SM (GemvParams::stream; LING_CUDA_GEMV_STREAM=N,
-  // 0: one warp per row in waves of CTAs).
-  gemv_stream_ = cuda::env_count("LING_CUDA_GEMV_STREAM", 0, 8);
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
   gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
@@ -494,7 +484,6 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     if (is16) gp.w = static_cast<const uint16_t*>(wp);
     else gp.w_f32 = static_cast<const float*>(wp);
     gp.raw_bf16 = gemv_raw_;
-    gp.stream = gemv_stream_;
     kernels::launch_gemv(gp, stream_);
     return;
   }

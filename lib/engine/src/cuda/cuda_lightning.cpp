@@ -53,7 +53,6 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
     cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
     kernels::GemvParams gp;
     gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
-    gp.stream = gemv_stream_;
     kernels::launch_gemv(gp, stream_);
     l2_prefetch_rest_of_layer(layer);
   } else {
