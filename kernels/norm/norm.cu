@@ -45,6 +45,9 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
 
 // The same with float4 accesses and the row held in registers (dim % 4 == 0, dim ≤ 16384, 1024 threads): every
 // load of the row is in flight at once instead of one latency per strided step; the weights load before the wait.
+// kLateTrigger: the next kernel is let in only once the row has been read and reduced (wait, load, reduce,
+// trigger), so that its CTAs' early weight loads do not queue ahead of this row's loads; the same values.
+template <bool kLateTrigger>
 __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
                                                          int64_t dim, double eps) {
   __shared__ double red[32];
@@ -58,7 +61,8 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
     const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4) g[u] = wr[i];
   }
-  pdl_enter();
+  if constexpr (kLateTrigger) pdl_wait();
+  else pdl_enter();
   float4* hr = reinterpret_cast<float4*>(h + blockIdx.x * dim);
   const float4* dr = d ? reinterpret_cast<const float4*>(d + blockIdx.x * dim) : nullptr;
   float4 v[4];
@@ -86,6 +90,7 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
       ss += double(v[u].x) * v[u].x + double(v[u].y) * v[u].y + double(v[u].z) * v[u].z + double(v[u].w) * v[u].w;
   }
   ss = block_sum_d(ss, red);
+  if constexpr (kLateTrigger) pdl_trigger();
   const float inv = inv_rms(ss, dim, eps);
   float4* yr = reinterpret_cast<float4*>(y + blockIdx.x * dim);
 #pragma unroll
@@ -134,14 +139,15 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream) {
+void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream, bool late_trigger) {
   LING_CHECK(p.rows >= 0 && p.rows < (int64_t(1) << 31) && p.dim > 0, "launch_add_rms_norm: rows ", p.rows,
              ", dim ", p.dim, " out of range");
   if (p.rows == 0) return;
   LING_CHECK(p.h && p.w && p.y, "launch_add_rms_norm: h, w or y is null");
   if (p.dim % 4 == 0 && p.dim <= 4 * 4 * 1024 && aligned16(p.h) && (!p.d || aligned16(p.d)) && aligned16(p.w) &&
       aligned16(p.y))
-    launch_pdl(k_add_rms_norm_v, unsigned(p.rows), 1024, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
+    launch_pdl(late_trigger ? k_add_rms_norm_v<true> : k_add_rms_norm_v<false>, unsigned(p.rows), 1024, 0, stream,
+               p.h, p.d, p.w, p.y, p.dim, p.eps);
   else
     launch_pdl(k_add_rms_norm, unsigned(p.rows), 512, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());

@@ -429,9 +429,9 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
   EXPECT_TRUE(rep.ok) << rep.line();
 }
 
-// Switches of the batch-1 decode path that change where the data comes from but not the arithmetic: the
-// router's bf16 copy (the default; the model's values are bf16) against its fp32 weights
-// (LING_CUDA_ROUTER_BF16=0), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
+// Switches of the batch-1 decode path that change where the data comes from or when a kernel lets its successor
+// in, but not the arithmetic: the router's bf16 copy (the default; the model's values are bf16) against its fp32
+// weights (LING_CUDA_ROUTER_BF16=0), and the add + norm's late trigger (LING_CUDA_NORM_LATE=1), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
 // bf16 Lightning + MLA + MoE model (hidden 1,152, vocab 2,053).
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
@@ -451,7 +451,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                                           });
   struct Run {
     const char* name;
-    bool router16, graphs;
+    bool router16, graphs, norm_late = false;
   };
   auto run = [&](const Run& r) {
     BackendOptions o;
@@ -459,7 +459,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     o.cuda_graphs = r.graphs;
     std::unique_ptr<Engine> gpu;
     {
-      ScopedEnv e("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0");
+      ScopedEnv e("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0"), late("LING_CUDA_NORM_LATE", r.norm_late ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -477,7 +477,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   };
   const std::vector<float> base = run({"LING_CUDA_ROUTER_BF16=0", false, true});
   ASSERT_EQ(base.size(), size_t(70 * 2053));
-  for (const Run& r : {Run{"bf16 router", true, true}, Run{"bf16 router, eager steps", true, false}})
+  for (const Run& r : {Run{"bf16 router", true, true}, Run{"bf16 router, eager steps", true, false},
+                       Run{"norm late trigger", true, true, true}})
     EXPECT_EQ(run(r), base) << r.name;
 }
 

@@ -75,12 +75,20 @@ TEST(NormKernels, AddRmsNormMatchesRef) {
     p.rows = c.rows, p.dim = c.dim, p.eps = 1e-6;
     p.h = dh.as<float>(), p.d = c.add ? dd.as<float>() : nullptr, p.w = dw.as<float>(), p.y = dy.as<float>();
     kernels::launch_add_rms_norm(p, nullptr);
+    // the late-trigger form on a second copy of h: the same h and y, bit for bit
+    DeviceBuffer dh2(n * 4), dy2(n * 4);
+    dh2.upload(h);
+    AddRmsNormParams q = p;
+    q.h = dh2.as<float>(), q.y = dy2.as<float>();
+    kernels::launch_add_rms_norm(q, nullptr, true);
     TEST_CUDA(cudaDeviceSynchronize());
     p.h = h.data(), p.d = c.add ? d.data() : nullptr, p.w = w.data(), p.y = y.data();
     ref::add_rms_norm(p);
     const std::string s = shape({c.rows, c.dim}) + (c.add ? " add" : " no add");
     EXPECT_TRUE(close_f32("add_rms_norm h " + s, dh.download<float>(n), h));
     EXPECT_TRUE(close_f32("add_rms_norm y " + s, dy.download<float>(n), y));
+    EXPECT_EQ(dh2.download<float>(n), dh.download<float>(n)) << "late trigger, h " << s;
+    EXPECT_EQ(dy2.download<float>(n), dy.download<float>(n)) << "late trigger, y " << s;
   }
 }
 

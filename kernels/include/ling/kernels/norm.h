@@ -13,7 +13,9 @@ namespace ling::kernels {
 void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream);
 // h += d (d null: no add), y = RMSNorm(h) · w; rows packed. The row stays in registers when dim % 4 == 0,
 // dim ≤ 16384 and the buffers are 16-byte aligned (one 1024-thread CTA per row), else a strided loop.
-void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream);
+// late_trigger (that register path, under programmatic launch): the next kernel is scheduled only after the row
+// has been read and reduced instead of at once; the same values.
+void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream, bool late_trigger = false);
 // o = GroupRMSNorm(o) · w ⊙ sigmoid(gate), in place.
 void launch_group_norm_gate(const GroupNormGateParams& p, cudaStream_t stream);
 

@@ -170,6 +170,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
+  // LING_CUDA_NORM_LATE=1: the add + norm lets its successor in only after reading and reducing its row
+  // (launch_add_rms_norm's late_trigger), so that the successor's early weight loads queue behind those reads.
+  norm_late_trigger_ = cuda::env_flag("LING_CUDA_NORM_LATE");
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
   gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);

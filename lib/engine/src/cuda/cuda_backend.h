@@ -309,7 +309,7 @@ class CudaBackend final : public Backend {
   void add_rms_norm(float* h, const float* d, const Mat& w, float* y, int64_t rows, int64_t dim) {
     AddRmsNormParams p;
     p.h = h; p.d = d; p.w = W(w); p.y = y; p.rows = rows; p.dim = dim; p.eps = cfg_.rms_norm_eps;
-    kernels::launch_add_rms_norm(p, stream_);
+    kernels::launch_add_rms_norm(p, stream_, norm_late_trigger_);
   }
 
   // MLA latent RMSNorm in place on rows of width r at row stride ld, eps hard-wired to 1e-6 (§2.7 step 2).
@@ -330,7 +330,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> moe_stamps_;      // LING_CUDA_MOE_STAMPS: [layers][SMs][kMoeFusedStamps] globaltimer
   void print_moe_stamps() const;
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true;
-  bool gemv_raw_ = true, gqa_wide_ = true;
+  bool gemv_raw_ = true, gqa_wide_ = true, norm_late_trigger_ = false;
   static constexpr int64_t kFoldMaxGroups = 64;
   bool lightning_fold_ = true, fold_cluster_ = true;
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
