@@ -18,6 +18,7 @@
 #include "common/launch.cuh"
 #include "gemv/vec.cuh"
 #include "ling/kernels/moe.h"
+#include "ling/kernels/reduce.cuh"
 #include "moe/route_row.cuh"
 
 namespace ling::kernels {
@@ -47,8 +48,68 @@ __device__ __forceinline__ const T* router_weights(const MoeRouterParams& r) {
   else return r.w16;
 }
 
-// T: the weights' type (float or bf16 bits).
-template <typename T, int kPerLane, int MT>
+// The add + norm head's logit for one token (MoeRouterParams::head, K ≤ 2048): thread t holds columns 8t..8t+7,
+// v = h + d there, and the row's fp64 sum of squares is added in k_add_rms_norm_v's order — that kernel's thread j
+// holds float4 j, so this thread's two float4 (2t, 2t + 1) are its lanes j and j + 1 of one warp: the xor tree over
+// j's bits 4..1 is a tree over t's bits 3..0 on each of the two, its last level (bit 0) the sum of the pair, and
+// its warps' results (j = 0, 32, … = t = 0, 16, …) are added in order. Then x = (v · inv) · w in registers and the
+// same dot as block_row_dot's (one step of 2,048 columns, warp sums, warps in order). CTA 0 writes x and d.
+template <typename T>
+__device__ __forceinline__ float head_row_dot(const MoeRouterParams& r, const T* wr, float (&red)[kRouterWarps][1],
+                                              double* red_d) {
+  const MoeRouterParams::AddNormHead& hd = r.head;
+  const int tid = int(threadIdx.x), warp = tid >> 5, lane = tid & 31;
+  const int64_t K = r.H, i = int64_t(tid) * 8;
+  float f[8], g[8];
+  if (i < K) load8(wr + i, f), load8(hd.w + i, g);  // constants, before the wait
+  pdl_enter();
+  float v[8];
+  double p[2] = {0.0, 0.0};
+  if (i < K) {
+    const float4* h4 = reinterpret_cast<const float4*>(hd.h + i);
+    const float4* d4 = reinterpret_cast<const float4*>(hd.d + i);
+#pragma unroll
+    for (int q = 0; q < 2; ++q) {
+      const float4 a = h4[q], b = d4[q];
+      v[4 * q] = a.x + b.x, v[4 * q + 1] = a.y + b.y, v[4 * q + 2] = a.z + b.z, v[4 * q + 3] = a.w + b.w;
+      p[q] = double(v[4 * q]) * v[4 * q] + double(v[4 * q + 1]) * v[4 * q + 1] + double(v[4 * q + 2]) * v[4 * q + 2] +
+             double(v[4 * q + 3]) * v[4 * q + 3];
+      if (blockIdx.x == 0) reinterpret_cast<float4*>(hd.d_save + i)[q] = b;
+    }
+  }
+#pragma unroll
+  for (int o = 8; o > 0; o >>= 1) {
+    p[0] += __shfl_xor_sync(0xffffffffu, p[0], o);
+    p[1] += __shfl_xor_sync(0xffffffffu, p[1], o);
+  }
+  const double pair = p[0] + p[1];
+  if ((lane & 15) == 0) red_d[2 * warp + (lane >> 4)] = pair;
+  __syncthreads();
+  double ss = 0.0;
+  for (int m = 0; m < 2 * kRouterWarps; ++m) ss += red_d[m];
+  const float inv = inv_rms(ss, K, hd.eps);
+  float acc = 0.0f;
+  if (i < K) {
+    float x[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) x[j] = (v[j] * inv) * g[j];
+    if (blockIdx.x == 0) {
+      float4* xo = reinterpret_cast<float4*>(hd.x_out + i);
+      xo[0] = make_float4(x[0], x[1], x[2], x[3]), xo[1] = make_float4(x[4], x[5], x[6], x[7]);
+    }
+    acc += dot8_local(f, x);
+  }
+  acc = warp_sum(acc);
+  if (lane == 0) red[warp][0] = acc;
+  __syncthreads();
+  float s = 0.0f;
+  if (tid == 0)
+    for (int q = 0; q < kRouterWarps; ++q) s += red[q][0];
+  return s;
+}
+
+// T: the weights' type (float or bf16 bits). kHead: MoeRouterParams::head (one token).
+template <typename T, int kPerLane, int MT, bool kHead = false>
 __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParams r) {
   static_assert(kRouterWarps == 8, "block_row_dot runs 8 warps");
   __shared__ float red[kRouterWarps][MT];
@@ -61,7 +122,14 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   // registers instead of a round trip to memory after the count.
   float bias2[2] = {0.0f, 0.0f};
   if (M == 1) route_block_biases(r.route, int(threadIdx.x), bias2);
-  const float v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [] { pdl_enter(); });
+  float v;
+  if constexpr (kHead) {
+    static_assert(MT == 1, "the head is for one token");
+    __shared__ double red_d[2 * kRouterWarps];
+    v = head_row_dot<T>(r, router_weights<T>(r) + e * K, red, red_d);
+  } else {
+    v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [] { pdl_enter(); });
+  }
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
   __syncthreads();
@@ -87,6 +155,11 @@ void launch_router_typed(const MoeRouterParams& r, cudaStream_t stream) {
   const MoeRouteDevParams& p = r.route;
   constexpr int kS = int(kMoeRouteMaxExperts / 32);
   const auto go = [&](auto kernel) { launch_pdl(kernel, unsigned(p.E), 32 * kRouterWarps, 0, stream, r); };
+  if (r.head.h) {
+    if (p.E <= 256) go(k_moe_router<T, 8, 1, true>);
+    else go(k_moe_router<T, kS, 1, true>);
+    return;
+  }
   if (p.E <= 256) {
     if (p.n <= 4) go(k_moe_router<T, 8, 4>);
     else go(k_moe_router<T, 8, kMoeRouterMaxTokens>);
@@ -130,7 +203,13 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   LING_CHECK(p.n >= 0 && p.n <= kMoeRouterMaxTokens, "launch_moe_router: n = ", p.n, " outside [0, ",
              kMoeRouterMaxTokens, "]");
   if (p.n == 0) return;
-  LING_CHECK(r.x && r.logits && r.counter && p.topk_ids && p.topk_weights,
+  const MoeRouterParams::AddNormHead& hd = r.head;
+  const bool head = hd.h || hd.d || hd.w || hd.x_out || hd.d_save;
+  LING_CHECK(!head || (hd.h && hd.d && hd.w && hd.x_out && hd.d_save), "launch_moe_router: the add + norm head "
+             "needs h, d, w, x_out and d_save (some are null)");
+  LING_CHECK(!head || (p.n == 1 && r.H <= kMoeRouterHeadMaxH), "launch_moe_router: the add + norm head is for one "
+             "token and H <= ", kMoeRouterHeadMaxH, " (n = ", p.n, ", H = ", r.H, ")");
+  LING_CHECK((head || r.x) && r.logits && r.counter && p.topk_ids && p.topk_weights,
              "launch_moe_router: a null x, logits, counter, ids or weights pointer");
   LING_CHECK((r.w != nullptr) != (r.w16 != nullptr), "launch_moe_router: exactly one of w (fp32) and w16 (bf16) "
              "must be set");
@@ -141,6 +220,8 @@ void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream) {
   const auto a16 = [](const void* q) { return (reinterpret_cast<uintptr_t>(q) & 15) == 0; };
   LING_CHECK(a16(r.x) && a16(r.w ? static_cast<const void*>(r.w) : r.w16),
              "launch_moe_router: x and the router weight must be 16-byte aligned");
+  LING_CHECK(!head || (a16(hd.h) && a16(hd.d) && a16(hd.w) && a16(hd.x_out) && a16(hd.d_save)),
+             "launch_moe_router: the head's h, d, w, x_out and d_save must be 16-byte aligned");
   if (r.w16) launch_router_typed<uint16_t>(r, stream);
   else launch_router_typed<float>(r, stream);
   LING_CUDA_CHECK(cudaGetLastError());

@@ -25,17 +25,20 @@ __global__ void k_rms_norm(const float* x, const float* w, float* y, int64_t gs,
   for (int64_t i = threadIdx.x; i < gs; i += blockDim.x) yr[i] = (xr[i] * inv) * wr[i];
 }
 
-// grid rows: h += d; y = h / rms(h) · w.
-__global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* y, int64_t dim, double eps) {
+// grid rows: h += d0 (when given), h += d; y = h / rms(h) · w.
+__global__ void k_add_rms_norm(float* h, const float* d0, const float* d, const float* w, float* y, int64_t dim,
+                               double eps) {
   pdl_enter();
   __shared__ double red[32];
   float* hr = h + blockIdx.x * dim;
   const float* dr = d ? d + blockIdx.x * dim : nullptr;
+  const float* d0r = d0 ? d0 + blockIdx.x * dim : nullptr;
   float* yr = y + blockIdx.x * dim;
   double ss = 0.0;
   for (int64_t i = threadIdx.x; i < dim; i += blockDim.x) {
-    const float v = dr ? hr[i] + dr[i] : hr[i];
-    if (dr) hr[i] = v;
+    float v = d0r ? hr[i] + d0r[i] : hr[i];
+    if (dr) v = v + dr[i];
+    if (dr || d0r) hr[i] = v;
     ss += double(v) * double(v);
   }
   ss = block_sum_d(ss, red);
@@ -48,8 +51,8 @@ __global__ void k_add_rms_norm(float* h, const float* d, const float* w, float* 
 // kLateTrigger: the next kernel is let in only once the row has been read and reduced (wait, load, reduce,
 // trigger), so that its CTAs' early weight loads do not queue ahead of this row's loads; the same values.
 template <bool kLateTrigger>
-__global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d, const float* w, float* y,
-                                                         int64_t dim, double eps) {
+__global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* d0, const float* d, const float* w,
+                                                         float* y, int64_t dim, double eps) {
   __shared__ double red[32];
   const int64_t n4 = dim / 4;
   // The norm weights (constant) before the wait: a decode step reads them once, from memory, and that round trip
@@ -65,6 +68,7 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
   else pdl_enter();
   float4* hr = reinterpret_cast<float4*>(h + blockIdx.x * dim);
   const float4* dr = d ? reinterpret_cast<const float4*>(d + blockIdx.x * dim) : nullptr;
+  const float4* d0r = d0 ? reinterpret_cast<const float4*>(d0 + blockIdx.x * dim) : nullptr;
   float4 v[4];
   double ss = 0.0;
 #pragma unroll
@@ -72,15 +76,24 @@ __global__ void __launch_bounds__(1024) k_add_rms_norm_v(float* h, const float* 
     const int64_t i = threadIdx.x + int64_t(u) * 1024;
     if (i < n4) v[u] = hr[i];
   }
-  if (dr) {
+  // the deltas in order (d0 first: h + d0 rounded, as a separate add would leave it), then h written once
+  const float4* deltas[2] = {d0r, dr};
+  for (const float4* dl : deltas) {
+    if (!dl) continue;
 #pragma unroll
     for (int u = 0; u < 4; ++u) {
       const int64_t i = threadIdx.x + int64_t(u) * 1024;
       if (i < n4) {
-        const float4 a = dr[i];
+        const float4 a = dl[i];
         v[u].x += a.x; v[u].y += a.y; v[u].z += a.z; v[u].w += a.w;
-        hr[i] = v[u];
       }
+    }
+  }
+  if (d0r || dr) {
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const int64_t i = threadIdx.x + int64_t(u) * 1024;
+      if (i < n4) hr[i] = v[u];
     }
   }
 #pragma unroll
@@ -139,17 +152,17 @@ void launch_rms_norm(const RmsNormParams& p, cudaStream_t stream) {
   LING_CUDA_CHECK(cudaGetLastError());
 }
 
-void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream, bool late_trigger) {
+void launch_add_rms_norm(const AddRmsNormParams& p, cudaStream_t stream, bool late_trigger, const float* d_first) {
   LING_CHECK(p.rows >= 0 && p.rows < (int64_t(1) << 31) && p.dim > 0, "launch_add_rms_norm: rows ", p.rows,
              ", dim ", p.dim, " out of range");
   if (p.rows == 0) return;
   LING_CHECK(p.h && p.w && p.y, "launch_add_rms_norm: h, w or y is null");
   if (p.dim % 4 == 0 && p.dim <= 4 * 4 * 1024 && aligned16(p.h) && (!p.d || aligned16(p.d)) && aligned16(p.w) &&
-      aligned16(p.y))
+      aligned16(p.y) && (!d_first || aligned16(d_first)))
     launch_pdl(late_trigger ? k_add_rms_norm_v<true> : k_add_rms_norm_v<false>, unsigned(p.rows), 1024, 0, stream,
-               p.h, p.d, p.w, p.y, p.dim, p.eps);
+               p.h, d_first, p.d, p.w, p.y, p.dim, p.eps);
   else
-    launch_pdl(k_add_rms_norm, unsigned(p.rows), 512, 0, stream, p.h, p.d, p.w, p.y, p.dim, p.eps);
+    launch_pdl(k_add_rms_norm, unsigned(p.rows), 512, 0, stream, p.h, d_first, p.d, p.w, p.y, p.dim, p.eps);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

@@ -16,6 +16,7 @@
 #include "ling/kernels/gemv.h"
 #include "ling/kernels/launch.h"
 #include "ling/kernels/moe.h"
+#include "ling/kernels/norm.h"
 #include "ling/kernels/sampling.h"
 #include "ling/ref/ops.h"
 
@@ -200,6 +201,95 @@ TEST(MoeRouterKernel, Bf16WeightsEqualFp32) {
   bad.counter = reinterpret_cast<unsigned*>(buf), bad.route.topk_ids = reinterpret_cast<int32_t*>(buf);
   bad.route.topk_weights = buf, bad.H = 16;
   EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
+}
+
+// The router with the add + norm head (MoeRouterParams::head) equals launch_add_rms_norm then the router, bit for
+// bit: the normed row it writes (and h + d, which the plain norm writes to h, against h left as it was plus the
+// saved d), logits, ids and weights. H 2,048 (every thread two float4), 1,032 and 264 (idle threads and warps),
+// fp32 and bf16 router weights, 256 experts with the shared slot and 64 in one group; the refusals.
+TEST(MoeRouterKernel, AddNormHeadEqualsNormThenRouter) {
+  SKIP_WITHOUT_CUDA();
+  struct Case { int64_t E, k, n_group, topk_group, H; bool shared, bf16; };
+  const Case cases[] = {{256, 8, 8, 4, 2048, true, true}, {256, 8, 8, 4, 2048, false, false},
+                        {256, 8, 8, 4, 1032, true, false}, {64, 6, 1, 1, 264, false, true}};
+  DeviceBuffer counter(4);
+  TEST_CUDA(cudaMemset(counter.as<void>(), 0, 4));
+  uint64_t seed = 3100;
+  for (const Case& c : cases) {
+    const int64_t H = c.H, ld = c.k + (c.shared ? 1 : 0);
+    std::vector<float> h = uniform(size_t(H), -3, 3, seed += 7), d = uniform(size_t(H), -1, 1, seed + 1);
+    std::vector<float> nw = uniform(size_t(H), 0.5f, 1.5f, seed + 2), bias = uniform(size_t(c.E), -0.5f, 0.5f, seed + 3);
+    std::vector<float> w = uniform(size_t(c.E * H), -0.05f, 0.05f, seed + 4);
+    const std::vector<uint16_t> w16 = to_bf16(w);
+    DeviceBuffer dh1(size_t(H) * 4), dh2(size_t(H) * 4), dd(size_t(H) * 4), dnw(size_t(H) * 4), db(bias.size() * 4);
+    DeviceBuffer dw(w.size() * 4), dw16(w16.size() * 2), x1(size_t(H) * 4), x2(size_t(H) * 4), dsave(size_t(H) * 4);
+    DeviceBuffer l1(size_t(c.E) * 4), l2(size_t(c.E) * 4), i1(size_t(ld) * 4), i2(size_t(ld) * 4), w1(size_t(ld) * 4),
+        w2(size_t(ld) * 4);
+    dh1.upload(h), dh2.upload(h), dd.upload(d), dnw.upload(nw), db.upload(bias), dw.upload(w), dw16.upload(w16);
+    AddRmsNormParams np;
+    np.h = dh1.as<float>(), np.d = dd.as<float>(), np.w = dnw.as<float>(), np.y = x1.as<float>(), np.rows = 1;
+    np.dim = H, np.eps = 1e-6;
+    kernels::launch_add_rms_norm(np, nullptr);
+    kernels::MoeRouterParams r;
+    r.route.bias = db.as<float>(), r.route.n = 1, r.route.E = c.E, r.route.k = c.k, r.route.n_group = c.n_group;
+    r.route.topk_group = c.topk_group, r.route.routed_scaling_factor = 2.5f, r.route.shared_slot = c.shared;
+    r.H = H, r.counter = counter.as<unsigned>();
+    if (c.bf16) r.w16 = dw16.as<uint16_t>();
+    else r.w = dw.as<float>();
+    r.x = x1.as<float>(), r.logits = l1.as<float>(), r.route.logits = l1.as<float>();
+    r.route.topk_ids = i1.as<int32_t>(), r.route.topk_weights = w1.as<float>();
+    kernels::launch_moe_router(r, nullptr);
+    r.x = nullptr, r.logits = l2.as<float>(), r.route.logits = l2.as<float>();
+    r.route.topk_ids = i2.as<int32_t>(), r.route.topk_weights = w2.as<float>();
+    r.head.h = dh2.as<float>(), r.head.d = dd.as<float>(), r.head.w = dnw.as<float>(), r.head.x_out = x2.as<float>();
+    r.head.d_save = dsave.as<float>(), r.head.eps = 1e-6;
+    kernels::launch_moe_router(r, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::string tag = "head E=" + std::to_string(c.E) + " H=" + std::to_string(H) + (c.bf16 ? " bf16" : " fp32");
+    EXPECT_EQ(x2.download<float>(size_t(H)), x1.download<float>(size_t(H))) << tag << " normed row";
+    EXPECT_EQ(dh2.download<float>(size_t(H)), h) << tag << " h must stay as it was";
+    EXPECT_EQ(dsave.download<float>(size_t(H)), d) << tag << " saved d";
+    std::vector<float> hd = h;
+    for (int64_t i = 0; i < H; ++i) hd[size_t(i)] = h[size_t(i)] + d[size_t(i)];
+    EXPECT_EQ(dh1.download<float>(size_t(H)), hd) << tag << " h + d of the plain norm";
+    EXPECT_EQ(l2.download<float>(size_t(c.E)), l1.download<float>(size_t(c.E))) << tag << " logits";
+    EXPECT_EQ(i2.download<int32_t>(size_t(ld)), i1.download<int32_t>(size_t(ld))) << tag << " ids";
+    EXPECT_EQ(w2.download<float>(size_t(ld)), w1.download<float>(size_t(ld))) << tag << " weights";
+  }
+  EXPECT_EQ(counter.download<unsigned>(1)[0], 0u);
+  kernels::MoeRouterParams bad;  // a head missing its d_save; then a head for 2 tokens
+  alignas(16) static float buf[64];
+  bad.route.n = 1, bad.route.E = 256, bad.route.k = 8, bad.route.n_group = 8, bad.route.topk_group = 4;
+  bad.w = buf, bad.logits = buf, bad.route.logits = buf, bad.counter = reinterpret_cast<unsigned*>(buf);
+  bad.route.topk_ids = reinterpret_cast<int32_t*>(buf), bad.route.topk_weights = buf, bad.H = 16;
+  bad.head.h = buf, bad.head.d = buf, bad.head.w = buf, bad.head.x_out = buf;
+  EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
+  bad.head.d_save = buf, bad.route.n = 2;
+  EXPECT_THROW(kernels::launch_moe_router(bad, nullptr), Error);
+}
+
+// The add + norm with a deferred delta (launch_add_rms_norm's d_first) equals two adds in order: h + d0 by one norm,
+// then + d by the next, bit for bit in h and y; the register path (2,048, 8,192) and the strided one (8,190).
+TEST(MoeRouterKernel, NormWithDeferredDeltaEqualsTwoAdds) {
+  SKIP_WITHOUT_CUDA();
+  for (const int64_t H : {2048, 8192, 8190}) {
+    std::vector<float> h = uniform(size_t(H), -3, 3, uint64_t(H)), d0 = uniform(size_t(H), -1, 1, uint64_t(H + 1));
+    std::vector<float> d = uniform(size_t(H), -1, 1, uint64_t(H + 2)), w = uniform(size_t(H), 0.5f, 1.5f, uint64_t(H + 3));
+    DeviceBuffer h1(size_t(H) * 4), h2(size_t(H) * 4), dd0(size_t(H) * 4), dd(size_t(H) * 4), dw(size_t(H) * 4),
+        y1(size_t(H) * 4), y2(size_t(H) * 4);
+    h1.upload(h), h2.upload(h), dd0.upload(d0), dd.upload(d), dw.upload(w);
+    AddRmsNormParams p;
+    p.rows = 1, p.dim = H, p.eps = 1e-6, p.w = dw.as<float>();
+    p.h = h1.as<float>(), p.d = dd0.as<float>(), p.y = y1.as<float>();
+    kernels::launch_add_rms_norm(p, nullptr);
+    p.d = dd.as<float>();
+    kernels::launch_add_rms_norm(p, nullptr);
+    p.h = h2.as<float>(), p.y = y2.as<float>();
+    kernels::launch_add_rms_norm(p, nullptr, false, dd0.as<float>());
+    TEST_CUDA(cudaDeviceSynchronize());
+    EXPECT_EQ(h2.download<float>(size_t(H)), h1.download<float>(size_t(H))) << "H=" << H << " h";
+    EXPECT_EQ(y2.download<float>(size_t(H)), y1.download<float>(size_t(H))) << "H=" << H << " y";
+  }
 }
 
 // E experts of bf16 weights in one device buffer each for gate_up [2I, H] and down [H, I]; experts with

@@ -52,7 +52,20 @@ struct MoeRouterParams {
                                   // logits, half the bytes); exactly one of w / w16
   float* logits = nullptr;    // [n, E] written
   unsigned* counter = nullptr;
+  // The residual add + RMSNorm that makes x, as the kernel's head (n = 1, H ≤ kMoeRouterHeadMaxH; x is then not
+  // read): every CTA forms x = RMSNorm(h + d) · norm_w for the columns it multiplies — launch_add_rms_norm's
+  // arithmetic bit for bit — and CTA 0 writes the whole row to x_out and d to d_save. h is not written (the
+  // caller adds d_save to it later, in the reference's order). All four set or none.
+  struct AddNormHead {
+    const float* h = nullptr;  // [H] residual
+    const float* d = nullptr;  // [H] the delta added to it
+    const float* w = nullptr;  // [H] norm weight
+    float* x_out = nullptr;    // [H] the normed row, written (for the expert kernels)
+    float* d_save = nullptr;   // [H] a copy of d, written
+    double eps = 1e-6;
+  } head;
 };
+constexpr int64_t kMoeRouterHeadMaxH = 2048;
 void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream);
 
 // The plan: int32 [0] the number of groups G, [1, 1 + S) the slots ordered by expert (stable), [1 + S, 2 + S + G)

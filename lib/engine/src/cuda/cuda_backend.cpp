@@ -173,6 +173,11 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // LING_CUDA_NORM_LATE=1: the add + norm lets its successor in only after reading and reducing its row
   // (launch_add_rms_norm's late_trigger), so that the successor's early weight loads queue behind those reads.
   norm_late_trigger_ = cuda::env_flag("LING_CUDA_NORM_LATE");
+  // LING_CUDA_ROUTER_HEAD=1: one-token steps run the post-attention add + norm inside the router kernel of MoE
+  // layers (hidden ≤ 2,048), one launch fewer per layer; the same values (router_head_ok, settle_norms).
+  router_head_ = c.num_experts > 0 && c.hidden_size <= kernels::kMoeRouterHeadMaxH &&
+                 cuda::env_flag("LING_CUDA_ROUTER_HEAD");
+  if (router_head_) d_save_ = dev_alloc(size_t(c.hidden_size) * sizeof(float));
   // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
   // (LING_CUDA_GQA_WIDE=0: the per-key pass).
   gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
@@ -286,6 +291,8 @@ std::vector<uint64_t> CudaBackend::step_begin(const std::vector<int32_t>& ids, c
 }
 
 void CudaBackend::step_end() {
+  if (capturing_) pending_norm_ = PendingNorm{}, deferred_h_ = nullptr;  // an abandoned capture: nothing to settle
+  else use_device();                                                      // settles what a step left pending
   side_.join(stream_);
   if (capturing_) {  // an op threw during capture: end it and drop the partial graph
     cudaGraph_t g = nullptr;
@@ -298,6 +305,7 @@ void CudaBackend::step_end() {
 }
 
 std::unique_ptr<StepGraph> CudaBackend::capture_end() {
+  use_device();  // what is pending goes into the graph
   cudaGraph_t g = nullptr;
   capturing_ = false;
   side_.join(stream_);
@@ -348,10 +356,45 @@ void CudaBackend::embed(const std::vector<int32_t>& ids, Buffer& out) {
 }
 
 void CudaBackend::add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) {
-  use_device();
+  LING_CUDA_CHECK(cudaSetDevice(device_));
+  if (pending_norm_.h) settle_norms();
   cuda::OpScope prof_scope(prof_, "add_norm");
-  add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols);
+  const float* first = nullptr;  // a residual delta deferred by the router's head
+  if (deferred_h_) {
+    if (deferred_h_ == h.data) first = static_cast<const float*>(d_save_.get()), deferred_h_ = nullptr;
+    else settle_norms();
+  }
+  if (!first && slot == NormSlot::PostAttention && h.rows == 1 && router_head_ok(layer, h.rows) &&
+      cuda::aligned16(h.data) && cuda::aligned16(d.data) && cuda::aligned16(out.data)) {
+    pending_norm_ = PendingNorm{h.data, d.data, W(norm_weight(slot, layer)), out.data, h.cols, layer};
+    return;
+  }
+  add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols, first);
   launched();
+}
+
+bool CudaBackend::router_head_ok(int layer, int64_t n) const {
+  if (!router_head_ || !step_ || n != 1 || moe_fused_ || layer < 0 || layer >= cfg_.num_hidden_layers) return false;
+  const int64_t H = cfg_.hidden_size;
+  const LayerWeights& L = w_->layers[size_t(layer)];
+  return cfg_.layers[size_t(layer)].ffn == FfnKind::MoE && H % 8 == 0 && H <= kernels::kMoeRouterHeadMaxH &&
+         !dev16_.count(L.router.data());
+}
+
+void CudaBackend::settle_norms() {
+  if (pending_norm_.h) {
+    const PendingNorm p = pending_norm_;
+    pending_norm_ = PendingNorm{};
+    AddRmsNormParams a;
+    a.h = p.h; a.d = p.d; a.w = p.w; a.y = p.out; a.rows = 1; a.dim = p.dim; a.eps = cfg_.rms_norm_eps;
+    kernels::launch_add_rms_norm(a, stream_, norm_late_trigger_);
+    launched();
+  }
+  if (deferred_h_) {
+    cuda::add(deferred_h_, static_cast<const float*>(d_save_.get()), cfg_.hidden_size, stream_);
+    deferred_h_ = nullptr;
+    launched();
+  }
 }
 
 void CudaBackend::lm_head(const Buffer& x, const std::vector<int64_t>& rows, Buffer& logits) {

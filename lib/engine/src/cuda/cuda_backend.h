@@ -162,7 +162,11 @@ class CudaBackend final : public Backend {
 
  private:
   // One thread may drive several CUDA backends (tensor parallelism): every entry point selects its device.
-  void use_device() { LING_CUDA_CHECK(cudaSetDevice(device_)); }
+  // Every op but add_norm and moe_ffn first settles a deferred norm or residual add (settle_norms).
+  void use_device() {
+    LING_CUDA_CHECK(cudaSetDevice(device_));
+    if (pending_norm_.h || deferred_h_) settle_norms();
+  }
   // Host waits are skipped inside decode steps (they run without round trips and may be captured).
   void sync() {
     if (step_) return;
@@ -306,11 +310,33 @@ class CudaBackend final : public Backend {
   void qk_norm_rope(const LayerWeights& L, float* qkv, int64_t n, int64_t width, int64_t nq, int64_t nk,
                     const int64_t* pos);
 
-  void add_rms_norm(float* h, const float* d, const Mat& w, float* y, int64_t rows, int64_t dim) {
+  // d_first: a delta added before d (launch_add_rms_norm's d_first).
+  void add_rms_norm(float* h, const float* d, const Mat& w, float* y, int64_t rows, int64_t dim,
+                    const float* d_first = nullptr) {
     AddRmsNormParams p;
     p.h = h; p.d = d; p.w = W(w); p.y = y; p.rows = rows; p.dim = dim; p.eps = cfg_.rms_norm_eps;
-    kernels::launch_add_rms_norm(p, stream_, norm_late_trigger_);
+    kernels::launch_add_rms_norm(p, stream_, norm_late_trigger_, d_first);
   }
+
+  // The post-attention add + norm as the head of the one-token router kernel (LING_CUDA_ROUTER_HEAD=1;
+  // MoeRouterParams::head): add_norm records it (pending_norm_) where moe_ffn will take the one-launch router for
+  // one token; moe_ffn hands it to the router kernel, which leaves h as it is and saves d (d_save_); the next
+  // add_norm on h adds both deltas in the reference's order. Any other op first settles what is pending — the
+  // norm launched as it would have been, or h += d_save — so the results are those of the eager ops, bit for bit.
+  struct PendingNorm {
+    float* h = nullptr;
+    const float* d = nullptr;
+    const float* w = nullptr;
+    float* out = nullptr;
+    int64_t dim = 0;
+    int layer = -1;
+  };
+  bool router_head_ = false;
+  PendingNorm pending_norm_;
+  float* deferred_h_ = nullptr;  // the residual still missing d_save_, or null
+  std::shared_ptr<void> d_save_;
+  bool router_head_ok(int layer, int64_t n) const;
+  void settle_norms();
 
   // MLA latent RMSNorm in place on rows of width r at row stride ld, eps hard-wired to 1e-6 (§2.7 step 2).
   void latent_norm(float* x, const Mat& w, int64_t rows, int64_t r, int64_t ld);

@@ -14,7 +14,15 @@ void CudaBackend::dense_ffn(int layer, const Buffer& x, Buffer& out) {
 }
 
 void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* trace) {
-  use_device();
+  LING_CUDA_CHECK(cudaSetDevice(device_));
+  // The pending post-attention norm that makes x runs as the router's head (router_head_ok); anything else
+  // pending is settled first.
+  const PendingNorm head = pending_norm_.h && pending_norm_.out == x.data && pending_norm_.layer == layer &&
+                                   router_head_ok(layer, x.rows)
+                               ? pending_norm_
+                               : PendingNorm{};
+  if (head.h) pending_norm_ = PendingNorm{};
+  if (pending_norm_.h || deferred_h_) settle_norms();
   cuda::OpScope prof_scope(prof_, "moe_ffn");
   const LayerWeights& L = w_->layers[layer];
   const int64_t n = x.rows, H = cfg_.hidden_size, E = cfg_.num_experts, k = cfg_.num_experts_per_tok;
@@ -22,6 +30,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
   // Decode steps: the router GEMV and the routing in one launch (launch_moe_router); otherwise the GEMV here.
   const bool one_launch = step_ && n <= kernels::kMoeRouterMaxTokens && H % 8 == 0 &&
                           cuda::aligned16(x.data) && !dev16_.count(L.router.data());
+  LING_CHECK(!head.h || one_launch, "internal error: the router's add + norm head without the one-launch router");
   if (!one_launch) lin(x.data, n, H, L.router, Mat{}, dlogits.p);
   if (step_) {  // routing and the routed experts on the device (no trace: steps run unobserved)
     const int64_t I = cfg_.moe_intermediate_size;
@@ -73,6 +82,12 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
         if (router16_[size_t(layer)]) r.w16 = static_cast<const uint16_t*>(router16_[size_t(layer)].get());
         else r.w = W(L.router);
         r.counter = static_cast<unsigned*>(router_counter_.get());
+        if (head.h) {  // x is written by the router (CTA 0); h keeps d missing until the next add_norm
+          r.x = nullptr;
+          r.head.h = head.h, r.head.d = head.d, r.head.w = head.w, r.head.x_out = x.data;
+          r.head.d_save = static_cast<float*>(d_save_.get()), r.head.eps = cfg_.rms_norm_eps;
+          deferred_h_ = head.h;
+        }
         kernels::launch_moe_router(r, stream_);
       } else {
         kernels::launch_moe_route(rp, stream_);
