@@ -5,7 +5,8 @@
 // - experts: gate_up + SwiGLU against ref::linear on the bf16-rounded weights + ref::swiglu, down + combine
 //   against ref::linear per slot summed in double, with null (not held) experts, repeated experts, H / I tails,
 //   bf16 and fp32 weight tables, per slot and grouped by expert through the device plan (groups of 1 to 20
-//   tokens); route with the shared expert as slot k; the fused router (GEMV + route in one launch) equal to the pair;
+//   tokens); route with the shared expert as slot k; the fused router (GEMV + route in one launch) equal to the pair,
+//   and with the add + norm as its head equal to the norm then the router; the norm's deferred delta;
 // - the fused one-token MoE kernel (router + experts in one launch) against the router and ref.
 #include <gtest/gtest.h>
 
