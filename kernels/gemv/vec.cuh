@@ -126,6 +126,23 @@ __device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, cons
   }
   a0 = warp_sum(s0), a1 = warp_sum(s1);
 }
+// The CTA's (8 warps) per-thread partial sums of M ≤ MT rows added in a fixed order: lanes by xor shuffles, then the
+// warps in index order; thread m < M returns row m's total, the other threads 0. red: shared [8][MT].
+template <int MT>
+__device__ __forceinline__ float block_rows_sum(const float (&acc)[MT], int M, float (&red)[8][MT]) {
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+#pragma unroll
+  for (int m = 0; m < MT; ++m) {
+    const float v = warp_sum(acc[m]);
+    if (lane == 0) red[warp][m] = v;
+  }
+  __syncthreads();
+  float v = 0.0f;
+  if (threadIdx.x < M)
+    for (int q = 0; q < 8; ++q) v += red[q][threadIdx.x];
+  return v;
+}
+
 // One weight row against M ≤ MT rows of x by a CTA of 256 threads (8 warps over K in 2,048-value strides, sums
 // in warp order, deterministic): thread m < M returns Σ_i x[m, i]·w[i], the other threads 0. red: shared [8][MT].
 // The first 2,048 weights are loaded before `wait` runs (the caller's programmatic-launch wait: constant data in
@@ -133,7 +150,6 @@ __device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, cons
 template <int MT, typename T, typename Wait>
 __device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int64_t ldx, const T* __restrict__ wr,
                                                int M, int64_t K, float (&red)[8][MT], Wait wait) {
-  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   float acc[MT];
 #pragma unroll
   for (int m = 0; m < MT; ++m) acc[m] = 0.0f;
@@ -147,16 +163,7 @@ __device__ __forceinline__ float block_row_dot(const float* __restrict__ x, int6
     for (int m = 0; m < MT; ++m)
       if (m < M) acc[m] += dot8(f, x + m * ldx + i);
   }
-#pragma unroll
-  for (int m = 0; m < MT; ++m) {
-    const float v = warp_sum(acc[m]);
-    if (lane == 0) red[warp][m] = v;
-  }
-  __syncthreads();
-  float v = 0.0f;
-  if (threadIdx.x < M)
-    for (int q = 0; q < 8; ++q) v += red[q][threadIdx.x];
-  return v;
+  return block_rows_sum<MT>(acc, M, red);
 }
 
 // The 128-byte line holding p into L2 (a hint: nothing waits for it).

@@ -88,7 +88,7 @@ __device__ __forceinline__ float head_row_dot(const MoeRouterParams& r, const T*
   double ss = 0.0;
   for (int m = 0; m < 2 * kRouterWarps; ++m) ss += red_d[m];
   const float inv = inv_rms(ss, K, hd.eps);
-  float acc = 0.0f;
+  float acc[1] = {0.0f};
   if (i < K) {
     float x[8];
 #pragma unroll
@@ -97,15 +97,9 @@ __device__ __forceinline__ float head_row_dot(const MoeRouterParams& r, const T*
       float4* xo = reinterpret_cast<float4*>(hd.x_out + i);
       xo[0] = make_float4(x[0], x[1], x[2], x[3]), xo[1] = make_float4(x[4], x[5], x[6], x[7]);
     }
-    acc += dot8_local(f, x);
+    acc[0] += dot8_local(f, x);
   }
-  acc = warp_sum(acc);
-  if (lane == 0) red[warp][0] = acc;
-  __syncthreads();
-  float s = 0.0f;
-  if (tid == 0)
-    for (int q = 0; q < kRouterWarps; ++q) s += red[q][0];
-  return s;
+  return block_rows_sum<1>(acc, 1, red);
 }
 
 // T: the weights' type (float or bf16 bits). kHead: MoeRouterParams::head (one token).

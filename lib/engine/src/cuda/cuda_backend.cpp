@@ -366,7 +366,7 @@ void CudaBackend::add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer,
   }
   if (!first && slot == NormSlot::PostAttention && h.rows == 1 && router_head_ok(layer, h.rows) &&
       cuda::aligned16(h.data) && cuda::aligned16(d.data) && cuda::aligned16(out.data)) {
-    pending_norm_ = PendingNorm{h.data, d.data, W(norm_weight(slot, layer)), out.data, h.cols, layer};
+    pending_norm_ = PendingNorm{h.data, d.data, &norm_weight(slot, layer), out.data, h.cols, layer};
     return;
   }
   add_rms_norm(h.data, d.data, norm_weight(slot, layer), out.data, h.rows, h.cols, first);
@@ -385,9 +385,7 @@ void CudaBackend::settle_norms() {
   if (pending_norm_.h) {
     const PendingNorm p = pending_norm_;
     pending_norm_ = PendingNorm{};
-    AddRmsNormParams a;
-    a.h = p.h; a.d = p.d; a.w = p.w; a.y = p.out; a.rows = 1; a.dim = p.dim; a.eps = cfg_.rms_norm_eps;
-    kernels::launch_add_rms_norm(a, stream_, norm_late_trigger_);
+    add_rms_norm(p.h, p.d, *p.w, p.out, 1, p.dim);
     launched();
   }
   if (deferred_h_) {

@@ -326,7 +326,7 @@ class CudaBackend final : public Backend {
   struct PendingNorm {
     float* h = nullptr;
     const float* d = nullptr;
-    const float* w = nullptr;
+    const Mat* w = nullptr;  // the norm weight
     float* out = nullptr;
     int64_t dim = 0;
     int layer = -1;

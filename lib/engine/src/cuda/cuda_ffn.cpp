@@ -84,7 +84,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
         r.counter = static_cast<unsigned*>(router_counter_.get());
         if (head.h) {  // x is written by the router (CTA 0); h keeps d missing until the next add_norm
           r.x = nullptr;
-          r.head.h = head.h, r.head.d = head.d, r.head.w = head.w, r.head.x_out = x.data;
+          r.head.h = head.h, r.head.d = head.d, r.head.w = W(*head.w), r.head.x_out = x.data;
           r.head.d_save = static_cast<float*>(d_save_.get()), r.head.eps = cfg_.rms_norm_eps;
           deferred_h_ = head.h;
         }
