@@ -356,7 +356,7 @@ void CudaBackend::embed(const std::vector<int32_t>& ids, Buffer& out) {
 }
 
 void CudaBackend::add_norm(Buffer& h, const Buffer& d, NormSlot slot, int layer, Buffer& out) {
-  LING_CUDA_CHECK(cudaSetDevice(device_));
+  LING_CUDA_CHECK(cudaSetDevice(device_));  // not use_device(): a deferred delta is consumed here, not settled
   if (pending_norm_.h) settle_norms();
   cuda::OpScope prof_scope(prof_, "add_norm");
   const float* first = nullptr;  // a residual delta deferred by the router's head
