@@ -7,7 +7,8 @@
 // last CTA of each group after it, or (groups of at most 8 heads) by every CTA of a thread-block cluster of the
 // group's heads that adds the heads' sums of squares through distributed shared memory — the separate launches'
 // arithmetic (the cluster sums the group's squares head by head: equal to the separate kernel's sum up to double
-// rounding), two launches fewer per layer. In the cluster form the state is stored after o is out.
+// rounding), two launches fewer per layer. In the cluster form the state is stored after o is out (state_early:
+// as each row is updated).
 // Constants (norm and gate weights) load before the programmatic-launch wait, v and the gate values right after it.
 #include "common/check.h"
 #include "common/cluster.cuh"
@@ -106,7 +107,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
   }
   __syncthreads();
   // kCluster: the update stays in registers until o is out (the state's 64 KB of stores after the gate's cluster
-  // exchange); otherwise each row is stored as it is updated.
+  // exchange) unless state_early; otherwise each row is stored as it is updated.
   float4 acc = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
   for (int i = 0; i < 16; ++i) {
@@ -121,7 +122,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     acc.y += qr * x.y;
     acc.z += qr * x.z;
     acc.w += qr * x.w;
-    if constexpr (kCluster) s[i] = x;
+    if (kCluster && !p.state_early) s[i] = x;
     else __stcs(reinterpret_cast<float4*>(S + row * D + c4), x);
   }
   red[rg][tid & 31] = acc;
@@ -154,8 +155,9 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
       const float o = (ov * inv) * wg_own;
       p.o[b * ldo + h * D + tid] = o * sigmoid(g_own);
     }
+    if (!p.state_early)
 #pragma unroll
-    for (int i = 0; i < 16; ++i) __stcs(reinterpret_cast<float4*>(S + (rg + 8 * i) * D + c4), s[i]);
+      for (int i = 0; i < 16; ++i) __stcs(reinterpret_cast<float4*>(S + (rg + 8 * i) * D + c4), s[i]);
     cluster_wait_acquire();
     return;
   }

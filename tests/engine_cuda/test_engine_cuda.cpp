@@ -432,7 +432,8 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
 // Switches of the batch-1 decode path that change where the data comes from or when a kernel lets its successor
 // in, but not the arithmetic: the router's bf16 copy (the default; the model's values are bf16) against its fp32
 // weights (LING_CUDA_ROUTER_BF16=0), the add + norm's late trigger (LING_CUDA_NORM_LATE=1) and the post-attention
-// add + norm as the router's head with its residual add deferred (LING_CUDA_ROUTER_HEAD=1), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
+// add + norm as the router's head with its residual add deferred (LING_CUDA_ROUTER_HEAD=1), the Lightning state
+// stored as it is updated (LING_CUDA_STATE_EARLY=1), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
 // bf16 Lightning + MLA + MoE model (hidden 1,152, vocab 2,053).
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
@@ -452,7 +453,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                                           });
   struct Run {
     const char* name;
-    bool router16, graphs, norm_late = false, router_head = false;
+    bool router16, graphs, norm_late = false, router_head = false, state_early = false;
   };
   auto run = [&](const Run& r) {
     BackendOptions o;
@@ -461,7 +462,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     std::unique_ptr<Engine> gpu;
     {
       ScopedEnv e("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0"), late("LING_CUDA_NORM_LATE", r.norm_late ? "1" : "0"),
-          head("LING_CUDA_ROUTER_HEAD", r.router_head ? "1" : "0");
+          head("LING_CUDA_ROUTER_HEAD", r.router_head ? "1" : "0"),
+          state("LING_CUDA_STATE_EARLY", r.state_early ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -482,7 +484,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   for (const Run& r : {Run{"bf16 router", true, true}, Run{"bf16 router, eager steps", true, false},
                        Run{"norm late trigger", true, true, true}, Run{"router head", true, true, false, true},
                        Run{"router head, eager steps", true, false, false, true},
-                       Run{"router head, fp32 router", false, true, false, true}})
+                       Run{"router head, fp32 router", false, true, false, true},
+                       Run{"Lightning state stored early", true, true, false, false, true}})
     EXPECT_EQ(run(r), base) << r.name;
 }
 

@@ -214,7 +214,8 @@ void run_decode(int64_t B, int64_t nh, int steps, uint64_t seed) {
 // groups with interleaved RoPE over all 128, a null k_norm, no RoPE, and 3 sequences at once (per-sequence group
 // counters), over several steps on the same counters (each launch leaves them zero).
 void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bool interleaved, bool k_norm,
-                     int steps, uint64_t seed, bool cluster) {
+                     int steps, uint64_t seed, int form) {
+  const bool cluster = form > 0;  // form: 0 counters, 1 cluster, 2 cluster storing the state early
   const int64_t inner = nh * D, ld = 4 * inner;  // rows q‖k‖v‖gate
   const size_t nrow = size_t(B * ld), n = size_t(B * inner), ns = size_t(B * nh * D * D);
   std::vector<float> state = uniform(ns, -0.5f, 0.5f, seed), g = log_decays(nh);
@@ -231,7 +232,7 @@ void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bo
   TEST_CUDA(cudaMemset(counters.as<void>(), 0, size_t(B * groups) * 4));
   const std::string tag = "B=" + std::to_string(B) + " nh=" + std::to_string(nh) + " groups=" + std::to_string(groups) +
                           " rope_dim=" + std::to_string(rope_dim) + (interleaved ? " interleaved" : "") +
-                          (k_norm ? "" : " no k_norm") + (cluster ? " cluster" : " counters");
+                          (k_norm ? "" : " no k_norm") + (form == 2 ? " cluster, state early" : cluster ? " cluster" : " counters");
   for (int s = 0; s < steps; ++s) {
     const std::vector<float> rows = uniform(nrow, -1, 1, seed + 10 * uint64_t(s + 1));
     rows_a.upload(rows), rows_b.upload(rows);
@@ -257,6 +258,7 @@ void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bo
     f.k_norm = k_norm ? dwk.as<float>() : nullptr, f.rope_dim = rope_dim, f.qk_eps = 1e-6, f.rope_interleaved = interleaved;
     f.gate_w = dwg.as<float>(), f.gate = rows_b.as<float>() + 3 * inner, f.ld_gate = ld, f.groups = groups;
     f.gate_eps = 1e-6, f.counters = counters.as<unsigned>(), f.cluster = cluster;
+    f.state_early = form == 2;
     kernels::launch_lightning_decode(f, nullptr);
     TEST_CUDA(cudaDeviceSynchronize());
     ASSERT_EQ(oa.download<float>(n), ob.download<float>(n)) << tag << " o, step " << s;
@@ -269,8 +271,9 @@ void run_decode_fold(int64_t B, int64_t nh, int64_t groups, int64_t rope_dim, bo
 TEST(LightningDecode, FoldsEqualSeparateKernels) {
   SKIP_WITHOUT_CUDA();
   // Each shape with the gate by the group's last CTA (counters) and by a cluster of the group's CTAs (groups of at
-  // most kLightningFoldClusterMax heads; larger groups take the counters either way).
-  for (const bool cluster : {false, true}) {
+  // most kLightningFoldClusterMax heads; larger groups take the counters either way), the latter also storing the
+  // state as it is updated (state_early).
+  for (const int cluster : {0, 1, 2}) {
     run_decode_fold(1, 16, 4, 64, false, true, 3, 500, cluster);   // Ring-mini-linear-2.0
     run_decode_fold(1, 64, 8, 128, true, true, 2, 510, cluster);   // 8 heads per group: the largest cluster
     run_decode_fold(1, 8, 2, 64, false, false, 2, 520, cluster);   // no k_norm

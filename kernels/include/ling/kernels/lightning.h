@@ -74,6 +74,8 @@ struct LightningDecodeParams {
   // gates its own head after adding the heads' sums of squares through distributed shared memory (counters
   // unused; may be null). false: the last-CTA form for every group size.
   bool cluster = false;
+  // The cluster form only: store each state row as it is updated (as the other forms do) instead of after o is out.
+  bool state_early = false;
 };
 constexpr int64_t kLightningFoldClusterMax = 8;
 void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream);

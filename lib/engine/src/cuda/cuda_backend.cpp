@@ -164,6 +164,9 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // The fold's output gate by a thread-block cluster of each group's heads (groups of at most 8 heads;
   // LightningDecodeParams::cluster; LING_CUDA_FOLD_CLUSTER=0: each group's last CTA through the counters).
   fold_cluster_ = cuda::env_flag("LING_CUDA_FOLD_CLUSTER", true);
+  // With the cluster: the state stored as each row is updated instead of after o is out (LightningDecodeParams::
+  // state_early; the same values).
+  state_early_ = cuda::env_flag("LING_CUDA_STATE_EARLY");
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait

@@ -80,7 +80,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
         p.rope_dim = cfg_.rope_dim(); p.qk_eps = cfg_.rms_norm_eps; p.rope_factor = freqs_.attention_factor;
         p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
         p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
-        p.cluster = fold_cluster_;
+        p.cluster = fold_cluster_, p.state_early = state_early_;
       }
       kernels::launch_lightning_decode(p, stream_);
       continue;
