@@ -126,6 +126,26 @@ __device__ __forceinline__ void warp_dot2_from(const float* __restrict__ x, cons
   }
   a0 = warp_sum(s0), a1 = warp_sum(s1);
 }
+// warp_dot2_from's sums (each accumulator's FMA chain unchanged) for K ≤ U·256 (one step, already loaded), both
+// rows' dots of each 8 columns taken together on one load of x's 8 values: x is live 8 values at a time instead of
+// U·8 (fewer registers, more CTAs per SM).
+template <int U>
+__device__ __forceinline__ void warp_dot2_one_lean(const float* __restrict__ x, int64_t K, const Dot2Chunk<U>& c,
+                                                   float& a0, float& a1) {
+  float s0 = 0.0f, s1 = 0.0f;
+  const int64_t i = int64_t(threadIdx.x & 31) * 8;
+#pragma unroll
+  for (int u = 0; u < U; ++u)
+    if (i + u * 256 < K) {
+      float xv[8], f[8];
+      load8(x + i + u * 256, xv);
+      unpack8(c.r0[u], f);
+      s0 += dot8_local(f, xv);
+      unpack8(c.r1[u], f);
+      s1 += dot8_local(f, xv);
+    }
+  a0 = warp_sum(s0), a1 = warp_sum(s1);
+}
 // The CTA's (8 warps) per-thread partial sums of M ≤ MT rows added in a fixed order: lanes by xor shuffles, then the
 // warps in index order; thread m < M returns row m's total, the other threads 0. red: shared [8][MT].
 template <int MT>

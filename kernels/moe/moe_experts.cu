@@ -3,7 +3,8 @@
 // gate_up: grid (⌈I/8⌉, n·k slots), one warp per intermediate row i: the gate row i and the up row I + i of the
 //   slot's expert (bf16: both rows' loads together as raw bits, a 2,048-wide pair in one round trip; fp32: one row
 //   after the other, eight 16-byte loads in flight per lane), act = silu(g)·u. With early_id (the shared expert
-//   as every token's last slot) that slot's CTAs come first and start their loads before the wait.
+//   as every token's last slot) that slot's CTAs come first and start their loads before the wait. With lean
+//   (bf16) the kernel is held to three CTAs per SM (the same sums).
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
 //   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums.
@@ -25,8 +26,11 @@
 namespace ling::kernels {
 namespace {
 
-template <typename T>
-__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
+// The per-row gate_up + SwiGLU (grid (⌈I/8⌉, n·k), 256 threads). kLean (bf16, MoeGateUpParams::lean, H ≤ 2,048):
+// both rows' dots of a step taken together on one load of x's 8 values, in one step (warp_dot2_one_lean: the same
+// sums), for a kernel held to 80 registers — three CTAs per SM instead of the two that 128 allow.
+template <typename T, bool kLean>
+__device__ __forceinline__ void gate_up_swiglu_rows(const MoeGateUpParams& p, const T* const* table) {
   // grid (⌈I/8⌉, n·k): with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
   // constant table entry), the others follow in slot order; those CTAs load their first weights before the wait.
   const int64_t k = p.k, y = blockIdx.y;
@@ -50,7 +54,10 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
       w = table[p.ids[slot]];
       if (w) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
     }
-    if (w) warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
+    if (w) {
+      if constexpr (kLean) warp_dot2_one_lean<8>(p.x + t * H, H, c, g, u);
+      else warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
+    }
   } else {
     pdl_wait();
     pdl_trigger();
@@ -62,6 +69,13 @@ __global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const
     }
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
+}
+template <typename T>
+__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
+  gate_up_swiglu_rows<T, false>(p, table);
+}
+__global__ void __launch_bounds__(256, 3) k_gate_up_swiglu_lean(MoeGateUpParams p, const uint16_t* const* table) {
+  gate_up_swiglu_rows<uint16_t, true>(p, table);
 }
 
 template <typename T>
@@ -300,7 +314,8 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   LING_CHECK(p.early_id < 0 || p.k >= 2, "launch_moe_gate_up_swiglu: early_id needs k >= 2 (k = ", p.k, ")");
   LING_CHECK(S < 65536, "launch_moe_gate_up_swiglu: n·k = ", S, " slots too many for the grid");
   const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
-  if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
+  if (p.gate_up && p.lean && p.H <= 2048) launch_pdl(k_gate_up_swiglu_lean, grid, 256, 0, stream, p, p.gate_up);
+  else if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
   else launch_pdl(k_gate_up_swiglu<float>, grid, 256, 0, stream, p, p.gate_up_f32);
   LING_CUDA_CHECK(cudaGetLastError());
 }

@@ -433,7 +433,7 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
 // in, but not the arithmetic: the router's bf16 copy (the default; the model's values are bf16) against its fp32
 // weights (LING_CUDA_ROUTER_BF16=0), the add + norm's late trigger (LING_CUDA_NORM_LATE=1) and the post-attention
 // add + norm as the router's head with its residual add deferred (LING_CUDA_ROUTER_HEAD=1), the Lightning state
-// stored as it is updated (LING_CUDA_STATE_EARLY=1), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
+// stored as it is updated (LING_CUDA_STATE_EARLY=1), the lean gate_up kernel (LING_CUDA_GATE_UP_LEAN=1), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
 // bf16 Lightning + MLA + MoE model (hidden 1,152, vocab 2,053).
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
@@ -453,7 +453,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                                           });
   struct Run {
     const char* name;
-    bool router16, graphs, norm_late = false, router_head = false, state_early = false;
+    bool router16, graphs, norm_late = false, router_head = false, state_early = false, lean = false;
   };
   auto run = [&](const Run& r) {
     BackendOptions o;
@@ -463,7 +463,7 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     {
       ScopedEnv e("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0"), late("LING_CUDA_NORM_LATE", r.norm_late ? "1" : "0"),
           head("LING_CUDA_ROUTER_HEAD", r.router_head ? "1" : "0"),
-          state("LING_CUDA_STATE_EARLY", r.state_early ? "1" : "0");
+          state("LING_CUDA_STATE_EARLY", r.state_early ? "1" : "0"), lean("LING_CUDA_GATE_UP_LEAN", r.lean ? "1" : "0");
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -485,7 +485,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                        Run{"norm late trigger", true, true, true}, Run{"router head", true, true, false, true},
                        Run{"router head, eager steps", true, false, false, true},
                        Run{"router head, fp32 router", false, true, false, true},
-                       Run{"Lightning state stored early", true, true, false, false, true}})
+                       Run{"Lightning state stored early", true, true, false, false, true},
+                       Run{"lean gate_up", true, true, false, false, false, true}})
     EXPECT_EQ(run(r), base) << r.name;
 }
 

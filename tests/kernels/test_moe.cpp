@@ -439,6 +439,43 @@ TEST(MoeExpertKernels, MatchRefWithNullExperts) {
   run_experts(20, 1032, 512, 1, 16, false, 306, false, false, true);
 }
 
+// The lean per-row gate_up (MoeGateUpParams::lean: three CTAs per SM, both rows' dots on one load of x) against
+// the default kernel on the same inputs, act bit for bit: Ring-mini-like dims with the shared expert first (one
+// token), several tokens with H and I tails, k 1, an early expert not held, and H past 2,048 (the launcher keeps
+// the default kernel there).
+TEST(MoeExpertKernels, LeanGateUpEqualsDefault) {
+  SKIP_WITHOUT_CUDA();
+  struct Case {
+    int64_t E, H, I, n, k;
+    int32_t early;
+  };
+  for (const Case c : {Case{17, 2048, 512, 1, 9, 16}, Case{20, 264, 40, 3, 6, 19}, Case{10, 1032, 40, 1, 1, -1},
+                       Case{10, 512, 32, 1, 5, 8}, Case{16, 2048, 1024, 2, 8, -1}, Case{9, 4104, 24, 2, 3, 7}}) {
+    Experts ex(c.E, c.H, c.I, 700 + uint64_t(c.H));
+    const std::vector<float> x = uniform(size_t(c.n * c.H), -1, 1, 710 + uint64_t(c.I));
+    std::vector<int32_t> ids(size_t(c.n * c.k));
+    std::mt19937_64 rng(720 + uint64_t(c.k));
+    for (int64_t t = 0; t < c.n; ++t)
+      for (int64_t j = 0; j < c.k; ++j)
+        ids[size_t(t * c.k + j)] = j == c.k - 1 && c.early >= 0 ? c.early : int32_t(rng() % uint64_t(c.E));
+    const size_t acts = size_t(c.n * c.k * c.I);
+    DeviceBuffer dx(x.size() * 4), di(ids.size() * 4), da(acts * 4), db(acts * 4);
+    dx.upload(x), di.upload(ids);
+    kernels::MoeGateUpParams g;
+    g.x = dx.as<float>(), g.ids = di.as<int32_t>(), g.gate_up = ex.tgu.as<const uint16_t*>(), g.act = da.as<float>();
+    g.n = c.n, g.k = c.k, g.H = c.H, g.I = c.I, g.early_id = c.early, g.table_entries = c.E;
+    kernels::launch_moe_gate_up_swiglu(g, nullptr);
+    g.act = db.as<float>(), g.lean = true;
+    kernels::launch_moe_gate_up_swiglu(g, nullptr);
+    TEST_CUDA(cudaDeviceSynchronize());
+    const std::string tag = "E=" + std::to_string(c.E) + " H=" + std::to_string(c.H) + " I=" + std::to_string(c.I) +
+                            " n=" + std::to_string(c.n) + " k=" + std::to_string(c.k);
+    const std::vector<float> a = da.download<float>(acts), b = db.download<float>(acts);
+    EXPECT_EQ(a, b) << tag;
+    EXPECT_TRUE(std::any_of(a.begin(), a.end(), [](float v) { return v != 0.0f; })) << tag << ": all zero";
+  }
+}
+
 // Slots grouped by expert (bf16 tensor-core tiles): one token; experts shared by up to 8 and 16 tokens (one and
 // two token tiles); 20 tokens on 4 experts (a group of 20: the token loop); H / I tails; null experts; the plan
 // with fp32 weights (written, not used).

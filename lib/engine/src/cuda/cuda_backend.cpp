@@ -172,6 +172,8 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
   // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
+  // One-token gate_up through the kernel held to three CTAs per SM (MoeGateUpParams::lean; the same sums).
+  gate_up_lean_ = cuda::env_flag("LING_CUDA_GATE_UP_LEAN");
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // LING_CUDA_NORM_LATE=1: the add + norm lets its successor in only after reading and reducing its row
   // (launch_add_rms_norm's late_trigger), so that the successor's early weight loads queue behind those reads.
