@@ -68,7 +68,8 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     }
     const float* w = is_q ? p.q_norm : p.k_norm;
     const float w_e = w ? w[e] : 0.0f;  // constant: before the wait
-    pdl_enter();
+    if (p.late_trigger) pdl_wait();
+    else pdl_enter();
     float x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
     v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (gate_regs) {
@@ -98,7 +99,8 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     __syncthreads();  // every rotation read its pair before any is written
     buf[e] = x;
   } else {
-    pdl_enter();
+    if (p.late_trigger) pdl_wait();
+    else pdl_enter();
     v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (tid < D) {
       qs[tid] = p.q[b * ldq + h * D + tid];
@@ -125,6 +127,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     if (kCluster && !p.state_early) s[i] = x;
     else __stcs(reinterpret_cast<float4*>(S + row * D + c4), x);
   }
+  if (p.late_trigger) pdl_trigger();  // q, k and v are in (the update used them)
   red[rg][tid & 31] = acc;
   __syncthreads();
   float ov = 0.0f;

@@ -62,7 +62,8 @@ __device__ __forceinline__ float head_row_dot(const MoeRouterParams& r, const T*
   const int64_t K = r.H, i = int64_t(tid) * 8;
   float f[8], g[8];
   if (i < K) load8(wr + i, f), load8(hd.w + i, g);  // constants, before the wait
-  pdl_enter();
+  if (r.late_trigger) pdl_wait();
+  else pdl_enter();
   float v[8];
   double p[2] = {0.0, 0.0};
   if (i < K) {
@@ -122,7 +123,11 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     __shared__ double red_d[2 * kRouterWarps];
     v = head_row_dot<T>(r, router_weights<T>(r) + e * K, red, red_d);
   } else {
-    v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [] { pdl_enter(); });
+    const bool late = r.late_trigger;
+    v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [late] {
+      if (late) pdl_wait();
+      else pdl_enter();
+    });
   }
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted
@@ -130,6 +135,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   if (threadIdx.x == 0) last = atomicAdd(r.counter, 1u) == gridDim.x - 1;
   __syncthreads();
   if (!last) return;
+  if (r.late_trigger) pdl_trigger();  // the others have exited: the next kernel is let in now
   if (threadIdx.x == 0) *r.counter = 0;  // ready for the next launch
   __threadfence();
   if (M == 1) {  // one token (batch-1 decode): all 8 warps, short loops (route_block)

@@ -6,7 +6,10 @@
 // LING_FIXTURES_DIR overrides the fixtures folder.
 #include <gtest/gtest.h>
 
+#include <memory>
 #include <tuple>
+#include <utility>
+#include <vector>
 
 #include <cstdio>
 #include <cstdlib>
@@ -431,10 +434,12 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
 
 // Switches of the batch-1 decode path that change where the data comes from or when a kernel lets its successor
 // in, but not the arithmetic: the router's bf16 copy (the default; the model's values are bf16) against its fp32
-// weights (LING_CUDA_ROUTER_BF16=0), the add + norm's late trigger (LING_CUDA_NORM_LATE=1) and the post-attention
+// weights (LING_CUDA_ROUTER_BF16=0), the add + norm's late trigger (LING_CUDA_NORM_LATE=1), the post-attention
 // add + norm as the router's head with its residual add deferred (LING_CUDA_ROUTER_HEAD=1), the Lightning state
-// stored as it is updated (LING_CUDA_STATE_EARLY=1), the lean gate_up kernel (LING_CUDA_GATE_UP_LEAN=1), bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a
-// bf16 Lightning + MLA + MoE model (hidden 1,152, vocab 2,053).
+// stored as it is updated (LING_CUDA_STATE_EARLY=1), the lean gate_up kernel (LING_CUDA_GATE_UP_LEAN=1), the late
+// triggers of the recurrence and the router (LING_CUDA_LIGHTNING_LATE=1, LING_CUDA_ROUTER_LATE=1) and all of them
+// together — bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a bf16
+// Lightning + MLA + MoE model (hidden 1,152, vocab 2,053).
 TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
   SKIP_WITHOUT_DEVICE();
   std::string cfg = ling25_wide_config(4);
@@ -453,7 +458,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
                                           });
   struct Run {
     const char* name;
-    bool router16, graphs, norm_late = false, router_head = false, state_early = false, lean = false;
+    bool graphs;
+    std::vector<std::pair<const char*, const char*>> env;  // switches set while the engine starts
   };
   auto run = [&](const Run& r) {
     BackendOptions o;
@@ -461,9 +467,8 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     o.cuda_graphs = r.graphs;
     std::unique_ptr<Engine> gpu;
     {
-      ScopedEnv e("LING_CUDA_ROUTER_BF16", r.router16 ? "1" : "0"), late("LING_CUDA_NORM_LATE", r.norm_late ? "1" : "0"),
-          head("LING_CUDA_ROUTER_HEAD", r.router_head ? "1" : "0"),
-          state("LING_CUDA_STATE_EARLY", r.state_early ? "1" : "0"), lean("LING_CUDA_GATE_UP_LEAN", r.lean ? "1" : "0");
+      std::vector<std::unique_ptr<ScopedEnv>> env;
+      for (const auto& [name, value] : r.env) env.push_back(std::make_unique<ScopedEnv>(name, value));
       gpu = cuda_engine(dir, o);
     }
     std::mt19937 rng(9);
@@ -479,15 +484,26 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
     }
     return logits;
   };
-  const std::vector<float> base = run({"LING_CUDA_ROUTER_BF16=0", false, true});
+  const char* on = "1";
+  const std::vector<float> base = run({"fp32 router", true, {{"LING_CUDA_ROUTER_BF16", "0"}}});
   ASSERT_EQ(base.size(), size_t(70 * 2053));
-  for (const Run& r : {Run{"bf16 router", true, true}, Run{"bf16 router, eager steps", true, false},
-                       Run{"norm late trigger", true, true, true}, Run{"router head", true, true, false, true},
-                       Run{"router head, eager steps", true, false, false, true},
-                       Run{"router head, fp32 router", false, true, false, true},
-                       Run{"Lightning state stored early", true, true, false, false, true},
-                       Run{"lean gate_up", true, true, false, false, false, true}})
-    EXPECT_EQ(run(r), base) << r.name;
+  const Run runs[] = {
+      {"bf16 router", true, {{"LING_CUDA_ROUTER_BF16", on}}},
+      {"bf16 router, eager steps", false, {{"LING_CUDA_ROUTER_BF16", on}}},
+      {"norm late trigger", true, {{"LING_CUDA_NORM_LATE", on}}},
+      {"router head", true, {{"LING_CUDA_ROUTER_HEAD", on}}},
+      {"router head, eager steps", false, {{"LING_CUDA_ROUTER_HEAD", on}}},
+      {"router head, fp32 router", true, {{"LING_CUDA_ROUTER_HEAD", on}, {"LING_CUDA_ROUTER_BF16", "0"}}},
+      {"Lightning state stored early", true, {{"LING_CUDA_STATE_EARLY", on}}},
+      {"lean gate_up", true, {{"LING_CUDA_GATE_UP_LEAN", on}}},
+      {"late triggers (recurrence, router)", true, {{"LING_CUDA_LIGHTNING_LATE", on}, {"LING_CUDA_ROUTER_LATE", on}}},
+      {"all of them", true,
+       {{"LING_CUDA_NORM_LATE", on}, {"LING_CUDA_ROUTER_HEAD", on}, {"LING_CUDA_STATE_EARLY", on},
+        {"LING_CUDA_GATE_UP_LEAN", on}, {"LING_CUDA_LIGHTNING_LATE", on}, {"LING_CUDA_ROUTER_LATE", on}}},
+      {"all of them, eager steps", false,
+       {{"LING_CUDA_NORM_LATE", on}, {"LING_CUDA_ROUTER_HEAD", on}, {"LING_CUDA_STATE_EARLY", on},
+        {"LING_CUDA_GATE_UP_LEAN", on}, {"LING_CUDA_LIGHTNING_LATE", on}, {"LING_CUDA_ROUTER_LATE", on}}}};
+  for (const Run& r : runs) EXPECT_EQ(run(r), base) << r.name;
 }
 
 // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once (the

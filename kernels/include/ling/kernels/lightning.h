@@ -76,6 +76,10 @@ struct LightningDecodeParams {
   bool cluster = false;
   // The cluster form only: store each state row as it is updated (as the other forms do) instead of after o is out.
   bool state_early = false;
+  // Programmatic launch: let the next kernel in only after the state update (every load after the wait has
+  // returned), instead of at the start — so that its early loads do not queue ahead of this one's q, k, v and gate
+  // reads. Scheduling only: the same results.
+  bool late_trigger = false;
 };
 constexpr int64_t kLightningFoldClusterMax = 8;
 void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream);

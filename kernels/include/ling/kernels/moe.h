@@ -64,6 +64,10 @@ struct MoeRouterParams {
     float* d_save = nullptr;   // [H] a copy of d, written
     double eps = 1e-6;
   } head;
+  // Programmatic launch: let the next kernel in only once the routing CTA is known (every other CTA has exited),
+  // instead of at the start — so that the next kernel's early loads do not queue ahead of this one's x load, count
+  // and logits reads. Scheduling only: the same results.
+  bool late_trigger = false;
 };
 constexpr int64_t kMoeRouterHeadMaxH = 2048;
 void launch_moe_router(const MoeRouterParams& r, cudaStream_t stream);

@@ -167,6 +167,13 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // With the cluster: the state stored as each row is updated instead of after o is out (LightningDecodeParams::
   // state_early; the same values).
   state_early_ = cuda::env_flag("LING_CUDA_STATE_EARLY");
+  // Late programmatic triggers of two latency-bound decode kernels (scheduling only, the same values): the
+  // one-token Lightning recurrence lets the next kernel in after its update instead of at its start
+  // (LightningDecodeParams::late_trigger), the one-launch router once its routing CTA is known
+  // (MoeRouterParams::late_trigger) — so that the next kernel's early weight loads do not queue ahead of their
+  // dependent reads.
+  lightning_late_ = cuda::env_flag("LING_CUDA_LIGHTNING_LATE");
+  router_late_ = cuda::env_flag("LING_CUDA_ROUTER_LATE");
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
   // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait

@@ -359,7 +359,9 @@ class CudaBackend final : public Backend {
   bool gemv_raw_ = true, gqa_wide_ = true, norm_late_trigger_ = false;
   static constexpr int64_t kFoldMaxGroups = 64;
   bool lightning_fold_ = true, fold_cluster_ = true;
-  bool state_early_ = false;  // LING_CUDA_STATE_EARLY
+  bool state_early_ = false;     // LING_CUDA_STATE_EARLY
+  bool lightning_late_ = false;  // LING_CUDA_LIGHTNING_LATE
+  bool router_late_ = false;     // LING_CUDA_ROUTER_LATE
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;

@@ -82,6 +82,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
         if (router16_[size_t(layer)]) r.w16 = static_cast<const uint16_t*>(router16_[size_t(layer)].get());
         else r.w = W(L.router);
         r.counter = static_cast<unsigned*>(router_counter_.get());
+        r.late_trigger = router_late_;
         if (head.h) {  // x is written by the router (CTA 0); h keeps d missing until the next add_norm
           r.x = nullptr;
           r.head.h = head.h, r.head.d = head.d, r.head.w = W(*head.w), r.head.x_out = x.data;

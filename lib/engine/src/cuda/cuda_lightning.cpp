@@ -82,6 +82,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
         p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
         p.cluster = fold_cluster_, p.state_early = state_early_;
       }
+      p.late_trigger = lightning_late_;
       kernels::launch_lightning_decode(p, stream_);
       continue;
     }
