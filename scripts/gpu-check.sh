@@ -14,7 +14,8 @@
 #      while 1–2 run) and decode steps at batch 1 and 16, PDL off and on, as % of the bandwidth roofline; then
 #      batch 1 with the default, with each of LING_CUDA_NORM_LATE=1 / LING_CUDA_ROUTER_HEAD=1 /
 #      LING_CUDA_STATE_EARLY=1 / LING_CUDA_GATE_UP_LEAN=1 / LING_CUDA_LIGHTNING_LATE=1 / LING_CUDA_ROUTER_LATE=1 and
-#      with all six, alternating, twice.
+#      with all six, alternating, twice; with libling_ktrace.so in BIN_DIR, a kernel timeline of the default and of
+#      all six (scripts/ktrace-summary.py --nodes).
 # Fixture and model folders: LING_FIXTURES_DIR / LING_MODELS_DIR (default: ../shared/fixtures and models/). On a
 # machine without ../shared, LING_FIXTURE_GOLDENS=DIR (a copy of the fixture folders without their weights, which
 # keeps a carried tree small) makes the fixtures in OUT_DIR/fixtures: weights from `ling synth --preset tiny` (the
@@ -108,6 +109,20 @@ if [ $e2e = 1 ]; then
       say "Ring-mini dims B 1, $var rc=$? $(grep -hE '^engine.decode' "$out/e2e_$tag.$rep.txt")"
     done
   done
+  # where the step goes, default and all opt-ins (a kernel timeline of 16 steps each; needs libling_ktrace.so in
+  # BIN_DIR and the CUPTI library on the loader's path)
+  if [ -f "$bin/libling_ktrace.so" ]; then
+    for var in LING_VARIANT=default "$all"; do
+      tag=$(echo "$var" | tr ' =' '_-')
+      # shellcheck disable=SC2086 # a variant may set several variables
+      env $var CUDA_INJECTION64_PATH="$bin/libling_ktrace.so" LING_KTRACE_OUT="$out/trace_$tag.csv" \
+        timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 64 --batch 1 --steps 16 \
+        > "$out/trace_$tag.txt" 2>&1
+      python3 "$root/scripts/ktrace-summary.py" "$out/trace_$tag.csv" --last 12 --nodes > "$out/trace_$tag.summary.txt" 2>&1
+      say "kernel timeline, $var rc=$? (trace_$tag.summary.txt)"
+      gzip -f "$out/trace_$tag.csv"
+    done
+  fi
   rm -rf "$rm_dir"
 fi
 say done

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs what scripts/gpu-check.sh needs on another machine (built here, run on a GPU host that may lack this
-# machine's libraries): OUT_DIR/bin holds the stripped ling, test_kernels and test_engine_cuda; OUT_DIR/lib the
+# machine's libraries): OUT_DIR/bin holds the stripped ling, test_kernels and test_engine_cuda (and
+# libling_ktrace.so where it was built); OUT_DIR/lib the
 # shared libraries they load that are neither the C/C++ runtime nor CUDA's (e.g. OpenBLAS and its Fortran
 # runtime, ICU); OUT_DIR/goldens the fixture folders without their weights (for LING_FIXTURE_GOLDENS).
 # On the GPU host: LD_LIBRARY_PATH=OUT_DIR/lib LING_FIXTURE_GOLDENS=OUT_DIR/goldens \
@@ -21,6 +22,8 @@ for b in "${bins[@]}"; do
 done
 mkdir -p "$out/bin" "$out/lib" "$out/goldens"
 for b in "${bins[@]}"; do strip -o "$out/bin/$(basename "$b")" "$b"; done
+# the kernel-timeline library, where it was built (gpu-check traces a step with it)
+[ -f "$build/tools/ktrace/libling_ktrace.so" ] && cp "$build/tools/ktrace/libling_ktrace.so" "$out/bin/"
 # Libraries resolved by the loader here, minus the runtime every Linux host has and the CUDA driver/toolkit ones.
 for b in "${bins[@]}"; do ldd "$b"; done | awk '/=> \// {print $3}' | sort -u | while read -r lib; do
   case "$(basename "$lib")" in
