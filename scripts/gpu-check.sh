@@ -7,15 +7,15 @@
 #      LING_CUDA_L2PF=1, with LING_CUDA_MLA_TMA=0, with LING_CUDA_MOE_FUSED=1, with LING_CUDA_LIGHTNING_FOLD=0,
 #      with LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0, with LING_CUDA_NORM_LATE=1, with
 #      LING_CUDA_ROUTER_HEAD=1, with LING_CUDA_STATE_EARLY=1, with LING_CUDA_GATE_UP_LEAN=1, with
-#      LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 and with all six on;
+#      LING_CUDA_GATE_UP_L2=1, with LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 and with all seven on;
 #   2. `ling bench --backend cuda` kernel rows beside the copy ceiling (the decode GEMV, MoE routing and expert
 #      rows, MLA decode variants, Lightning prefill/decode);
 #   3. with --e2e: `ling synth` of a bf16 model with Ring-mini-linear-2.0 dims (33 GB, written in the background
 #      while 1–2 run) and decode steps at batch 1 and 16, PDL off and on, as % of the bandwidth roofline; then
 #      batch 1 with the default, with each of LING_CUDA_NORM_LATE=1 / LING_CUDA_ROUTER_HEAD=1 /
-#      LING_CUDA_STATE_EARLY=1 / LING_CUDA_GATE_UP_LEAN=1 / LING_CUDA_LIGHTNING_LATE=1 / LING_CUDA_ROUTER_LATE=1 and
-#      with all six, alternating, twice; with libling_ktrace.so in BIN_DIR, a kernel timeline of the default and of
-#      all six (scripts/ktrace-summary.py --nodes).
+#      LING_CUDA_STATE_EARLY=1 / LING_CUDA_GATE_UP_LEAN=1 / LING_CUDA_GATE_UP_L2=1 / LING_CUDA_LIGHTNING_LATE=1 /
+#      LING_CUDA_ROUTER_LATE=1 and with all seven, alternating, twice; with libling_ktrace.so in BIN_DIR, a kernel
+#      timeline of the default and of all seven (scripts/ktrace-summary.py --nodes).
 # Fixture and model folders: LING_FIXTURES_DIR / LING_MODELS_DIR (default: ../shared/fixtures and models/). On a
 # machine without ../shared, LING_FIXTURE_GOLDENS=DIR (a copy of the fixture folders without their weights, which
 # keeps a carried tree small) makes the fixtures in OUT_DIR/fixtures: weights from `ling synth --preset tiny` (the
@@ -79,9 +79,10 @@ run_test test_engine_cuda test_engine_cuda_norm_late LING_CUDA_NORM_LATE=1 "${en
 run_test test_engine_cuda test_engine_cuda_router_head LING_CUDA_ROUTER_HEAD=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_state_early LING_CUDA_STATE_EARLY=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_gate_up_lean LING_CUDA_GATE_UP_LEAN=1 "${engine[@]}"
+run_test test_engine_cuda test_engine_cuda_gate_up_l2 LING_CUDA_GATE_UP_L2=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_late LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_optins LING_CUDA_NORM_LATE=1 LING_CUDA_ROUTER_HEAD=1 LING_CUDA_STATE_EARLY=1 \
-  LING_CUDA_GATE_UP_LEAN=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 "${engine[@]}"
+  LING_CUDA_GATE_UP_LEAN=1 LING_CUDA_GATE_UP_L2=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 "${engine[@]}"
 grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
 timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
 say "kernel rows rc=$?"
@@ -97,9 +98,9 @@ if [ $e2e = 1 ]; then
     grep -hE "^(copy.d2d|engine.load|engine.decode)" "$out/e2e_pdl$pdl.txt" | tee -a "$out/summary.txt"
   done
   # the opt-ins still to be timed (README, switches): batch 1, alternating with the default, twice; the last
-  # variant has them all on (~8 × 2 runs of ~15 s)
+  # variant has them all on (~9 × 2 runs of ~15 s)
   all="LING_CUDA_NORM_LATE=1 LING_CUDA_ROUTER_HEAD=1 LING_CUDA_STATE_EARLY=1 LING_CUDA_GATE_UP_LEAN=1"
-  all="$all LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1"
+  all="$all LING_CUDA_GATE_UP_L2=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1"
   for rep in 1 2; do
     for var in LING_VARIANT=default $all "$all"; do
       tag=$(echo "$var" | tr ' =' '_-')

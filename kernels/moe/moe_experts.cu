@@ -4,7 +4,8 @@
 //   slot's expert (bf16: both rows' loads together as raw bits, a 2,048-wide pair in one round trip; fp32: one row
 //   after the other, eight 16-byte loads in flight per lane), act = silu(g)·u. With early_id (the shared expert
 //   as every token's last slot) that slot's CTAs come first and start their loads before the wait. With lean
-//   (bf16) the kernel is held to three CTAs per SM (the same sums).
+//   (bf16) the kernel is held to three CTAs per SM (the same sums); with l2_later (bf16) each CTA also requests
+//   into L2 the rows of the CTAs that run in the later waves.
 // down:    two passes as wide as the GEMVs: part[slot, h] = act[slot]·down_hᵀ (grid (n·k, ⌈H/8⌉), one warp per
 //   output), then out[t, h] (+)= Σ_j w[t, j]·part[t·k + j, h] with j ascending (deterministic, no atomics); for
 //   narrow bf16 experts (I ≤ 512, k ≤ 16) both in one pass (k_down_combine_narrow), the same sums.
@@ -21,6 +22,7 @@
 #include "common/launch.cuh"
 #include "gemv/tc_tile.cuh"
 #include "gemv/vec.cuh"
+#include "ling/kernels/launch.h"
 #include "ling/kernels/moe.h"
 
 namespace ling::kernels {
@@ -29,13 +31,40 @@ namespace {
 // The per-row gate_up + SwiGLU (grid (⌈I/8⌉, n·k), 256 threads). kLean (bf16, MoeGateUpParams::lean, H ≤ 2,048):
 // both rows' dots of a step taken together on one load of x's 8 values, in one step (warp_dot2_one_lean: the same
 // sums), for a kernel held to 80 registers — three CTAs per SM instead of the two that 128 allow.
-template <typename T, bool kLean>
-__device__ __forceinline__ void gate_up_swiglu_rows(const MoeGateUpParams& p, const T* const* table) {
-  // grid (⌈I/8⌉, n·k): with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
-  // constant table entry), the others follow in slot order; those CTAs load their first weights before the wait.
-  const int64_t k = p.k, y = blockIdx.y;
+// The slot of grid row y: with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
+// constant table entry), the others follow in slot order.
+__device__ __forceinline__ int64_t gate_up_slot(const MoeGateUpParams& p, int64_t y) {
+  const int64_t k = p.k;
+  return p.early_id < 0 ? y : y < p.n ? y * k + k - 1 : ((y - p.n) / (k - 1)) * k + (y - p.n) % (k - 1);
+}
+
+// l2_stride > 0: this CTA requests into L2 the gate and up rows of the CTAs l2_stride, 2·l2_stride, … after it in
+// launch order (the later waves' rows; l2_stride = the CTAs resident at once), warp for warp, so that memory is
+// busy from the first wave on and the later CTAs' loads hit L2 after their lookup of id and table. A hint only.
+template <typename T>
+__device__ __forceinline__ void gate_up_prefetch_later(const MoeGateUpParams& p, const T* const* table,
+                                                       int64_t l2_stride) {
+  const int64_t gx = gridDim.x, total = gx * gridDim.y, lin = int64_t(blockIdx.y) * gx + blockIdx.x;
+  const int64_t H = p.H, I = p.I, k = p.k, row_bytes = H * int64_t(sizeof(T));
+  const int64_t lane_off = int64_t(threadIdx.x & 31) * 128;
+  for (int64_t q = lin + l2_stride; q < total; q += l2_stride) {
+    const int64_t iq = (q % gx) * 8 + (threadIdx.x >> 5), sq = gate_up_slot(p, q / gx);
+    if (iq >= I) continue;
+    const T* wq = table[p.early_id >= 0 && sq % k == k - 1 ? p.early_id : p.ids[sq]];
+    if (!wq) continue;
+    const char* g = reinterpret_cast<const char*>(wq + iq * H);
+    const char* u = reinterpret_cast<const char*>(wq + (I + iq) * H);
+    for (int64_t off = lane_off; off < row_bytes; off += 32 * 128) prefetch_l2(g + off), prefetch_l2(u + off);
+  }
+}
+
+template <typename T, bool kLean, bool kL2>
+__device__ __forceinline__ void gate_up_swiglu_rows(const MoeGateUpParams& p, const T* const* table,
+                                                    int64_t l2_stride) {
+  // grid (⌈I/8⌉, n·k) in gate_up_slot's order; the shared expert's CTAs load their first weights before the wait.
+  const int64_t k = p.k;
   const bool early = p.early_id >= 0;
-  const int64_t slot = !early ? y : y < p.n ? y * k + k - 1 : ((y - p.n) / (k - 1)) * k + (y - p.n) % (k - 1);
+  const int64_t slot = gate_up_slot(p, blockIdx.y);
   const int64_t t = slot / k, I = p.I, H = p.H;
   const int64_t i = int64_t(blockIdx.x) * 8 + (threadIdx.x >> 5);
   const bool pre = early && slot % k == k - 1;
@@ -54,6 +83,7 @@ __device__ __forceinline__ void gate_up_swiglu_rows(const MoeGateUpParams& p, co
       w = table[p.ids[slot]];
       if (w) dot2_load(w + i * H, w + (I + i) * H, H, int64_t(threadIdx.x & 31) * 8, c);
     }
+    if (kL2 && l2_stride > 0) gate_up_prefetch_later(p, table, l2_stride);  // after this warp's own loads went out
     if (w) {
       if constexpr (kLean) warp_dot2_one_lean<8>(p.x + t * H, H, c, g, u);
       else warp_dot2_from<8>(p.x + t * H, w + i * H, w + (I + i) * H, H, c, g, u);
@@ -70,12 +100,16 @@ __device__ __forceinline__ void gate_up_swiglu_rows(const MoeGateUpParams& p, co
   }
   if ((threadIdx.x & 31) == 0) p.act[slot * I + i] = w ? (g / (1.0f + expf(-g))) * u : 0.0f;
 }
-template <typename T>
-__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table) {
-  gate_up_swiglu_rows<T, false>(p, table);
+// kL2: with gate_up_prefetch_later (a separate instantiation, so that the forms without it keep their registers).
+template <typename T, bool kL2 = false>
+__global__ void __launch_bounds__(256) k_gate_up_swiglu(MoeGateUpParams p, const T* const* table,
+                                                        int64_t l2_stride) {
+  gate_up_swiglu_rows<T, false, kL2>(p, table, l2_stride);
 }
-__global__ void __launch_bounds__(256, 3) k_gate_up_swiglu_lean(MoeGateUpParams p, const uint16_t* const* table) {
-  gate_up_swiglu_rows<uint16_t, true>(p, table);
+template <bool kL2 = false>
+__global__ void __launch_bounds__(256, 3) k_gate_up_swiglu_lean(MoeGateUpParams p, const uint16_t* const* table,
+                                                                int64_t l2_stride) {
+  gate_up_swiglu_rows<uint16_t, true, kL2>(p, table, l2_stride);
 }
 
 template <typename T>
@@ -314,9 +348,24 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   LING_CHECK(p.early_id < 0 || p.k >= 2, "launch_moe_gate_up_swiglu: early_id needs k >= 2 (k = ", p.k, ")");
   LING_CHECK(S < 65536, "launch_moe_gate_up_swiglu: n·k = ", S, " slots too many for the grid");
   const dim3 grid(unsigned((p.I + 7) / 8), unsigned(S));
-  if (p.gate_up && p.lean && p.H <= 2048) launch_pdl(k_gate_up_swiglu_lean, grid, 256, 0, stream, p, p.gate_up);
-  else if (p.gate_up) launch_pdl(k_gate_up_swiglu<uint16_t>, grid, 256, 0, stream, p, p.gate_up);
-  else launch_pdl(k_gate_up_swiglu<float>, grid, 256, 0, stream, p, p.gate_up_f32);
+  // l2_later (bf16): the stride of the later waves = the CTAs resident at once (0: none later, or off)
+  const auto stride = [&](auto kernel) -> int64_t {
+    if (!p.l2_later) return 0;
+    int per_sm = 0;
+    LING_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 256, 0));
+    const int64_t resident = int64_t(per_sm) * device_sm_count();
+    return resident > 0 && resident < int64_t(grid.x) * grid.y ? resident : 0;
+  };
+  const auto go = [&](auto kernel, const auto* table) {
+    const int64_t l2 = stride(kernel);
+    launch_pdl(kernel, grid, 256, 0, stream, p, table, l2);
+  };
+  const bool lean = p.gate_up && p.lean && p.H <= 2048;
+  if (lean && p.l2_later) go(k_gate_up_swiglu_lean<true>, p.gate_up);
+  else if (lean) go(k_gate_up_swiglu_lean<false>, p.gate_up);
+  else if (p.gate_up && p.l2_later) go(k_gate_up_swiglu<uint16_t, true>, p.gate_up);
+  else if (p.gate_up) go(k_gate_up_swiglu<uint16_t>, p.gate_up);
+  else go(k_gate_up_swiglu<float>, p.gate_up_f32);
   LING_CUDA_CHECK(cudaGetLastError());
 }
 

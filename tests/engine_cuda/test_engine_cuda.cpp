@@ -436,7 +436,8 @@ TEST(CudaMlaPaged, Bf16LatentRowsMatchTheFp32Path) {
 // in, but not the arithmetic: the router's bf16 copy (the default; the model's values are bf16) against its fp32
 // weights (LING_CUDA_ROUTER_BF16=0), the add + norm's late trigger (LING_CUDA_NORM_LATE=1), the post-attention
 // add + norm as the router's head with its residual add deferred (LING_CUDA_ROUTER_HEAD=1), the Lightning state
-// stored as it is updated (LING_CUDA_STATE_EARLY=1), the lean gate_up kernel (LING_CUDA_GATE_UP_LEAN=1), the late
+// stored as it is updated (LING_CUDA_STATE_EARLY=1), the lean gate_up kernel (LING_CUDA_GATE_UP_LEAN=1), gate_up's
+// later rows requested into L2 (LING_CUDA_GATE_UP_L2=1), the late
 // triggers of the recurrence and the router (LING_CUDA_LIGHTNING_LATE=1, LING_CUDA_ROUTER_LATE=1) and all of them
 // together — bit for bit over 70 steps (graphs and eager steps; the caches grow past 64 rows) of a bf16
 // Lightning + MLA + MoE model (hidden 1,152, vocab 2,053).
@@ -496,10 +497,12 @@ TEST(CudaDecode, PlacementSwitchesEqualTheDefault) {
       {"router head, fp32 router", true, {{"LING_CUDA_ROUTER_HEAD", on}, {"LING_CUDA_ROUTER_BF16", "0"}}},
       {"Lightning state stored early", true, {{"LING_CUDA_STATE_EARLY", on}}},
       {"lean gate_up", true, {{"LING_CUDA_GATE_UP_LEAN", on}}},
+      {"gate_up's later rows into L2", true, {{"LING_CUDA_GATE_UP_L2", on}}},
       {"late triggers (recurrence, router)", true, {{"LING_CUDA_LIGHTNING_LATE", on}, {"LING_CUDA_ROUTER_LATE", on}}},
       {"all of them", true,
        {{"LING_CUDA_NORM_LATE", on}, {"LING_CUDA_ROUTER_HEAD", on}, {"LING_CUDA_STATE_EARLY", on},
-        {"LING_CUDA_GATE_UP_LEAN", on}, {"LING_CUDA_LIGHTNING_LATE", on}, {"LING_CUDA_ROUTER_LATE", on}}},
+        {"LING_CUDA_GATE_UP_LEAN", on}, {"LING_CUDA_GATE_UP_L2", on}, {"LING_CUDA_LIGHTNING_LATE", on},
+        {"LING_CUDA_ROUTER_LATE", on}}},
       {"all of them, eager steps", false,
        {{"LING_CUDA_NORM_LATE", on}, {"LING_CUDA_ROUTER_HEAD", on}, {"LING_CUDA_STATE_EARLY", on},
         {"LING_CUDA_GATE_UP_LEAN", on}, {"LING_CUDA_LIGHTNING_LATE", on}, {"LING_CUDA_ROUTER_LATE", on}}}};

@@ -90,8 +90,11 @@ struct MoeGateUpParams {
                                              // (the shared expert); its weights are loaded before the wait
   int64_t table_entries = 0;                 // > 0 (bf16, no plan): the table's first entries, requested into L2
                                              // before the wait (the entries ids may name)
-  bool lean = false;                         // bf16, no plan: the per-row kernel held to 85 registers (three CTAs
+  bool lean = false;                         // bf16, no plan: the per-row kernel held to 80 registers (three CTAs
                                              // per SM instead of two: fewer waves), the same sums
+  bool l2_later = false;                     // bf16, no plan: each CTA of the first wave(s) also requests into L2
+                                             // the rows of the CTAs that run in the later waves (a hint; the same
+                                             // results)
 };
 void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream);
 

@@ -181,6 +181,8 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
   // One-token gate_up through the kernel held to three CTAs per SM (MoeGateUpParams::lean; the same sums).
   gate_up_lean_ = cuda::env_flag("LING_CUDA_GATE_UP_LEAN");
+  // One-token gate_up: the first wave's CTAs request the later waves' rows into L2 (MoeGateUpParams::l2_later).
+  gate_up_l2_ = cuda::env_flag("LING_CUDA_GATE_UP_L2");
   gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
   // LING_CUDA_NORM_LATE=1: the add + norm lets its successor in only after reading and reducing its row
   // (launch_add_rms_norm's late_trigger), so that the successor's early weight loads queue behind those reads.

@@ -356,6 +356,7 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> moe_stamps_;      // LING_CUDA_MOE_STAMPS: [layers][SMs][kMoeFusedStamps] globaltimer
   void print_moe_stamps() const;
   bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true, gate_up_lean_ = false;
+  bool gate_up_l2_ = false;
   bool gemv_raw_ = true, gqa_wide_ = true, norm_late_trigger_ = false;
   static constexpr int64_t kFoldMaxGroups = 64;
   bool lightning_fold_ = true, fold_cluster_ = true;

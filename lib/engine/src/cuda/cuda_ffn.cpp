@@ -105,7 +105,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
       // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
       if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
       gp.table_entries = E + 1;  // the routed experts and the shared one
-      gp.lean = gate_up_lean_;
+      gp.lean = gate_up_lean_, gp.l2_later = gate_up_l2_;
       if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
       else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
       kernels::launch_moe_gate_up_swiglu(gp, stream_);
