@@ -5,9 +5,9 @@
 #   1. tests/kernels (every kernel against its lib/ref twin) and tests/engine_cuda (the fixtures, the trained
 #      models, CUDA vs CPU on all families, graphs vs eager), the latter again with LING_CUDA_PDL=0, with
 #      LING_CUDA_L2PF=1, with LING_CUDA_MLA_TMA=0, with LING_CUDA_MOE_FUSED=1, with LING_CUDA_LIGHTNING_FOLD=0,
-#      with LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0, with LING_CUDA_NORM_LATE=1, with
-#      LING_CUDA_ROUTER_HEAD=1, with LING_CUDA_STATE_EARLY=1, with LING_CUDA_GATE_UP_LEAN=1, with
-#      LING_CUDA_GATE_UP_L2=1, with LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 and with all seven on;
+#      with LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0, and with all seven opt-ins still to be timed on
+#      (LING_CUDA_NORM_LATE, _ROUTER_HEAD, _STATE_EARLY, _GATE_UP_LEAN, _GATE_UP_L2, _LIGHTNING_LATE, _ROUTER_LATE;
+#      each alone is one of the runs of CudaDecode.PlacementSwitchesEqualTheDefault);
 #   2. `ling bench --backend cuda` kernel rows beside the copy ceiling (the decode GEMV, MoE routing and expert
 #      rows, MLA decode variants, Lightning prefill/decode);
 #   3. with --e2e: `ling synth` of a bf16 model with Ring-mini-linear-2.0 dims (33 GB, written in the background
@@ -21,11 +21,12 @@
 # keeps a carried tree small) makes the fixtures in OUT_DIR/fixtures: weights from `ling synth --preset tiny` (the
 # fixture models' generator), then the goldens, configs and READMEs of DIR.
 # Each step runs under `timeout` (LING_GPU_CHECK_STEP_S, default 240 s; exit status 124 in its summary line).
-# Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]   (BIN_DIR holds the three binaries, e.g. from a copy of
+# Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e | --e2e-only]   (--e2e-only: step 3 alone, for a device call
+#        of its own; BIN_DIR holds the three binaries, e.g. from a copy of
 #        build/tools/ling/ling, build/tests/test_kernels, build/tests/test_engine_cuda)
 set -uo pipefail
 if [ $# -lt 1 ]; then
-  echo "usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e]" >&2
+  echo "usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e | --e2e-only]" >&2
   exit 2
 fi
 bin=$1
@@ -34,8 +35,9 @@ for b in ling test_kernels test_engine_cuda; do
 done
 out=${2:-/tmp/gpu-check}
 step_limit=${LING_GPU_CHECK_STEP_S:-240}  # seconds per step (a hung kernel costs one step, not the whole lease)
-e2e=0
+e2e=0 tests=1
 [ "${3:-}" = "--e2e" ] && e2e=1
+[ "${3:-}" = "--e2e-only" ] && e2e=1 tests=0
 mkdir -p "$out"
 root=$(cd "$(dirname "$0")/.." && pwd)
 export LING_MODELS_DIR=${LING_MODELS_DIR:-$root/models}
@@ -75,19 +77,28 @@ run_test test_engine_cuda test_engine_cuda_tma LING_CUDA_MLA_TMA=0 "${engine[@]}
 run_test test_engine_cuda test_engine_cuda_moe_fused LING_CUDA_MOE_FUSED=1 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_fold0 LING_CUDA_LIGHTNING_FOLD=0 "${engine[@]}"
 run_test test_engine_cuda test_engine_cuda_counters_f32router LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_norm_late LING_CUDA_NORM_LATE=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_router_head LING_CUDA_ROUTER_HEAD=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_state_early LING_CUDA_STATE_EARLY=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_gate_up_lean LING_CUDA_GATE_UP_LEAN=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_gate_up_l2 LING_CUDA_GATE_UP_L2=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_late LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_optins LING_CUDA_NORM_LATE=1 LING_CUDA_ROUTER_HEAD=1 LING_CUDA_STATE_EARLY=1 \
-  LING_CUDA_GATE_UP_LEAN=1 LING_CUDA_GATE_UP_L2=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1 "${engine[@]}"
-grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
-timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
-say "kernel rows rc=$?"
-grep -hE "^(copy.d2d|gemv.bf16 .* M=1 |moe.route|moe.gate_up_swiglu|moe.down_combine|mla.decode|lightning.decode)" \
-  "$out/kernels.txt" | tee -a "$out/summary.txt"
+# The opt-ins still to be timed: each alone is in CudaDecode.PlacementSwitchesEqualTheDefault (every run above);
+# here all engine tests with all of them on.
+optins="LING_CUDA_NORM_LATE=1 LING_CUDA_ROUTER_HEAD=1 LING_CUDA_STATE_EARLY=1 LING_CUDA_GATE_UP_LEAN=1"
+optins="$optins LING_CUDA_GATE_UP_L2=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1"
+if [ $tests = 1 ]; then
+  run_test test_kernels test_kernels
+  run_test test_engine_cuda test_engine_cuda "${engine[@]}"
+  run_test test_engine_cuda test_engine_cuda_pdl0 LING_CUDA_PDL=0 "${engine[@]}"
+  run_test test_engine_cuda test_engine_cuda_l2pf LING_CUDA_L2PF=1 "${engine[@]}"
+  run_test test_engine_cuda test_engine_cuda_tma LING_CUDA_MLA_TMA=0 "${engine[@]}"
+  run_test test_engine_cuda test_engine_cuda_moe_fused LING_CUDA_MOE_FUSED=1 "${engine[@]}"
+  run_test test_engine_cuda test_engine_cuda_fold0 LING_CUDA_LIGHTNING_FOLD=0 "${engine[@]}"
+  run_test test_engine_cuda test_engine_cuda_counters_f32router LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0 \
+    "${engine[@]}"
+  # shellcheck disable=SC2086 # several variables
+  run_test test_engine_cuda test_engine_cuda_optins $optins "${engine[@]}"
+  grep -h "^\[  FAILED  \]" "$out"/test_*.txt | sort -u | tee -a "$out/summary.txt"
+  timeout "$step_limit" "$bin/ling" --no-db bench --backend cuda --prefill 8192 --batch 1 > "$out/kernels.txt" 2>&1
+  say "kernel rows rc=$?"
+  grep -hE "^(copy.d2d|gemv.bf16 .* M=1 |moe.route|moe.gate_up_swiglu|moe.down_combine|mla.decode|lightning.decode)" \
+    "$out/kernels.txt" | tee -a "$out/summary.txt"
+fi
 if [ $e2e = 1 ]; then
   wait "$synth"
   say "synth $(tail -1 "$out/synth.txt")"
@@ -99,8 +110,7 @@ if [ $e2e = 1 ]; then
   done
   # the opt-ins still to be timed (README, switches): batch 1, alternating with the default, twice; the last
   # variant has them all on (~9 × 2 runs of ~15 s)
-  all="LING_CUDA_NORM_LATE=1 LING_CUDA_ROUTER_HEAD=1 LING_CUDA_STATE_EARLY=1 LING_CUDA_GATE_UP_LEAN=1"
-  all="$all LING_CUDA_GATE_UP_L2=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1"
+  all=$optins
   for rep in 1 2; do
     for var in LING_VARIANT=default $all "$all"; do
       tag=$(echo "$var" | tr ' =' '_-')
