@@ -25,8 +25,9 @@ constexpr int kGateVals = 8;  // output-gate values per thread held in registers
 
 // kFold: the qk and gate folds of LightningDecodeParams (each still switched by its pointers). kCluster (with the
 // gate fold): the CTAs of a group's heads form a thread-block cluster and exchange their heads' sums of squares
-// through distributed shared memory; each gates its own head (no counter, no read-back of o).
-template <bool kFold, bool kCluster = false>
+// through distributed shared memory; each gates its own head (no counter, no read-back of o). kStateEarly (with
+// kCluster): LightningDecodeParams::state_early.
+template <bool kFold, bool kCluster = false, bool kStateEarly = false>
 __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDecodeParams p, int64_t ldq, int64_t ldk,
                                                                int64_t ldv, int64_t ldo) {
   __shared__ float qs[D], ks[D];
@@ -124,7 +125,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     acc.y += qr * x.y;
     acc.z += qr * x.z;
     acc.w += qr * x.w;
-    if (kCluster && !p.state_early) s[i] = x;
+    if (kCluster && !kStateEarly) s[i] = x;
     else __stcs(reinterpret_cast<float4*>(S + row * D + c4), x);
   }
   if (p.late_trigger) pdl_trigger();  // q, k and v are in (the update used them)
@@ -158,7 +159,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
       const float o = (ov * inv) * wg_own;
       p.o[b * ldo + h * D + tid] = o * sigmoid(g_own);
     }
-    if (!p.state_early)
+    if constexpr (!kStateEarly)
 #pragma unroll
       for (int i = 0; i < 16; ++i) __stcs(reinterpret_cast<float4*>(S + (rg + 8 * i) * D + c4), s[i]);
     cluster_wait_acquire();
@@ -247,8 +248,9 @@ void launch_lightning_decode(const LightningDecodeParams& p, cudaStream_t stream
     LING_CHECK(ldo == w, "lightning decode: the output gate needs packed o rows (ldo = nh·128)");
   }
   if (cluster)
-    launch_pdl_cluster(lightning_decode_kernel<true, true>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream,
-                       unsigned(p.nh / p.groups), p, ldq, ldk, ldv, ldo);
+    launch_pdl_cluster(p.state_early ? lightning_decode_kernel<true, true, true> : lightning_decode_kernel<true, true>,
+                       dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, unsigned(p.nh / p.groups), p, ldq, ldk,
+                       ldv, ldo);
   else if (qk || gate)
     launch_pdl(lightning_decode_kernel<true>, dim3(unsigned(p.nh), unsigned(p.B)), 256, 0, stream, p, ldq, ldk, ldv,
                ldo);
