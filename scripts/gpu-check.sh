@@ -69,15 +69,7 @@ run_test() {
   say "$label rc=$? $(grep -hE '^\[  (PASSED|FAILED)  \]' "$out/$log.txt" | tr '\n' ' ')"
 }
 engine=(--gtest_filter='-*TensorParallel*:*Tp*')
-run_test test_kernels test_kernels
-run_test test_engine_cuda test_engine_cuda "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_pdl0 LING_CUDA_PDL=0 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_l2pf LING_CUDA_L2PF=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_tma LING_CUDA_MLA_TMA=0 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_moe_fused LING_CUDA_MOE_FUSED=1 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_fold0 LING_CUDA_LIGHTNING_FOLD=0 "${engine[@]}"
-run_test test_engine_cuda test_engine_cuda_counters_f32router LING_CUDA_FOLD_CLUSTER=0 LING_CUDA_ROUTER_BF16=0 "${engine[@]}"
-# The opt-ins still to be timed: each alone is in CudaDecode.PlacementSwitchesEqualTheDefault (every run above);
+# The opt-ins still to be timed: each alone is in CudaDecode.PlacementSwitchesEqualTheDefault (in every run);
 # here all engine tests with all of them on.
 optins="LING_CUDA_NORM_LATE=1 LING_CUDA_ROUTER_HEAD=1 LING_CUDA_STATE_EARLY=1 LING_CUDA_GATE_UP_LEAN=1"
 optins="$optins LING_CUDA_GATE_UP_L2=1 LING_CUDA_LIGHTNING_LATE=1 LING_CUDA_ROUTER_LATE=1"
