@@ -21,6 +21,7 @@
 # keeps a carried tree small) makes the fixtures in OUT_DIR/fixtures: weights from `ling synth --preset tiny` (the
 # fixture models' generator), then the goldens, configs and READMEs of DIR.
 # Each step runs under `timeout` (LING_GPU_CHECK_STEP_S, default 240 s; exit status 124 in its summary line).
+# LING_GPU_CHECK_MODEL=DIR runs step 3 on that model instead (e.g. the Ling-2.5 cut), without synthesising one.
 # Usage: scripts/gpu-check.sh BIN_DIR [OUT_DIR] [--e2e | --e2e-only]   (--e2e-only: step 3 alone, for a device call
 #        of its own; BIN_DIR holds the three binaries, e.g. from a copy of
 #        build/tools/ling/ling, build/tests/test_kernels, build/tests/test_engine_cuda)
@@ -52,11 +53,18 @@ if [ -n "${LING_FIXTURE_GOLDENS:-}" ]; then
   export LING_FIXTURES_DIR=$out/fixtures
 fi
 say "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1)"
-rm_dir=$out/ring-mini
+# LING_GPU_CHECK_MODEL=DIR: step 3 on that model folder (kept) instead of the synthesised Ring-mini-dims one
+rm_dir=${LING_GPU_CHECK_MODEL:-$out/ring-mini}
+model_name=$([ -n "${LING_GPU_CHECK_MODEL:-}" ] && basename "$rm_dir" || echo "Ring-mini dims")
 if [ $e2e = 1 ]; then
-  ( "$bin/ling" --no-db synth --preset "$root/configs/ring-mini-linear-2.0/config.json" --dtype bf16 --out "$rm_dir" \
-      > "$out/synth.txt" 2>&1; echo "rc=$?" >> "$out/synth.txt" ) &
-  synth=$!
+  if [ -n "${LING_GPU_CHECK_MODEL:-}" ]; then
+    echo "rc=0 (given: $rm_dir)" > "$out/synth.txt"
+    synth=
+  else
+    ( "$bin/ling" --no-db synth --preset "$root/configs/ring-mini-linear-2.0/config.json" --dtype bf16 --out "$rm_dir" \
+        > "$out/synth.txt" 2>&1; echo "rc=$?" >> "$out/synth.txt" ) &
+    synth=$!
+  fi
 fi
 # run_test NAME LOG [VAR=VALUE] [ARG...]: run $bin/NAME (with the variable set, when given) into $out/LOG.txt, one
 # summary line: "NAME (VAR=VALUE) rc=… [ PASSED ] … [ FAILED ] …".
@@ -92,12 +100,12 @@ if [ $tests = 1 ]; then
     "$out/kernels.txt" | tee -a "$out/summary.txt"
 fi
 if [ $e2e = 1 ]; then
-  wait "$synth"
+  [ -n "$synth" ] && wait "$synth"
   say "synth $(tail -1 "$out/synth.txt")"
   for pdl in 0 1; do
     LING_CUDA_PDL=$pdl LING_LOG=info timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 256 --batch 1,16 --steps 32 \
       > "$out/e2e_pdl$pdl.txt" 2>&1
-    say "Ring-mini dims decode, LING_CUDA_PDL=$pdl rc=$?"
+    say "$model_name decode, LING_CUDA_PDL=$pdl rc=$?"
     grep -hE "^(copy.d2d|engine.load|engine.decode)" "$out/e2e_pdl$pdl.txt" | tee -a "$out/summary.txt"
   done
   # the opt-ins still to be timed (README, switches): batch 1, alternating with the default, twice; the last
@@ -105,18 +113,18 @@ if [ $e2e = 1 ]; then
   all=$optins
   for rep in 1 2; do
     for var in LING_VARIANT=default $all "$all"; do
-      tag=$(echo "$var" | tr ' =' '_-')
+      tag=$([ "$var" = "$all" ] && echo all || echo "$var" | tr ' =' '_-')
       # shellcheck disable=SC2086 # a variant may set several variables
       env $var timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 64 --batch 1 \
         --steps 64 > "$out/e2e_$tag.$rep.txt" 2>&1
-      say "Ring-mini dims B 1, $var rc=$? $(grep -hE '^engine.decode' "$out/e2e_$tag.$rep.txt")"
+      say "$model_name B 1, $var rc=$? $(grep -hE '^engine.decode' "$out/e2e_$tag.$rep.txt")"
     done
   done
   # where the step goes, default and all opt-ins (a kernel timeline of 16 steps each; needs libling_ktrace.so in
   # BIN_DIR and the CUPTI library on the loader's path)
   if [ -f "$bin/libling_ktrace.so" ]; then
     for var in LING_VARIANT=default "$all"; do
-      tag=$(echo "$var" | tr ' =' '_-')
+      tag=$([ "$var" = "$all" ] && echo all || echo "$var" | tr ' =' '_-')
       # shellcheck disable=SC2086 # a variant may set several variables
       env $var CUDA_INJECTION64_PATH="$bin/libling_ktrace.so" LING_KTRACE_OUT="$out/trace_$tag.csv" \
         timeout "$step_limit" "$bin/ling" --no-db bench "$rm_dir" --backend cuda --prefill 64 --batch 1 --steps 16 \
@@ -126,6 +134,6 @@ if [ $e2e = 1 ]; then
       gzip -f "$out/trace_$tag.csv"
     done
   fi
-  rm -rf "$rm_dir"
+  [ -n "${LING_GPU_CHECK_MODEL:-}" ] || rm -rf "$rm_dir"
 fi
 say done
