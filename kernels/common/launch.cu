@@ -1,5 +1,5 @@
-// The process-wide switch of programmatic dependent launch (launch.h) and the once-per-device shared-memory
-// attribute of launch.cuh.
+// The process-wide switch of programmatic dependent launch (launch.h), the resident-CTA count per kernel and the
+// once-per-device shared-memory attribute of launch.cuh.
 #include <atomic>
 #include <mutex>
 #include <map>
@@ -21,6 +21,19 @@ int device_sm_count() {
   LING_CUDA_CHECK(cudaGetDevice(&dev));
   LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
   return sms;
+}
+
+long resident_ctas(const void* kernel, int threads) {
+  static std::mutex mu;
+  static std::map<std::pair<int, std::pair<const void*, int>>, long> known;
+  int dev = 0;
+  LING_CUDA_CHECK(cudaGetDevice(&dev));
+  const std::lock_guard<std::mutex> lock(mu);
+  const auto key = std::make_pair(dev, std::make_pair(kernel, threads));
+  if (auto it = known.find(key); it != known.end()) return it->second;
+  int per_sm = 0;
+  LING_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, threads, 0));
+  return known[key] = long(per_sm) * device_sm_count();
 }
 
 void set_max_dynamic_smem(const void* kernel, int bytes) {

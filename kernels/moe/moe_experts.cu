@@ -28,9 +28,6 @@
 namespace ling::kernels {
 namespace {
 
-// The per-row gate_up + SwiGLU (grid (⌈I/8⌉, n·k), 256 threads). kLean (bf16, MoeGateUpParams::lean, H ≤ 2,048):
-// both rows' dots of a step taken together on one load of x's 8 values, in one step (warp_dot2_one_lean: the same
-// sums), for a kernel held to 80 registers — three CTAs per SM instead of the two that 128 allow.
 // The slot of grid row y: with early_id ≥ 0 the y = 0..n−1 CTAs are the tokens' last slots (the shared expert, a
 // constant table entry), the others follow in slot order.
 __device__ __forceinline__ int64_t gate_up_slot(const MoeGateUpParams& p, int64_t y) {
@@ -58,6 +55,10 @@ __device__ __forceinline__ void gate_up_prefetch_later(const MoeGateUpParams& p,
   }
 }
 
+// The per-row gate_up + SwiGLU (grid (⌈I/8⌉, n·k), 256 threads). kLean (bf16, MoeGateUpParams::lean, H ≤ 2,048):
+// both rows' dots of a step taken together on one load of x's 8 values, in one step (warp_dot2_one_lean: the same
+// sums), for a kernel held to 80 registers — three CTAs per SM instead of the two that 128 allow. kL2:
+// gate_up_prefetch_later after the warp's own loads.
 template <typename T, bool kLean, bool kL2>
 __device__ __forceinline__ void gate_up_swiglu_rows(const MoeGateUpParams& p, const T* const* table,
                                                     int64_t l2_stride) {
@@ -351,9 +352,7 @@ void launch_moe_gate_up_swiglu(const MoeGateUpParams& p, cudaStream_t stream) {
   // l2_later (bf16): the stride of the later waves = the CTAs resident at once (0: none later, or off)
   const auto stride = [&](auto kernel) -> int64_t {
     if (!p.l2_later) return 0;
-    int per_sm = 0;
-    LING_CUDA_CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, 256, 0));
-    const int64_t resident = int64_t(per_sm) * device_sm_count();
+    const int64_t resident = resident_ctas(reinterpret_cast<const void*>(kernel), 256);
     return resident > 0 && resident < int64_t(grid.x) * grid.y ? resident : 0;
   };
   const auto go = [&](auto kernel, const auto* table) {

@@ -135,7 +135,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
   if (threadIdx.x == 0) last = atomicAdd(r.counter, 1u) == gridDim.x - 1;
   __syncthreads();
   if (!last) return;
-  if (r.late_trigger) pdl_trigger();  // the others have exited: the next kernel is let in now
+  if (r.late_trigger) pdl_trigger();  // the other CTAs exit without one: the next kernel comes in after this
   if (threadIdx.x == 0) *r.counter = 0;  // ready for the next launch
   __threadfence();
   if (M == 1) {  // one token (batch-1 decode): all 8 warps, short loops (route_block)

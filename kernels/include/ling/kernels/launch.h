@@ -11,5 +11,8 @@ bool programmatic_launch();
 
 // The current device's SM count (grids sized to the machine: persistent kernels, split-KV plans).
 int device_sm_count();
+// How many CTAs of `threads` threads (no dynamic shared memory) of kernel can be resident on the current device at
+// once (occupancy per SM × SMs), computed once per device and kernel.
+long resident_ctas(const void* kernel, int threads);
 
 }  // namespace ling::kernels
