@@ -111,7 +111,8 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
   if (ctx.store) {
     ctx.store->set_run_settings(ctx.run_id, nlohmann::json{{"backend", "cuda"}, {"device", r.device},
                                                             {"prefill", co.prefill_tokens}, {"batch", co.decode_batch},
-                                                            {"reps", co.reps}, {"copy_gbps", r.copy_gbps}}.dump());
+                                                            {"reps", co.reps}, {"copy_gbps", r.copy_gbps},
+                                                            {"switches", r.switches}}.dump());
     for (const auto& x : r.rows) {
       PerfRow row;
       row.run_id = ctx.run_id;
@@ -140,6 +141,7 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
     j["driver_version"] = r.driver_version;
     j["runtime_version"] = r.runtime_version;
     j["copy_gbps"] = r.copy_gbps;
+    j["switches"] = r.switches;
     j["rows"] = nlohmann::ordered_json::array();
     for (const auto& x : r.rows)
       j["rows"].push_back({{"op", x.op}, {"shape", x.shape}, {"T", x.T}, {"nh", x.nh}, {"batch", x.batch},
@@ -151,7 +153,8 @@ int run_bench_cuda(const BenchOptions& o, Context& ctx) {
     return 0;
   }
   std::cout << r.device << ", driver " << r.driver_version << ", runtime " << r.runtime_version
-            << "; ceiling: device-to-device copy " << f(r.copy_gbps, 0) << " GB/s (read + write)\n\n";
+            << "; ceiling: device-to-device copy " << f(r.copy_gbps, 0) << " GB/s (read + write)\n"
+            << "switches: " << (r.switches.empty() ? "the defaults" : r.switches) << "\n\n";
   Table t({"op", "shape", "ms (median)", "min..max", "MB", "GFLOP", "GB/s", "TFLOP/s", "% of copy"});
   for (const auto& x : r.rows)
     t.row({x.op, x.shape, f(x.ms, 4), f(x.ms_min, 4) + ".." + f(x.ms_max, 4), f(x.bytes / 1e6, 1),

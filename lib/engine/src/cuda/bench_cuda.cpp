@@ -2,6 +2,7 @@
 // figure is a ratio taken in the same run (performance.md §6). Host code only: launches go through the
 // ling_kernels launchers; random data comes from the device fill kernels (never zeros).
 #include "ling/engine/bench_cuda.h"
+#include "ling/engine/cuda_switches.h"
 
 #include <cuda_runtime_api.h>
 
@@ -421,6 +422,7 @@ CudaBenchReport run_cuda_bench(const CudaBenchOptions& o) {
                std::to_string(prop.minor);
   BENCH_CUDA(cudaDriverGetVersion(&rep.driver_version));
   BENCH_CUDA(cudaRuntimeGetVersion(&rep.runtime_version));
+  rep.switches = cuda_switches_changed(cuda_switches_from_env());
   DevBuf flush(kFlushBytes);
 
   CudaBenchRow copy = copy_ceiling(o, flush);

@@ -24,7 +24,7 @@ void CudaBackend::attn_gqa(int layer, const Buffer& x, const BatchPlan& plan, Bu
       DevF ws = scratch(cuda::decode_attention_workspace(1, nh, S, hd));
       cuda::OpScope ps(prof_, ".gqa.decode_attention");
       cuda::decode_attention(row, width, c.k.p, kvw, c.v.p, kvw, o.p + s.row0 * nh * hd, nh * hd, pos + s.row0, 1, S,
-                             nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_, gqa_wide_);
+                             nh, nkv, hd, hd, float(1.0 / std::sqrt(double(hd))), ws.p, stream_, sw_.gqa_wide);
       launched();
     }
     lin(o.p, n, nh * hd, L.dense, L.dense_bias, out.data);

@@ -21,14 +21,7 @@ CudaBackend::CudaBackend(const BackendOptions& o) : opt_(o) {
   LING_CUDA_CHECK(cudaStreamCreate(&stream_));
   // Decode-path kernels launch with programmatic dependent launch (kernels/launch.h), each scheduled while its
   // predecessor finishes (same results; on by default: measured faster end to end; LING_CUDA_PDL=0 turns it off).
-  kernels::set_programmatic_launch(cuda::env_flag("LING_CUDA_PDL", true));
-  // LING_CUDA_SYNC=1 (debugging): every launch is followed by a synchronisation, so an asynchronous fault is
-  // reported at the launch that caused it instead of at a later call.
-  sync_launches_ = cuda::env_flag("LING_CUDA_SYNC");
-  // LING_CUDA_L2PF=1: decode steps prefetch the weights of their next GEMVs into L2 on a side stream while the
-  // short kernels run (l2_prefetch_*; same results; off by default: measured ~1% faster at Ring-mini dims and
-  // 3% slower at Ling-2.5 dims, batch 1).
-  l2pf_ = cuda::env_flag("LING_CUDA_L2PF");
+  kernels::set_programmatic_launch(sw_.pdl);
   LING_CUBLAS_CHECK(cublasCreate(&blas_));
   LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
@@ -37,7 +30,7 @@ CudaBackend::CudaBackend(const BackendOptions& o) : opt_(o) {
   LING_CUBLAS_CHECK(cublasSetWorkspace(blas_, blas_ws_.get(), kBlasWorkspace));
   LING_CUDA_CHECK(cudaMallocHost(&stage_, kStageBytes));
   LING_CUDA_CHECK(cudaDeviceGetAttribute(&sms_, cudaDevAttrMultiProcessorCount, device_));
-  if (const char* e = std::getenv("LING_CUDA_PROFILE"); e && std::string(e) == "1") prof_.enable(stream_);
+  if (sw_.profile) prof_.enable(stream_);
 }
 
 CudaBackend::~CudaBackend() {
@@ -95,7 +88,7 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // One-token decode steps read each MoE router whose values are all bf16 values (bf16 checkpoints) from a bf16
   // copy: the same logits (the widening is exact), half the bytes (the roofline of `ling bench` counts them at 2
   // bytes). The fp32 copy stays for prefill. LING_CUDA_ROUTER_BF16=0: the fp32 copy only.
-  const bool router16 = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_ROUTER_BF16", true);
+  const bool router16 = bf16_ && c.num_experts > 0 && sw_.router_bf16;
   if (router16)
     for (const LayerWeights& L : w_->layers) f32_bytes += 2 * L.router.v.size();
   // cuBLASLt workspaces: the backend's, and with bf16 experts one per side stream of the MoE prefill; the
@@ -140,10 +133,10 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // bf16 models at the kernel's dims: bf16 latent rows and kernels/mla (LING_CUDA_MLA_PAGED=0: fp32 rows and
   // the two-GEMM absorbed form).
   mla_paged_ = bf16_ && mla_layers_ > 0 && c.kv_lora_rank == kernels::kMlaLatent &&
-               c.qk_rope_head_dim == kernels::kMlaRope && cuda::env_flag("LING_CUDA_MLA_PAGED", true);
+               c.qk_rope_head_dim == kernels::kMlaRope && sw_.mla_paged;
   // The paged decode reads each sequence's rows through its tensor map (kernels/mla TMA page loads;
   // LING_CUDA_MLA_TMA=0: cp.async).
-  mla_tma_ = mla_paged_ && cuda::env_flag("LING_CUDA_MLA_TMA", true);
+  mla_tma_ = mla_paged_ && sw_.mla_tma;
   // Per MoE layer, device tables of the routed experts' weight addresses (null: not held by this rank).
   expert_tables_.assign(c.num_hidden_layers, {});
   expert_tables_host_.assign(c.num_hidden_layers, {});
@@ -157,49 +150,15 @@ void CudaBackend::load(const ModelConfig& c, std::shared_ptr<const ModelWeights>
   // LING_CUDA_MOE_FUSED=1: one-token decode steps of bf16 MoE layers run router, experts and combine in one
   // launch (kernels/moe launch_moe_fused) where the shapes allow. Off by default: measured slower end to end
   // than the three launches (Ring-mini dims, H100; README, CUDA backend).
-  moe_fused_ = bf16_ && c.num_experts > 0 && cuda::env_flag("LING_CUDA_MOE_FUSED");
-  // Batch-1 Lightning decode steps fold q/k norm + RoPE and the output gate into the recurrence kernel
-  // (LING_CUDA_LIGHTNING_FOLD=0: three launches); its group counters stay zero between launches.
-  lightning_fold_ = cuda::env_flag("LING_CUDA_LIGHTNING_FOLD", true);
-  // The fold's output gate by a thread-block cluster of each group's heads (groups of at most 8 heads;
-  // LightningDecodeParams::cluster; LING_CUDA_FOLD_CLUSTER=0: each group's last CTA through the counters).
-  fold_cluster_ = cuda::env_flag("LING_CUDA_FOLD_CLUSTER", true);
-  // With the cluster: the state stored as each row is updated instead of after o is out (LightningDecodeParams::
-  // state_early; the same values).
-  state_early_ = cuda::env_flag("LING_CUDA_STATE_EARLY");
-  // Late programmatic triggers of two latency-bound decode kernels (scheduling only, the same values): the
-  // one-token Lightning recurrence lets the next kernel in after its update instead of at its start
-  // (LightningDecodeParams::late_trigger), the one-launch router once its routing CTA is known
-  // (MoeRouterParams::late_trigger) — so that the next kernel's early weight loads do not queue ahead of their
-  // dependent reads.
-  lightning_late_ = cuda::env_flag("LING_CUDA_LIGHTNING_LATE");
-  router_late_ = cuda::env_flag("LING_CUDA_ROUTER_LATE");
+  moe_fused_ = bf16_ && c.num_experts > 0 && sw_.moe_fused;
   fold_counters_ = dev_alloc(kFoldMaxGroups * sizeof(unsigned));
   LING_CUDA_CHECK(cudaMemset(fold_counters_.get(), 0, kFoldMaxGroups * sizeof(unsigned)));
-  // The three-launch path's gate_up runs the shared expert's CTAs first, loading before the wait
-  // (MoeGateUpParams::early_id; LING_CUDA_EARLY_SHARED=0: slot order, every CTA waits first).
-  early_shared_ = cuda::env_flag("LING_CUDA_EARLY_SHARED", true);
-  // One-token gate_up through the kernel held to three CTAs per SM (MoeGateUpParams::lean; the same sums).
-  gate_up_lean_ = cuda::env_flag("LING_CUDA_GATE_UP_LEAN");
-  // One-token gate_up: the first wave's CTAs request the later waves' rows into L2 (MoeGateUpParams::l2_later).
-  gate_up_l2_ = cuda::env_flag("LING_CUDA_GATE_UP_L2");
-  gemv_raw_ = cuda::env_flag("LING_CUDA_GEMV_RAW", true);  // GemvParams::raw_bf16
-  // LING_CUDA_NORM_LATE=1: the add + norm lets its successor in only after reading and reducing its row
-  // (launch_add_rms_norm's late_trigger), so that the successor's early weight loads queue behind those reads.
-  norm_late_trigger_ = cuda::env_flag("LING_CUDA_NORM_LATE");
   // LING_CUDA_ROUTER_HEAD=1: one-token steps run the post-attention add + norm inside the router kernel of MoE
   // layers (hidden ≤ 2,048), one launch fewer per layer; the same values (router_head_ok, settle_norms).
-  router_head_ = c.num_experts > 0 && c.hidden_size <= kernels::kMoeRouterHeadMaxH &&
-                 cuda::env_flag("LING_CUDA_ROUTER_HEAD");
+  router_head_ = c.num_experts > 0 && c.hidden_size <= kernels::kMoeRouterHeadMaxH && sw_.router_head;
   if (router_head_) d_save_ = dev_alloc(size_t(c.hidden_size) * sizeof(float));
-  // Softmax decode attention over 128-wide heads through the pass whose warps load all their keys at once
-  // (LING_CUDA_GQA_WIDE=0: the per-key pass).
-  gqa_wide_ = cuda::env_flag("LING_CUDA_GQA_WIDE", true);
-  // LING_CUDA_MOE_L2=1: the fused kernel also requests each CTA's routed gate_up rows into L2 once routed.
-  moe_l2_ = cuda::env_flag("LING_CUDA_MOE_L2");
-  // LING_CUDA_MOE_STAMPS=1 (diagnostics): the fused kernel records its phase times; the last step's are printed
-  // to stderr at exit (median over CTAs, per layer).
-  if (moe_fused_ && cuda::env_flag("LING_CUDA_MOE_STAMPS")) {
+  // LING_CUDA_MOE_STAMPS (diagnostics): the fused kernel's phase times, the last step's printed at exit.
+  if (moe_fused_ && sw_.moe_stamps) {
     moe_stamps_ = dev_alloc(size_t(c.num_hidden_layers) * size_t(sms_) * kernels::kMoeFusedStamps * 8);
     LING_CUDA_CHECK(cudaMemset(moe_stamps_.get(), 0, size_t(c.num_hidden_layers) * size_t(sms_) * kernels::kMoeFusedStamps * 8));
   }
@@ -541,7 +500,7 @@ void CudaBackend::lin(const float* x, int64_t M, int64_t K, const Mat& w, const 
     gp.x = x; gp.ldx = ldx ? ldx : K; gp.bias = bias.empty() ? nullptr : W(bias); gp.y = y; gp.M = M; gp.N = N; gp.K = K;
     if (is16) gp.w = static_cast<const uint16_t*>(wp);
     else gp.w_f32 = static_cast<const float*>(wp);
-    gp.raw_bf16 = gemv_raw_;
+    gp.raw_bf16 = sw_.gemv_raw;
     kernels::launch_gemv(gp, stream_);
     return;
   }

@@ -45,10 +45,10 @@
 #include "ling/core/error.h"
 #include "ling/core/log.h"
 #include "ling/engine/backend.h"
+#include "ling/engine/cuda_switches.h"
 #include "ling/ref/ops.h"
 
 #include "device_memory.h"
-#include "env_flag.h"
 #include "side_branch.h"
 
 namespace ling::cuda_impl {
@@ -196,7 +196,7 @@ class CudaBackend final : public Backend {
   // reported with the caller's line.
   void launched(std::source_location at = std::source_location::current()) {
     LING_CUDA_CHECK(cudaGetLastError());
-    if (!sync_launches_ || capturing_) return;
+    if (!sw_.sync || capturing_) return;
     const cudaError_t e = cudaStreamSynchronize(stream_);
     if (e != cudaSuccess)
       LING_THROW("CUDA error in the work launched before ", at.file_name(), ":", at.line(), " (", at.function_name(),
@@ -237,7 +237,7 @@ class CudaBackend final : public Backend {
   }
   // LING_CUDA_L2PF=1, decode steps of bf16 models: L2 prefetches on the side branch, each starting once the work
   // queued so far on the main stream is done (kernels/prefetch.h). None while profiling (eager, timed per op).
-  bool l2pf_on() const { return l2pf_ && step_ && bf16_ && !prof_.on(); }
+  bool l2pf_on() const { return sw_.l2pf && step_ && bf16_ && !prof_.on(); }
   void l2_prefetch(const kernels::L2PrefetchParams& p) {
     if (p.n == 0 && p.n_ids == 0) return;
     kernels::launch_l2_prefetch(p, side_.fork(stream_));
@@ -315,7 +315,7 @@ class CudaBackend final : public Backend {
                     const float* d_first = nullptr) {
     AddRmsNormParams p;
     p.h = h; p.d = d; p.w = W(w); p.y = y; p.rows = rows; p.dim = dim; p.eps = cfg_.rms_norm_eps;
-    kernels::launch_add_rms_norm(p, stream_, norm_late_trigger_, d_first);
+    kernels::launch_add_rms_norm(p, stream_, sw_.norm_late, d_first);
   }
 
   // The post-attention add + norm as the head of the one-token router kernel (LING_CUDA_ROUTER_HEAD=1;
@@ -348,6 +348,7 @@ class CudaBackend final : public Backend {
   void swiglu_mlp(const float* x, int64_t n, const Mat& gate_up, const Mat& down, float* y);
 
   BackendOptions opt_;
+  const CudaSwitches sw_ = cuda_switches_from_env();  // LING_CUDA_* (ling/engine/cuda_switches.h), read once
   int device_ = 0;
   bool bf16_ = false;
   std::unique_ptr<kernels::LtGemm> lt_;
@@ -355,14 +356,8 @@ class CudaBackend final : public Backend {
   std::shared_ptr<void> moe_sync_;        // launch_moe_fused's barrier counters (zero between launches)
   std::shared_ptr<void> moe_stamps_;      // LING_CUDA_MOE_STAMPS: [layers][SMs][kMoeFusedStamps] globaltimer
   void print_moe_stamps() const;
-  bool moe_fused_ = false, moe_l2_ = false, early_shared_ = true, gate_up_lean_ = false;
-  bool gate_up_l2_ = false;
-  bool gemv_raw_ = true, gqa_wide_ = true, norm_late_trigger_ = false;
+  bool moe_fused_ = false;
   static constexpr int64_t kFoldMaxGroups = 64;
-  bool lightning_fold_ = true, fold_cluster_ = true;
-  bool state_early_ = false;     // LING_CUDA_STATE_EARLY
-  bool lightning_late_ = false;  // LING_CUDA_LIGHTNING_LATE
-  bool router_late_ = false;     // LING_CUDA_ROUTER_LATE
   std::shared_ptr<void> fold_counters_;  // the folded output gate's per-group counters (B = 1 per launch)
   std::unordered_map<const float*, std::shared_ptr<void>> dev16_;  // bf16 projection weights
   std::shared_ptr<void> xbf_;
@@ -408,8 +403,6 @@ class CudaBackend final : public Backend {
   StepArena arena_;
   cuda::OpProfile prof_;
   bool step_ = false, capturing_ = false;
-  bool sync_launches_ = false;  // LING_CUDA_SYNC
-  bool l2pf_ = false;           // LING_CUDA_L2PF
   static constexpr size_t kL2PrefetchBudget = size_t(16) << 20;  // bytes prefetched ahead at most per fork
   cuda::SideBranch side_;       // the L2 prefetches' stream
   int sms_ = 0;                                 // multiprocessors of the device

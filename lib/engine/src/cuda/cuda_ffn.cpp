@@ -57,7 +57,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
       f.down = reinterpret_cast<const uint16_t* const*>(tab + E + 1);
       f.act = act.p, f.out = out.data, f.I = I, f.accumulate = shared && !shared_slot;
       f.sync = static_cast<unsigned*>(moe_sync_.get());
-      f.l2_gate_up = moe_l2_;
+      f.l2_gate_up = sw_.moe_l2;
       if (moe_stamps_)
         f.stamps = static_cast<unsigned long long*>(moe_stamps_.get()) + size_t(layer) * sms_ * kernels::kMoeFusedStamps;
       kernels::launch_moe_fused(f, stream_);
@@ -82,7 +82,7 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
         if (router16_[size_t(layer)]) r.w16 = static_cast<const uint16_t*>(router16_[size_t(layer)].get());
         else r.w = W(L.router);
         r.counter = static_cast<unsigned*>(router_counter_.get());
-        r.late_trigger = router_late_;
+        r.late_trigger = sw_.router_late;
         if (head.h) {  // x is written by the router (CTA 0); h keeps d missing until the next add_norm
           r.x = nullptr;
           r.head.h = head.h, r.head.d = head.d, r.head.w = W(*head.w), r.head.x_out = x.data;
@@ -103,9 +103,9 @@ void CudaBackend::moe_ffn(int layer, const Buffer& x, Buffer& out, MoeTrace* tra
       gp.x = x.data; gp.ids = dids; gp.act = act.p; gp.n = n; gp.k = slots; gp.H = H; gp.I = I;
       gp.plan = dplan;
       // the shared expert's slot: a constant table entry, its CTAs first with their loads before the wait
-      if (early_shared_ && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
+      if (sw_.early_shared && shared_slot && !dplan && slots >= 2) gp.early_id = int32_t(E);
       gp.table_entries = E + 1;  // the routed experts and the shared one
-      gp.lean = gate_up_lean_, gp.l2_later = gate_up_l2_;
+      gp.lean = sw_.gate_up_lean, gp.l2_later = sw_.gate_up_l2;
       if (bf16_) gp.gate_up = reinterpret_cast<const uint16_t* const*>(tab);
       else gp.gate_up_f32 = reinterpret_cast<const float* const*>(tab);
       kernels::launch_moe_gate_up_swiglu(gp, stream_);

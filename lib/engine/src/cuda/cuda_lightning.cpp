@@ -52,7 +52,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
   if (one_gemv) {
     cuda::OpScope ps(prof_, prof_.on() ? cat(".lin M", n, " N", ld, " K", H, " bf16 (qkv + g)") : std::string());
     kernels::GemvParams gp;
-    gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = gemv_raw_;
+    gp.x = x.data; gp.w = wqkvg; gp.y = qkv.p; gp.M = n; gp.N = ld; gp.K = H; gp.raw_bf16 = sw_.gemv_raw;
     kernels::launch_gemv(gp, stream_);
     l2_prefetch_rest_of_layer(layer);
   } else {
@@ -62,7 +62,7 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
   // kernel (LightningDecodeParams folds; LING_CUDA_LIGHTNING_FOLD=0: separate launches). Only for one sequence:
   // the fold launches once per sequence, and at B 16 (Ring-mini dims, H100) that step took 6.18 ms against
   // 5.26 ms with the batched separate kernels.
-  const bool fold = step_ && n == 1 && one_gemv && hd == kernels::kLightningHeadDim && lightning_fold_ &&
+  const bool fold = step_ && n == 1 && one_gemv && hd == kernels::kLightningHeadDim && sw_.lightning_fold &&
                     cfg_.group_norm_size <= kFoldMaxGroups && nh % cfg_.group_norm_size == 0;
   if (!fold) qk_norm_rope(L, qkv.p, n, ld, nh, nh, pos);
   for (const SeqSlice& s : plan.seqs) {
@@ -80,9 +80,9 @@ void CudaBackend::lightning_block(int layer, const Buffer& x, const BatchPlan& p
         p.rope_dim = cfg_.rope_dim(); p.qk_eps = cfg_.rms_norm_eps; p.rope_factor = freqs_.attention_factor;
         p.gate_w = W(L.g_norm); p.gate = q + width; p.ld_gate = ld; p.groups = cfg_.group_norm_size;
         p.gate_eps = cfg_.rms_norm_eps; p.counters = static_cast<unsigned*>(fold_counters_.get());
-        p.cluster = fold_cluster_, p.state_early = state_early_;
+        p.cluster = sw_.fold_cluster, p.state_early = sw_.state_early;
       }
-      p.late_trigger = lightning_late_;
+      p.late_trigger = sw_.lightning_late;
       kernels::launch_lightning_decode(p, stream_);
       continue;
     }

@@ -64,6 +64,7 @@ struct CudaBenchReport {
   int sms = 0;
   int driver_version = 0, runtime_version = 0;
   double copy_gbps = 0;    // the ceiling
+  std::string switches;    // the CUDA backend's switches set away from their defaults (cuda_switches.h), "" if none
   std::vector<CudaBenchRow> rows;
 };
 
