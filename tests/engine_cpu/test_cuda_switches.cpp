@@ -6,11 +6,13 @@
 #include <cstdlib>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <regex>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include "common/scoped_env.h"
 #include "ling/engine/cuda_switches.h"
 
 namespace ling::test {
@@ -48,25 +50,6 @@ std::map<std::string, bool> readme_switches() {
   return out;
 }
 
-// Sets a variable for one scope and restores it after.
-class ScopedVar {
- public:
-  ScopedVar(const char* name, const char* value) : name_(name) {
-    if (const char* old = std::getenv(name)) had_ = true, old_ = old;
-    if (value) setenv(name, value, 1);
-    else unsetenv(name);
-  }
-  ~ScopedVar() {
-    if (had_) setenv(name_, old_.c_str(), 1);
-    else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
-
 TEST(CudaSwitches, ReadmeTableMatchesTheList) {
   const std::map<std::string, bool> readme = readme_switches();
   const CudaSwitches defaults;
@@ -86,10 +69,10 @@ TEST(CudaSwitches, ReadmeTableMatchesTheList) {
 
 TEST(CudaSwitches, EnvironmentAndChangedLine) {
   // Clear every switch, then set three: one on by default turned off, one off turned on, one set empty.
-  std::vector<std::unique_ptr<ScopedVar>> clear;
-  for (const CudaSwitch& w : cuda_switch_table()) clear.push_back(std::make_unique<ScopedVar>(w.env, nullptr));
+  std::vector<std::unique_ptr<ScopedEnv>> clear;
+  for (const CudaSwitch& w : cuda_switch_table()) clear.push_back(std::make_unique<ScopedEnv>(w.env, nullptr));
   EXPECT_EQ(cuda_switches_changed(cuda_switches_from_env()), "");
-  ScopedVar pdl("LING_CUDA_PDL", "0"), lean("LING_CUDA_GATE_UP_LEAN", "yes"), wide("LING_CUDA_GQA_WIDE", "");
+  ScopedEnv pdl("LING_CUDA_PDL", "0"), lean("LING_CUDA_GATE_UP_LEAN", "yes"), wide("LING_CUDA_GQA_WIDE", "");
   const CudaSwitches s = cuda_switches_from_env();
   EXPECT_FALSE(s.pdl);
   EXPECT_TRUE(s.gate_up_lean);

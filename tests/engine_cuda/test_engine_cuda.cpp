@@ -18,6 +18,7 @@
 #include <string>
 
 #include "common/compare.h"
+#include "common/scoped_env.h"
 #include "common/golden_io.h"
 #include "ling/core/dtype.h"
 #include "ling/core/error.h"
@@ -60,26 +61,6 @@ std::unique_ptr<Engine> cuda_engine(const std::string& dir, const BackendOptions
   auto w = std::make_shared<const ModelWeights>(load_weights(cfg, ck));
   return std::make_unique<Engine>(std::move(cfg), std::move(w), make_cuda_backend(bo));
 }
-
-// An environment variable set for a scope, then restored (the GPU checks run whole suites with switches on).
-class ScopedEnv {
- public:
-  ScopedEnv(const char* name, const char* value) : name_(name) {
-    const char* old = std::getenv(name);
-    had_ = old != nullptr;
-    if (had_) old_ = old;
-    setenv(name, value, 1);
-  }
-  ~ScopedEnv() {
-    if (had_) setenv(name_, old_.c_str(), 1);
-    else unsetenv(name_);
-  }
-
- private:
-  const char* name_;
-  bool had_ = false;
-  std::string old_;
-};
 
 class CudaGolden : public ::testing::TestWithParam<std::string> {};
 
