@@ -22,6 +22,7 @@ CudaBackend::CudaBackend(const BackendOptions& o) : opt_(o) {
   // Decode-path kernels launch with programmatic dependent launch (kernels/launch.h), each scheduled while its
   // predecessor finishes (same results; on by default: measured faster end to end; LING_CUDA_PDL=0 turns it off).
   kernels::set_programmatic_launch(sw_.pdl);
+  if (const std::string changed = cuda_switches_changed(sw_); !changed.empty()) log_info("cuda: switches ", changed);
   LING_CUBLAS_CHECK(cublasCreate(&blas_));
   LING_CUBLAS_CHECK(cublasSetStream(blas_, stream_));
   LING_CUBLAS_CHECK(cublasSetMathMode(blas_, CUBLAS_DEFAULT_MATH));  // no TF32 tensor ops
