@@ -69,8 +69,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     }
     const float* w = is_q ? p.q_norm : p.k_norm;
     const float w_e = w ? w[e] : 0.0f;  // constant: before the wait
-    if (p.late_trigger) pdl_wait();
-    else pdl_enter();
+    pdl_enter_or_wait(p.late_trigger);
     float x = is_q ? p.q[b * ldq + h * D + e] : p.k[b * ldk + h * D + e];
     v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (gate_regs) {
@@ -100,8 +99,7 @@ __global__ void __launch_bounds__(256) lightning_decode_kernel(const LightningDe
     __syncthreads();  // every rotation read its pair before any is written
     buf[e] = x;
   } else {
-    if (p.late_trigger) pdl_wait();
-    else pdl_enter();
+    pdl_enter_or_wait(p.late_trigger);
     v = *reinterpret_cast<const float4*>(p.v + b * ldv + h * D + c4);
     if (tid < D) {
       qs[tid] = p.q[b * ldq + h * D + tid];

@@ -62,8 +62,7 @@ __device__ __forceinline__ float head_row_dot(const MoeRouterParams& r, const T*
   const int64_t K = r.H, i = int64_t(tid) * 8;
   float f[8], g[8];
   if (i < K) load8(wr + i, f), load8(hd.w + i, g);  // constants, before the wait
-  if (r.late_trigger) pdl_wait();
-  else pdl_enter();
+  pdl_enter_or_wait(r.late_trigger);
   float v[8];
   double p[2] = {0.0, 0.0};
   if (i < K) {
@@ -124,10 +123,7 @@ __global__ void __launch_bounds__(32 * kRouterWarps) k_moe_router(MoeRouterParam
     v = head_row_dot<T>(r, router_weights<T>(r) + e * K, red, red_d);
   } else {
     const bool late = r.late_trigger;
-    v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [late] {
-      if (late) pdl_wait();
-      else pdl_enter();
-    });
+    v = block_row_dot<MT>(r.x, ldx, router_weights<T>(r) + e * K, M, K, red, [late] { pdl_enter_or_wait(late); });
   }
   if (threadIdx.x < M) r.logits[threadIdx.x * r.route.E + e] = v + 0.0f;  // + 0: the GEMV's (absent) bias
   __threadfence();  // this CTA's logits are visible device-wide before it is counted

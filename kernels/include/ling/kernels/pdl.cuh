@@ -22,6 +22,13 @@ __device__ __forceinline__ void pdl_enter() {
   asm volatile("griddepcontrol.launch_dependents;\ngriddepcontrol.wait;\n" ::: "memory");
 }
 
+// pdl_enter(), or with late_trigger only the wait: the caller then calls pdl_trigger() itself, once its dependent
+// reads are back, so that the next kernel's early loads do not queue ahead of them.
+__device__ __forceinline__ void pdl_enter_or_wait(bool late_trigger) {
+  if (late_trigger) pdl_wait();
+  else pdl_enter();
+}
+
 // kernel<<<grid, block, smem, stream>>>(args...) with the PDL attribute when programmatic_launch() is on, and with
 // thread-block clusters of cluster_x CTAs along x when cluster_x > 0 (grid.x a multiple of it).
 template <typename... KArgs, typename... Args>
